@@ -1,0 +1,89 @@
+"""Pages: login, elder search, elder profile. Routes parse, call one service, render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from callcenter.audit import service as audit_service
+from callcenter.auth import service as auth_service
+from callcenter.auth.api import sign_in
+from callcenter.auth.models import ROLES
+from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep, client_ip, csrf_token_for
+from callcenter.elders import presenter
+from callcenter.elders import service as elders_service
+from callcenter.errors import DomainError
+from callcenter.timeutil import today_in
+
+HERE = Path(__file__).parent
+STATIC_DIR = HERE / "static"
+templates = Jinja2Templates(directory=HERE / "templates")
+templates.env.globals["ROLES"] = ROLES
+router = APIRouter(include_in_schema=False)
+
+
+def render(request: Request, name: str, context: dict, status_code: int = 200) -> HTMLResponse:
+    context = {"csrf_token": csrf_token_for(request)} | context
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def render_error(request: Request, status_code: int, message: str) -> HTMLResponse:
+    return render(request, "error.html", {"message": message, "status_code": status_code, "user": None}, status_code)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths: a login link must not bounce the agent to another site."""
+    if not target or urlparse(target).netloc or not target.startswith("/") or target.startswith("//"):
+        return "/elders"
+    return target
+
+
+@router.get("/")
+def home():
+    return RedirectResponse("/elders", status_code=303)
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/elders"):
+    return render(request, "login.html", {"next": _safe_next(next), "error": None, "username": "", "user": None})
+
+
+@router.post("/login")
+def login_submit(request: Request, session: DbSession, services: ServicesDep,
+                 username: str = Form(""), password: str = Form(""), next: str = Form("/elders")):
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    try:
+        sign_in(request=request, response=response, session=session, services=services, username=username, password=password)
+    except DomainError as exc:
+        status = 429 if isinstance(exc, auth_service.TooManyAttempts) else 401
+        return render(request, "login.html", {"next": _safe_next(next), "error": exc.message, "username": username, "user": None}, status)
+    return response
+
+
+@router.post("/logout")
+def logout_submit():
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@router.get("/elders")
+def elders_page(request: Request, session: DbSession, services: ServicesDep, user: AgentUser, q: str = "", page: int = 1):
+    result = elders_service.search(session=session, q=q, sealer=services.sealer, page=max(page, 1), page_size=20)
+    today = today_in(services.settings.tz)
+    rows = [presenter.summary(elder, today=today) for elder in result.items]
+    pages = max(1, (result.total + result.page_size - 1) // result.page_size)
+    return render(request, "elders.html", {"user": user, "q": q, "rows": rows, "total": result.total, "page": result.page, "pages": pages})
+
+
+@router.get("/elders/{elder_id}")
+def elder_page(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
+    audit_service.record(session=session, actor=user, action="view", elder_id=elder.id, ip=client_ip(request))
+    profile = presenter.profile(session=session, elder=elder, today=today_in(services.settings.tz),
+                                reveal_id=auth_service.has_role(user, "admin"), sealer=services.sealer)
+    return render(request, "elder.html", {"user": user, "elder": profile})

@@ -1,0 +1,1 @@
+"""12349 elderly-care hotline backend: application core."""

@@ -1,0 +1,23 @@
+"""Writing the audit log. The caller's transaction carries the row, so the view or change and its
+audit entry are committed together or not at all."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from callcenter.audit.models import AuditLog
+from callcenter.auth.models import User
+
+
+def record(
+    *, session: Session, actor: User, action: str, elder_id: int | None = None, detail: dict | None = None, ip: str | None = None
+) -> AuditLog:
+    """Write one audit row: `actor` did `action` (view, create, update, …) to `elder_id`."""
+    entry = AuditLog(user_id=actor.id, username=actor.username, action=action, elder_id=elder_id, detail=detail or {}, ip=ip)
+    session.add(entry)
+    return entry
+
+
+def for_elder(*, session: Session, elder_id: int, limit: int = 100) -> list[AuditLog]:
+    query = select(AuditLog).where(AuditLog.elder_id == elder_id).order_by(AuditLog.id.desc()).limit(limit)
+    return list(session.exec(query))

@@ -1,0 +1,109 @@
+"""HTTP API for signing in and for managing accounts (supervisors manage agents; only admins
+create or change supervisors and admins)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+
+from callcenter.auth import service as auth_service
+from callcenter.auth.models import ROLES, User
+from callcenter.deps import SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, client_ip
+from callcenter.errors import PermissionDenied
+
+router = APIRouter(tags=["auth"])
+
+
+class LoginIn(BaseModel):
+    username: str
+    password: str
+
+
+class UserIn(BaseModel):
+    username: str
+    role: str
+    password: str
+    display_name: str = ""
+    sip_extension: str | None = None
+
+
+class UserUpdate(BaseModel):
+    role: str | None = None
+    display_name: str | None = None
+    sip_extension: str | None = None
+    active: bool | None = None
+    password: str | None = Field(default=None, min_length=1)
+
+
+def user_dict(user: User) -> dict:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "display_name": user.display_name,
+        "role": user.role,
+        "role_label": ROLES.get(user.role, user.role),
+        "sip_extension": user.sip_extension,
+        "active": user.active,
+    }
+
+
+def sign_in(*, request: Request, response: Response, session, services, username: str, password: str) -> User:
+    """Check the throttle and the password, set the session cookie. Shared by the JSON API and
+    the login page."""
+    ip = client_ip(request)
+    services.throttle.check(username, ip)
+    user = auth_service.authenticate(session=session, username=username, password=password)
+    if user is None:
+        services.throttle.record_failure(username, ip)
+        raise auth_service.BadCredentials()
+    services.throttle.reset(username)
+    response.set_cookie(
+        SESSION_COOKIE, services.sessions.issue(user), max_age=services.settings.session_max_age_seconds,
+        httponly=True, samesite="lax", secure=services.settings.cookie_secure, path="/",
+    )
+    return user
+
+
+@router.post("/api/auth/login")
+def login(body: LoginIn, request: Request, response: Response, session: DbSession, services: ServicesDep):
+    user = sign_in(request=request, response=response, session=session, services=services,
+                   username=body.username, password=body.password)
+    return user_dict(user)
+
+
+@router.post("/api/auth/logout", status_code=204)
+def logout(response: Response):
+    response.delete_cookie(SESSION_COOKIE, path="/")
+
+
+@router.get("/api/auth/me")
+def me(user: CurrentUser):
+    return user_dict(user)
+
+
+@router.get("/api/users")
+def list_users(session: DbSession, user: SupervisorUser):
+    return [user_dict(u) for u in auth_service.list_users(session=session)]
+
+
+def _may_manage(actor: User, role: str) -> None:
+    if role != "agent" and not auth_service.has_role(actor, "admin"):
+        raise PermissionDenied("只有管理员可以管理班长和管理员账号")
+
+
+@router.post("/api/users", status_code=201)
+def create_user(body: UserIn, session: DbSession, user: SupervisorUser):
+    _may_manage(user, body.role)
+    created = auth_service.create_user(session=session, username=body.username, role=body.role, password=body.password,
+                                       display_name=body.display_name, sip_extension=body.sip_extension)
+    return user_dict(created)
+
+
+@router.patch("/api/users/{user_id}")
+def update_user(user_id: int, body: UserUpdate, session: DbSession, user: SupervisorUser):
+    target = auth_service.get_user_or_raise(session=session, user_id=user_id)
+    _may_manage(user, target.role)
+    changes = body.model_dump(exclude_unset=True)
+    if "role" in changes:
+        _may_manage(user, changes["role"])
+    return user_dict(auth_service.update_user(session=session, user_id=user_id, changes=changes))

@@ -1,0 +1,27 @@
+"""User accounts of the hotline centre."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, DateTime
+from sqlmodel import Field, SQLModel
+
+from callcenter.timeutil import utcnow
+
+ROLES = {"agent": "坐席", "supervisor": "班长", "admin": "管理员"}
+ROLE_RANK = {"agent": 1, "supervisor": 2, "admin": 3}
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    display_name: str = Field(default="", max_length=64)
+    role: str = Field(max_length=16)
+    password_hash: str = Field(max_length=255)
+    sip_extension: str | None = Field(default=None, max_length=32, unique=True)
+    active: bool = Field(default=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    last_login_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -1,0 +1,165 @@
+"""Accounts, passwords (argon2), login throttling and signed session cookies."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from sqlmodel import Session, select
+
+from callcenter.auth.models import ROLE_RANK, ROLES, User
+from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound
+from callcenter.timeutil import utcnow
+
+_hasher = PasswordHasher()
+_DUMMY_HASH = _hasher.hash("timing-equaliser")
+MIN_PASSWORD_LENGTH = 8
+
+
+class TooManyAttempts(DomainError):
+    def __init__(self, retry_after: int):
+        minutes = max(1, (retry_after + 59) // 60)
+        super().__init__(f"登录失败次数过多，请 {minutes} 分钟后再试")
+        self.retry_after = retry_after
+
+
+class BadCredentials(DomainError):
+    def __init__(self):
+        super().__init__("用户名或密码错误")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def has_role(user: User, role: str) -> bool:
+    """True when `user` has `role` or a higher one (agent < supervisor < admin)."""
+    return ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
+
+
+def create_user(
+    *, session: Session, username: str, role: str, password: str, display_name: str = "", sip_extension: str | None = None
+) -> User:
+    errors = []
+    username = username.strip()
+    if not username or len(username) > 64:
+        errors.append(("username", "用户名须为 1 到 64 个字符"))
+    if role not in ROLES:
+        errors.append(("role", f"角色无效：{role}（可选：{', '.join(ROLES)}）"))
+    if len(password) < MIN_PASSWORD_LENGTH:
+        errors.append(("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位"))
+    if errors:
+        raise FieldErrors(errors)
+    if session.exec(select(User).where(User.username == username)).first():
+        raise Conflict(f"用户名已存在：{username}")
+    if sip_extension and session.exec(select(User).where(User.sip_extension == sip_extension)).first():
+        raise Conflict(f"分机号已被占用：{sip_extension}")
+    user = User(username=username, role=role, password_hash=hash_password(password), display_name=display_name or username,
+                sip_extension=sip_extension or None)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def update_user(*, session: Session, user_id: int, changes: dict) -> User:
+    """Change role, display name, extension, active flag or password (keys present only)."""
+    user = get_user_or_raise(session=session, user_id=user_id)
+    if "role" in changes and changes["role"] not in ROLES:
+        raise FieldErrors.single("role", f"角色无效：{changes['role']}")
+    if "password" in changes:
+        if len(changes["password"]) < MIN_PASSWORD_LENGTH:
+            raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
+        user.password_hash = hash_password(changes.pop("password"))
+    for name in ("role", "display_name", "sip_extension", "active"):
+        if name in changes:
+            setattr(user, name, changes[name])
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user_or_raise(*, session: Session, user_id: int) -> User:
+    user = session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"用户 {user_id} 不存在")
+    return user
+
+
+def list_users(*, session: Session) -> list[User]:
+    return list(session.exec(select(User).order_by(User.role, User.username)))
+
+
+def authenticate(*, session: Session, username: str, password: str) -> User | None:
+    """The active user with this password, or None. Takes the same time for unknown users."""
+    user = session.exec(select(User).where(User.username == username.strip())).first()
+    try:
+        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or not user.active:
+        return None
+    user.last_login_at = utcnow()
+    if _hasher.check_needs_rehash(user.password_hash):
+        user.password_hash = hash_password(password)
+    session.add(user)
+    return user
+
+
+class LoginThrottle:
+    """Counts failed logins per user name and per client address in Redis (shared by every web
+    process); past the limit, logins are refused until the window has passed."""
+
+    def __init__(self, redis, *, max_failures: int, window_seconds: int):
+        self.redis = redis
+        self.max_failures = max_failures
+        self.window = window_seconds
+
+    def _keys(self, username: str, ip: str) -> list[str]:
+        return [f"login:fail:user:{username.strip().lower()}", f"login:fail:ip:{ip}"]
+
+    def check(self, username: str, ip: str) -> None:
+        user_key, ip_key = self._keys(username, ip)
+        counts = self.redis.mget([user_key, ip_key])
+        user_failures, ip_failures = (int(c or 0) for c in counts)
+        if user_failures >= self.max_failures or ip_failures >= self.max_failures * 4:
+            key = user_key if user_failures >= self.max_failures else ip_key
+            raise TooManyAttempts(retry_after=max(self.redis.ttl(key), 1))
+
+    def record_failure(self, username: str, ip: str) -> None:
+        pipe = self.redis.pipeline()
+        for key in self._keys(username, ip):
+            pipe.set(key, 0, ex=self.window, nx=True)  # the window starts at the first failure
+            pipe.incr(key)
+        pipe.execute()
+
+    def reset(self, username: str) -> None:
+        self.redis.delete(self._keys(username, "")[0])
+
+
+class SessionCodec:
+    """The session cookie: user id and a fingerprint of the password hash (so changing the
+    password ends every session), signed and time-limited."""
+
+    def __init__(self, secret: bytes, max_age: int):
+        self.serializer = URLSafeTimedSerializer(secret, salt="hotline-session")
+        self.max_age = max_age
+        self.secret = secret
+
+    def fingerprint(self, user: User) -> str:
+        return hmac.new(self.secret, user.password_hash.encode(), hashlib.sha256).hexdigest()[:16]
+
+    def issue(self, user: User) -> str:
+        return self.serializer.dumps({"uid": user.id, "fp": self.fingerprint(user)})
+
+    def read(self, token: str, session: Session) -> User | None:
+        try:
+            payload = self.serializer.loads(token, max_age=self.max_age)
+        except (BadSignature, SignatureExpired):
+            return None
+        user = session.get(User, payload.get("uid"))
+        if user is None or not user.active or not hmac.compare_digest(payload.get("fp", ""), self.fingerprint(user)):
+            return None
+        return user

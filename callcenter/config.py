@@ -1,0 +1,73 @@
+"""Settings from the environment and `.env`, with embedded defaults under `./data/`.
+
+Nothing here is logged: `Settings.__repr__` hides the secret, and the secret key file is
+created with mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import cached_property
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="where the embedded defaults live")
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret_key: SecretStr | None = None
+
+    ami_host: str | None = None
+    ami_port: int = 5038
+    ami_user: str | None = None
+    ami_secret: SecretStr | None = None
+
+    city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
+    timezone: str = "Asia/Shanghai"
+
+    session_max_age_seconds: int = 12 * 3600
+    cookie_secure: bool = False
+    login_max_failures: int = 5
+    login_lockout_seconds: int = 15 * 60
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'hotline.sqlite3').resolve()}"
+
+    @cached_property
+    def secret(self) -> bytes:
+        """The secret key: from SECRET_KEY, else generated once into data/secret_key."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        return _read_or_create_secret(self.data_dir / "secret_key")
+
+
+def _read_or_create_secret(path: Path) -> bytes:
+    if path.exists():
+        return path.read_bytes().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race
+        return path.read_bytes().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_bytes().strip()
+
+
+def get_settings() -> Settings:
+    return Settings()

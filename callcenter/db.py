@@ -1,0 +1,61 @@
+"""Database engine and sessions.
+
+Web requests get a session from `deps.get_session`; jobs, the bridge and the CLI open their own
+with `session_scope()`. The caller owns the transaction: service functions flush, never commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, create_engine
+
+from callcenter.config import Settings
+
+
+def make_engine(url: str) -> Engine:
+    """Create the engine; SQLite gets WAL, enforced foreign keys and an index-friendly LIKE."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    # Prefix searches (`LIKE 'zdy%'`) can use an ordinary index only when LIKE is case-sensitive.
+    cursor.execute("PRAGMA case_sensitive_like=ON")
+    cursor.close()
+
+
+class Database:
+    """One engine per process, built from the settings."""
+
+    def __init__(self, settings: Settings):
+        self.url = settings.effective_database_url
+        self.engine = make_engine(self.url)
+
+    @contextmanager
+    def session_scope(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on any exception."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def ping(self) -> bool:
+        from sqlalchemy import text
+
+        with self.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True

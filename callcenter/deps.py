@@ -1,0 +1,121 @@
+"""FastAPI dependencies shared by every router: the database session, the signed-in user, roles,
+CSRF. Routers elsewhere (agent_ui, workorders) import these; nothing here imports them."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlmodel import Session
+
+from callcenter.auth import service as auth_service
+from callcenter.auth.models import User
+from callcenter.config import Settings
+from callcenter.crypto import Sealer
+from callcenter.db import Database
+from callcenter.errors import DomainError, PermissionDenied
+
+SESSION_COOKIE = "cc_session"
+CSRF_COOKIE = "cc_csrf"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+UNSAFE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+@dataclass
+class Services:
+    """What one process builds once at start-up and every request shares."""
+
+    settings: Settings
+    db: Database
+    redis: object
+    sealer: Sealer
+    sessions: auth_service.SessionCodec
+    throttle: auth_service.LoginThrottle
+
+
+class NotAuthenticated(DomainError):
+    def __init__(self):
+        super().__init__("未登录或登录已过期，请重新登录")
+
+
+class CsrfRejected(DomainError):
+    def __init__(self):
+        super().__init__("页面已过期或请求来源不可信（CSRF 校验失败），请刷新页面后重试")
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def _session(services: Annotated[Services, Depends(get_services)]) -> Iterator[Session]:
+    with services.db.session_scope() as session:
+        yield session
+
+
+# Committed before the response is sent, so a client never sees success for a lost write.
+get_db = Depends(_session, scope="function")
+DbSession = Annotated[Session, get_db]
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def current_user_or_none(request: Request, session: DbSession, services: ServicesDep) -> User | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    return services.sessions.read(token, session) if token else None
+
+
+def current_user(user: Annotated[User | None, Depends(current_user_or_none)]) -> User:
+    if user is None:
+        raise NotAuthenticated()
+    return user
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+def require_role(role: str):
+    """Dependency: the signed-in user, who must have `role` or higher."""
+
+    def check(user: CurrentUser) -> User:
+        if not auth_service.has_role(user, role):
+            raise PermissionDenied("没有权限执行此操作")
+        return user
+
+    return check
+
+
+AgentUser = Annotated[User, Depends(require_role("agent"))]
+SupervisorUser = Annotated[User, Depends(require_role("supervisor"))]
+AdminUser = Annotated[User, Depends(require_role("admin"))]
+
+
+async def csrf_protect(request: Request) -> None:
+    """Unsafe requests must prove they come from our pages.
+
+    JSON bodies pass: a cross-site form cannot send `application/json` without a CORS
+    preflight, which we never grant. Everything else (form posts, uploads, bodiless POSTs) must
+    repeat the `cc_csrf` cookie in the `X-CSRF-Token` header or the `csrf_token` form field.
+    """
+    if request.method not in UNSAFE_METHODS:
+        return
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        return
+    expected = request.cookies.get(CSRF_COOKIE)
+    supplied = request.headers.get(CSRF_HEADER)
+    if supplied is None and content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        supplied = (await request.form()).get(CSRF_FIELD)
+    if not expected or not supplied or not secrets.compare_digest(str(supplied), expected):
+        raise CsrfRejected()
+
+
+def csrf_token_for(request: Request) -> str:
+    """The token a page embeds in its forms (set as a cookie by the middleware in main.py)."""
+    return request.state.csrf_token
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"

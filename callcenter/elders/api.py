@@ -1,0 +1,173 @@
+"""HTTP API for elder profiles: /api/elders …  Every profile view or change by a person is audited."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Request, UploadFile
+from fastapi.responses import Response
+
+from callcenter.audit import service as audit_service
+from callcenter.auth import service as auth_service
+from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip
+from callcenter.elders import presenter, transfer
+from callcenter.elders import service as elders_service
+from callcenter.elders.schemas import ContactIn, DeactivateIn, ElderIn, ElderUpdate, PhoneIn
+from callcenter.errors import FieldErrors
+from callcenter.timeutil import today_in
+
+router = APIRouter(prefix="/api/elders", tags=["elders"])
+MAX_IMPORT_BYTES = 20 * 1024 * 1024
+
+
+@router.get("")
+def list_elders(
+    session: DbSession,
+    services: ServicesDep,
+    user: AgentUser,
+    q: str = "",
+    page: int = Query(1, ge=1),
+    page_size: int = Query(20, ge=1, le=200),
+    include_inactive: bool = False,
+):
+    """Search by name, full pinyin, pinyin initials, phone fragment, last 4 of the ID number or
+    community; blank `q` lists everyone. ID numbers are always masked in lists."""
+    result = elders_service.search(
+        session=session, q=q, sealer=services.sealer, page=page, page_size=page_size, include_inactive=include_inactive
+    )
+    today = today_in(services.settings.tz)
+    return {
+        "items": [presenter.summary(elder, today=today) for elder in result.items],
+        "total": result.total,
+        "page": result.page,
+        "page_size": result.page_size,
+    }
+
+
+@router.post("", status_code=201)
+def create_elder(elder_in: ElderIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    elder = elders_service.create(session=session, elder_in=elder_in, sealer=services.sealer, area_code=services.settings.city_area_code)
+    audit_service.record(session=session, actor=user, action="create", elder_id=elder.id, ip=client_ip(request))
+    return _profile(session, services, user, elder)
+
+
+@router.get("/lookup")
+def lookup_by_phone(phone: str, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    """Elders reachable at a caller's number, in any caller-ID format, with whose number it is."""
+    normalized, matches = elders_service.lookup_by_phone(session=session, raw=phone, area_code=services.settings.city_area_code)
+    today = today_in(services.settings.tz)
+    for match in matches:
+        audit_service.record(session=session, actor=user, action="lookup", elder_id=match.elder.id,
+                             detail={"phone": normalized.e164}, ip=client_ip(request))
+    return {
+        "phone": normalized.e164,
+        "display": normalized.display,
+        "matches": [
+            presenter.summary(match.elder, today=today)
+            | {
+                "relation": match.relation,
+                "relation_label": presenter.RELATIONS.get(match.relation, match.relation),
+                "owner_name": match.owner_name,
+                "source": match.source,
+            }
+            for match in matches
+        ],
+    }
+
+
+@router.get("/export")
+def export_elders(
+    request: Request,
+    session: DbSession,
+    services: ServicesDep,
+    user: SupervisorUser,
+    format: Literal["csv", "xlsx"] = "csv",
+    q: str = "",
+    include_inactive: bool = False,
+):
+    """The matching profiles in the import layout. ID numbers are shown in full to admins only."""
+    elders = transfer.elders_for_export(session=session, q=q, sealer=services.sealer, include_inactive=include_inactive)
+    reveal = auth_service.has_role(user, "admin")
+    rows = transfer.export_rows(session=session, elders=elders, sealer=services.sealer, reveal_ids=reveal)
+    audit_service.record(session=session, actor=user, action="export",
+                         detail={"q": q, "count": len(elders), "format": format, "full_id_numbers": reveal}, ip=client_ip(request))
+    if format == "xlsx":
+        body = transfer.to_xlsx(rows)
+        media = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    else:
+        body, media = transfer.to_csv(rows), "text/csv; charset=utf-8"
+    filename = f"elders.{format}"
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.post("/import")
+def import_elders(file: UploadFile, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """Import a CSV or XLSX file; returns a row-level report. Valid rows are written, bad rows
+    are reported (row, column, reason), re-importing updates by ID number."""
+    content = file.file.read(MAX_IMPORT_BYTES + 1)
+    if len(content) > MAX_IMPORT_BYTES:
+        raise FieldErrors.single("file", "文件超过 20 MB")
+    rows = transfer.read_table(file.filename or "", content)
+    report = transfer.import_rows(session=session, rows=rows, sealer=services.sealer, area_code=services.settings.city_area_code)
+    for elder_id, action in report.written:
+        audit_service.record(session=session, actor=user, action=f"import_{action}", elder_id=elder_id,
+                             detail={"file": file.filename}, ip=client_ip(request))
+    return report.as_dict()
+
+
+@router.get("/{elder_id}")
+def get_elder(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
+    audit_service.record(session=session, actor=user, action="view", elder_id=elder.id, ip=client_ip(request))
+    return _profile(session, services, user, elder)
+
+
+@router.patch("/{elder_id}")
+def update_elder(elder_id: int, changes: ElderUpdate, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    elder, changed = elders_service.update(
+        session=session, elder_id=elder_id, changes=changes.model_dump(exclude_unset=True), sealer=services.sealer,
+        area_code=services.settings.city_area_code,
+    )
+    audit_service.record(session=session, actor=user, action="update", elder_id=elder.id, detail={"fields": changed}, ip=client_ip(request))
+    return _profile(session, services, user, elder)
+
+
+@router.post("/{elder_id}/deactivate")
+def deactivate_elder(elder_id: int, body: DeactivateIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    elder = elders_service.deactivate(session=session, elder_id=elder_id, reason=body.reason)
+    audit_service.record(session=session, actor=user, action="deactivate", elder_id=elder.id, detail={"reason": body.reason}, ip=client_ip(request))
+    return _profile(session, services, user, elder)
+
+
+@router.post("/{elder_id}/phones", status_code=201)
+def add_phone(elder_id: int, phone_in: PhoneIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    row = elders_service.add_phone(session=session, elder_id=elder_id, phone_in=phone_in, area_code=services.settings.city_area_code)
+    audit_service.record(session=session, actor=user, action="add_phone", elder_id=elder_id,
+                         detail={"relation": row.relation, "number": row.number}, ip=client_ip(request))
+    return presenter.phone_dict(row)
+
+
+@router.delete("/{elder_id}/phones/{phone_id}", status_code=204)
+def remove_phone(elder_id: int, phone_id: int, request: Request, session: DbSession, user: AgentUser):
+    row = elders_service.remove_phone(session=session, elder_id=elder_id, phone_id=phone_id)
+    audit_service.record(session=session, actor=user, action="remove_phone", elder_id=elder_id, detail={"number": row.number}, ip=client_ip(request))
+
+
+@router.post("/{elder_id}/contacts", status_code=201)
+def add_contact(elder_id: int, contact_in: ContactIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    row = elders_service.add_contact(session=session, elder_id=elder_id, contact_in=contact_in, area_code=services.settings.city_area_code)
+    audit_service.record(session=session, actor=user, action="add_contact", elder_id=elder_id, detail={"name": row.name}, ip=client_ip(request))
+    return presenter.contact_dict(row)
+
+
+@router.delete("/{elder_id}/contacts/{contact_id}", status_code=204)
+def remove_contact(elder_id: int, contact_id: int, request: Request, session: DbSession, user: AgentUser):
+    row = elders_service.remove_contact(session=session, elder_id=elder_id, contact_id=contact_id)
+    audit_service.record(session=session, actor=user, action="remove_contact", elder_id=elder_id, detail={"name": row.name}, ip=client_ip(request))
+
+
+def _profile(session, services, user, elder) -> dict:
+    return presenter.profile(
+        session=session, elder=elder, today=today_in(services.settings.tz), reveal_id=auth_service.has_role(user, "admin"),
+        sealer=services.sealer,
+    )

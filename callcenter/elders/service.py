@@ -1,0 +1,443 @@
+"""Elder profiles: create, update, deactivate, phones and contacts, lookup by phone, search.
+
+Functions flush and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, select
+
+from callcenter.areas import service as areas_service
+from callcenter.crypto import Sealer
+from callcenter.elders.idcard import InvalidIdNumber, parse_id_number
+from callcenter.elders.models import (
+    ABILITY_LEVELS,
+    ECONOMIC_STATUSES,
+    GENDERS,
+    LIVING_SITUATIONS,
+    RELATIONS,
+    RISK_FLAGS,
+    Elder,
+    ElderPhone,
+    EmergencyContact,
+)
+from callcenter.elders.pinyin import name_keys
+from callcenter.elders.schemas import ContactIn, ElderFields, ElderIn, PhoneIn
+from callcenter.errors import Conflict, FieldErrors, NotFound
+from callcenter.phones import InvalidPhoneNumber, Phone, parse_phone
+from callcenter.timeutil import utcnow
+
+CODED_FIELDS = {
+    "gender": (GENDERS, "性别"),
+    "living_situation": (LIVING_SITUATIONS, "居住状况"),
+    "economic_status": (ECONOMIC_STATUSES, "经济状况"),
+    "ability_level": (ABILITY_LEVELS, "失能等级"),
+}
+SCALAR_FIELDS = [name for name in ElderFields.model_fields if name != "id_number"]
+
+
+@dataclass
+class PhoneMatch:
+    """An elder found by a caller's number, and whose number it is."""
+
+    elder: Elder
+    relation: str
+    owner_name: str
+    source: str  # phone | emergency_contact
+
+
+@dataclass
+class SearchPage:
+    items: list[Elder]
+    total: int
+    page: int
+    page_size: int
+
+
+# --- validation -----------------------------------------------------------------------------
+
+
+def validate(*, session: Session, fields: dict, area_code: str) -> tuple[dict, list[tuple[str, str]]]:
+    """Check and normalize profile fields; returns (clean values, [(field, message)])."""
+    clean: dict = {}
+    errors: list[tuple[str, str]] = []
+    for name, value in fields.items():
+        try:
+            clean[name] = _clean_field(session, name, value, area_code)
+        except (ValueError, InvalidOperation) as exc:
+            errors.append((name, str(exc) or "无效的值"))
+    id_number = clean.get("id_number")
+    if id_number is not None:
+        for name in ("birth_date", "gender"):
+            given = clean.get(name)
+            if given is not None and given != getattr(id_number, name):
+                errors.append((name, f"与身份证号不一致（身份证号显示为{_show(name, getattr(id_number, name))}）"))
+    return clean, errors
+
+
+def _show(name: str, value) -> str:
+    return GENDERS.get(value, value) if name == "gender" else str(value)
+
+
+def _clean_field(session: Session, name: str, value, area_code: str):
+    if value is None:
+        return None
+    if name == "name":
+        value = value.strip()
+        if not value:
+            raise ValueError("姓名不能为空")
+        return value
+    if name == "id_number":
+        try:
+            return parse_id_number(value)
+        except InvalidIdNumber as exc:
+            raise ValueError(str(exc)) from exc
+    if name in CODED_FIELDS:
+        return _code(value, *CODED_FIELDS[name])
+    if name == "birth_date":
+        if value > date.today() or value.year < 1880:
+            raise ValueError("出生日期无效")
+        return value
+    if name == "community_id":
+        return areas_service.get_community_or_raise(session=session, community_id=value).id
+    if name == "steward_phone":
+        return _phone(value, area_code).e164 if str(value).strip() else None
+    if name == "subsidy_balance":
+        amount = Decimal(str(value)).quantize(Decimal("0.01"))
+        if amount < 0:
+            raise ValueError("补贴余额不能为负数")
+        return amount
+    if name == "risk_flags":
+        return [_code(flag, RISK_FLAGS, "风险标记") for flag in value]
+    return value.strip() if isinstance(value, str) else value
+
+
+def _code(value: str, choices: dict[str, str], label: str) -> str:
+    """Accept the code or its Chinese label; return the code."""
+    value = str(value).strip()
+    if value in choices:
+        return value
+    for code, text in choices.items():
+        if text == value:
+            return code
+    raise ValueError(f"{label}无效：{value}（可选：{'、'.join(choices.values())}）")
+
+
+def _phone(raw: str, area_code: str) -> Phone:
+    try:
+        return parse_phone(raw, default_area_code=area_code)
+    except InvalidPhoneNumber as exc:
+        raise ValueError(str(exc)) from exc
+
+
+# --- create / update ------------------------------------------------------------------------
+
+
+def create(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: str) -> Elder:
+    """Create a profile with its phones and contacts, or raise FieldErrors naming every bad field."""
+    fields = elder_in.model_dump(exclude={"phones", "emergency_contacts"}, exclude_none=True)
+    clean, errors = validate(session=session, fields=fields, area_code=area_code)
+    phones, phone_errors = validate_phones(elder_in.phones, area_code)
+    contacts, contact_errors = validate_contacts(elder_in.emergency_contacts, area_code)
+    errors += phone_errors + contact_errors
+    if errors:
+        raise FieldErrors(errors)
+    elder = Elder(name=clean["name"], name_pinyin="", name_initials="")
+    _apply(session=session, elder=elder, clean=clean, sealer=sealer)
+    session.add(elder)
+    session.flush()
+    for phone_in, phone in phones:
+        _attach_phone(session=session, elder=elder, phone=phone, phone_in=phone_in)
+    for contact_in, phone in contacts:
+        _attach_contact(session=session, elder=elder, contact_in=contact_in, phone=phone)
+    session.flush()
+    return elder
+
+
+def update(*, session: Session, elder_id: int, changes: dict, sealer: Sealer, area_code: str) -> tuple[Elder, list[str]]:
+    """Apply `changes` (only the keys present); returns the elder and the fields that changed."""
+    elder = get_or_raise(session=session, elder_id=elder_id)
+    clean, errors = validate(session=session, fields=changes, area_code=area_code)
+    if elder.id_number_hash and "id_number" not in clean:
+        for name in ("birth_date", "gender"):
+            if name in clean and clean[name] != getattr(elder, name):
+                errors.append((name, "已登记身份证号，出生日期和性别以身份证号为准"))
+    if errors:
+        raise FieldErrors(errors)
+    before = {name: getattr(elder, name) for name in SCALAR_FIELDS} | {"id_number": elder.id_number_hash}
+    _apply(session=session, elder=elder, clean=clean, sealer=sealer)
+    after = {name: getattr(elder, name) for name in SCALAR_FIELDS} | {"id_number": elder.id_number_hash}
+    changed = [name for name in after if before[name] != after[name]]
+    if changed:
+        elder.updated_at = utcnow()
+        session.add(elder)
+        session.flush()
+    return elder, changed
+
+
+def _apply(*, session: Session, elder: Elder, clean: dict, sealer: Sealer) -> None:
+    # The ID number goes first: it is the one change that can still be refused (registered to
+    # another profile), and it must be refused before anything else on the elder has changed.
+    for name, value in sorted(clean.items(), key=lambda item: item[0] != "id_number"):
+        if name == "id_number":
+            _set_id_number(session=session, elder=elder, id_number=value, sealer=sealer)
+        elif name == "name":
+            elder.name = value
+            elder.name_pinyin, elder.name_initials = name_keys(value)
+        elif value is not None or name in ("steward_phone", "community_id", "gender", "birth_date"):
+            setattr(elder, name, value)
+
+
+def _set_id_number(*, session: Session, elder: Elder, id_number, sealer: Sealer) -> None:
+    digest = sealer.lookup_hash(id_number.value)
+    other = session.exec(select(Elder.id).where(Elder.id_number_hash == digest)).first()
+    if other is not None and other != elder.id:
+        raise FieldErrors.single("id_number", f"该身份证号已登记在档案 {other}")
+    elder.id_number_hash = digest
+    elder.id_number_enc = sealer.encrypt(id_number.value)
+    elder.id_number_masked = id_number.masked
+    elder.id_last4 = id_number.last4
+    elder.birth_date = id_number.birth_date
+    elder.gender = id_number.gender
+
+
+def deactivate(*, session: Session, elder_id: int, reason: str) -> Elder:
+    """Mark a profile inactive (moved away, deceased…); it stays for history but leaves searches."""
+    elder = get_or_raise(session=session, elder_id=elder_id)
+    if not elder.active:
+        raise Conflict("该档案已停用")
+    elder.active = False
+    elder.deactivated_reason = reason
+    elder.updated_at = utcnow()
+    session.add(elder)
+    session.flush()
+    return elder
+
+
+def get_or_raise(*, session: Session, elder_id: int) -> Elder:
+    elder = session.get(Elder, elder_id)
+    if elder is None:
+        raise NotFound(f"老人档案 {elder_id} 不存在")
+    return elder
+
+
+def find_by_id_number(*, session: Session, sealer: Sealer, id_number: str) -> Elder | None:
+    return session.exec(select(Elder).where(Elder.id_number_hash == sealer.lookup_hash(id_number.strip().upper()))).first()
+
+
+def reveal_id_number(*, elder: Elder, sealer: Sealer) -> str | None:
+    return sealer.decrypt(elder.id_number_enc) if elder.id_number_enc else None
+
+
+# --- phones and contacts ------------------------------------------------------------------
+
+
+def validate_phones(items: list[PhoneIn], area_code: str):
+    valid, errors = [], []
+    for index, item in enumerate(items):
+        try:
+            relation = _code(item.relation, RELATIONS, "关系")
+            valid.append((item.model_copy(update={"relation": relation}), _phone(item.number, area_code)))
+        except ValueError as exc:
+            errors.append((f"phones[{index}]", str(exc)))
+    return valid, errors
+
+
+def validate_contacts(items: list[ContactIn], area_code: str):
+    valid, errors = [], []
+    for index, item in enumerate(items):
+        try:
+            relation = _code(item.relation, RELATIONS, "关系")
+            valid.append((item.model_copy(update={"relation": relation}), _phone(item.phone, area_code)))
+        except ValueError as exc:
+            errors.append((f"emergency_contacts[{index}]", str(exc)))
+    return valid, errors
+
+
+def _attach_phone(*, session: Session, elder: Elder, phone: Phone, phone_in: PhoneIn) -> ElderPhone:
+    existing = session.exec(select(ElderPhone).where(ElderPhone.elder_id == elder.id, ElderPhone.number == phone.e164)).first()
+    row = existing or ElderPhone(elder_id=elder.id, number=phone.e164, number_rev=phone.national[::-1])
+    row.kind = phone.kind
+    row.relation = phone_in.relation
+    row.owner_name = phone_in.owner_name.strip()
+    row.is_primary = phone_in.is_primary
+    session.add(row)
+    return row
+
+
+def _attach_contact(*, session: Session, elder: Elder, contact_in: ContactIn, phone: Phone) -> EmergencyContact:
+    query = select(EmergencyContact).where(
+        EmergencyContact.elder_id == elder.id, EmergencyContact.phone == phone.e164, EmergencyContact.name == contact_in.name.strip()
+    )
+    row = session.exec(query).first() or EmergencyContact(elder_id=elder.id, name=contact_in.name.strip(), phone=phone.e164)
+    row.relation = contact_in.relation
+    row.priority = contact_in.priority
+    row.note = contact_in.note
+    session.add(row)
+    return row
+
+
+def add_phone(*, session: Session, elder_id: int, phone_in: PhoneIn, area_code: str) -> ElderPhone:
+    elder = get_or_raise(session=session, elder_id=elder_id)
+    valid, errors = validate_phones([phone_in], area_code)
+    if errors:
+        raise FieldErrors([("number" if "号码" in msg else "relation", msg) for _, msg in errors])
+    row = _attach_phone(session=session, elder=elder, phone=valid[0][1], phone_in=valid[0][0])
+    session.flush()
+    return row
+
+
+def remove_phone(*, session: Session, elder_id: int, phone_id: int) -> ElderPhone:
+    row = session.get(ElderPhone, phone_id)
+    if row is None or row.elder_id != elder_id:
+        raise NotFound("该号码不属于此档案")
+    session.delete(row)
+    session.flush()
+    return row
+
+
+def add_contact(*, session: Session, elder_id: int, contact_in: ContactIn, area_code: str) -> EmergencyContact:
+    elder = get_or_raise(session=session, elder_id=elder_id)
+    valid, errors = validate_contacts([contact_in], area_code)
+    if errors:
+        raise FieldErrors([("phone" if "号码" in msg else "relation", msg) for _, msg in errors])
+    row = _attach_contact(session=session, elder=elder, contact_in=valid[0][0], phone=valid[0][1])
+    session.flush()
+    return row
+
+
+def remove_contact(*, session: Session, elder_id: int, contact_id: int) -> EmergencyContact:
+    row = session.get(EmergencyContact, contact_id)
+    if row is None or row.elder_id != elder_id:
+        raise NotFound("该紧急联系人不属于此档案")
+    session.delete(row)
+    session.flush()
+    return row
+
+
+def phones_of(*, session: Session, elder_id: int) -> list[ElderPhone]:
+    query = select(ElderPhone).where(ElderPhone.elder_id == elder_id).order_by(ElderPhone.is_primary.desc(), ElderPhone.id)
+    return list(session.exec(query))
+
+
+def contacts_of(*, session: Session, elder_id: int) -> list[EmergencyContact]:
+    query = select(EmergencyContact).where(EmergencyContact.elder_id == elder_id).order_by(EmergencyContact.priority, EmergencyContact.id)
+    return list(session.exec(query))
+
+
+# --- lookup and search --------------------------------------------------------------------
+
+
+def lookup_by_phone(*, session: Session, raw: str, area_code: str) -> tuple[Phone, list[PhoneMatch]]:
+    """Elders reachable at the caller's number, in any caller-ID format. Raises FieldErrors for
+    a number that cannot be a phone number; an unknown valid number gives an empty list."""
+    try:
+        phone = parse_phone(raw, default_area_code=area_code)
+    except InvalidPhoneNumber as exc:
+        raise FieldErrors.single("phone", str(exc)) from exc
+    return phone, matches_for_number(session=session, e164=phone.e164)
+
+
+def matches_for_number(*, session: Session, e164: str) -> list[PhoneMatch]:
+    """Active elders whose phones or emergency contacts carry this E.164 number, own numbers first."""
+    matches: dict[int, PhoneMatch] = {}
+    phone_rows = session.exec(
+        select(Elder, ElderPhone.relation, ElderPhone.owner_name)
+        .join(ElderPhone, ElderPhone.elder_id == Elder.id)
+        .where(ElderPhone.number == e164, Elder.active)
+    )
+    for elder, relation, owner in phone_rows:
+        matches[elder.id] = PhoneMatch(elder=elder, relation=relation, owner_name=owner, source="phone")
+    contact_rows = session.exec(
+        select(Elder, EmergencyContact.relation, EmergencyContact.name)
+        .join(EmergencyContact, EmergencyContact.elder_id == Elder.id)
+        .where(EmergencyContact.phone == e164, Elder.active)
+    )
+    for elder, relation, name in contact_rows:
+        matches.setdefault(elder.id, PhoneMatch(elder=elder, relation=relation, owner_name=name, source="emergency_contact"))
+    return sorted(matches.values(), key=lambda m: (m.relation != "self", m.elder.id))
+
+
+_WILDCARDS = str.maketrans("", "", "%_\\")
+
+
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern matching strings that start with `text` (wildcards in it are dropped)."""
+    return text.translate(_WILDCARDS) + "%"
+
+
+def search_conditions(*, session: Session, q: str) -> list:
+    """What `q` can mean: a name, pinyin or initials, a phone fragment, the last 4 of an ID
+    number, a whole ID number, a community. Each condition is an indexed prefix or equality."""
+    text = q.translate(_WILDCARDS).strip()
+    compact = text.replace(" ", "").replace("-", "")
+    conditions = []
+    if not text:
+        return conditions
+    if compact.isascii() and compact.isalpha():
+        key = compact.lower()
+        conditions += [Elder.name_pinyin.like(_like_prefix(key)), Elder.name_initials.like(_like_prefix(key))]
+    elif compact.lstrip("+").isdigit() or (len(compact) in (4, 18) and compact[:-1].isdigit() and compact[-1] in "xX"):
+        conditions += _number_conditions(compact.upper())
+    else:
+        conditions.append(Elder.name.like(_like_prefix(text)))
+        community_ids = areas_service.communities_matching(session=session, text=text)
+        if community_ids:
+            conditions.append(Elder.community_id.in_(community_ids))
+    return conditions
+
+
+def _number_conditions(digits: str) -> list:
+    conditions = []
+    if len(digits) == 4:
+        conditions.append(Elder.id_last4 == digits)
+    if digits.endswith("X"):
+        return conditions  # only ID numbers end with X
+    national = digits.lstrip("+")
+    if national.startswith("0086"):
+        national = national[4:]
+    elif digits.startswith("+86"):
+        national = national[2:]
+    national = national.lstrip("0")
+    if len(national) >= 3:
+        ends_with = select(ElderPhone.elder_id).where(ElderPhone.number_rev.like(_like_prefix(national[::-1])))
+        starts_with = select(ElderPhone.elder_id).where(ElderPhone.number.like(_like_prefix("+86" + national)))
+        conditions += [Elder.id.in_(ends_with), Elder.id.in_(starts_with)]
+    return conditions
+
+
+def matching_query(*, session: Session, q: str, sealer: Sealer | None, include_inactive: bool = False):
+    """SELECT of the elders matching `q` (all when blank), or None when `q` can match nothing."""
+    conditions = search_conditions(session=session, q=q)
+    compact = q.strip().upper()
+    if sealer is not None and len(compact) == 18:
+        try:
+            conditions.append(Elder.id_number_hash == sealer.lookup_hash(parse_id_number(compact).value))
+        except InvalidIdNumber:
+            pass
+    query = select(Elder)
+    if q.strip():
+        if not conditions:
+            return None
+        query = query.where(or_(*conditions))
+    if not include_inactive:
+        query = query.where(Elder.active)
+    return query
+
+
+def search(
+    *, session: Session, q: str, sealer: Sealer | None = None, page: int = 1, page_size: int = 20, include_inactive: bool = False
+) -> SearchPage:
+    """Profiles matching `q` (see search_conditions), newest first, one page at a time."""
+    page, page_size = max(page, 1), min(max(page_size, 1), 200)
+    query = matching_query(session=session, q=q, sealer=sealer, include_inactive=include_inactive)
+    if query is None:
+        return SearchPage(items=[], total=0, page=page, page_size=page_size)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    items = session.exec(query.order_by(Elder.id.desc()).offset((page - 1) * page_size).limit(page_size))
+    return SearchPage(items=list(items), total=total, page=page, page_size=page_size)

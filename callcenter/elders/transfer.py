@@ -1,0 +1,348 @@
+"""Import and export of elder profiles as CSV or XLSX, in the form a street office hands over.
+
+Import checks every row first and reports each problem (row, column, reason); only then are the
+valid rows written, all in the caller's transaction, so a failure leaves nothing half-written.
+Rows are keyed by ID number: importing the same file again updates instead of duplicating.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+import openpyxl
+from sqlmodel import Session
+
+from callcenter.areas import service as areas_service
+from callcenter.crypto import Sealer
+from callcenter.elders import presenter
+from callcenter.elders import service as elders_service
+from callcenter.elders.models import ABILITY_LEVELS, ECONOMIC_STATUSES, GENDERS, LIVING_SITUATIONS, RISK_FLAGS, Elder
+from callcenter.elders.schemas import ContactIn, ElderIn, PhoneIn
+from callcenter.errors import FieldErrors
+
+# (key, header, accepted aliases)
+COLUMNS: list[tuple[str, str, tuple[str, ...]]] = [
+    ("name", "姓名", ("老人姓名",)),
+    ("id_number", "身份证号", ("身份证号码", "身份证", "公民身份号码")),
+    ("gender", "性别", ()),
+    ("birth_date", "出生日期", ("出生年月日",)),
+    ("phones", "联系电话", ("电话", "手机", "手机号", "本人电话", "联系方式")),
+    ("district", "区", ("区县", "所属区")),
+    ("street", "街道", ("街道(乡镇)", "街道（乡镇）", "乡镇", "所属街道")),
+    ("community", "社区", ("社区(村)", "社区（村）", "村", "所属社区")),
+    ("address", "详细地址", ("地址", "住址", "家庭住址")),
+    ("living_situation", "居住状况", ("居住情况",)),
+    ("economic_status", "经济状况", ("经济情况",)),
+    ("ability_level", "失能等级", ("能力等级", "失能程度")),
+    ("chronic_conditions", "慢性病", ("慢病", "疾病史")),
+    ("allergies", "过敏史", ("过敏",)),
+    ("contact_name", "紧急联系人", ()),
+    ("contact_relation", "紧急联系人关系", ("与老人关系",)),
+    ("contact_phone", "紧急联系人电话", ()),
+    ("steward_name", "养老服务管家", ("管家",)),
+    ("steward_phone", "管家电话", ()),
+    ("subsidy_balance", "补贴余额", ("补贴余额(元)", "补贴余额（元）")),
+    ("risk_flags", "风险标记", ()),
+    ("notes", "备注", ()),
+]
+HEADER_OF = {key: header for key, header, _ in COLUMNS}
+KEY_OF = {name: key for key, header, aliases in COLUMNS for name in (header, *aliases)}
+REQUIRED = ("name", "id_number")
+# Where the profile service names a field, which column of the file it came from.
+COLUMN_OF_FIELD = {"community_id": "community", "phones": "phones", "emergency_contacts": "contact_phone"}
+_LIST_SPLIT = re.compile(r"[,，;；/、\n]+")
+MAX_ROWS = 50_000
+
+
+@dataclass
+class RowProblem:
+    row: int
+    column: str
+    reason: str
+
+
+@dataclass
+class ImportReport:
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+    rejected_rows: int = 0
+    problems: list[RowProblem] = field(default_factory=list)
+    ignored_columns: list[str] = field(default_factory=list)
+    written: list[tuple[int, str]] = field(default_factory=list)  # (elder id, "create" | "update")
+
+    def as_dict(self) -> dict:
+        return {
+            "total": self.total,
+            "created": self.created,
+            "updated": self.updated,
+            "rejected_rows": self.rejected_rows,
+            "problems": [problem.__dict__ for problem in self.problems],
+            "ignored_columns": self.ignored_columns,
+        }
+
+
+# --- reading files ----------------------------------------------------------------------------
+
+
+def read_table(filename: str, content: bytes) -> list[dict[str, object]]:
+    """Rows of a CSV (UTF-8 or GB18030, as Excel saves it) or XLSX file, keyed by header text."""
+    name = filename.lower()
+    if name.endswith(".csv"):
+        return _read_csv(content)
+    if name.endswith(".xlsx"):
+        return _read_xlsx(content)
+    raise FieldErrors.single("file", "仅支持 CSV 或 XLSX 文件")
+
+
+def _read_csv(content: bytes) -> list[dict[str, object]]:
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = content.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    else:
+        raise FieldErrors.single("file", "文件编码无法识别，请另存为 UTF-8 或 GBK 编码的 CSV")
+    reader = csv.reader(io.StringIO(text))
+    rows = list(reader)
+    return _rows_to_dicts(rows)
+
+
+def _read_xlsx(content: bytes) -> list[dict[str, object]]:
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
+    except Exception as exc:  # openpyxl raises many types for a damaged file
+        raise FieldErrors.single("file", "无法读取 XLSX 文件，文件可能已损坏") from exc
+    sheet = workbook.worksheets[0]
+    rows = [list(row) for row in sheet.iter_rows(values_only=True)]
+    workbook.close()
+    return _rows_to_dicts(rows)
+
+
+def _rows_to_dicts(rows: list[list]) -> list[dict[str, object]]:
+    if not rows:
+        raise FieldErrors.single("file", "文件为空")
+    headers = [str(cell).strip() if cell is not None else "" for cell in rows[0]]
+    if len(rows) - 1 > MAX_ROWS:
+        raise FieldErrors.single("file", f"单个文件最多 {MAX_ROWS} 行，请拆分后导入")
+    return [dict(zip(headers, row)) for row in rows[1:]]
+
+
+# --- import ---------------------------------------------------------------------------------
+
+
+def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Sealer, area_code: str) -> ImportReport:
+    """Check every row, then write the valid ones (create, or update by ID number)."""
+    report = ImportReport(total=0)
+    headers = list(rows[0].keys()) if rows else []
+    known = {KEY_OF[h] for h in headers if h in KEY_OF}
+    report.ignored_columns = [h for h in headers if h and h not in KEY_OF]
+    missing = [HEADER_OF[key] for key in REQUIRED if key not in known]
+    if missing:
+        raise FieldErrors.single("file", f"缺少必填列：{'、'.join(missing)}")
+
+    accepted: list[tuple[int, ElderIn, dict]] = []
+    first_row_of_id: dict[str, int] = {}
+    for row_number, raw in enumerate(rows, start=2):
+        values = {KEY_OF[h]: v for h, v in raw.items() if h in KEY_OF}
+        cells = {key: _text(value) for key, value in values.items()}
+        if not any(cells.values()):
+            continue
+        report.total += 1
+        elder_in, area, problems = _parse_row(cells, id_was_number=isinstance(values.get("id_number"), (int, float)))
+        if elder_in is not None and not problems:
+            earlier = first_row_of_id.setdefault(elder_in.id_number, row_number)
+            if earlier != row_number:
+                problems.append(("id_number", f"与第 {earlier} 行身份证号重复"))
+        if not problems:
+            problems = _check_against_database(session=session, elder_in=elder_in, area_code=area_code)
+        if problems:
+            report.rejected_rows += 1
+            report.problems += [RowProblem(row_number, HEADER_OF.get(key, key), reason) for key, reason in problems]
+            continue
+        accepted.append((row_number, elder_in, area))
+
+    for _row_number, elder_in, area in accepted:
+        if area:
+            elder_in.community_id = areas_service.community_for_path(session=session, **area).id
+        elder_id, created = _write(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code)
+        report.written.append((elder_id, "create" if created else "update"))
+        if created:
+            report.created += 1
+        else:
+            report.updated += 1
+    return report
+
+
+def _text(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def _parse_row(cells: dict[str, str], id_was_number: bool) -> tuple[ElderIn | None, dict | None, list[tuple[str, str]]]:
+    problems: list[tuple[str, str]] = []
+    for key in REQUIRED:
+        if not cells.get(key):
+            problems.append((key, "必填"))
+    if problems:
+        return None, None, problems
+    id_number = cells["id_number"]
+    # An 18-digit number does not fit a spreadsheet's floating-point cell: its last digits are gone.
+    if id_was_number or "E+" in id_number.upper() or "." in id_number:
+        problems.append(("id_number", "身份证号被 Excel 存成了数字，后几位已丢失，请把该列设为文本后重新导出"))
+    birth_date = None
+    if cells.get("birth_date"):
+        birth_date = _parse_date(cells["birth_date"])
+        if birth_date is None:
+            problems.append(("birth_date", f"无法识别的日期：{cells['birth_date']}"))
+    area = {k: cells.get(k, "") for k in ("district", "street", "community")}
+    if any(area.values()) and not all(area.values()):
+        problems.append(("community", "区、街道、社区须同时填写"))
+    phones = [PhoneIn(number=n, relation="self", is_primary=i == 0) for i, n in enumerate(_split_numbers(cells.get("phones", "")))]
+    contacts = []
+    if cells.get("contact_name") or cells.get("contact_phone"):
+        if not (cells.get("contact_name") and cells.get("contact_phone")):
+            problems.append(("contact_phone", "紧急联系人须同时填写姓名和电话"))
+        else:
+            contacts.append(ContactIn(name=cells["contact_name"], relation=cells.get("contact_relation") or "relative", phone=cells["contact_phone"]))
+    fields = {
+        key: cells[key]
+        for key in ("gender", "address", "living_situation", "economic_status", "ability_level", "chronic_conditions",
+                    "allergies", "steward_name", "steward_phone", "subsidy_balance", "notes")
+        if cells.get(key)
+    }
+    if cells.get("risk_flags"):
+        fields["risk_flags"] = _split(cells["risk_flags"])
+    if problems:
+        return None, None, problems
+    elder_in = ElderIn(name=cells["name"], id_number=id_number, birth_date=birth_date, phones=phones, emergency_contacts=contacts, **fields)
+    return elder_in, (area if all(area.values()) else None), problems
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in _LIST_SPLIT.split(text or "") if part.strip()]
+
+
+def _split_numbers(text: str) -> list[str]:
+    """Numbers in one cell: "138 0000 3333；0411-82345678" or "13800001111 13900002222"."""
+    numbers = []
+    for part in _split(text):
+        tokens = part.split()
+        whole_numbers = len(tokens) > 1 and all(len(token.replace("-", "")) >= 7 for token in tokens)
+        numbers += tokens if whole_numbers else [part]
+    return numbers
+
+
+def _parse_date(text: str) -> date | None:
+    text = text.strip().replace("年", "-").replace("月", "-").replace("日", "").replace("/", "-").replace(".", "-")
+    for fmt in ("%Y-%m-%d", "%Y%m%d"):
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def _check_against_database(*, session: Session, elder_in: ElderIn, area_code: str) -> list[tuple[str, str]]:
+    """The same checks the profile service makes, run before anything is written."""
+    fields = elder_in.model_dump(exclude={"phones", "emergency_contacts", "community_id"}, exclude_none=True)
+    _, problems = elders_service.validate(session=session, fields=fields, area_code=area_code)
+    _, phone_problems = elders_service.validate_phones(elder_in.phones, area_code)
+    _, contact_problems = elders_service.validate_contacts(elder_in.emergency_contacts, area_code)
+    for name, message in phone_problems + contact_problems:
+        problems.append((COLUMN_OF_FIELD[name.split("[")[0]], message))
+    return problems
+
+
+def _write(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: str) -> tuple[int, bool]:
+    """Create the elder, or update the one with this ID number; (elder id, created?)."""
+    existing = elders_service.find_by_id_number(session=session, sealer=sealer, id_number=elder_in.id_number)
+    if existing is None:
+        return elders_service.create(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code).id, True
+    changes = elder_in.model_dump(exclude={"phones", "emergency_contacts", "id_number"}, exclude_none=True)
+    elders_service.update(session=session, elder_id=existing.id, changes=changes, sealer=sealer, area_code=area_code)
+    for phone_in in elder_in.phones:
+        elders_service.add_phone(session=session, elder_id=existing.id, phone_in=phone_in.model_copy(update={"is_primary": False}), area_code=area_code)
+    for contact_in in elder_in.emergency_contacts:
+        elders_service.add_contact(session=session, elder_id=existing.id, contact_in=contact_in, area_code=area_code)
+    return existing.id, False
+
+
+# --- export ---------------------------------------------------------------------------------
+
+EXPORT_KEYS = [key for key, _, _ in COLUMNS]
+
+
+def export_rows(*, session: Session, elders: Iterable[Elder], sealer: Sealer, reveal_ids: bool) -> Iterator[list[str]]:
+    """The header row, then one row per elder, in the import layout (so a file round-trips)."""
+    yield [HEADER_OF[key] for key in EXPORT_KEYS]
+    area_names: dict[int | None, dict] = {}
+    for elder in elders:
+        if elder.community_id not in area_names:
+            path = areas_service.path_of(session=session, area_id=elder.community_id)
+            area_names[elder.community_id] = {area.level: area.name for area in path}
+        names = area_names[elder.community_id]
+        phones = elders_service.phones_of(session=session, elder_id=elder.id)
+        contacts = elders_service.contacts_of(session=session, elder_id=elder.id)
+        contact = contacts[0] if contacts else None
+        own = [presenter.display_phone(p.number) for p in phones if p.relation == "self"]
+        values = {
+            "name": elder.name,
+            "id_number": presenter.id_number_shown(elder=elder, reveal=reveal_ids, sealer=sealer) or "",
+            "gender": GENDERS.get(elder.gender, ""),
+            "birth_date": elder.birth_date.isoformat() if elder.birth_date else "",
+            "phones": "；".join(own),
+            "district": names.get("district", ""),
+            "street": names.get("street", ""),
+            "community": names.get("community", ""),
+            "address": elder.address,
+            "living_situation": LIVING_SITUATIONS.get(elder.living_situation, ""),
+            "economic_status": ECONOMIC_STATUSES.get(elder.economic_status, ""),
+            "ability_level": ABILITY_LEVELS.get(elder.ability_level, ""),
+            "chronic_conditions": elder.chronic_conditions,
+            "allergies": elder.allergies,
+            "contact_name": contact.name if contact else "",
+            "contact_relation": presenter.RELATIONS.get(contact.relation, "") if contact else "",
+            "contact_phone": presenter.display_phone(contact.phone) if contact else "",
+            "steward_name": elder.steward_name,
+            "steward_phone": presenter.display_phone(elder.steward_phone) if elder.steward_phone else "",
+            "subsidy_balance": str(elder.subsidy_balance),
+            "risk_flags": "、".join(RISK_FLAGS.get(f, f) for f in elder.risk_flags),
+            "notes": elder.notes,
+        }
+        yield [values[key] for key in EXPORT_KEYS]
+
+
+def to_csv(rows: Iterable[list[str]]) -> bytes:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read Chinese correctly
+
+
+def to_xlsx(rows: Iterable[list[str]], title: str = "老人档案") -> bytes:
+    workbook = openpyxl.Workbook(write_only=True)
+    sheet = workbook.create_sheet(title)
+    for row in rows:
+        sheet.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    return buffer.getvalue()
+
+
+def elders_for_export(*, session: Session, q: str, sealer: Sealer, include_inactive: bool) -> list[Elder]:
+    query = elders_service.matching_query(session=session, q=q, sealer=sealer, include_inactive=include_inactive)
+    return [] if query is None else list(session.exec(query.order_by(Elder.id)))
+

@@ -1,0 +1,127 @@
+"""The web application: `create_app(settings)` builds it; the one place that mounts every router."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from contextlib import asynccontextmanager
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from callcenter import redis_conn
+from callcenter.auth import service as auth_service
+from callcenter.auth.api import router as auth_router
+from callcenter.config import Settings, get_settings
+from callcenter.crypto import Sealer
+from callcenter.db import Database
+from callcenter.deps import CSRF_COOKIE, CsrfRejected, NotAuthenticated, Services, csrf_protect
+from callcenter.elders.api import router as elders_router
+from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
+from callcenter.areas.api import router as areas_router
+
+log = logging.getLogger(__name__)
+
+
+def build_services(settings: Settings) -> Services:
+    redis = redis_conn.connect(settings)
+    return Services(
+        settings=settings,
+        db=Database(settings),
+        redis=redis,
+        sealer=Sealer(settings.secret),
+        sessions=auth_service.SessionCodec(settings.secret, settings.session_max_age_seconds),
+        throttle=auth_service.LoginThrottle(redis, max_failures=settings.login_max_failures,
+                                            window_seconds=settings.login_lockout_seconds),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    services = build_services(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        services.db.engine.dispose()
+
+    app = FastAPI(title="12349 养老服务热线", lifespan=lifespan, dependencies=[Depends(csrf_protect)])
+    app.state.services = services
+    _install_error_handlers(app)
+    _install_csrf_cookie(app, settings)
+
+    from agent_ui import pages
+
+    app.include_router(auth_router)
+    app.include_router(elders_router)
+    app.include_router(areas_router)
+    app.include_router(pages.router)
+    app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz():
+        """Database and Redis reachability; 503 when either is down."""
+        checks = {"database": await run_in_threadpool(_check, services.db.ping), "redis": await run_in_threadpool(_check, services.redis.ping)}
+        healthy = all(check["ok"] for check in checks.values())
+        return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
+
+    return app
+
+
+def _check(probe) -> dict:
+    try:
+        probe()
+        return {"ok": True}
+    except Exception as exc:  # report any failure, never raise from a health check
+        return {"ok": False, "error": type(exc).__name__}
+
+
+def _install_csrf_cookie(app: FastAPI, settings: Settings) -> None:
+    @app.middleware("http")
+    async def csrf_cookie(request: Request, call_next):
+        token = request.cookies.get(CSRF_COOKIE)
+        request.state.csrf_token = token or secrets.token_urlsafe(24)
+        response = await call_next(request)
+        if not token:
+            response.set_cookie(CSRF_COOKIE, request.state.csrf_token, samesite="strict", secure=settings.cookie_secure,
+                                httponly=False, path="/")
+        return response
+
+
+def _wants_html(request: Request) -> bool:
+    return not request.url.path.startswith("/api") and "text/html" in request.headers.get("accept", "")
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    status_of = {NotFound: 404, Conflict: 409, PermissionDenied: 403, CsrfRejected: 403, NotAuthenticated: 401,
+                 auth_service.BadCredentials: 401, auth_service.TooManyAttempts: 429}
+
+    @app.exception_handler(DomainError)
+    async def domain_error(request: Request, exc: DomainError):
+        if isinstance(exc, NotAuthenticated) and _wants_html(request):
+            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+        if isinstance(exc, FieldErrors) and not _wants_html(request):
+            detail = [{"loc": ["body", field], "msg": msg, "type": "value_error"} for field, msg in exc.errors]
+            return JSONResponse({"detail": detail, "message": exc.message}, status_code=422)
+        status = next((code for cls, code in status_of.items() if isinstance(exc, cls)), 400)
+        if _wants_html(request):
+            from agent_ui.pages import render_error
+
+            return render_error(request, status, exc.message)
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, auth_service.TooManyAttempts) else None
+        return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        detail = [{"loc": list(err.get("loc", [])), "msg": _chinese(err), "type": err.get("type")} for err in exc.errors()]
+        return JSONResponse({"detail": detail, "message": "请求格式有误"}, status_code=422)
+
+
+def _chinese(err: dict) -> str:
+    messages = {"missing": "必填", "string_too_short": "不能为空", "string_too_long": "过长", "int_parsing": "应为整数",
+                "date_from_datetime_parsing": "日期格式应为 YYYY-MM-DD", "date_parsing": "日期格式应为 YYYY-MM-DD",
+                "decimal_parsing": "应为数字", "json_invalid": "JSON 格式错误"}
+    return messages.get(err.get("type"), err.get("msg", "无效"))

@@ -1,0 +1,26 @@
+from alembic import context
+from sqlalchemy import pool
+
+import callcenter.models  # noqa: F401  (registers every table)
+from callcenter.db import make_engine
+from callcenter.models import metadata
+
+config = context.config
+
+
+def run_migrations() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        context.configure(
+            connection=connection,
+            target_metadata=metadata,
+            render_as_batch=connection.dialect.name == "sqlite",
+            compare_type=True,
+        )
+        with context.begin_transaction():
+            context.run_migrations()
+    engine.dispose()
+
+
+run_migrations()

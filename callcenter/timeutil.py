@@ -1,0 +1,25 @@
+"""Time helpers: store UTC, show Asia/Shanghai."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timezone
+from zoneinfo import ZoneInfo
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; everything we store is UTC."""
+    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value
+
+
+def today_in(tz: ZoneInfo) -> date:
+    return datetime.now(tz).date()
+
+
+def age_on(birth_date: date | None, today: date) -> int | None:
+    if birth_date is None:
+        return None
+    return today.year - birth_date.year - ((today.month, today.day) < (birth_date.month, birth_date.day))

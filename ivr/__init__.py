@@ -1,0 +1,1 @@
+"""FastAGI server, IVR menu, survey and Asterisk config generator (see DESIGN.md; not built yet)."""

@@ -1,0 +1,126 @@
+"""Fixtures: a real database (SQLite file, or a fresh PostgreSQL database per run, chosen by
+TEST_DB=sqlite|postgresql), real Redis (TEST_REDIS_URL), the app built with explicit settings."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from datetime import date
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+
+from callcenter import migrate
+from callcenter.auth import service as auth_service
+from callcenter.config import Settings
+from callcenter.elders.idcard import make_id_number
+from callcenter.main import create_app
+from callcenter.models import metadata
+
+BACKEND = os.environ.get("TEST_DB", "sqlite")
+PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+PASSWORD = "correct-horse-1"
+
+
+def fresh_database_url(tmp_path_factory, label: str):
+    """A new empty database of the backend under test; returns (url, drop)."""
+    if BACKEND == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp(label) / 'test.sqlite3'}", lambda: None
+    if BACKEND != "postgresql":
+        raise RuntimeError(f"TEST_DB must be sqlite or postgresql, not {BACKEND!r}")
+    name = f"cc_{label}_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url, drop = fresh_database_url(tmp_path_factory, "main")
+    migrate.upgrade(url)
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url, tmp_path_factory) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=tmp_path_factory.mktemp("data"),
+        database_url=database_url,
+        redis_url=TEST_REDIS_URL,
+        secret_key="test-secret-key-not-for-production",
+        city_area_code="0411",
+    )
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    return create_app(settings)
+
+
+@pytest.fixture
+def services(app):
+    """The app's services, with every table and the test Redis database emptied first."""
+    services = app.state.services
+    with services.db.engine.begin() as connection:
+        for table in reversed(metadata.sorted_tables):
+            connection.execute(table.delete())
+    services.redis.flushdb()
+    return services
+
+
+@pytest.fixture
+def client(app, services):
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def make_user(services, role: str, username: str | None = None, password: str = PASSWORD, **fields):
+    with services.db.session_scope() as session:
+        return auth_service.create_user(session=session, username=username or f"{role}-{uuid.uuid4().hex[:6]}",
+                                        role=role, password=password, **fields)
+
+
+def login(client, user, password: str = PASSWORD):
+    response = client.post("/api/auth/login", json={"username": user.username, "password": password})
+    assert response.status_code == 200, response.text
+    return response
+
+
+@pytest.fixture
+def agent_client(client, services):
+    login(client, make_user(services, "agent"))
+    return client
+
+
+@pytest.fixture
+def admin_client(client, services):
+    login(client, make_user(services, "admin"))
+    return client
+
+
+@pytest.fixture
+def supervisor_client(client, services):
+    login(client, make_user(services, "supervisor"))
+    return client
+
+
+def id_number(born: date = date(1948, 5, 17), gender: str = "male", sequence: int = 12, area: str = "210202") -> str:
+    return make_id_number(area, born, sequence, gender)
+
+
+def csrf_headers(client) -> dict:
+    """What our pages' JavaScript sends: the cc_csrf cookie repeated in a header."""
+    token = client.cookies.get("cc_csrf")
+    assert token, "no CSRF cookie yet: make a request first"
+    return {"X-CSRF-Token": token}

@@ -1,0 +1,220 @@
+"""Elder profiles through HTTP: create, lookup by phone in every caller-ID format, search,
+masking, audit, validation."""
+
+from datetime import date
+
+import pytest
+from sqlmodel import select
+
+from callcenter.audit.models import AuditLog
+from callcenter.elders.models import Elder
+from tests.conftest import csrf_headers, id_number, login, make_user
+
+ZHANG_ID = id_number(date(1942, 2, 14), "male", 31)
+
+
+def zhang_payload(**overrides):
+    payload = {
+        "name": "张大爷",
+        "id_number": ZHANG_ID,
+        "address": "中山路12号3单元402室",
+        "living_situation": "lives_alone",
+        "economic_status": "minimum_living",
+        "ability_level": "moderate",
+        "chronic_conditions": "高血压、糖尿病",
+        "allergies": "青霉素",
+        "risk_flags": ["fall_history"],
+        "subsidy_balance": "500",
+        "phones": [
+            {"number": "13800138000", "relation": "self", "is_primary": True},
+            {"number": "87654321", "relation": "self"},
+            {"number": "139-0411-2233", "relation": "daughter", "owner_name": "张丽"},
+        ],
+        "emergency_contacts": [{"name": "张伟", "relation": "son", "phone": "+8615840112233"}],
+    }
+    return payload | overrides
+
+
+@pytest.fixture
+def zhang(agent_client):
+    response = agent_client.post("/api/elders", json=zhang_payload())
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_created_profile_shows_what_an_agent_needs(agent_client, zhang):
+    assert zhang["name"] == "张大爷"
+    assert zhang["gender_label"] == "男"
+    assert zhang["birth_date"] == "1942-02-14"
+    assert zhang["living_situation_label"] == "独居"
+    assert zhang["ability_level_label"] == "中度失能"
+    assert zhang["economic_status_label"] == "低保"
+    assert zhang["risk_flag_labels"] == ["跌倒史"]
+    assert zhang["subsidy_balance"] == "500.00"
+    assert [p["display"] for p in zhang["phones"]] == ["138 0013 8000", "0411-87654321", "139 0411 2233"]
+    assert zhang["emergency_contacts"][0]["relation_label"] == "儿子"
+
+
+@pytest.mark.parametrize("caller_id", ["13800138000", "+8613800138000", "008613800138000", "8613800138000"])
+def test_every_mobile_format_finds_the_elder(agent_client, zhang, caller_id):
+    response = agent_client.get("/api/elders/lookup", params={"phone": caller_id})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["phone"] == "+8613800138000"
+    assert [(m["id"], m["relation_label"]) for m in body["matches"]] == [(zhang["id"], "本人")]
+
+
+@pytest.mark.parametrize("caller_id", ["87654321", "041187654321", "0411-87654321", "+8641187654321"])
+def test_landline_with_or_without_area_code_finds_the_elder(agent_client, zhang, caller_id):
+    matches = agent_client.get("/api/elders/lookup", params={"phone": caller_id}).json()["matches"]
+    assert [m["id"] for m in matches] == [zhang["id"]]
+
+
+def test_relatives_number_finds_the_elder_with_the_relation(agent_client, zhang):
+    matches = agent_client.get("/api/elders/lookup", params={"phone": "13904112233"}).json()["matches"]
+    assert len(matches) == 1
+    assert matches[0]["name"] == "张大爷"
+    assert matches[0]["relation_label"] == "女儿"
+    assert matches[0]["owner_name"] == "张丽"
+
+
+def test_emergency_contacts_number_finds_the_elder(agent_client, zhang):
+    matches = agent_client.get("/api/elders/lookup", params={"phone": "15840112233"}).json()["matches"]
+    assert [(m["id"], m["relation_label"], m["owner_name"], m["source"]) for m in matches] == [
+        (zhang["id"], "儿子", "张伟", "emergency_contact")
+    ]
+
+
+def test_unknown_number_finds_nothing(agent_client, zhang):
+    body = agent_client.get("/api/elders/lookup", params={"phone": "13700001111"}).json()
+    assert body == {"phone": "+8613700001111", "display": "137 0000 1111", "matches": []}
+
+
+def test_invalid_caller_number_is_refused_naming_the_field(agent_client, zhang):
+    response = agent_client.get("/api/elders/lookup", params={"phone": "12349"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "phone"]
+
+
+def test_a_shared_home_number_finds_both_elders(agent_client, zhang):
+    wife = agent_client.post("/api/elders", json={
+        "name": "李秀英", "id_number": id_number(date(1944, 6, 1), "female", 32),
+        "phones": [{"number": "0411 8765 4321", "relation": "self"}],
+    }).json()
+    matches = agent_client.get("/api/elders/lookup", params={"phone": "87654321"}).json()["matches"]
+    assert sorted(m["id"] for m in matches) == sorted([zhang["id"], wife["id"]])
+
+
+def count_elders(services):
+    with services.db.session_scope() as session:
+        return len(session.exec(select(Elder.id)).all())
+
+
+def test_invalid_id_number_is_refused_naming_the_field_and_nothing_is_written(agent_client, services):
+    bad = ZHANG_ID[:17] + ("0" if ZHANG_ID[17] != "0" else "1")
+    response = agent_client.post("/api/elders", json=zhang_payload(id_number=bad))
+    assert response.status_code == 422
+    fields = {err["loc"][-1]: err["msg"] for err in response.json()["detail"]}
+    assert fields == {"id_number": "身份证号校验位错误"}
+    assert count_elders(services) == 0
+
+
+def test_invalid_phone_is_refused_naming_the_field(agent_client, services):
+    payload = zhang_payload(phones=[{"number": "1380013800", "relation": "self"}])
+    response = agent_client.post("/api/elders", json=payload)
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "phones[0]"]
+    assert "无效的电话号码" in response.json()["detail"][0]["msg"]
+    assert count_elders(services) == 0
+
+
+def test_birth_date_contradicting_the_id_number_is_refused(agent_client):
+    response = agent_client.post("/api/elders", json=zhang_payload(birth_date="1950-01-01"))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "birth_date"]
+
+
+def test_unknown_code_is_refused_with_the_choices(agent_client):
+    response = agent_client.post("/api/elders", json=zhang_payload(ability_level="很好"))
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == ["body", "ability_level"] and "能力完好" in detail["msg"]
+
+
+def test_the_same_id_number_cannot_be_registered_twice(agent_client, zhang):
+    response = agent_client.post("/api/elders", json=zhang_payload(name="张大爷二"))
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "id_number"]
+
+
+def test_chinese_labels_are_accepted_for_codes(agent_client):
+    response = agent_client.post("/api/elders", json={"name": "赵桂兰", "living_situation": "空巢", "ability_level": "轻度失能"})
+    assert response.status_code == 201
+    assert (response.json()["living_situation"], response.json()["ability_level"]) == ("empty_nest", "mild")
+
+
+def test_id_numbers_are_masked_for_agents_and_shown_to_admins(client, services, zhang):
+    agent_view = client.get(f"/api/elders/{zhang['id']}").json()
+    assert agent_view["id_number"] == ZHANG_ID[:4] + "**********" + ZHANG_ID[-4:]
+    assert agent_view["id_number_masked"] is True
+    login(client, make_user(services, "admin"))
+    admin_view = client.get(f"/api/elders/{zhang['id']}").json()
+    assert admin_view["id_number"] == ZHANG_ID
+    assert admin_view["id_number_masked"] is False
+
+
+def test_id_number_is_not_stored_in_clear(services, zhang):
+    with services.db.engine.connect() as connection:
+        from sqlalchemy import text
+
+        row = connection.execute(text("SELECT * FROM elders")).mappings().one()
+    assert ZHANG_ID not in " ".join(str(value) for value in row.values())
+
+
+def test_profile_view_leaves_an_audit_row(agent_client, services, zhang):
+    agent_client.get(f"/api/elders/{zhang['id']}")
+    with services.db.session_scope() as session:
+        rows = session.exec(select(AuditLog).where(AuditLog.elder_id == zhang["id"]).order_by(AuditLog.id)).all()
+    assert [row.action for row in rows] == ["create", "view"]
+    me = agent_client.get("/api/auth/me").json()
+    assert rows[-1].user_id == me["id"] and rows[-1].username == me["username"]
+    assert rows[-1].at is not None
+
+
+def test_update_records_which_fields_changed(agent_client, services, zhang):
+    response = agent_client.patch(f"/api/elders/{zhang['id']}", json={"ability_level": "severe", "address": "人民路1号"})
+    assert response.status_code == 200
+    assert response.json()["ability_level_label"] == "重度失能"
+    with services.db.session_scope() as session:
+        entry = session.exec(select(AuditLog).where(AuditLog.action == "update")).one()
+    assert sorted(entry.detail["fields"]) == ["ability_level", "address"]
+
+
+def test_update_with_a_bad_field_changes_nothing(agent_client, zhang):
+    response = agent_client.patch(f"/api/elders/{zhang['id']}", json={"address": "新地址", "steward_phone": "12"})
+    assert response.status_code == 422
+    assert agent_client.get(f"/api/elders/{zhang['id']}").json()["address"] == zhang["address"]
+
+
+def test_deactivated_elder_leaves_lookup_and_search(agent_client, zhang):
+    response = agent_client.post(f"/api/elders/{zhang['id']}/deactivate", json={"reason": "已迁出本市"})
+    assert response.json()["active"] is False
+    assert agent_client.get("/api/elders/lookup", params={"phone": "13800138000"}).json()["matches"] == []
+    assert agent_client.get("/api/elders", params={"q": "zdy"}).json()["total"] == 0
+    again = agent_client.post(f"/api/elders/{zhang['id']}/deactivate", json={"reason": "x"})
+    assert again.status_code == 409
+
+
+def test_phones_and_contacts_can_be_added_and_removed(agent_client, zhang):
+    added = agent_client.post(f"/api/elders/{zhang['id']}/phones", json={"number": "15012345678", "relation": "邻居", "owner_name": "王阿姨"})
+    assert added.status_code == 201 and added.json()["relation_label"] == "邻居"
+    assert agent_client.get("/api/elders/lookup", params={"phone": "15012345678"}).json()["matches"][0]["owner_name"] == "王阿姨"
+    assert agent_client.delete(f"/api/elders/{zhang['id']}/phones/{added.json()['id']}", headers=csrf_headers(agent_client)).status_code == 204
+    assert agent_client.get("/api/elders/lookup", params={"phone": "15012345678"}).json()["matches"] == []
+    bad = agent_client.post(f"/api/elders/{zhang['id']}/contacts", json={"name": "某人", "phone": "110"})
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "phone"]
+
+
+def test_missing_profile_is_404_in_chinese(agent_client):
+    response = agent_client.get("/api/elders/999999")
+    assert response.status_code == 404 and "不存在" in response.json()["detail"]

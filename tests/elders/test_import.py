@@ -1,0 +1,157 @@
+"""Import and export through HTTP, as a street office's spreadsheet arrives."""
+
+import csv
+import io
+from datetime import date
+
+import openpyxl
+from sqlmodel import select
+
+from callcenter.audit.models import AuditLog
+from callcenter.elders.models import Elder
+from tests.conftest import csrf_headers, id_number
+
+HEADER = ["姓名", "身份证号", "联系电话", "区", "街道", "社区", "详细地址", "居住状况", "失能等级", "紧急联系人", "紧急联系人关系", "紧急联系人电话", "备注"]
+ID_A = id_number(date(1939, 4, 5), "female", 11)
+ID_B = id_number(date(1946, 8, 9), "male", 12)
+ID_C = id_number(date(1951, 12, 1), "female", 13)
+BAD_CHECKSUM = ID_C[:17] + ("0" if ID_C[17] != "0" else "1")
+
+
+def sheet_rows():
+    return [
+        HEADER,
+        ["刘桂兰", ID_A, "13800001111", "中山区", "桃源街道", "春柳社区", "桃源街5号", "独居", "轻度失能", "刘伟", "儿子", "13900002222", ""],  # row 2 ok
+        ["陈德明", ID_B, "0411-82345678；13800003333", "中山区", "桃源街道", "春柳社区", "桃源街7号", "空巢", "能力完好", "", "", "", ""],  # row 3 ok
+        ["孙淑珍", BAD_CHECKSUM, "13800004444", "西岗区", "白云街道", "友好社区", "", "独居", "中度失能", "", "", "", ""],  # row 4 bad ID
+        ["", ID_C, "13800005555", "西岗区", "白云街道", "友好社区", "", "", "", "", "", "", ""],  # row 5 no name
+        ["周玉梅", ID_C, "1380000", "西岗区", "白云街道", "友好社区", "", "很穷", "完好", "", "", "", ""],  # row 6 bad phone, codes
+        ["刘桂兰", ID_A, "13800001111", "中山区", "桃源街道", "春柳社区", "", "", "", "", "", "", ""],  # row 7 duplicate of row 2
+        ["吴玉林", id_number(date(1944, 1, 1), "male", 14), "13800006666", "西岗区", "", "友好社区", "", "", "", "", "", "", ""],  # row 8 no street
+        ["郑秀兰", id_number(date(1943, 2, 2), "female", 15), "13800007777", "", "", "", "", "", "", "赵六", "女儿", "12345", ""],  # row 9 contact phone bad
+    ]
+
+
+def csv_bytes(rows, encoding="utf-8-sig"):
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    return buffer.getvalue().encode(encoding)
+
+
+def upload(client, filename, content):
+    return client.post("/api/elders/import", files={"file": (filename, content)}, headers=csrf_headers(client))
+
+
+def elder_names(services):
+    with services.db.session_scope() as session:
+        return sorted(e.name for e in session.exec(select(Elder)))
+
+
+def test_bad_rows_are_reported_and_the_rest_imported(supervisor_client, services):
+    supervisor_client.get("/api/auth/me")
+    response = upload(supervisor_client, "街道老人名单.csv", csv_bytes(sheet_rows()))
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert (report["total"], report["created"], report["updated"], report["rejected_rows"]) == (8, 2, 0, 6)
+    problems = {(p["row"], p["column"]) for p in report["problems"]}
+    assert problems == {
+        (4, "身份证号"),
+        (5, "姓名"),
+        (6, "联系电话"), (6, "居住状况"), (6, "失能等级"),
+        (7, "身份证号"),
+        (8, "社区"),
+        (9, "紧急联系人电话"),
+    }
+    reasons = {(p["row"], p["column"]): p["reason"] for p in report["problems"]}
+    assert reasons[(4, "身份证号")] == "身份证号校验位错误"
+    assert reasons[(7, "身份证号")] == "与第 2 行身份证号重复"
+    assert elder_names(services) == ["刘桂兰", "陈德明"]  # nothing of the bad rows, not even partly
+
+    lookup = supervisor_client.get("/api/elders/lookup", params={"phone": "82345678"}).json()["matches"]
+    assert [m["name"] for m in lookup] == ["陈德明"]
+    relative = supervisor_client.get("/api/elders/lookup", params={"phone": "13900002222"}).json()["matches"]
+    assert [(m["name"], m["relation_label"]) for m in relative] == [("刘桂兰", "儿子")]
+
+
+def test_importing_twice_updates_instead_of_duplicating(supervisor_client, services):
+    supervisor_client.get("/api/auth/me")
+    good = sheet_rows()[:3]
+    assert upload(supervisor_client, "a.csv", csv_bytes(good)).json()["created"] == 2
+    good[1][6] = "桃源街9号"  # the address changed in the street office's new list
+    second = upload(supervisor_client, "a.csv", csv_bytes(good)).json()
+    assert (second["created"], second["updated"], second["rejected_rows"]) == (0, 2, 0)
+    assert elder_names(services) == ["刘桂兰", "陈德明"]
+    found = supervisor_client.get("/api/elders", params={"q": "刘桂兰"}).json()["items"]
+    assert [item["address"] for item in found] == ["桃源街9号"]
+    with services.db.session_scope() as session:
+        actions = sorted(a.action for a in session.exec(select(AuditLog).where(AuditLog.action.like("import%"))))
+    assert actions == ["import_create", "import_create", "import_update", "import_update"]
+
+
+def test_xlsx_and_gbk_csv_are_read(supervisor_client, services):
+    supervisor_client.get("/api/auth/me")
+    workbook = openpyxl.Workbook()
+    for row in sheet_rows()[:2]:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    assert upload(supervisor_client, "名单.xlsx", buffer.getvalue()).json()["created"] == 1
+    gbk = csv_bytes([sheet_rows()[0], sheet_rows()[2]], encoding="gb18030")
+    assert upload(supervisor_client, "名单.csv", gbk).json()["created"] == 1
+    assert elder_names(services) == ["刘桂兰", "陈德明"]
+
+
+def test_id_number_saved_as_a_number_by_excel_is_explained(supervisor_client):
+    supervisor_client.get("/api/auth/me")
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["姓名", "身份证号"])
+    workbook.active.append(["刘桂兰", float(ID_A[:17] + "0")])
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    report = upload(supervisor_client, "x.xlsx", buffer.getvalue()).json()
+    assert report["rejected_rows"] == 1
+    assert "Excel" in report["problems"][0]["reason"]
+
+
+def test_file_without_required_columns_or_of_another_type_is_refused(supervisor_client):
+    supervisor_client.get("/api/auth/me")
+    missing = upload(supervisor_client, "a.csv", csv_bytes([["姓名", "电话"], ["张三", "13800001111"]]))
+    assert missing.status_code == 422 and "身份证号" in missing.json()["detail"][0]["msg"]
+    other = upload(supervisor_client, "a.txt", b"hello")
+    assert other.status_code == 422 and other.json()["detail"][0]["loc"] == ["body", "file"]
+
+
+def test_agents_cannot_import_or_export(agent_client):
+    agent_client.get("/api/auth/me")
+    assert upload(agent_client, "a.csv", csv_bytes(sheet_rows()[:2])).status_code == 403
+    assert agent_client.get("/api/elders/export").status_code == 403
+
+
+def test_export_round_trips_with_chinese_headers(supervisor_client, services):
+    supervisor_client.get("/api/auth/me")
+    upload(supervisor_client, "a.csv", csv_bytes(sheet_rows()[:3]))
+    exported = supervisor_client.get("/api/elders/export", params={"format": "csv"})
+    assert exported.status_code == 200
+    assert exported.content.startswith("\ufeff".encode())
+    rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert rows[0][:3] == ["姓名", "身份证号", "性别"]
+    by_name = {row[0]: dict(zip(rows[0], row)) for row in rows[1:]}
+    assert by_name["刘桂兰"]["身份证号"].count("*") == 10  # supervisors get masked numbers
+    assert by_name["刘桂兰"]["居住状况"] == "独居" and by_name["刘桂兰"]["紧急联系人关系"] == "儿子"
+    assert by_name["陈德明"]["联系电话"] == "0411-82345678；138 0000 3333"
+
+    xlsx = supervisor_client.get("/api/elders/export", params={"format": "xlsx", "q": "chen"})
+    sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
+    values = [[cell.value for cell in row] for row in sheet.iter_rows()]
+    assert values[0][0] == "姓名" and [row[0] for row in values[1:]] == ["陈德明"]
+
+
+def test_admin_export_reimports_without_change(admin_client, services):
+    admin_client.get("/api/auth/me")
+    upload(admin_client, "a.csv", csv_bytes(sheet_rows()[:3]))
+    exported = admin_client.get("/api/elders/export").content
+    assert ID_A.encode() in exported
+    report = upload(admin_client, "export.csv", exported).json()
+    assert report["problems"] == []
+    assert (report["created"], report["updated"], report["rejected_rows"]) == (0, 2, 0)
+    assert elder_names(services) == ["刘桂兰", "陈德明"]

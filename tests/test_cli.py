@@ -1,0 +1,105 @@
+"""The `callcenter` command, run as a user runs it: a subprocess of the installed entry point."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from callcenter.auth.models import User
+from callcenter.elders.models import Elder, ElderPhone
+
+CALLCENTER = shutil.which("callcenter", path=str(Path(sys.executable).parent))
+
+
+def run_cli(*args, env: dict, cwd=None, input: str | None = None, timeout: int = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([CALLCENTER, *args], env=env, cwd=cwd, input=input, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def cli_env(settings, services):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    return env | {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+                  "SECRET_KEY": settings.secret_key.get_secret_value()}
+
+
+def test_user_create_with_password_and_with_prompt(cli_env, services):
+    done = run_cli("user", "create", "zhangli", "--role", "agent", "--password", "long-password", "--extension", "8001", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    prompted = run_cli("user", "create", "banzhang", "--role", "supervisor", env=cli_env, input="long-password\nlong-password\n")
+    assert prompted.returncode == 0, prompted.stderr
+    assert "long-password" not in prompted.stdout
+    with services.db.session_scope() as session:
+        users = {u.username: u for u in session.exec(select(User))}
+    assert users["zhangli"].role == "agent" and users["zhangli"].sip_extension == "8001"
+    assert users["banzhang"].role == "supervisor"
+
+
+def test_user_create_refuses_bad_role_and_duplicates(cli_env, services):
+    bad = run_cli("user", "create", "x", "--role", "boss", "--password", "long-password", env=cli_env)
+    assert bad.returncode == 1 and "角色无效" in bad.stderr
+    run_cli("user", "create", "dup", "--role", "agent", "--password", "long-password", env=cli_env)
+    again = run_cli("user", "create", "dup", "--role", "agent", "--password", "long-password", env=cli_env)
+    assert again.returncode == 1 and "用户名已存在" in again.stderr
+
+
+def test_demo_data_writes_a_plausible_city_once(cli_env, services):
+    done = run_cli("demo-data", "--elders", "300", "--seed", "7", env=cli_env)
+    assert done.returncode == 0, done.stderr
+    assert "wrote 300 elders" in done.stdout and "banzhang / " in done.stdout
+    with services.db.session_scope() as session:
+        elders = list(session.exec(select(Elder)))
+        phones = list(session.exec(select(ElderPhone)))
+    assert len(elders) == 300
+    ages = [2026 - e.birth_date.year for e in elders]
+    assert min(ages) >= 59 and max(ages) <= 101
+    living = {e.living_situation for e in elders}
+    assert {"lives_alone", "empty_nest", "with_family"} <= living
+    assert sum(e.ability_level == "intact" for e in elders) > len(elders) / 2
+    assert any(p.relation in ("son", "daughter") for p in phones)
+    shared = {}
+    for p in phones:
+        shared.setdefault(p.number, set()).add(p.elder_id)
+    assert any(len(ids) > 1 for ids in shared.values()), "couples share a home number"
+    skipped = run_cli("demo-data", "--elders", "300", "--if-empty", env=cli_env)
+    assert "nothing written" in skipped.stdout
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_run_in_an_empty_folder_keeps_everything_under_data(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+    port = free_port()
+    process = subprocess.Popen([CALLCENTER, "run", "--port", str(port)], cwd=tmp_path, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2)
+                body = response.json()
+                break
+            except httpx.HTTPError:
+                time.sleep(0.3)
+        assert body == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}}
+        files = {p.name for p in (tmp_path / "data").iterdir()}
+        assert {"hotline.sqlite3", "secret_key"} <= files
+        assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=30)
+    assert f"http://127.0.0.1:{port}/" in output
+    assert (tmp_path / "data" / "secret_key").read_text() not in output

@@ -1,0 +1,24 @@
+from fastapi.testclient import TestClient
+
+from callcenter.main import create_app
+
+
+def test_healthz_reports_database_and_redis(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}}
+
+
+def test_healthz_reports_redis_down(settings, services):
+    broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    with TestClient(create_app(broken)) as client:
+        response = client.get("/healthz")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["status"] == "degraded" and body["database"] == {"ok": True} and body["redis"]["ok"] is False
+
+
+def test_openapi_lists_the_public_routes(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/auth/login", "/api/elders", "/api/elders/{elder_id}", "/api/elders/lookup", "/api/elders/import", "/healthz"):
+        assert path in paths
