@@ -77,7 +77,8 @@ def elders_page(request: Request, session: DbSession, services: ServicesDep, use
     today = today_in(services.settings.tz)
     rows = [presenter.summary(elder, today=today) for elder in result.items]
     pages = max(1, (result.total + result.page_size - 1) // result.page_size)
-    return render(request, "elders.html", {"user": user, "q": q, "rows": rows, "total": result.total, "page": result.page, "pages": pages})
+    return render(request, "elders.html", {"user": user, "q": q, "rows": rows, "total": result.total,
+                                          "capped": result.total_is_capped, "page": result.page, "pages": pages})
 
 
 @router.get("/elders/{elder_id}")

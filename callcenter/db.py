@@ -59,3 +59,20 @@ class Database:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         return True
+
+
+def create_postgres_database(admin_url: str, name: str):
+    """Create database `name` on the server of `admin_url`; returns (its url, a function that
+    drops it). For the tests and benchmarks, which each want a fresh database."""
+    from sqlalchemy import create_engine as create_core_engine, text
+
+    admin = create_core_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return admin_url.rsplit("/", 1)[0] + f"/{name}", drop

@@ -9,11 +9,11 @@ from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
 
 from callcenter import migrate
 from callcenter.auth import service as auth_service
 from callcenter.config import Settings
+from callcenter.db import create_postgres_database
 from callcenter.elders.idcard import make_id_number
 from callcenter.main import create_app
 from callcenter.models import metadata
@@ -30,17 +30,7 @@ def fresh_database_url(tmp_path_factory, label: str):
         return f"sqlite:///{tmp_path_factory.mktemp(label) / 'test.sqlite3'}", lambda: None
     if BACKEND != "postgresql":
         raise RuntimeError(f"TEST_DB must be sqlite or postgresql, not {BACKEND!r}")
-    name = f"cc_{label}_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop():
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", drop
+    return create_postgres_database(PG_ADMIN_URL, f"cc_{label}_{uuid.uuid4().hex[:10]}")
 
 
 @pytest.fixture(scope="session")

@@ -95,6 +95,7 @@ def test_run_in_an_empty_folder_keeps_everything_under_data(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.3)
         assert body == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}}
+        assert httpx.get(f"http://127.0.0.1:{port}/api/elders/lookup?phone=13812345678").status_code == 401
         files = {p.name for p in (tmp_path / "data").iterdir()}
         assert {"hotline.sqlite3", "secret_key"} <= files
         assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
@@ -103,3 +104,5 @@ def test_run_in_an_empty_folder_keeps_everything_under_data(tmp_path):
         output, _ = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in output
     assert (tmp_path / "data" / "secret_key").read_text() not in output
+    assert "GET /api/elders/lookup 401" in output  # requests are logged …
+    assert "13812345678" not in output  # … without the numbers in their query strings

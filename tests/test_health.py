@@ -22,3 +22,10 @@ def test_openapi_lists_the_public_routes(client):
     paths = client.get("/openapi.json").json()["paths"]
     for path in ("/api/auth/login", "/api/elders", "/api/elders/{elder_id}", "/api/elders/lookup", "/api/elders/import", "/healthz"):
         assert path in paths
+
+
+def test_api_docs_load_nothing_from_a_cdn(client):
+    html = client.get("/docs").text
+    assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in html
+    assert "cdn" not in html.lower() and "https://" not in html.replace("https://fastapi.tiangolo.com", "")
+    assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200

@@ -39,6 +39,7 @@ def list_elders(
     return {
         "items": [presenter.summary(elder, today=today) for elder in result.items],
         "total": result.total,
+        "total_is_capped": result.total_is_capped,
         "page": result.page,
         "page_size": result.page_size,
     }

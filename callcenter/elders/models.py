@@ -61,10 +61,11 @@ RELATIONS = {
 class Elder(SQLModel, table=True):
     __tablename__ = "elders"
     __table_args__ = (
-        # text_pattern_ops: prefix LIKE uses the index whatever the database collation.
-        Index("ix_elders_name", "name", postgresql_ops={"name": "text_pattern_ops"}),
-        Index("ix_elders_name_pinyin", "name_pinyin", postgresql_ops={"name_pinyin": "text_pattern_ops"}),
-        Index("ix_elders_name_initials", "name_initials", postgresql_ops={"name_initials": "text_pattern_ops"}),
+        # text_pattern_ops: prefix LIKE uses the index whatever the database collation; with
+        # active and id in the index, a name search never touches the table (index-only scan).
+        Index("ix_elders_name", "name", "active", "id", postgresql_ops={"name": "text_pattern_ops"}),
+        Index("ix_elders_name_pinyin", "name_pinyin", "active", "id", postgresql_ops={"name_pinyin": "text_pattern_ops"}),
+        Index("ix_elders_name_initials", "name_initials", "active", "id", postgresql_ops={"name_initials": "text_pattern_ops"}),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -101,12 +102,14 @@ class ElderPhone(SQLModel, table=True):
     __tablename__ = "elder_phones"
     __table_args__ = (
         UniqueConstraint("elder_id", "number", name="uq_elder_phones_elder_number"),
+        # One index serves both the exact caller-ID match and "starts with" searches.
+        Index("ix_elder_phones_number", "number", postgresql_ops={"number": "text_pattern_ops"}),
         Index("ix_elder_phones_number_rev", "number_rev", postgresql_ops={"number_rev": "text_pattern_ops"}),
     )
 
     id: int | None = Field(default=None, primary_key=True)
     elder_id: int = Field(foreign_key="elders.id", index=True, ondelete="CASCADE")
-    number: str = Field(max_length=20, index=True, description="E.164")
+    number: str = Field(max_length=20, description="E.164")
     number_rev: str = Field(max_length=20, description="national digits reversed, for 'ends with' search")
     kind: str = Field(default="mobile", max_length=16)
     relation: str = Field(default="self", max_length=32)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal, InvalidOperation
 
-from sqlalchemy import func, or_
+from sqlalchemy import bindparam, func, literal, union, union_all
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
@@ -51,12 +51,16 @@ class PhoneMatch:
     source: str  # phone | emergency_contact
 
 
+COUNT_LIMIT = 1000
+
+
 @dataclass
 class SearchPage:
     items: list[Elder]
-    total: int
+    total: int  # at most COUNT_LIMIT
     page: int
     page_size: int
+    total_is_capped: bool = False  # more than COUNT_LIMIT matched
 
 
 # --- validation -----------------------------------------------------------------------------
@@ -237,26 +241,37 @@ def reveal_id_number(*, elder: Elder, sealer: Sealer) -> str | None:
 # --- phones and contacts ------------------------------------------------------------------
 
 
-def validate_phones(items: list[PhoneIn], area_code: str):
+def _validate_entries(items: list, *, prefix: str, number_attr: str, area_code: str):
+    """Check relation and number of each phone or contact; errors name e.g. `phones[1].number`."""
     valid, errors = [], []
     for index, item in enumerate(items):
+        entry_errors = []
         try:
             relation = _code(item.relation, RELATIONS, "关系")
-            valid.append((item.model_copy(update={"relation": relation}), _phone(item.number, area_code)))
         except ValueError as exc:
-            errors.append((f"phones[{index}]", str(exc)))
+            entry_errors.append((f"{prefix}[{index}].relation", str(exc)))
+        try:
+            phone = _phone(getattr(item, number_attr), area_code)
+        except ValueError as exc:
+            entry_errors.append((f"{prefix}[{index}].{number_attr}", str(exc)))
+        if entry_errors:
+            errors += entry_errors
+        else:
+            valid.append((item.model_copy(update={"relation": relation}), phone))
     return valid, errors
+
+
+def validate_phones(items: list[PhoneIn], area_code: str):
+    return _validate_entries(items, prefix="phones", number_attr="number", area_code=area_code)
 
 
 def validate_contacts(items: list[ContactIn], area_code: str):
-    valid, errors = [], []
-    for index, item in enumerate(items):
-        try:
-            relation = _code(item.relation, RELATIONS, "关系")
-            valid.append((item.model_copy(update={"relation": relation}), _phone(item.phone, area_code)))
-        except ValueError as exc:
-            errors.append((f"emergency_contacts[{index}]", str(exc)))
-    return valid, errors
+    return _validate_entries(items, prefix="emergency_contacts", number_attr="phone", area_code=area_code)
+
+
+def _single_entry_errors(errors: list[tuple[str, str]]) -> FieldErrors:
+    """`phones[0].number` → `number`: the request carried one entry, not a list."""
+    return FieldErrors([(field.rsplit(".", 1)[-1], message) for field, message in errors])
 
 
 def _attach_phone(*, session: Session, elder: Elder, phone: Phone, phone_in: PhoneIn) -> ElderPhone:
@@ -286,7 +301,7 @@ def add_phone(*, session: Session, elder_id: int, phone_in: PhoneIn, area_code: 
     elder = get_or_raise(session=session, elder_id=elder_id)
     valid, errors = validate_phones([phone_in], area_code)
     if errors:
-        raise FieldErrors([("number" if "号码" in msg else "relation", msg) for _, msg in errors])
+        raise _single_entry_errors(errors)
     row = _attach_phone(session=session, elder=elder, phone=valid[0][1], phone_in=valid[0][0])
     session.flush()
     return row
@@ -305,7 +320,7 @@ def add_contact(*, session: Session, elder_id: int, contact_in: ContactIn, area_
     elder = get_or_raise(session=session, elder_id=elder_id)
     valid, errors = validate_contacts([contact_in], area_code)
     if errors:
-        raise FieldErrors([("phone" if "号码" in msg else "relation", msg) for _, msg in errors])
+        raise _single_entry_errors(errors)
     row = _attach_contact(session=session, elder=elder, contact_in=valid[0][0], phone=valid[0][1])
     session.flush()
     return row
@@ -343,24 +358,31 @@ def lookup_by_phone(*, session: Session, raw: str, area_code: str) -> tuple[Phon
     return phone, matches_for_number(session=session, e164=phone.e164)
 
 
+def _build_matches_query():
+    """Built once: this runs for every incoming call, and building the statement cost more than
+    running it."""
+    e164 = bindparam("e164")
+    hits = union_all(
+        select(ElderPhone.elder_id.label("elder_id"), ElderPhone.relation.label("relation"),
+               ElderPhone.owner_name.label("owner"), literal("phone").label("source"))
+        .where(ElderPhone.number == e164),
+        select(EmergencyContact.elder_id, EmergencyContact.relation, EmergencyContact.name, literal("emergency_contact"))
+        .where(EmergencyContact.phone == e164),
+    ).subquery()
+    return select(Elder, hits.c.relation, hits.c.owner, hits.c.source).join(hits, hits.c.elder_id == Elder.id).where(Elder.active)
+
+
+_MATCHES_QUERY = _build_matches_query()
+
+
 def matches_for_number(*, session: Session, e164: str) -> list[PhoneMatch]:
-    """Active elders whose phones or emergency contacts carry this E.164 number, own numbers first."""
+    """Active elders whose phones or emergency contacts carry this E.164 number, own numbers
+    first, then relatives'. One round trip."""
     matches: dict[int, PhoneMatch] = {}
-    phone_rows = session.exec(
-        select(Elder, ElderPhone.relation, ElderPhone.owner_name)
-        .join(ElderPhone, ElderPhone.elder_id == Elder.id)
-        .where(ElderPhone.number == e164, Elder.active)
-    )
-    for elder, relation, owner in phone_rows:
-        matches[elder.id] = PhoneMatch(elder=elder, relation=relation, owner_name=owner, source="phone")
-    contact_rows = session.exec(
-        select(Elder, EmergencyContact.relation, EmergencyContact.name)
-        .join(EmergencyContact, EmergencyContact.elder_id == Elder.id)
-        .where(EmergencyContact.phone == e164, Elder.active)
-    )
-    for elder, relation, name in contact_rows:
-        matches.setdefault(elder.id, PhoneMatch(elder=elder, relation=relation, owner_name=name, source="emergency_contact"))
-    return sorted(matches.values(), key=lambda m: (m.relation != "self", m.elder.id))
+    for elder, relation, owner, source in session.execute(_MATCHES_QUERY, {"e164": e164}):
+        if elder.id not in matches or (source == "phone" and matches[elder.id].source != "phone"):
+            matches[elder.id] = PhoneMatch(elder=elder, relation=relation, owner_name=owner, source=source)
+    return sorted(matches.values(), key=lambda m: (m.relation != "self", m.source != "phone", m.elder.id))
 
 
 _WILDCARDS = str.maketrans("", "", "%_\\")
@@ -371,63 +393,75 @@ def _like_prefix(text: str) -> str:
     return text.translate(_WILDCARDS) + "%"
 
 
-def search_conditions(*, session: Session, q: str) -> list:
+def search_conditions(*, session: Session, q: str, sealer: Sealer | None = None, active_only: bool = True) -> list:
     """What `q` can mean: a name, pinyin or initials, a phone fragment, the last 4 of an ID
-    number, a whole ID number, a community. Each condition is an indexed prefix or equality."""
+    number, a whole ID number, a community. Each is a SELECT of elder ids served by one index
+    (a prefix or an equality), so their union stays fast with millions of elders."""
     text = q.translate(_WILDCARDS).strip()
-    compact = text.replace(" ", "").replace("-", "")
-    conditions = []
+    compact = text.replace(" ", "").replace("-", "").upper()
     if not text:
-        return conditions
+        return []
+
+    def elders_where(condition):
+        query = select(Elder.id).where(condition)
+        return query.where(Elder.active) if active_only else query
+
+    def phones_where(condition):
+        query = select(ElderPhone.elder_id.label("id")).where(condition)
+        return query.join(Elder, Elder.id == ElderPhone.elder_id).where(Elder.active) if active_only else query
+
     if compact.isascii() and compact.isalpha():
-        key = compact.lower()
-        conditions += [Elder.name_pinyin.like(_like_prefix(key)), Elder.name_initials.like(_like_prefix(key))]
-    elif compact.lstrip("+").isdigit() or (len(compact) in (4, 18) and compact[:-1].isdigit() and compact[-1] in "xX"):
-        conditions += _number_conditions(compact.upper())
-    else:
-        conditions.append(Elder.name.like(_like_prefix(text)))
-        community_ids = areas_service.communities_matching(session=session, text=text)
-        if community_ids:
-            conditions.append(Elder.community_id.in_(community_ids))
+        key = _like_prefix(compact.lower())
+        return [elders_where(Elder.name_pinyin.like(key)), elders_where(Elder.name_initials.like(key))]
+    if compact.lstrip("+").isdigit() or (len(compact) in (4, 18) and compact[:-1].isdigit() and compact[-1] == "X"):
+        return [elders_where(c) for c in _id_number_conditions(compact, sealer)] + [phones_where(c) for c in _phone_conditions(compact)]
+    conditions = [elders_where(Elder.name.like(_like_prefix(text)))]
+    community_ids = areas_service.communities_matching(session=session, text=text)
+    if community_ids:
+        conditions.append(elders_where(Elder.community_id.in_(community_ids)))
     return conditions
 
 
-def _number_conditions(digits: str) -> list:
+def _id_number_conditions(digits: str, sealer: Sealer | None) -> list:
     conditions = []
     if len(digits) == 4:
         conditions.append(Elder.id_last4 == digits)
-    if digits.endswith("X"):
-        return conditions  # only ID numbers end with X
-    national = digits.lstrip("+")
-    if national.startswith("0086"):
-        national = national[4:]
-    elif digits.startswith("+86"):
-        national = national[2:]
-    national = national.lstrip("0")
-    if len(national) >= 3:
-        ends_with = select(ElderPhone.elder_id).where(ElderPhone.number_rev.like(_like_prefix(national[::-1])))
-        starts_with = select(ElderPhone.elder_id).where(ElderPhone.number.like(_like_prefix("+86" + national)))
-        conditions += [Elder.id.in_(ends_with), Elder.id.in_(starts_with)]
+    if len(digits) == 18 and sealer is not None:
+        try:
+            conditions.append(Elder.id_number_hash == sealer.lookup_hash(parse_id_number(digits).value))
+        except InvalidIdNumber:
+            pass
     return conditions
 
 
-def matching_query(*, session: Session, q: str, sealer: Sealer | None, include_inactive: bool = False):
-    """SELECT of the elders matching `q` (all when blank), or None when `q` can match nothing."""
-    conditions = search_conditions(session=session, q=q)
-    compact = q.strip().upper()
-    if sealer is not None and len(compact) == 18:
-        try:
-            conditions.append(Elder.id_number_hash == sealer.lookup_hash(parse_id_number(compact).value))
-        except InvalidIdNumber:
-            pass
-    query = select(Elder)
-    if q.strip():
-        if not conditions:
-            return None
-        query = query.where(or_(*conditions))
-    if not include_inactive:
-        query = query.where(Elder.active)
-    return query
+def _phone_conditions(digits: str) -> list:
+    if digits.endswith("X"):
+        return []  # only ID numbers end with X
+    typed = digits.lstrip("+")
+    if digits.startswith("+86"):
+        typed = typed[2:]
+    elif typed.startswith("0086"):
+        typed = typed[4:]
+    national = typed.lstrip("0")  # a whole number typed with its trunk 0: 0411…
+    conditions = []
+    if len(typed) >= 4:  # the last digits of a number: what agents type most
+        tail = national if len(typed) >= 10 else typed
+        conditions.append(ElderPhone.number_rev.like(_like_prefix(tail[::-1])))
+    if len(national) >= 7:  # the start of a number; shorter would be an area code matching a whole city
+        conditions.append(ElderPhone.number.like(_like_prefix("+86" + national)))
+    return conditions
+
+
+def matching_ids(*, session: Session, q: str, sealer: Sealer | None, include_inactive: bool = False):
+    """SELECT of the distinct ids of the elders matching `q` (all when blank), or None when `q`
+    can match nothing."""
+    if not q.strip():
+        query = select(Elder.id)
+        return query if include_inactive else query.where(Elder.active)
+    conditions = search_conditions(session=session, q=q, sealer=sealer, active_only=not include_inactive)
+    if not conditions:
+        return None
+    return union(*conditions) if len(conditions) > 1 else conditions[0].distinct()
 
 
 def search(
@@ -435,9 +469,15 @@ def search(
 ) -> SearchPage:
     """Profiles matching `q` (see search_conditions), newest first, one page at a time."""
     page, page_size = max(page, 1), min(max(page_size, 1), 200)
-    query = matching_query(session=session, q=q, sealer=sealer, include_inactive=include_inactive)
-    if query is None:
+    ids = matching_ids(session=session, q=q, sealer=sealer, include_inactive=include_inactive)
+    if ids is None:
         return SearchPage(items=[], total=0, page=page, page_size=page_size)
-    total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    items = session.exec(query.order_by(Elder.id.desc()).offset((page - 1) * page_size).limit(page_size))
-    return SearchPage(items=list(items), total=total, page=page, page_size=page_size)
+    ids = ids.subquery()
+    # Counting stops at COUNT_LIMIT: "张" matches tens of thousands in a big city, and nobody
+    # pages through them; the page says "more than …" and asks for a narrower query.
+    counted = session.exec(select(func.count()).select_from(select(ids.c.id).limit(COUNT_LIMIT + 1).subquery())).one()
+    # Pick the page's ids from the index-only union first, then read just those rows.
+    page_ids = select(ids.c.id).order_by(ids.c.id.desc()).offset((page - 1) * page_size).limit(page_size)
+    items = session.exec(select(Elder).where(Elder.id.in_(page_ids)).order_by(Elder.id.desc()))
+    return SearchPage(items=list(items), total=min(counted, COUNT_LIMIT), page=page, page_size=page_size,
+                      total_is_capped=counted > COUNT_LIMIT)

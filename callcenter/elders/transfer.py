@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 import openpyxl
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
 from callcenter.crypto import Sealer
@@ -54,7 +54,13 @@ HEADER_OF = {key: header for key, header, _ in COLUMNS}
 KEY_OF = {name: key for key, header, aliases in COLUMNS for name in (header, *aliases)}
 REQUIRED = ("name", "id_number")
 # Where the profile service names a field, which column of the file it came from.
-COLUMN_OF_FIELD = {"community_id": "community", "phones": "phones", "emergency_contacts": "contact_phone"}
+COLUMN_OF_FIELD = {
+    "community_id": "community",
+    "phones.number": "phones",
+    "phones.relation": "phones",
+    "emergency_contacts.phone": "contact_phone",
+    "emergency_contacts.relation": "contact_relation",
+}
 _LIST_SPLIT = re.compile(r"[,，;；/、\n]+")
 MAX_ROWS = 50_000
 
@@ -263,7 +269,8 @@ def _check_against_database(*, session: Session, elder_in: ElderIn, area_code: s
     _, phone_problems = elders_service.validate_phones(elder_in.phones, area_code)
     _, contact_problems = elders_service.validate_contacts(elder_in.emergency_contacts, area_code)
     for name, message in phone_problems + contact_problems:
-        problems.append((COLUMN_OF_FIELD[name.split("[")[0]], message))
+        entry, attribute = name.split("[")[0], name.rsplit(".", 1)[-1]
+        problems.append((COLUMN_OF_FIELD[f"{entry}.{attribute}"], message))
     return problems
 
 
@@ -343,6 +350,6 @@ def to_xlsx(rows: Iterable[list[str]], title: str = "老人档案") -> bytes:
 
 
 def elders_for_export(*, session: Session, q: str, sealer: Sealer, include_inactive: bool) -> list[Elder]:
-    query = elders_service.matching_query(session=session, q=q, sealer=sealer, include_inactive=include_inactive)
-    return [] if query is None else list(session.exec(query.order_by(Elder.id)))
+    ids = elders_service.matching_ids(session=session, q=q, sealer=sealer, include_inactive=include_inactive)
+    return [] if ids is None else list(session.exec(select(Elder).where(Elder.id.in_(ids)).order_by(Elder.id)))
 

@@ -123,7 +123,7 @@ def test_invalid_phone_is_refused_naming_the_field(agent_client, services):
     payload = zhang_payload(phones=[{"number": "1380013800", "relation": "self"}])
     response = agent_client.post("/api/elders", json=payload)
     assert response.status_code == 422
-    assert response.json()["detail"][0]["loc"] == ["body", "phones[0]"]
+    assert response.json()["detail"][0]["loc"] == ["body", "phones[0].number"]
     assert "无效的电话号码" in response.json()["detail"][0]["msg"]
     assert count_elders(services) == 0
 

@@ -94,3 +94,22 @@ def test_search_results_mask_id_numbers(agent_client, city):
 def test_wildcards_in_queries_match_literally(agent_client, city):
     assert names(agent_client, "%") == []
     assert names(agent_client, "张_") == ["张大爷", "张德义"]  # '_' is dropped, not a wildcard for any one char
+
+
+def test_count_stops_at_the_limit_and_says_so(agent_client, city, monkeypatch):
+    from callcenter.elders import service as elders_service
+
+    monkeypatch.setattr(elders_service, "COUNT_LIMIT", 3)
+    body = agent_client.get("/api/elders", params={"page_size": 2}).json()
+    assert (body["total"], body["total_is_capped"], len(body["items"])) == (3, True, 2)
+    page = agent_client.get("/elders", headers={"accept": "text/html"}).text
+    assert "超过 3 位老人" in page
+    monkeypatch.setattr(elders_service, "COUNT_LIMIT", 4)
+    assert agent_client.get("/api/elders").json()["total_is_capped"] is False
+
+
+def test_short_digit_fragments_do_not_match_a_whole_area_code(agent_client, city, services):
+    # "0411" would be the start of every Dalian landline; as 4 digits it means "ends with".
+    agent_client.post("/api/elders", json={"name": "钱玉兰", "phones": [{"number": "0411-82220411"}]})
+    agent_client.post("/api/elders", json={"name": "孙玉珍", "phones": [{"number": "0411-83334444"}]})
+    assert names(agent_client, "0411") == ["钱玉兰"]

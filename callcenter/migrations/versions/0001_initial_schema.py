@@ -79,9 +79,9 @@ def upgrade() -> None:
     with op.batch_alter_table('elders', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_elders_community_id'), ['community_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_elders_id_last4'), ['id_last4'], unique=False)
-        batch_op.create_index('ix_elders_name', ['name'], unique=False, postgresql_ops={'name': 'text_pattern_ops'})
-        batch_op.create_index('ix_elders_name_initials', ['name_initials'], unique=False, postgresql_ops={'name_initials': 'text_pattern_ops'})
-        batch_op.create_index('ix_elders_name_pinyin', ['name_pinyin'], unique=False, postgresql_ops={'name_pinyin': 'text_pattern_ops'})
+        batch_op.create_index('ix_elders_name', ['name', 'active', 'id'], unique=False, postgresql_ops={'name': 'text_pattern_ops'})
+        batch_op.create_index('ix_elders_name_initials', ['name_initials', 'active', 'id'], unique=False, postgresql_ops={'name_initials': 'text_pattern_ops'})
+        batch_op.create_index('ix_elders_name_pinyin', ['name_pinyin', 'active', 'id'], unique=False, postgresql_ops={'name_pinyin': 'text_pattern_ops'})
 
     op.create_table('audit_log',
     sa.Column('id', sa.Integer(), nullable=False),
@@ -116,7 +116,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('elder_phones', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_elder_phones_elder_id'), ['elder_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_elder_phones_number'), ['number'], unique=False)
+        batch_op.create_index('ix_elder_phones_number', ['number'], unique=False, postgresql_ops={'number': 'text_pattern_ops'})
         batch_op.create_index('ix_elder_phones_number_rev', ['number_rev'], unique=False, postgresql_ops={'number_rev': 'text_pattern_ops'})
 
     op.create_table('emergency_contacts',
@@ -146,7 +146,7 @@ def downgrade() -> None:
     op.drop_table('emergency_contacts')
     with op.batch_alter_table('elder_phones', schema=None) as batch_op:
         batch_op.drop_index('ix_elder_phones_number_rev', postgresql_ops={'number_rev': 'text_pattern_ops'})
-        batch_op.drop_index(batch_op.f('ix_elder_phones_number'))
+        batch_op.drop_index('ix_elder_phones_number', postgresql_ops={'number': 'text_pattern_ops'})
         batch_op.drop_index(batch_op.f('ix_elder_phones_elder_id'))
 
     op.drop_table('elder_phones')
