@@ -9,13 +9,20 @@ def test_healthz_reports_database_and_redis(client):
     assert response.json() == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}}
 
 
-def test_healthz_reports_redis_down(settings, services):
+def test_healthz_reports_redis_down_and_agents_can_still_sign_in(settings, services):
+    from tests.conftest import PASSWORD, make_user
+
+    agent = make_user(services, "agent")
     broken = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
     with TestClient(create_app(broken)) as client:
         response = client.get("/healthz")
-    assert response.status_code == 503
-    body = response.json()
-    assert body["status"] == "degraded" and body["database"] == {"ok": True} and body["redis"]["ok"] is False
+        assert response.status_code == 503
+        body = response.json()
+        assert body["status"] == "degraded" and body["database"] == {"ok": True} and body["redis"]["ok"] is False
+        wrong = client.post("/api/auth/login", json={"username": agent.username, "password": "wrong-password"})
+        assert wrong.status_code == 401  # passwords are still checked
+        right = client.post("/api/auth/login", json={"username": agent.username, "password": PASSWORD})
+        assert right.status_code == 200
 
 
 def test_openapi_lists_the_public_routes(client):

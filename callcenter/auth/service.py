@@ -5,15 +5,19 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+import logging
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from redis.exceptions import RedisError
 from sqlmodel import Session, select
 
 from callcenter.auth.models import ROLE_RANK, ROLES, User
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound
 from callcenter.timeutil import utcnow
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("timing-equaliser")
 MIN_PASSWORD_LENGTH = 8
@@ -110,7 +114,11 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
 
 class LoginThrottle:
     """Counts failed logins per user name and per client address in Redis (shared by every web
-    process); past the limit, logins are refused until the window has passed."""
+    process); past the limit, logins are refused until the window has passed.
+
+    With Redis down it lets logins through (and says so in the log): agents must still be able
+    to sign in to answer calls, and the passwords are still checked.
+    """
 
     def __init__(self, redis, *, max_failures: int, window_seconds: int):
         self.redis = redis
@@ -122,7 +130,11 @@ class LoginThrottle:
 
     def check(self, username: str, ip: str) -> None:
         user_key, ip_key = self._keys(username, ip)
-        counts = self.redis.mget([user_key, ip_key])
+        try:
+            counts = self.redis.mget([user_key, ip_key])
+        except RedisError as exc:
+            log.warning("login throttle unavailable (Redis: %s); login allowed", type(exc).__name__)
+            return
         user_failures, ip_failures = (int(c or 0) for c in counts)
         if user_failures >= self.max_failures or ip_failures >= self.max_failures * 4:
             key = user_key if user_failures >= self.max_failures else ip_key
@@ -133,10 +145,16 @@ class LoginThrottle:
         for key in self._keys(username, ip):
             pipe.set(key, 0, ex=self.window, nx=True)  # the window starts at the first failure
             pipe.incr(key)
-        pipe.execute()
+        try:
+            pipe.execute()
+        except RedisError as exc:
+            log.warning("login throttle unavailable (Redis: %s); failure not counted", type(exc).__name__)
 
     def reset(self, username: str) -> None:
-        self.redis.delete(self._keys(username, "")[0])
+        try:
+            self.redis.delete(self._keys(username, "")[0])
+        except RedisError:
+            pass
 
 
 class SessionCodec:
