@@ -1,0 +1,1 @@
+"""Asterisk Manager Interface: the wire protocol and an asyncio client. Knows nothing of calls."""

@@ -1,0 +1,151 @@
+"""The AMI wire format: messages of `Key: Value` lines ended by an empty line, CRLF line ends.
+
+`FrameParser` turns bytes, in reads of any size, into `Message`s. It splits on the empty line in
+*bytes* and decodes each whole message, so a multi-byte UTF-8 character split across two TCP
+reads survives. A message that cannot be decoded or parsed becomes a `BadFrame` (reported, then
+skipped): the messages after it are still delivered, in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+MAX_MESSAGE_BYTES = 256 * 1024  # Asterisk's largest real messages are a few KB
+_TERMINATOR = b"\r\n\r\n"
+
+
+class Message:
+    """One AMI message: its fields in order; a key may repeat (`ChanVariable`, `Variable`)."""
+
+    __slots__ = ("fields", "_first")
+
+    def __init__(self, fields: list[tuple[str, str]]):
+        self.fields = fields
+        first: dict[str, str] = {}
+        for key, value in fields:
+            first.setdefault(key, value)
+        self._first = first
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        """The first value of `key`."""
+        return self._first.get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        return self._first[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._first
+
+    def getall(self, key: str) -> list[str]:
+        return [value for k, value in self.fields if k == key]
+
+    @property
+    def event(self) -> str | None:
+        return self._first.get("Event")
+
+    @property
+    def response(self) -> str | None:
+        return self._first.get("Response")
+
+    @property
+    def action_id(self) -> str | None:
+        return self._first.get("ActionID")
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(self._first)
+
+    def __repr__(self) -> str:
+        kind = f"Event={self.event}" if self.event else f"Response={self.response}"
+        return f"<Message {kind} {len(self.fields)} fields>"
+
+
+@dataclass(frozen=True)
+class BadFrame:
+    """A message that was skipped, and why (for the log; never raised)."""
+
+    reason: str
+    size: int
+    preview: str
+
+
+def encode_action(action: str, fields: dict | list[tuple[str, str]]) -> bytes:
+    """An action as bytes. A list of pairs may repeat keys (`Variable` on Originate)."""
+    pairs = fields.items() if isinstance(fields, dict) else fields
+    lines = [f"Action: {action}"]
+    for key, value in pairs:
+        if value is None:
+            continue
+        text = str(value)
+        if "\r" in text or "\n" in text:
+            raise ValueError(f"AMI field {key} must not contain a line break")
+        lines.append(f"{key}: {text}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+class FrameParser:
+    """Bytes in, messages out. Feed it whatever the socket gives."""
+
+    def __init__(self, max_message_bytes: int = MAX_MESSAGE_BYTES):
+        self._buffer = bytearray()
+        self._max = max_message_bytes
+        self._discarding = False  # inside an oversized message, skipping to its end
+        self.banner: str | None = None
+        self._expect_banner = True
+
+    def feed(self, data: bytes) -> list[Message | BadFrame]:
+        self._buffer += data
+        return list(self._drain())
+
+    def _drain(self) -> Iterator[Message | BadFrame]:
+        buffer = self._buffer
+        if self._expect_banner:
+            end = buffer.find(b"\r\n")
+            if end < 0:
+                return
+            self.banner = bytes(buffer[:end]).decode("utf-8", "replace")
+            del buffer[: end + 2]
+            self._expect_banner = False
+        start = 0
+        while True:
+            end = buffer.find(_TERMINATOR, start)
+            if end < 0:
+                break
+            chunk = bytes(buffer[start:end])
+            start = end + 4
+            if self._discarding:
+                self._discarding = False
+                continue
+            if not chunk.strip():
+                continue  # stray blank lines between messages
+            yield parse_message(chunk)
+        del buffer[:start]
+        if len(buffer) > self._max:
+            # No end in sight: drop what we hold and skip to the end of this message (reported once).
+            if not self._discarding:
+                yield BadFrame("message longer than %d bytes" % self._max, len(buffer), _preview(bytes(buffer[:80])))
+            keep = buffer[-3:]  # a terminator may straddle the cut
+            buffer.clear()
+            buffer += keep
+            self._discarding = True
+
+
+def parse_message(chunk: bytes) -> Message | BadFrame:
+    """One message (without its terminating empty line) from bytes."""
+    try:
+        text = chunk.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return BadFrame(f"not UTF-8 at byte {exc.start}", len(chunk), _preview(chunk))
+    fields: list[tuple[str, str]] = []
+    for line in text.split("\r\n"):
+        if not line:
+            continue
+        key, sep, value = line.partition(":")
+        if not sep or not key or key != key.strip():
+            return BadFrame("line without 'Key: value'", len(chunk), _preview(line.encode("utf-8", "replace")))
+        fields.append((key, value[1:] if value.startswith(" ") else value))
+    return Message(fields)
+
+
+def _preview(raw: bytes) -> str:
+    return raw[:60].decode("utf-8", "replace").encode("unicode_escape").decode("ascii")

@@ -1,0 +1,86 @@
+"""Calls and agent states as the bridge records them from AMI (DESIGN.md, "Call model")."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Column, DateTime, Index
+from sqlmodel import Field, SQLModel
+
+from callcenter.timeutil import utcnow
+
+CALL_STATES = {"ringing": "振铃", "ivr": "语音导航", "queued": "排队中", "offered": "分配坐席", "talking": "通话中",
+               "wrapup": "坐席已挂机", "ended": "已结束"}
+CALL_OUTCOMES = {"answered": "已接听", "abandoned": "放弃", "short_abandon": "短时放弃", "timeout": "排队超时",
+                 "ivr_only": "仅语音导航", "outbound": "外呼", "lost_during_outage": "中断期间丢失"}
+
+
+def _ts(**kwargs):
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class CallRecord(SQLModel, table=True):
+    __tablename__ = "calls"
+    __table_args__ = (
+        Index("ix_calls_queued_at", "queued_at"),
+        Index("ix_calls_started_at", "started_at"),
+        Index("ix_calls_open", "state", "started_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    linkedid: str = Field(max_length=64, unique=True)
+    direction: str = Field(max_length=16)
+    context: str = Field(default="", max_length=80)
+    state: str = Field(max_length=16)
+    outcome: str | None = Field(default=None, max_length=24)
+    caller_number: str | None = Field(default=None, max_length=40, description="as the trunk delivered it")
+    caller_e164: str | None = Field(default=None, max_length=20, index=True)
+    caller_name: str | None = Field(default=None, max_length=80)
+    elder_id: int | None = Field(default=None, foreign_key="elders.id", index=True)
+    elder_candidates: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    queue: str | None = Field(default=None, max_length=80)
+    position: int | None = None
+    priority: int = 0
+    ivr_route: str | None = Field(default=None, max_length=32)
+    elder_ref: str | None = Field(default=None, max_length=32, description="ELDER_ID set by the IVR")
+    survey_score: int | None = None
+    agent_interface: str | None = Field(default=None, max_length=120)
+    agent_name: str | None = Field(default=None, max_length=80)
+    agent_extension: str | None = Field(default=None, max_length=32, index=True)
+    agent_user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    ring_attempts: int = 0
+    transfers: int = 0
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ivr_at: datetime | None = _ts()
+    queued_at: datetime | None = _ts()
+    offered_at: datetime | None = _ts()
+    answered_at: datetime | None = _ts()
+    abandoned_at: datetime | None = _ts()
+    agent_done_at: datetime | None = _ts()
+    ended_at: datetime | None = _ts()
+    wait_seconds: int | None = None
+    talk_seconds: int | None = None
+    hangup_by: str | None = Field(default=None, max_length=16)
+    outage_from: datetime | None = _ts()
+    outage_to: datetime | None = _ts()
+    channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    disposition: str | None = Field(default=None, max_length=32)
+    notes: str = Field(default="", max_length=4000)
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class AgentStatus(SQLModel, table=True):
+    """The last known state of each queue member (an agent's phone interface)."""
+
+    __tablename__ = "agent_states"
+
+    interface: str = Field(primary_key=True, max_length=120)
+    name: str | None = Field(default=None, max_length=80)
+    extension: str | None = Field(default=None, max_length=32, index=True)
+    state: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    paused: bool = False
+    pause_reason: str | None = Field(default=None, max_length=40)
+    queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    since: datetime | None = _ts()
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))

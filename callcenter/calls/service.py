@@ -1,0 +1,152 @@
+"""Calls: record what the tracker says happened, match callers to elders, read calls back.
+
+The caller (the bridge) owns the transaction: these functions flush, never commit.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlmodel import Session, select
+
+from callcenter.auth.models import User
+from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls.tracker import AgentState, Call
+from callcenter.elders import service as elders_service
+from callcenter.errors import NotFound
+from callcenter.phones import try_parse_phone
+from callcenter.timeutil import as_utc, utcnow
+
+_EXTENSION = re.compile(r"^(?:Local|PJSIP|SIP|IAX2)/(\d+)")
+COPIED_FIELDS = (
+    "direction", "context", "state", "outcome", "caller_number", "caller_name", "queue", "position", "priority", "ivr_route",
+    "elder_ref", "survey_score", "agent_interface", "agent_name", "ring_attempts", "transfers", "started_at", "ivr_at",
+    "queued_at", "offered_at", "answered_at", "abandoned_at", "agent_done_at", "ended_at", "wait_seconds", "talk_seconds",
+    "hangup_by", "outage_from", "outage_to",
+)
+
+
+def extension_of(interface: str | None) -> str | None:
+    """`Local/8001@agents`, `PJSIP/8001` → `8001`."""
+    match = _EXTENSION.match(interface or "")
+    return match.group(1) if match else None
+
+
+def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
+    """Insert or update the row of `call` (keyed by Linkedid) from the tracker's snapshot.
+    The elder is matched when the caller's number is first known."""
+    record = session.exec(select(CallRecord).where(CallRecord.linkedid == call.linkedid)).first()
+    if record is None:
+        record = CallRecord(linkedid=call.linkedid, direction=call.direction, state=call.state, started_at=call.started_at)
+    number_before = record.caller_number
+    for name in COPIED_FIELDS:
+        setattr(record, name, getattr(call, name))
+    record.channels = sorted(call.channels)
+    if record.caller_number != number_before or (record.caller_number and record.caller_e164 is None and record.id is None):
+        _match_elder(session=session, record=record, area_code=area_code)
+    extension = extension_of(call.agent_interface)
+    if extension != record.agent_extension:
+        record.agent_extension = extension
+        record.agent_user_id = _user_for_extension(session, extension)
+    record.updated_at = utcnow()
+    session.add(record)
+    session.flush()
+    return record
+
+
+def _match_elder(*, session: Session, record: CallRecord, area_code: str) -> None:
+    phone = try_parse_phone(record.caller_number, default_area_code=area_code)
+    record.caller_e164 = phone.e164 if phone else None
+    matches = elders_service.matches_for_number(session=session, e164=phone.e164) if phone else []
+    record.elder_candidates = [m.elder.id for m in matches]
+    record.elder_id = matches[0].elder.id if len(matches) == 1 else None
+
+
+def _user_for_extension(session: Session, extension: str | None) -> int | None:
+    if not extension:
+        return None
+    return session.exec(select(User.id).where(User.sip_extension == extension)).first()
+
+
+def record_agent(*, session: Session, agent: AgentState) -> AgentStatus:
+    row = session.get(AgentStatus, agent.interface) or AgentStatus(interface=agent.interface, state=agent.state, status=agent.status)
+    row.name = agent.name
+    row.extension = extension_of(agent.interface)
+    row.state = agent.state
+    row.status = agent.status
+    row.paused = agent.paused
+    row.pause_reason = agent.pause_reason
+    row.queues = sorted(agent.queues)
+    row.since = agent.since
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    return row
+
+
+def open_calls(*, session: Session) -> list[Call]:
+    """Calls not ended in the database, as tracker calls (the bridge restores them on start)."""
+    rows = session.exec(select(CallRecord).where(CallRecord.state != "ended"))
+    calls = []
+    for row in rows:
+        values = {name: getattr(row, name) for name in COPIED_FIELDS}
+        for name, value in values.items():
+            if isinstance(value, datetime):
+                values[name] = as_utc(value)
+        calls.append(Call(linkedid=row.linkedid, channels=set(row.channels), **values))
+    return calls
+
+
+def get_or_raise(*, session: Session, call_id: int) -> CallRecord:
+    record = session.get(CallRecord, call_id)
+    if record is None:
+        raise NotFound(f"通话 {call_id} 不存在")
+    return record
+
+
+def by_linkedid(*, session: Session, linkedid: str) -> CallRecord | None:
+    return session.exec(select(CallRecord).where(CallRecord.linkedid == linkedid)).first()
+
+
+def event_payload(*, kind: str, record: CallRecord) -> dict:
+    """The JSON event published for a call change (DESIGN.md: type, call_id, agent, caller …)."""
+    return {
+        "type": kind,
+        "call_id": record.linkedid,
+        "id": record.id,
+        "state": record.state,
+        "outcome": record.outcome,
+        "direction": record.direction,
+        "caller": record.caller_e164 or record.caller_number,
+        "caller_name": record.caller_name,
+        "elder_id": record.elder_id,
+        "elder_candidates": record.elder_candidates,
+        "queue": record.queue,
+        "priority": record.priority,
+        "ivr_route": record.ivr_route,
+        "agent": record.agent_extension,
+        "agent_interface": record.agent_interface,
+        "wait_seconds": record.wait_seconds,
+        "talk_seconds": record.talk_seconds,
+        "survey_score": record.survey_score,
+        "at": _iso(record.updated_at),
+    }
+
+
+def agent_payload(row: AgentStatus) -> dict:
+    return {
+        "type": "agent.state",
+        "interface": row.interface,
+        "agent": row.extension,
+        "name": row.name,
+        "state": row.state,
+        "paused": row.paused,
+        "pause_reason": row.pause_reason,
+        "queues": row.queues,
+        "since": _iso(row.since),
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return as_utc(value).isoformat() if value else None

@@ -1,0 +1,1 @@
+"""The AMI simulator: an AMI server generating realistic call-centre traffic (callcenter simulate)."""
