@@ -18,7 +18,7 @@ from callcenter.ami.protocol import BadFrame, FrameParser, Message, encode_actio
 
 log = logging.getLogger(__name__)
 
-EventHandler = Callable[[Message], Awaitable[None]]
+EventHandler = Callable[["Message | ActionResult"], Awaitable[None]]
 ConnectHandler = Callable[["AMIClient"], Awaitable[None]]
 
 
@@ -44,6 +44,7 @@ class ActionFailed(AMIError):
 class ActionResult:
     response: Message
     events: list[Message] = field(default_factory=list)
+    action: str = ""
 
     @property
     def ok(self) -> bool:
@@ -57,6 +58,7 @@ class _Pending:
     events: list[Message] = field(default_factory=list)
     response: Message | None = None
     is_list: bool = False
+    ordered: bool = False
 
 
 class AMIClient:
@@ -90,7 +92,7 @@ class AMIClient:
         self._ids = itertools.count(1)
         self._pending: dict[str, _Pending] = {}
         self._writer: asyncio.StreamWriter | None = None
-        self._events: asyncio.Queue[Message | None] = asyncio.Queue()
+        self._events: asyncio.Queue[Message | ActionResult | None] = asyncio.Queue()
         self._stopping = False
         self.connected = asyncio.Event()
         self.banner: str | None = None
@@ -215,9 +217,11 @@ class AMIClient:
         self._pending.pop(action_id, None)
         if pending.future.done():
             return
-        result = ActionResult(response=pending.response, events=pending.events)
+        result = ActionResult(response=pending.response, events=pending.events, action=pending.action)
         if result.ok:
             pending.future.set_result(result)
+            if pending.ordered:  # also into the event stream, where it happened
+                self._events.put_nowait(result)
         else:
             pending.future.set_exception(ActionFailed(pending.action, pending.response))
 
@@ -228,7 +232,8 @@ class AMIClient:
         self._pending.clear()
 
     async def _consume(self) -> None:
-        """The one ordered consumer: events reach `on_event` one at a time, in arrival order."""
+        """The one ordered consumer: events reach `on_event` one at a time, in arrival order
+        (with the results of `ordered` actions at the point where they completed)."""
         while True:
             message = await self._events.get()
             if message is None:
@@ -240,14 +245,18 @@ class AMIClient:
 
     # --- actions ----------------------------------------------------------------------------
 
-    async def action(self, name: str, fields: dict | list | None = None, *, timeout: float | None = None) -> ActionResult:
-        """Send an action and wait for its response (and its event list, if it has one)."""
+    async def action(self, name: str, fields: dict | list | None = None, *, timeout: float | None = None,
+                     ordered: bool = False) -> ActionResult:
+        """Send an action and wait for its response (and its event list, if it has one).
+
+        `ordered`: the result is also handed to `on_event`, between the events that arrived
+        before and after it, so a snapshot is applied exactly where it was taken."""
         if self._writer is None:
             raise NotConnected("not connected to Asterisk")
         action_id = f"cc-{next(self._ids)}"
         pairs = list(fields.items()) if isinstance(fields, dict) else list(fields or [])
         future = asyncio.get_running_loop().create_future()
-        self._pending[action_id] = _Pending(action=name, future=future)
+        self._pending[action_id] = _Pending(action=name, future=future, ordered=ordered)
         try:
             self._writer.write(encode_action(name, [("ActionID", action_id), *pairs]))
             await self._writer.drain()
@@ -283,14 +292,14 @@ class AMIClient:
         return await self.action("QueuePause", {"Interface": interface, "Paused": str(paused).lower(), "Queue": queue,
                                                 "Reason": reason})
 
-    async def queue_status(self, queue: str | None = None) -> ActionResult:
-        return await self.action("QueueStatus", {"Queue": queue})
+    async def queue_status(self, queue: str | None = None, *, ordered: bool = False) -> ActionResult:
+        return await self.action("QueueStatus", {"Queue": queue}, ordered=ordered)
 
     async def queue_summary(self, queue: str | None = None) -> ActionResult:
         return await self.action("QueueSummary", {"Queue": queue})
 
-    async def core_show_channels(self) -> ActionResult:
-        return await self.action("CoreShowChannels")
+    async def core_show_channels(self, *, ordered: bool = False) -> ActionResult:
+        return await self.action("CoreShowChannels", ordered=ordered)
 
     async def bridge_list(self) -> ActionResult:
         return await self.action("BridgeList")

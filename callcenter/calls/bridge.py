@@ -5,8 +5,8 @@ processed in small batches (all that arrived while the previous batch was writte
 city costs one transaction per batch, not per event. When Redis is down the events wait in
 memory, in order, and go out when it returns; the database stays the record.
 
-After every (re)connect the bridge takes a snapshot (QueueStatus, CoreShowChannels, BridgeList)
-and reconciles: calls Asterisk no longer has are closed as `lost_during_outage`.
+After every (re)connect the bridge takes a snapshot (QueueStatus, CoreShowChannels; bridged
+channels carry their BridgeId there, so BridgeList adds nothing) and reconciles: calls Asterisk no longer has are closed as `lost_during_outage`.
 
 Redis channels (JSON messages):
 - `hotline:calls`  — call.started, call.ivr, call.queued, call.offered, call.ring_no_answer,
@@ -27,7 +27,7 @@ from datetime import datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from callcenter.ami.client import AMIClient
+from callcenter.ami.client import ActionResult, AMIClient
 from callcenter.ami.protocol import Message
 from callcenter.calls import service as calls_service
 from callcenter.calls.tracker import CallTracker, Change
@@ -86,9 +86,8 @@ class Publisher:
 
 @dataclass
 class _Snapshot:
-    channels: list[Message]
-    members: list[Message]
-    entries: list[Message]
+    action: str  # QueueStatus | CoreShowChannels
+    events: list[Message]
     outage_from: datetime | None
     taken_at: datetime
 
@@ -145,28 +144,22 @@ class Bridge:
 
     # --- AMI callbacks ----------------------------------------------------------------------
 
-    async def _on_event(self, message: Message) -> None:
+    async def _on_event(self, item: Message | ActionResult) -> None:
         self.idle.clear()
-        await self.work.put((message, utcnow(), asyncio.get_running_loop().time()))
+        if isinstance(item, ActionResult):  # a snapshot, at the point of the stream it describes
+            await self.work.put(_Snapshot(action=item.action, events=item.events, outage_from=self.disconnected_at,
+                                          taken_at=utcnow()))
+            return
+        await self.work.put((item, utcnow(), asyncio.get_running_loop().time()))
 
     async def _on_disconnect(self) -> None:
         self.disconnected_at = utcnow()
         log.warning("AMI connection lost at %s", self.disconnected_at.isoformat())
 
     async def _on_connect(self, client: AMIClient) -> None:
-        """Snapshot what Asterisk has now; the reconciliation runs in the event order."""
-        queue = await client.queue_status()
-        channels = await client.core_show_channels()
-        await client.bridge_list()  # bridged channels carry a BridgeId in CoreShowChannel already
-        snapshot = _Snapshot(
-            channels=[e for e in channels.events if e.event == "CoreShowChannel"],
-            members=[e for e in queue.events if e.event == "QueueMember"],
-            entries=[e for e in queue.events if e.event == "QueueEntry"],
-            outage_from=self.disconnected_at,
-            taken_at=utcnow(),
-        )
-        self.idle.clear()
-        await self.work.put(snapshot)
+        """Snapshot what Asterisk has now (applied in event order, see AMIClient.action)."""
+        await client.queue_status(ordered=True)
+        await client.core_show_channels(ordered=True)
 
     # --- processing -------------------------------------------------------------------------
 
@@ -190,11 +183,7 @@ class Bridge:
         changes: list[tuple[Change, float | None]] = []
         for item in batch:
             if isinstance(item, _Snapshot):
-                self.stats.reconciles += 1
-                found = self.tracker.reconcile(channels=item.channels, members=item.members, entries=item.entries,
-                                               outage_from=item.outage_from, now=item.taken_at)
-                changes += [(change, None) for change in found]
-                self.disconnected_at = None
+                changes += [(change, None) for change in self._reconcile(item)]
                 continue
             message, at, received = item
             self.stats.events += 1
@@ -214,6 +203,16 @@ class Bridge:
         for channel, payload, received in payloads:
             self.publisher.add(channel, payload, received)
         await self.publisher.flush()
+
+    def _reconcile(self, snapshot: _Snapshot) -> list[Change]:
+        if snapshot.action == "QueueStatus":
+            return self.tracker.reconcile_queue(
+                members=[e for e in snapshot.events if e.event == "QueueMember"],
+                entries=[e for e in snapshot.events if e.event == "QueueEntry"], now=snapshot.taken_at)
+        self.stats.reconciles += 1
+        self.disconnected_at = None
+        return self.tracker.reconcile_channels(channels=[e for e in snapshot.events if e.event == "CoreShowChannel"],
+                                               outage_from=snapshot.outage_from, now=snapshot.taken_at)
 
     def _persist(self, changes: list[tuple[Change, float | None]]) -> list[tuple[str, dict, float | None]]:
         """Write the changes in one transaction; returns the events to publish once committed."""

@@ -113,6 +113,7 @@ class CallTracker:
         self._channel_call: dict[str, str] = {}  # Uniqueid → Linkedid
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended Linkedids, for replays
         self._remember_ended = remember_ended
+        self._queue_entries: dict[str, tuple[int, int]] = {}  # Uniqueid → (waited s, priority), last QueueStatus
 
     # --- entry point ------------------------------------------------------------------------
 
@@ -401,27 +402,11 @@ class CallTracker:
 
     # --- reconciliation after a reconnect ---------------------------------------------------
 
-    def reconcile(self, *, channels: list[Message], members: list[Message], entries: list[Message],
-                  outage_from: datetime | None, now: datetime) -> list[Change]:
-        """After a reconnect, from the snapshot (CoreShowChannel rows, QueueStatus members and
-        entries): calls Asterisk no longer has ended during the outage and are closed as
-        lost_during_outage with its time range; calls it still has go on; calls that began while
-        we were away are adopted. Agent states and queue priorities come from QueueStatus."""
+    def reconcile_queue(self, *, members: list[Message], entries: list[Message], now: datetime) -> list[Change]:
+        """From a QueueStatus snapshot: agent states, and queue priorities of waiting calls."""
         changes: list[Change] = []
-        live: dict[str, list[Message]] = {}
-        for row in channels:
-            if row.get("Linkedid"):
-                live.setdefault(row["Linkedid"], []).append(row)
-        for call in list(self.calls.values()):
-            if call.linkedid not in live:
-                call.outage_from, call.outage_to = outage_from, now
-                changes += self._end(call, outage_from or now, outcome="lost_during_outage")
-            else:  # forget channels that hung up while we were away
-                call.channels &= {row.get("Uniqueid") for row in live[call.linkedid]}
-        queued = {entry.get("Uniqueid"): _int(entry.get("Wait")) or 0 for entry in entries}
-        for linkedid, rows in live.items():
-            if linkedid not in self.calls and linkedid not in self._ended:
-                changes += self._adopt(linkedid, rows, queued, now)
+        self._queue_entries = {entry.get("Uniqueid"): (_int(entry.get("Wait")) or 0, _int(entry.get("Priority")) or 0)
+                               for entry in entries}
         for member in members:  # QueueMember rows: Name / Location, not MemberName / Interface
             changes += self._agent_update(
                 member.get("Location"), now, name=member.get("Name"), queue=member.get("Queue"),
@@ -436,7 +421,27 @@ class CallTracker:
                 changes += self._changed("call.updated", call)
         return changes
 
-    def _adopt(self, linkedid: str, rows: list[Message], queued: dict[str, int], now: datetime) -> list[Change]:
+    def reconcile_channels(self, *, channels: list[Message], outage_from: datetime | None, now: datetime) -> list[Change]:
+        """From a CoreShowChannels snapshot after a reconnect: calls Asterisk no longer has
+        ended during the outage and are closed as lost_during_outage with its time range; calls
+        it still has go on; calls that began while we were away are adopted."""
+        changes: list[Change] = []
+        live: dict[str, list[Message]] = {}
+        for row in channels:
+            if row.get("Linkedid"):
+                live.setdefault(row["Linkedid"], []).append(row)
+        for call in list(self.calls.values()):
+            if call.linkedid not in live:
+                call.outage_from, call.outage_to = outage_from, now
+                changes += self._end(call, outage_from or now, outcome="lost_during_outage")
+            else:  # forget channels that hung up while we were away
+                call.channels &= {row.get("Uniqueid") for row in live[call.linkedid]}
+        for linkedid, rows in live.items():
+            if linkedid not in self.calls and linkedid not in self._ended:
+                changes += self._adopt(linkedid, rows, self._queue_entries, now)
+        return changes
+
+    def _adopt(self, linkedid: str, rows: list[Message], queued: dict[str, tuple[int, int]], now: datetime) -> list[Change]:
         """A call that started while the bridge was disconnected, as the snapshot shows it."""
         first = next((row for row in rows if row.get("Uniqueid") == linkedid), rows[0])
         context = first.get("Context", "")
@@ -447,9 +452,10 @@ class CallTracker:
             call.channels.add(row["Uniqueid"])
             self._channel_call[row["Uniqueid"]] = linkedid
         self._set_caller(call, first)
-        waits = [queued[row["Uniqueid"]] for row in rows if row.get("Uniqueid") in queued]
-        if waits:
-            call.state, call.queued_at = "queued", now - timedelta(seconds=waits[0])
+        entries = [queued[row["Uniqueid"]] for row in rows if row.get("Uniqueid") in queued]
+        if entries:
+            wait, call.priority = entries[0]
+            call.state, call.queued_at = "queued", now - timedelta(seconds=wait)
         elif any(row.get("BridgeId") for row in rows):
             call.state = "talking"  # answered_at stays unknown: AgentComplete will rebuild it
         self.calls[linkedid] = call

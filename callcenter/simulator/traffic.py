@@ -1,0 +1,436 @@
+"""The AMI simulator (`callcenter simulate`): a fake Asterisk whose callers and agents behave
+like a hotline's, sending events of the same shapes as the recorded traces.
+
+Callers arrive at random (Poisson) at `calls_per_minute`; some go through the IVR (a share of
+them press 9 and get queue priority 10), all queue on `hotline`, wait for a free agent who is
+neither paused nor busy (highest priority first), or give up after their patience runs out.
+Agents answer after a short ring and talk for a random time. The simulator answers the actions
+the bridge and the console send: QueueStatus, QueueSummary, CoreShowChannels, BridgeList,
+QueuePause, QueueAdd, QueueRemove, Originate, Hangup, Redirect, QueueChangePriorityCaller.
+`speed` > 1 runs the clock faster (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+
+from callcenter.ami.protocol import Message
+from callcenter.simulator.server import AMIServer, Session, encode_message
+
+log = logging.getLogger(__name__)
+QUEUE = "hotline"
+STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
+MEMBER_STATUS = {"free": 1, "busy": 2, "ringing": 6}
+
+
+@dataclass
+class Channel:
+    name: str
+    uniqueid: str
+    linkedid: str
+    context: str
+    exten: str
+    number: str
+    caller_name: str
+    state: int = 4
+    bridge: str = ""
+
+
+@dataclass
+class Member:
+    extension: str
+    name: str
+    paused: bool = False
+    reason: str = ""
+    status: str = "free"  # free | ringing | busy
+    calls_taken: int = 0
+    in_queue: bool = True
+
+    @property
+    def interface(self) -> str:
+        return f"Local/{self.extension}@agents"
+
+
+@dataclass
+class Caller:
+    linkedid: str
+    number: str
+    name: str
+    channels: list[Channel]
+    priority: int = 0
+    joined: float = 0.0
+    connected: asyncio.Future | None = None
+    legs: list[Channel] = field(default_factory=list)
+
+
+@dataclass
+class TrafficMix:
+    calls_per_minute: float = 6.0
+    ivr_share: float = 0.3  # of callers, go through the IVR
+    emergency_share: float = 0.15  # of IVR callers, press 9
+    patience_seconds: tuple[float, float] = (5.0, 90.0)  # how long callers wait before hanging up
+    ring_seconds: tuple[float, float] = (1.0, 4.0)
+    talk_seconds: tuple[float, float] = (20.0, 240.0)
+    survey_share: float = 0.5
+    unknown_share: float = 0.2  # callers whose number is in no profile
+
+
+class Simulator(AMIServer):
+    def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1", port: int = 5038,
+                 agents: list[tuple[str, str]], callers: list[tuple[str, str]] | None = None, mix: TrafficMix | None = None,
+                 speed: float = 1.0, seed: int | None = None):
+        super().__init__(username=username, secret=secret, host=host, port=port)
+        self.members = {m.interface: m for m in (Member(extension=ext, name=name) for ext, name in agents)}
+        self.callers_pool = callers or []
+        self.mix = mix or TrafficMix()
+        self.speed = speed
+        self.rng = random.Random(seed)
+        self.waiting: list[Caller] = []
+        self.channels: dict[str, Channel] = {}
+        self.calls: dict[str, Caller] = {}
+        self._epoch = int(time.time())
+        self._ids = itertools.count()
+        self._locals = itertools.count()
+        self._tasks: set[asyncio.Task] = set()
+        self._dispatch = asyncio.Event()
+        self.stats = {"calls": 0, "answered": 0, "abandoned": 0, "outbound": 0, "events": 0}
+
+    # --- running ----------------------------------------------------------------------------
+
+    async def run(self, *, calls: int | None = None) -> None:
+        """Serve AMI and generate traffic (`calls` of them, or forever)."""
+        if self.port is None:
+            await self.start()
+        dispatcher = asyncio.create_task(self._dispatcher())
+        try:
+            for _ in itertools.count() if calls is None else range(calls):
+                await self.sleep(self.rng.expovariate(self.mix.calls_per_minute / 60.0))
+                self._spawn(self.inbound_call())
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        finally:
+            dispatcher.cancel()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds / self.speed)
+
+    def _spawn(self, coroutine) -> asyncio.Task:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _uniqueid(self) -> str:
+        return f"{self._epoch}.{next(self._ids)}"
+
+    # --- events -----------------------------------------------------------------------------
+
+    def emit(self, event: str, channel: Channel | None = None, **fields) -> None:
+        pairs: list[tuple[str, object]] = [("Event", event), ("Privilege", "call,all")]
+        if channel is not None:
+            pairs += self._channel_fields(channel)
+        pairs += list(fields.items())
+        self.stats["events"] += 1
+        self.broadcast(encode_message(pairs))
+
+    @staticmethod
+    def _channel_fields(channel: Channel, prefix: str = "") -> list[tuple[str, object]]:
+        return [(f"{prefix}Channel", channel.name), (f"{prefix}ChannelState", channel.state),
+                (f"{prefix}ChannelStateDesc", STATE_DESC.get(channel.state, "Up")), (f"{prefix}CallerIDNum", channel.number),
+                (f"{prefix}CallerIDName", channel.caller_name), (f"{prefix}ConnectedLineNum", channel.number),
+                (f"{prefix}ConnectedLineName", channel.caller_name), (f"{prefix}Language", "zh"), (f"{prefix}AccountCode", ""),
+                (f"{prefix}Context", channel.context), (f"{prefix}Exten", channel.exten), (f"{prefix}Priority", 1),
+                (f"{prefix}Uniqueid", channel.uniqueid), (f"{prefix}Linkedid", channel.linkedid)]
+
+    def _local_pair(self, exten: str, context: str, linkedid: str | None, number: str, name: str) -> list[Channel]:
+        serial = f"{next(self._locals):08x}"
+        first = self._uniqueid()
+        linkedid = linkedid or first
+        pair = [Channel(f"Local/{exten}@{context}-{serial};1", first, linkedid, context, exten, number, name),
+                Channel(f"Local/{exten}@{context}-{serial};2", self._uniqueid(), linkedid, context, exten, number, name)]
+        for channel in pair:
+            self.channels[channel.uniqueid] = channel
+            self.emit("Newchannel", channel)
+        return pair
+
+    def _hangup(self, channels: list[Channel], cause: int = 16) -> None:
+        for channel in channels:
+            if self.channels.pop(channel.uniqueid, None) is not None:
+                self.emit("Hangup", channel, Cause=cause, **{"Cause-txt": "Normal Clearing"})
+
+    def _member_status(self, member: Member) -> None:
+        self.emit("QueueMemberStatus", None, Queue=QUEUE, MemberName=member.name, Interface=member.interface,
+                  StateInterface=member.interface, Membership="static", Penalty=0, CallsTaken=member.calls_taken,
+                  InCall=1 if member.status == "busy" else 0, Status=MEMBER_STATUS[member.status],
+                  Paused=1 if member.paused else 0, PausedReason=member.reason, Ringinuse=0, Wrapuptime=0)
+
+    # --- callers ----------------------------------------------------------------------------
+
+    def _pick_caller(self) -> tuple[str, str]:
+        if self.callers_pool and self.rng.random() >= self.mix.unknown_share:
+            return self.rng.choice(self.callers_pool)
+        return f"1{self.rng.choice('358')}{self.rng.randrange(10**9):09d}", ""
+
+    async def inbound_call(self) -> None:
+        number, name = self._pick_caller()
+        ivr = self.rng.random() < self.mix.ivr_share
+        context = "from-elders-ivr" if ivr else "from-elders"
+        pair = self._local_pair("12349", context, None, "<unknown>", "<unknown>")
+        caller = Caller(linkedid=pair[0].linkedid, number=number, name=name or "", channels=pair)
+        self.calls[caller.linkedid] = caller
+        self.stats["calls"] += 1
+        for channel in pair:
+            channel.number, channel.caller_name = number, "<unknown>"
+            self.emit("NewCallerid", channel, **{"CID-CallingPres": "0 (Presentation Allowed, Not Screened)"})
+        for channel in pair:
+            channel.state = 6
+        agent_side = pair[1]
+        if ivr:
+            await self._ivr(caller, agent_side)
+        await self.sleep(0.5)
+        await self._queue(caller, agent_side)
+        self.calls.pop(caller.linkedid, None)
+
+    async def _ivr(self, caller: Caller, channel: Channel) -> None:
+        self.emit("AGIExecStart", channel, Command="ANSWER", CommandId=1)
+        await self.sleep(self.rng.uniform(2, 6))
+        emergency = self.rng.random() < self.mix.emergency_share
+        route, priority = ("emergency", 10) if emergency else (self.rng.choice(["meal", "home_service", "medical", "agent"]), 0)
+        for variable, value in (("IVR_ROUTE", route), ("QUEUE_PRIO", priority)):
+            self.emit("VarSet", channel, Variable=variable, Value=value)
+        if caller.name:
+            for ch in caller.channels:
+                ch.caller_name = caller.name
+                self.emit("NewCallerid", ch, **{"CID-CallingPres": "0 (Presentation Allowed, Not Screened)"})
+        caller.priority = priority
+
+    async def _queue(self, caller: Caller, channel: Channel) -> None:
+        caller.joined = time.monotonic()
+        caller.connected = asyncio.get_running_loop().create_future()
+        self.waiting.append(caller)
+        self.emit("QueueCallerJoin", channel, Queue=QUEUE, Position=len(self.waiting), Count=len(self.waiting))
+        self._dispatch.set()
+        patience = self.rng.uniform(*self.mix.patience_seconds)
+        try:
+            member = await asyncio.wait_for(asyncio.shield(caller.connected), patience / self.speed)
+        except asyncio.TimeoutError:
+            if caller.connected.done():  # answered at the very last moment
+                member = caller.connected.result()
+            else:
+                self._abandon(caller, channel)
+                return
+        if member is None:  # hung up by an action while waiting
+            return
+        await self._talk(caller, channel, member)
+
+    def _waited(self, caller: Caller) -> int:
+        return round((time.monotonic() - caller.joined) * self.speed)
+
+    def _abandon(self, caller: Caller, channel: Channel) -> None:
+        if caller in self.waiting:
+            position = self.waiting.index(caller) + 1
+            self.waiting.remove(caller)
+        else:
+            position = 1
+        caller.connected.cancel()
+        self.stats["abandoned"] += 1
+        self.emit("QueueCallerAbandon", channel, Queue=QUEUE, Position=position, OriginalPosition=position, HoldTime=self._waited(caller))
+        self.emit("QueueCallerLeave", channel, Queue=QUEUE, Count=len(self.waiting), Position=position)
+        self._hangup(list(reversed(caller.channels)))
+
+    async def _dispatcher(self) -> None:
+        """Hands the waiting caller with the highest priority to a free, unpaused agent."""
+        while True:
+            await self._dispatch.wait()
+            self._dispatch.clear()
+            while self.waiting:
+                free = [m for m in self.members.values() if m.in_queue and not m.paused and m.status == "free"]
+                if not free:
+                    break
+                caller = max(self.waiting, key=lambda c: (c.priority, -c.joined))
+                self.waiting.remove(caller)
+                member = min(free, key=lambda m: m.calls_taken)
+                member.status = "ringing"
+                self._spawn(self._ring(caller, member))
+
+    async def _ring(self, caller: Caller, member: Member) -> None:
+        channel = caller.channels[1]
+        legs = self._local_pair(member.extension, "agents", caller.linkedid, caller.number, caller.name or "")
+        dest = self._channel_fields(legs[0], prefix="Dest")
+        self.emit("AgentCalled", channel, **dict(dest), Queue=QUEUE, Interface=member.interface, MemberName=member.name)
+        self._member_status(member)
+        await self.sleep(self.rng.uniform(*self.mix.ring_seconds))
+        if caller.connected is None or caller.connected.done():  # the caller gave up while it rang
+            member.status = "free"
+            self.emit("AgentRingNoAnswer", channel, **dict(dest), Queue=QUEUE, Interface=member.interface,
+                      MemberName=member.name, RingTime=1)
+            self._hangup(legs)
+            self._member_status(member)
+            self._dispatch.set()
+            return
+        member.status = "busy"
+        caller.legs = legs
+        caller.connected.set_result(member)
+        self.emit("QueueCallerLeave", channel, Queue=QUEUE, Count=len(self.waiting), Position=1)
+        for leg in legs:
+            leg.state = 6
+        self.emit("AgentConnect", channel, **dict(self._channel_fields(legs[0], prefix="Dest")), Queue=QUEUE,
+                  Interface=member.interface, MemberName=member.name, HoldTime=self._waited(caller), RingTime=1)
+        self._member_status(member)
+
+    async def _talk(self, caller: Caller, channel: Channel, member: Member) -> None:
+        self.stats["answered"] += 1
+        started = time.monotonic()
+        await self.sleep(self.rng.uniform(*self.mix.talk_seconds))
+        legs = caller.legs
+        reason = self.rng.choice(["agent", "caller"])
+        talk = round((time.monotonic() - started) * self.speed)
+        self.emit("AgentComplete", channel, **(dict(self._channel_fields(legs[0], prefix="Dest")) if legs else {}), Queue=QUEUE,
+                  Interface=member.interface, MemberName=member.name, HoldTime=0, TalkTime=talk, Reason=reason)
+        self._hangup(legs)
+        member.status, member.calls_taken = "free", member.calls_taken + 1
+        self._member_status(member)
+        self._dispatch.set()
+        if channel.context == "from-elders-ivr" and self.rng.random() < self.mix.survey_share:
+            await self.sleep(self.rng.uniform(2, 5))
+            self.emit("VarSet", channel, Variable="SURVEY_SCORE", Value=self.rng.choices([5, 4, 3, 2, 1], [60, 25, 8, 4, 3])[0])
+        self._hangup(list(reversed(caller.channels)))
+
+    async def outbound_call(self, *, exten: str, number: str, talk: float) -> None:
+        """Originate from an agent's extension to a number (a callback)."""
+        pair = self._local_pair(exten, "agents", None, number, "")
+        self.stats["outbound"] += 1
+        for channel in pair:
+            channel.state = 6
+        self.emit("OriginateResponse", pair[0], Response="Success", Reason=4)
+        await self.sleep(talk)
+        self._hangup(pair)
+
+    # --- actions ----------------------------------------------------------------------------
+
+    async def handle_action(self, session: Session, name: str, message: Message) -> None:
+        handler = getattr(self, f"_action_{name}", None)
+        if handler is None:
+            await super().handle_action(session, name, message)
+            return
+        handler(session, message)
+
+    def _action_queuestatus(self, session: Session, message: Message) -> None:
+        items = [[("Event", "QueueParams"), ("Queue", QUEUE), ("Max", 0), ("Strategy", "rrmemory"), ("Calls", len(self.waiting))]]
+        for member in self.members.values():
+            if member.in_queue:
+                items.append([("Event", "QueueMember"), ("Queue", QUEUE), ("Name", member.name), ("Location", member.interface),
+                              ("StateInterface", member.interface), ("Membership", "static"), ("Penalty", 0),
+                              ("CallsTaken", member.calls_taken), ("InCall", 1 if member.status == "busy" else 0),
+                              ("Status", MEMBER_STATUS[member.status]), ("Paused", 1 if member.paused else 0),
+                              ("PausedReason", member.reason)])
+        now = time.monotonic()
+        for position, caller in enumerate(self.waiting, start=1):
+            channel = caller.channels[1]
+            items.append([("Event", "QueueEntry"), ("Queue", QUEUE), ("Position", position), ("Channel", channel.name),
+                          ("Uniqueid", channel.uniqueid), ("CallerIDNum", caller.number), ("CallerIDName", caller.name),
+                          ("Wait", round((now - caller.joined) * self.speed)), ("Priority", caller.priority)])
+        self.send_list(session, message.action_id, "Queue status will follow", items, "QueueStatusComplete")
+
+    def _action_queuesummary(self, session: Session, message: Message) -> None:
+        members = [m for m in self.members.values() if m.in_queue]
+        available = sum(1 for m in members if not m.paused and m.status == "free")
+        items = [[("Event", "QueueSummary"), ("Queue", QUEUE), ("LoggedIn", len(members)), ("Available", available),
+                  ("Callers", len(self.waiting))]]
+        self.send_list(session, message.action_id, "Queue summary will follow", items, "QueueSummaryComplete")
+
+    def _action_coreshowchannels(self, session: Session, message: Message) -> None:
+        items = [[("Event", "CoreShowChannel"), *self._channel_fields(ch), ("Duration", "00:00:01"), ("BridgeId", ch.bridge)]
+                 for ch in self.channels.values()]
+        self.send_list(session, message.action_id, "Channels will follow", items, "CoreShowChannelsComplete")
+
+    def _action_bridgelist(self, session: Session, message: Message) -> None:
+        self.send_list(session, message.action_id, "Bridge listing will follow", [], "BridgeListComplete")
+
+    def _member_or_error(self, session: Session, message: Message) -> Member | None:
+        member = self.members.get(message.get("Interface", ""))
+        if member is None:
+            session.send(self.response(message.action_id, "Error", Message="Interface not found"))
+        return member
+
+    def _action_queuepause(self, session: Session, message: Message) -> None:
+        member = self._member_or_error(session, message)
+        if member is None:
+            return
+        member.paused = (message.get("Paused") or "").lower() in ("true", "1", "yes")
+        member.reason = (message.get("Reason") or "") if member.paused else ""
+        session.send(self.response(message.action_id, "Success",
+                                   Message="Interface paused successfully" if member.paused else "Interface unpaused successfully"))
+        self.emit("QueueMemberPause", None, Queue=QUEUE, MemberName=member.name, Interface=member.interface,
+                  StateInterface=member.interface, Membership="static", Penalty=0, CallsTaken=member.calls_taken,
+                  InCall=1 if member.status == "busy" else 0, Status=MEMBER_STATUS[member.status],
+                  Paused=1 if member.paused else 0, PausedReason=member.reason)
+        self._dispatch.set()
+
+    def _action_queueadd(self, session: Session, message: Message) -> None:
+        interface = message.get("Interface", "")
+        member = self.members.get(interface)
+        if member is not None and member.in_queue:
+            session.send(self.response(message.action_id, "Error", Message="Unable to add interface: Already there"))
+            return
+        if member is None:
+            extension = interface.split("/", 1)[-1].split("@", 1)[0]
+            member = self.members[interface] = Member(extension=extension, name=message.get("MemberName") or extension)
+        member.in_queue = True
+        member.paused = (message.get("Paused") or "").lower() == "true"
+        session.send(self.response(message.action_id, "Success", Message="Added interface to queue"))
+        self.emit("QueueMemberAdded", None, Queue=QUEUE, MemberName=member.name, Interface=member.interface,
+                  StateInterface=member.interface, Status=MEMBER_STATUS[member.status], Paused=1 if member.paused else 0)
+        self._dispatch.set()
+
+    def _action_queueremove(self, session: Session, message: Message) -> None:
+        member = self._member_or_error(session, message)
+        if member is None:
+            return
+        member.in_queue = False
+        session.send(self.response(message.action_id, "Success", Message="Removed interface from queue"))
+        self.emit("QueueMemberRemoved", None, Queue=QUEUE, MemberName=member.name, Interface=member.interface)
+
+    def _action_originate(self, session: Session, message: Message) -> None:
+        channel = message.get("Channel", "")
+        exten = channel.split("/", 1)[-1].split("@", 1)[0]
+        number = (message.get("Exten") or message.get("CallerID") or "").strip()
+        session.send(self.response(message.action_id, "Success", Message="Originate successfully queued"))
+        self._spawn(self.outbound_call(exten=exten, number=number, talk=self.rng.uniform(*self.mix.talk_seconds)))
+
+    def _action_hangup(self, session: Session, message: Message) -> None:
+        target = next((ch for ch in self.channels.values() if ch.name == message.get("Channel")), None)
+        if target is None:
+            session.send(self.response(message.action_id, "Error", Message="No such channel"))
+            return
+        session.send(self.response(message.action_id, "Success", Message="Channel Hungup"))
+        caller = self.calls.get(target.linkedid)
+        if caller is not None and caller.connected is not None and not caller.connected.done():
+            self._abandon(caller, caller.channels[1])
+        else:
+            self._hangup([ch for ch in list(self.channels.values()) if ch.linkedid == target.linkedid])
+
+    def _action_redirect(self, session: Session, message: Message) -> None:
+        ok = any(ch.name == message.get("Channel") for ch in self.channels.values())
+        session.send(self.response(message.action_id, "Success" if ok else "Error",
+                                   Message="Redirect successful" if ok else "Channel specified does not exist"))
+
+    def _action_queuechangeprioritycaller(self, session: Session, message: Message) -> None:
+        caller = next((c for c in self.waiting if c.channels[1].name == message.get("Caller")), None)
+        if caller is None:
+            session.send(self.response(message.action_id, "Error", Message="Caller not found"))
+            return
+        caller.priority = int(message.get("Priority") or 0)
+        session.send(self.response(message.action_id, "Success", Message="Priority change for caller successful"))
+        self._dispatch.set()
+
+
+def agents_from_users(users) -> list[tuple[str, str]]:
+    """Queue members for the simulator: every active agent with a SIP extension."""
+    return [(u.sip_extension, f"Agent {u.sip_extension}") for u in users if u.role == "agent" and u.active and u.sip_extension]
+

@@ -1,0 +1,98 @@
+"""The simulator as the bridge sees it: real TCP, real database, real Redis."""
+
+import asyncio
+
+import pytest
+from sqlmodel import select
+
+from callcenter.ami.client import ActionFailed, AMIClient
+from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.simulator.traffic import Simulator, TrafficMix
+from tests.calls.test_bridge import add_elder, calls, eventually, make_bridge
+
+USER, SECRET = "bridge", "s3cret-for-tests"
+FAST = TrafficMix(calls_per_minute=600, ivr_share=0.5, emergency_share=0.5, patience_seconds=(2, 40), ring_seconds=(0.5, 1),
+                  talk_seconds=(3, 10), survey_share=1.0, unknown_share=0.3)
+
+
+def simulator(**options) -> Simulator:
+    defaults = {"agents": [("8001", "Agent 8001"), ("8002", "Agent 8002"), ("8003", "Agent 8003")],
+                "callers": [("13800138000", "张大爷"), ("13900139000", "李秀英")], "mix": FAST, "speed": 20, "seed": 7}
+    return Simulator(username=USER, secret=SECRET, port=0, **(defaults | options))
+
+
+def test_simulated_traffic_is_recorded_call_by_call(settings, services):
+    elder_id = add_elder(services)
+
+    async def scenario():
+        sim = simulator()
+        port = await sim.start()
+        bridge = make_bridge(settings, services, port)
+        bridge.client.username, bridge.client._secret = USER, SECRET
+        task = asyncio.create_task(bridge.run())
+        await asyncio.wait_for(bridge.client.connected.wait(), 5)
+        await bridge.client.queue_pause("Local/8003@agents", True, queue="hotline", reason="小休")
+        await asyncio.wait_for(sim.run(calls=25), 60)
+        await eventually(lambda: sum(c.state == "ended" for c in calls(services).values()) == 25)
+        await bridge.wait_idle()
+        bridge.stop()
+        await asyncio.wait_for(task, 10)
+        await sim.close()
+        return sim
+
+    sim = asyncio.run(scenario())
+    rows = list(calls(services).values())
+    assert len(rows) == 25 and all(r.state == "ended" for r in rows)
+    outcomes = {r.outcome for r in rows}
+    assert outcomes <= {"answered", "abandoned", "short_abandon"} and "answered" in outcomes
+    assert sum(r.outcome == "answered" for r in rows) == sim.stats["answered"]
+    answered = [r for r in rows if r.outcome == "answered"]
+    assert all(r.agent_extension in ("8001", "8002") for r in answered)  # 8003 was paused: no calls
+    assert all(r.talk_seconds is not None and r.wait_seconds is not None for r in answered)
+    emergencies = [r for r in rows if r.ivr_route == "emergency"]
+    assert emergencies and all(r.priority == 10 for r in emergencies)
+    known = [r for r in rows if r.caller_e164 == "+8613800138000"]
+    assert all(r.elder_id == elder_id for r in known)
+    with services.db.session_scope() as session:
+        paused = session.get(AgentStatus, "Local/8003@agents")
+    assert (paused.state, paused.pause_reason) == ("paused", "小休")
+
+
+def test_actions_get_their_answers(settings, services):
+    async def scenario():
+        sim = simulator(mix=TrafficMix(calls_per_minute=1))
+        port = await sim.start()
+        events = []
+
+        async def on_event(message):
+            events.append(message)
+
+        client = AMIClient("127.0.0.1", port, USER, SECRET, on_event=on_event)
+        task = asyncio.create_task(client.run())
+        await asyncio.wait_for(client.connected.wait(), 5)
+        paused = await client.queue_pause("Local/8001@agents", True, queue="hotline", reason="会议")
+        added = await client.queue_add("hotline", "Local/8009@agents", member_name="Agent 8009")
+        with pytest.raises(ActionFailed, match="Already there"):
+            await client.queue_add("hotline", "Local/8009@agents")
+        with pytest.raises(ActionFailed, match="Interface not found"):
+            await client.queue_pause("Local/9999@agents", True)
+        status = await client.queue_status("hotline")
+        originate = await client.originate(channel="Local/8001@agents", context="outbound", exten="13800138000",
+                                           variables={"ELDER_ID": "42", "CALL_PURPOSE": "callback"})
+        await asyncio.sleep(0.1)
+        client.stop()
+        await asyncio.wait_for(task, 10)
+        await sim.close()
+        return paused, added, status, originate, events, sim
+
+    paused, added, status, originate, events, sim = asyncio.run(scenario())
+    assert paused.ok and paused.response["Message"] == "Interface paused successfully"
+    assert added.response["Message"] == "Added interface to queue"
+    members = {e["Location"]: e for e in status.events if e.event == "QueueMember"}
+    assert members["Local/8001@agents"]["Paused"] == "1" and members["Local/8001@agents"]["PausedReason"] == "会议"
+    assert "Local/8009@agents" in members
+    assert originate.response["Message"] == "Originate successfully queued"
+    sent = next(m for m in sim.actions_seen if m.get("Action") == "Originate")
+    assert sent.getall("Variable") == ["ELDER_ID=42", "CALL_PURPOSE=callback"]
+    assert [e.event for e in events if e.event in ("QueueMemberPause", "QueueMemberAdded")] == ["QueueMemberPause", "QueueMemberAdded"]
+    assert any(e.event == "Newchannel" and e.get("Context") == "agents" for e in events)  # the callback's channels

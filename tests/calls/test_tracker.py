@@ -1,0 +1,74 @@
+"""The call tracker on its own: the recorded traces, applied twice, with timing from their timelines."""
+
+from datetime import datetime, timedelta, timezone
+
+from callcenter.ami.protocol import FrameParser, Message
+from callcenter.calls.tracker import CallTracker
+from tests.ami.fake_asterisk import TRACES
+
+T0 = datetime(2026, 11, 22, 8, 0, tzinfo=timezone.utc)
+
+
+def timed_events(name: str) -> list[tuple[datetime, Message]]:
+    messages = FrameParser().feed((TRACES / f"ami-trace-{name}.txt").read_bytes())
+    offsets = [float(line.split()[0]) for line in (TRACES / f"ami-trace-{name}.timeline.txt").read_text().splitlines()
+               if line.strip() and line.split()[1] != "BANNER"]
+    assert len(offsets) == len(messages)
+    return [(T0 + timedelta(seconds=off), m) for off, m in zip(offsets, messages) if m.event and not m.action_id]
+
+
+def run(name: str, twice: bool = False, **options):
+    tracker = CallTracker(**options)
+    changes = []
+    for at, message in timed_events(name):
+        changes += tracker.apply(message, at)
+        if twice:
+            assert tracker.apply(message, at) == [] or message.event in ("QueueMemberStatus", "QueueMemberPause")
+    ended = {c.call.linkedid: c.call for c in changes if c.kind == "call.ended"}
+    return tracker, changes, ended
+
+
+def test_answered_call_times_come_from_the_timeline_and_asterisk():
+    tracker, _, ended = run("answered")
+    call = ended["1795363528.0"]
+    assert call.started_at == T0 + timedelta(seconds=0.504)
+    assert call.queued_at == T0 + timedelta(seconds=1.006)
+    assert call.answered_at == T0 + timedelta(seconds=1.007)
+    assert call.ended_at == T0 + timedelta(seconds=6.514)
+    assert (call.wait_seconds, call.talk_seconds, call.hangup_by, call.agent_interface) == (0, 5, "agent", "Local/8001@agents")
+    assert tracker.calls == {}
+
+
+def test_applying_every_event_twice_changes_nothing():
+    for name in ("answered", "abandoned", "ivr", "resync"):
+        _, _, once = run(name)
+        _, _, twice = run(name, twice=True)
+        assert {k: (c.outcome, c.wait_seconds, c.talk_seconds) for k, c in once.items()} == \
+               {k: (c.outcome, c.wait_seconds, c.talk_seconds) for k, c in twice.items()}
+
+
+def test_ivr_call_gets_priority_10_and_jumps_the_queue():
+    tracker, changes, ended = run("ivr")
+    ivr = ended["1795363563.20"]
+    assert (ivr.priority, ivr.ivr_route, ivr.elder_ref, ivr.survey_score, ivr.caller_name) == (10, "emergency", "E-0001", 5, "张大爷")
+    other = ended["1795363562.18"]
+    assert other.answered_at is None and ivr.answered_at < other.ended_at  # joined later, answered first
+    pauses = [(c.agent.state, c.agent.pause_reason) for c in changes if c.kind == "agent.state" and c.agent.interface == "Local/8002@agents"]
+    assert pauses[0] == ("paused", "meeting") and pauses[-1] == ("ready", None)
+
+
+def test_short_abandon_threshold_is_configurable():
+    assert run("abandoned")[2]["1795363538.4"].outcome == "short_abandon"
+    assert run("abandoned", short_abandon_seconds=3)[2]["1795363538.4"].outcome == "abandoned"
+
+
+def test_leaving_the_queue_unanswered_without_hanging_up_is_a_timeout():
+    tracker = CallTracker()
+    base = {"Linkedid": "9.0", "Uniqueid": "9.0", "Context": "from-elders", "CallerIDNum": "13800138000"}
+    steps = [("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+             ("QueueCallerLeave", {"Queue": "hotline"}), ("Hangup", {})]
+    ended = []
+    for i, (event, extra) in enumerate(steps):
+        message = Message([("Event", event), *(base | extra).items()])
+        ended += [c.call for c in tracker.apply(message, T0 + timedelta(seconds=i * 30)) if c.kind == "call.ended"]
+    assert (ended[0].outcome, ended[0].wait_seconds) == ("timeout", 30)
