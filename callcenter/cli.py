@@ -10,7 +10,8 @@ import typer
 
 from callcenter.config import get_settings
 
-app = typer.Typer(help="12349 养老服务热线后台 (12349 elderly-care hotline backend)", no_args_is_help=True)
+app = typer.Typer(help="12349 养老服务热线后台 (12349 elderly-care hotline backend)", no_args_is_help=True,
+                  pretty_exceptions_show_locals=False)  # locals may hold secrets
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
@@ -66,10 +67,11 @@ def demo_data(
     if_empty: bool = typer.Option(False, "--if-empty", help="do nothing when elders already exist"),
 ) -> None:
     """Write a realistic demo city: areas, elders, phones, relatives, demo accounts."""
-    from callcenter import demo
+    from callcenter import demo, migrate
     from callcenter.db import Database
 
     settings = get_settings()
+    migrate.upgrade(settings.effective_database_url)  # a fresh folder needs its tables first
     result = demo.generate(Database(settings), settings, elders=elders, seed=seed, if_empty=if_empty)
     if result is None:
         typer.echo("demo data already present; nothing written")
@@ -79,28 +81,71 @@ def demo_data(
         typer.echo(f"  demo login: {username} / {password}  ({role})")
 
 
-def _serve(host: str, port: int, workers: int = 1, migrate_first: bool = False) -> None:
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _web_server(host: str, port: int):
     import uvicorn
 
-    from callcenter import migrate, redis_conn
-
-    settings = get_settings()
-    if migrate_first:
-        migrate.upgrade(settings.effective_database_url)
-    # Child processes (web workers now; bridge, worker, IVR later) share this Redis.
-    os.environ["REDIS_URL"] = redis_conn.redis_url(settings)
-    typer.echo(f"12349 hotline running at http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C to stop)")
-    sys.stdout.flush()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # uvicorn's own access log prints query strings (phone and ID numbers): ours does not.
-    uvicorn.run("callcenter.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
-                access_log=False)
+    config = uvicorn.Config("callcenter.main:create_app", factory=True, host=host, port=port, log_level="info", access_log=False)
+    return uvicorn.Server(config)
+
+
+def _ami_target(settings) -> tuple[str, int, str, str, bool]:
+    """Where the bridge connects: the configured Asterisk, or the built-in simulator."""
+    if settings.ami_host:
+        if not settings.ami_user or settings.ami_secret is None:
+            _fail("AMI_HOST is set: AMI_USER and AMI_SECRET are needed too")
+        return settings.ami_host, settings.ami_port, settings.ami_user, settings.ami_secret.get_secret_value(), False
+    import secrets as secrets_module
+
+    secret = settings.ami_secret.get_secret_value() if settings.ami_secret else secrets_module.token_urlsafe(16)
+    return "127.0.0.1", settings.ami_port, settings.ami_user or "simulator", secret, True
 
 
 @app.command("run")
 def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port")) -> None:
-    """Everything on one machine: migrations, embedded Redis and SQLite by default, the web app."""
-    _serve(host, port, migrate_first=True)
+    """Everything on one machine: migrations, the web app, the AMI bridge, and the AMI simulator
+    when AMI_HOST is unset; SQLite and an embedded Redis unless DATABASE_URL / REDIS_URL are set."""
+    import asyncio
+
+    from callcenter import migrate, redis_conn
+    from callcenter.calls import bridge as bridge_module
+    from callcenter.db import Database
+    from callcenter.simulator import traffic
+
+    _setup_logging()
+    settings = get_settings()
+    migrate.upgrade(settings.effective_database_url)
+    os.environ["REDIS_URL"] = redis_conn.redis_url(settings)  # every part shares this Redis
+    ami_host, ami_port, ami_user, ami_secret, simulate = _ami_target(settings)
+
+    async def main() -> None:
+        database = Database(settings)
+        tasks = []
+        if simulate:
+            sim = traffic.from_database(database, username=ami_user, secret=ami_secret, host=ami_host, port=ami_port,
+                                        mix=traffic.TrafficMix(calls_per_minute=settings.simulator_calls_per_minute))
+            await sim.start()
+            tasks.append(asyncio.create_task(sim.run(), name="simulator"))
+            typer.echo(f"AMI simulator on {ami_host}:{sim.port} ({settings.simulator_calls_per_minute:g} calls/min)")
+        bridge = bridge_module.from_settings(settings, host=ami_host, port=ami_port, username=ami_user, secret=ami_secret,
+                                             database=database)
+        tasks.append(asyncio.create_task(bridge.run(), name="bridge"))
+        server = _web_server(host, port)
+        typer.echo(f"12349 hotline running at http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C to stop)")
+        sys.stdout.flush()
+        try:
+            await server.serve()
+        finally:
+            bridge.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(main())
 
 
 @app.command("web")
@@ -111,7 +156,69 @@ def web(
 ) -> None:
     """The web tier alone (several may run against one PostgreSQL and one Redis; run
     `callcenter db upgrade` once before starting them)."""
-    _serve(host, port, workers)
+    import uvicorn
+
+    from callcenter import redis_conn
+
+    _setup_logging()
+    os.environ["REDIS_URL"] = redis_conn.redis_url(get_settings())
+    typer.echo(f"12349 hotline web at http://{host}:{port}/")
+    uvicorn.run("callcenter.main:create_app", factory=True, host=host, port=port, workers=workers, log_level="info",
+                access_log=False)
+
+
+@app.command("ami")
+def ami() -> None:
+    """The AMI bridge alone: Asterisk (AMI_HOST, AMI_PORT, AMI_USER, AMI_SECRET) → database → Redis."""
+    import asyncio
+
+    from callcenter.calls import bridge as bridge_module
+
+    _setup_logging()
+    settings = get_settings()
+    if not settings.ami_host:
+        _fail("AMI_HOST is not set (for a simulated Asterisk run `callcenter simulate` and point AMI_HOST at it)")
+    host, port, user, secret, _ = _ami_target(settings)
+    asyncio.run(bridge_module.from_settings(settings, host=host, port=port, username=user, secret=secret).run())
+
+
+@app.command("simulate")
+def simulate(
+    host: str = typer.Option("127.0.0.1", "--host"),
+    port: int = typer.Option(5038, "--port"),
+    calls_per_minute: float = typer.Option(6.0, "--calls-per-minute"),
+    ivr_share: float = typer.Option(0.3, "--ivr-share", help="share of callers going through the IVR"),
+    emergency_share: float = typer.Option(0.15, "--emergency-share", help="share of IVR callers pressing 9"),
+    unknown_share: float = typer.Option(0.2, "--unknown-share", help="share of callers with no profile"),
+    talk_min: float = typer.Option(20, "--talk-min"),
+    talk_max: float = typer.Option(240, "--talk-max"),
+    speed: float = typer.Option(1.0, "--speed", help="clock speed-up (2 = twice as fast)"),
+    calls: int = typer.Option(None, "--calls", help="stop after this many calls"),
+    seed: int = typer.Option(None, "--seed"),
+) -> None:
+    """An AMI server that behaves like the hotline's Asterisk (login with AMI_USER / AMI_SECRET)."""
+    import asyncio
+
+    from callcenter.db import Database
+    from callcenter.simulator import traffic
+
+    _setup_logging()
+    settings = get_settings()
+    if not settings.ami_user or settings.ami_secret is None:
+        _fail("set AMI_USER and AMI_SECRET: the simulator accepts the bridge's login with them")
+    mix = traffic.TrafficMix(calls_per_minute=calls_per_minute, ivr_share=ivr_share, emergency_share=emergency_share,
+                             unknown_share=unknown_share, talk_seconds=(talk_min, talk_max))
+
+    async def main() -> None:
+        sim = traffic.from_database(Database(settings), username=settings.ami_user, secret=settings.ami_secret.get_secret_value(),
+                                    host=host, port=port, mix=mix, speed=speed, seed=seed)
+        await sim.start()
+        typer.echo(f"AMI simulator listening on {host}:{sim.port}, {len(sim.members)} agents, {calls_per_minute:g} calls/min")
+        sys.stdout.flush()
+        await sim.run(calls=calls)
+        await sim.close()
+
+    asyncio.run(main())
 
 
 if __name__ == "__main__":

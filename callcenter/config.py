@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     ami_user: str | None = None
     ami_secret: SecretStr | None = None
 
+    short_abandon_seconds: int = Field(default=5, description="abandons within this many seconds are short abandons")
+    simulator_calls_per_minute: float = 4.0
+
     city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
     timezone: str = "Asia/Shanghai"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -79,8 +80,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_run_in_an_empty_folder_keeps_everything_under_data(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
+def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AMI_HOST")}
+    env |= {"AMI_PORT": str(free_port()), "SIMULATOR_CALLS_PER_MINUTE": "600"}
     port = free_port()
     process = subprocess.Popen([CALLCENTER, "run", "--port", str(port)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -99,6 +101,14 @@ def test_run_in_an_empty_folder_keeps_everything_under_data(tmp_path):
         files = {p.name for p in (tmp_path / "data").iterdir()}
         assert {"hotline.sqlite3", "secret_key"} <= files
         assert (tmp_path / "data" / "secret_key").stat().st_mode & 0o077 == 0
+        # the built-in simulator's calls reach the database through the bridge
+        database = sqlite3.connect(tmp_path / "data" / "hotline.sqlite3")
+        deadline = time.monotonic() + 30
+        query = "SELECT count(*) FROM calls WHERE queue = 'hotline'"
+        while time.monotonic() < deadline and not database.execute(query).fetchone()[0]:
+            time.sleep(0.3)
+        assert database.execute("SELECT count(*) FROM calls WHERE queue = 'hotline'").fetchone()[0] > 0
+        database.close()
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)

@@ -8,7 +8,6 @@ skipped): the messages after it are still delivered, in order.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 MAX_MESSAGE_BYTES = 256 * 1024  # Asterisk's largest real messages are a few KB
@@ -18,42 +17,47 @@ _TERMINATOR = b"\r\n\r\n"
 class Message:
     """One AMI message: its fields in order; a key may repeat (`ChanVariable`, `Variable`)."""
 
-    __slots__ = ("fields", "_first")
+    __slots__ = ("fields", "_first", "raw")
 
-    def __init__(self, fields: list[tuple[str, str]]):
-        self.fields = fields
-        first: dict[str, str] = {}
-        for key, value in fields:
-            first.setdefault(key, value)
-        self._first = first
+    def __init__(self, fields: list, raw: str | None = None):
+        self.fields = fields  # [key, value] pairs, in order
+        self._first: dict[str, str] | None = None  # built on first look-up
+        self.raw = raw if raw is not None else "\r\n".join(f"{k}: {v}" for k, v in fields)
+
+    @property
+    def first(self) -> dict[str, str]:
+        """key → first value (a repeated key keeps its first value)."""
+        if self._first is None:
+            self._first = dict(reversed(self.fields))
+        return self._first
 
     def get(self, key: str, default: str | None = None) -> str | None:
         """The first value of `key`."""
-        return self._first.get(key, default)
+        return self.first.get(key, default)
 
     def __getitem__(self, key: str) -> str:
-        return self._first[key]
+        return self.first[key]
 
     def __contains__(self, key: str) -> bool:
-        return key in self._first
+        return key in self.first
 
     def getall(self, key: str) -> list[str]:
         return [value for k, value in self.fields if k == key]
 
     @property
     def event(self) -> str | None:
-        return self._first.get("Event")
+        return self.first.get("Event")
 
     @property
     def response(self) -> str | None:
-        return self._first.get("Response")
+        return self.first.get("Response")
 
     @property
     def action_id(self) -> str | None:
-        return self._first.get("ActionID")
+        return self.first.get("ActionID")
 
     def as_dict(self) -> dict[str, str]:
-        return dict(self._first)
+        return dict(self.first)
 
     def __repr__(self) -> str:
         kind = f"Event={self.event}" if self.event else f"Response={self.response}"
@@ -95,39 +99,33 @@ class FrameParser:
 
     def feed(self, data: bytes) -> list[Message | BadFrame]:
         self._buffer += data
-        return list(self._drain())
+        return self._drain()
 
-    def _drain(self) -> Iterator[Message | BadFrame]:
+    def _drain(self) -> list[Message | BadFrame]:
         buffer = self._buffer
+        out: list[Message | BadFrame] = []
         if self._expect_banner:
             end = buffer.find(b"\r\n")
             if end < 0:
-                return
+                return out
             self.banner = bytes(buffer[:end]).decode("utf-8", "replace")
             del buffer[: end + 2]
             self._expect_banner = False
-        start = 0
-        while True:
-            end = buffer.find(_TERMINATOR, start)
-            if end < 0:
-                break
-            chunk = bytes(buffer[start:end])
-            start = end + 4
-            if self._discarding:
-                self._discarding = False
-                continue
-            if not chunk.strip():
-                continue  # stray blank lines between messages
-            yield parse_message(chunk)
-        del buffer[:start]
+        *complete, rest = bytes(buffer).split(_TERMINATOR)
+        buffer[:] = rest
+        if self._discarding and complete:
+            complete[0] = b""  # the end of an oversized message
+            self._discarding = False
+        out += [parse_message(chunk) for chunk in complete if chunk and not chunk.isspace()]
         if len(buffer) > self._max:
             # No end in sight: drop what we hold and skip to the end of this message (reported once).
             if not self._discarding:
-                yield BadFrame("message longer than %d bytes" % self._max, len(buffer), _preview(bytes(buffer[:80])))
+                out.append(BadFrame("message longer than %d bytes" % self._max, len(buffer), _preview(bytes(buffer[:80]))))
             keep = buffer[-3:]  # a terminator may straddle the cut
             buffer.clear()
             buffer += keep
             self._discarding = True
+        return out
 
 
 def parse_message(chunk: bytes) -> Message | BadFrame:
@@ -136,15 +134,21 @@ def parse_message(chunk: bytes) -> Message | BadFrame:
         text = chunk.decode("utf-8")
     except UnicodeDecodeError as exc:
         return BadFrame(f"not UTF-8 at byte {exc.start}", len(chunk), _preview(chunk))
-    fields: list[tuple[str, str]] = []
-    for line in text.split("\r\n"):
-        if not line:
-            continue
-        key, sep, value = line.partition(":")
-        if not sep or not key or key != key.strip():
-            return BadFrame("line without 'Key: value'", len(chunk), _preview(line.encode("utf-8", "replace")))
-        fields.append((key, value[1:] if value.startswith(" ") else value))
-    return Message(fields)
+    fields = [line.split(": ", 1) for line in text.split("\r\n")]
+    if min(map(len, fields)) < 2:  # rare: `Key:` with nothing after it, or no colon at all
+        lines = text.split("\r\n")
+        fields = [_slow_field(line) for line in lines]
+        bad = next((line for line, found in zip(lines, fields) if found is None), None)
+        if bad is not None:
+            return BadFrame("line without 'Key: value'", len(chunk), _preview(bad.encode("utf-8", "replace")))
+    return Message(fields, text)
+
+
+def _slow_field(line: str) -> list[str] | None:
+    key, sep, value = line.partition(":")
+    if not sep or not key or key != key.strip():
+        return None
+    return [key, value[1:] if value.startswith(" ") else value]
 
 
 def _preview(raw: bytes) -> str:

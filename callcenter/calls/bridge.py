@@ -215,17 +215,21 @@ class Bridge:
                                                outage_from=snapshot.outage_from, now=snapshot.taken_at)
 
     def _persist(self, changes: list[tuple[Change, float | None]]) -> list[tuple[str, dict, float | None]]:
-        """Write the changes in one transaction; returns the events to publish once committed."""
-        out = []
+        """Write the batch in one transaction (each call and agent once, as it ended up); returns
+        one event per change, to publish once committed."""
+        last_call = {c.call.linkedid: c.call for c, _ in changes if c.call is not None}
+        last_agent = {c.agent.interface: c.agent for c, _ in changes if c.agent is not None}
         with self.database.session_scope() as session:
-            for change, received in changes:
-                if change.call is not None:
-                    record = calls_service.record_call(session=session, call=change.call, area_code=self.area_code)
-                    out.append((CALLS_CHANNEL, calls_service.event_payload(kind=change.kind, record=record), received))
-                elif change.agent is not None:
-                    row = calls_service.record_agent(session=session, agent=change.agent)
-                    out.append((AGENTS_CHANNEL, calls_service.agent_payload(row), received))
-        return out
+            records = {linkedid: calls_service.record_call(session=session, call=call, area_code=self.area_code)
+                       for linkedid, call in last_call.items()}
+            for agent in last_agent.values():
+                calls_service.record_agent(session=session, agent=agent)
+            session.flush()  # ids for the events
+            return [
+                (CALLS_CHANNEL, calls_service.event_payload(kind=c.kind, call=c.call, record=records[c.call.linkedid]), received)
+                if c.call is not None else (AGENTS_CHANNEL, calls_service.agent_payload(c.agent), received)
+                for c, received in changes
+            ]
 
     async def _retry_publish(self) -> None:
         while True:
@@ -236,3 +240,12 @@ class Bridge:
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Tests and benchmarks: until everything received so far is recorded and published."""
         await asyncio.wait_for(self.idle.wait(), timeout)
+
+
+def from_settings(settings, *, host: str, port: int, username: str, secret: str, database: Database | None = None) -> Bridge:
+    """A bridge for `callcenter ami` / `callcenter run`, on the configured database and Redis."""
+    from callcenter import redis_conn
+
+    return Bridge(database=database or Database(settings), redis=aioredis.from_url(redis_conn.redis_url(settings)),
+                  area_code=settings.city_area_code, host=host, port=port, username=username, secret=secret,
+                  short_abandon_seconds=settings.short_abandon_seconds)

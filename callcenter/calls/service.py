@@ -43,7 +43,7 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
     for name in COPIED_FIELDS:
         setattr(record, name, getattr(call, name))
     record.channels = sorted(call.channels)
-    if record.caller_number != number_before or (record.caller_number and record.caller_e164 is None and record.id is None):
+    if record.caller_number != number_before:
         _match_elder(session=session, record=record, area_code=area_code)
     extension = extension_of(call.agent_interface)
     if extension != record.agent_extension:
@@ -51,7 +51,6 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
         record.agent_user_id = _user_for_extension(session, extension)
     record.updated_at = utcnow()
     session.add(record)
-    session.flush()
     return record
 
 
@@ -81,7 +80,6 @@ def record_agent(*, session: Session, agent: AgentState) -> AgentStatus:
     row.since = agent.since
     row.updated_at = utcnow()
     session.add(row)
-    session.flush()
     return row
 
 
@@ -109,42 +107,43 @@ def by_linkedid(*, session: Session, linkedid: str) -> CallRecord | None:
     return session.exec(select(CallRecord).where(CallRecord.linkedid == linkedid)).first()
 
 
-def event_payload(*, kind: str, record: CallRecord) -> dict:
-    """The JSON event published for a call change (DESIGN.md: type, call_id, agent, caller …)."""
+def event_payload(*, kind: str, call: Call, record: CallRecord) -> dict:
+    """The JSON event published for a call change (DESIGN.md: type, call_id, agent, caller …):
+    the call as it was at this change, with what the database added (id, elder match)."""
     return {
         "type": kind,
-        "call_id": record.linkedid,
+        "call_id": call.linkedid,
         "id": record.id,
-        "state": record.state,
-        "outcome": record.outcome,
-        "direction": record.direction,
-        "caller": record.caller_e164 or record.caller_number,
-        "caller_name": record.caller_name,
+        "state": call.state,
+        "outcome": call.outcome,
+        "direction": call.direction,
+        "caller": record.caller_e164 or call.caller_number,
+        "caller_name": call.caller_name,
         "elder_id": record.elder_id,
         "elder_candidates": record.elder_candidates,
-        "queue": record.queue,
-        "priority": record.priority,
-        "ivr_route": record.ivr_route,
-        "agent": record.agent_extension,
-        "agent_interface": record.agent_interface,
-        "wait_seconds": record.wait_seconds,
-        "talk_seconds": record.talk_seconds,
-        "survey_score": record.survey_score,
-        "at": _iso(record.updated_at),
+        "queue": call.queue,
+        "priority": call.priority,
+        "ivr_route": call.ivr_route,
+        "agent": extension_of(call.agent_interface),
+        "agent_interface": call.agent_interface,
+        "wait_seconds": call.wait_seconds,
+        "talk_seconds": call.talk_seconds,
+        "survey_score": call.survey_score,
+        "at": _iso(utcnow()),
     }
 
 
-def agent_payload(row: AgentStatus) -> dict:
+def agent_payload(agent: AgentState) -> dict:
     return {
         "type": "agent.state",
-        "interface": row.interface,
-        "agent": row.extension,
-        "name": row.name,
-        "state": row.state,
-        "paused": row.paused,
-        "pause_reason": row.pause_reason,
-        "queues": row.queues,
-        "since": _iso(row.since),
+        "interface": agent.interface,
+        "agent": extension_of(agent.interface),
+        "name": agent.name,
+        "state": agent.state,
+        "paused": agent.paused,
+        "pause_reason": agent.pause_reason,
+        "queues": sorted(agent.queues),
+        "since": _iso(agent.since),
     }
 
 

@@ -139,7 +139,7 @@ class CallTracker:
     @staticmethod
     def _first_time(call: Call, message: Message) -> bool:
         """False when this very event was applied to the call before (a replay)."""
-        fingerprint = hash(tuple(message.fields))
+        fingerprint = hash(message.raw)
         if fingerprint in call.seen:
             return False
         call.seen.add(fingerprint)

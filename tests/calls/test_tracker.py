@@ -72,3 +72,41 @@ def test_leaving_the_queue_unanswered_without_hanging_up_is_a_timeout():
         message = Message([("Event", event), *(base | extra).items()])
         ended += [c.call for c in tracker.apply(message, T0 + timedelta(seconds=i * 30)) if c.kind == "call.ended"]
     assert (ended[0].outcome, ended[0].wait_seconds) == ("timeout", 30)
+
+
+def scripted(tracker, steps, base=None):
+    """Apply (event, fields) steps 10 s apart to one call; returns all changes."""
+    base = base or {"Linkedid": "7.0", "Uniqueid": "7.0", "Context": "from-elders", "CallerIDNum": "13800138000"}
+    changes = []
+    for i, (event, extra) in enumerate(steps):
+        changes += tracker.apply(Message([["Event", event], *[[k, v] for k, v in (base | extra).items()]]),
+                                 T0 + timedelta(seconds=i * 10))
+    return changes
+
+
+def test_ring_no_answer_puts_the_call_back_in_the_queue_and_counts_the_attempt():
+    tracker = CallTracker()
+    changes = scripted(tracker, [
+        ("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+        ("AgentCalled", {"Interface": "Local/8001@agents", "MemberName": "Agent 8001", "DestUniqueid": "7.2"}),
+        ("AgentRingNoAnswer", {"Interface": "Local/8001@agents", "DestUniqueid": "7.2", "RingTime": "15"}),
+        ("AgentCalled", {"Interface": "Local/8002@agents", "MemberName": "Agent 8002", "DestUniqueid": "7.4"}),
+        ("AgentConnect", {"Interface": "Local/8002@agents", "HoldTime": "40", "DestUniqueid": "7.4"}),
+        ("BlindTransfer", {"TransfererLinkedid": "7.0", "Extension": "8003"}),
+        ("AgentComplete", {"Interface": "Local/8002@agents", "TalkTime": "20", "Reason": "transfer"}),
+        ("Hangup", {}),
+    ])
+    kinds = [c.kind for c in changes]
+    assert kinds == ["call.started", "call.queued", "call.offered", "call.ring_no_answer", "call.offered", "call.answered",
+                     "call.transferred", "call.agent_done", "call.ended"]
+    call = changes[-1].call
+    assert (call.ring_attempts, call.agent_interface, call.wait_seconds, call.transfers, call.hangup_by, call.outcome) == \
+           (1, "Local/8002@agents", 40, 1, "transfer", "answered")
+
+
+def test_caller_hanging_up_in_the_ivr_is_ivr_only():
+    tracker = CallTracker()
+    changes = scripted(tracker, [("Newchannel", {"Context": "from-elders-ivr"}), ("AGIExecStart", {"Command": "ANSWER"}),
+                                 ("Hangup", {})])
+    assert [c.kind for c in changes] == ["call.started", "call.ivr", "call.ended"]
+    assert changes[-1].call.outcome == "ivr_only"
