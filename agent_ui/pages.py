@@ -88,3 +88,14 @@ def elder_page(elder_id: int, request: Request, session: DbSession, services: Se
     profile = presenter.profile(session=session, elder=elder, today=today_in(services.settings.tz),
                                 reveal_id=auth_service.has_role(user, "admin"), sealer=services.sealer)
     return render(request, "elder.html", {"user": user, "elder": profile})
+
+
+@router.get("/calls")
+def calls_page(request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    """Today's calls, newest first; calls.js keeps the table current."""
+    from callcenter.calls.api import list_calls
+
+    today = today_in(services.settings.tz)
+    result = list_calls(session=session, services=services, user=user, date_from=today, date_to=today, agent=None,
+                        outcome=None, elder_id=None, page=1, page_size=100)
+    return render(request, "calls.html", {"user": user, "calls": result["items"], "total": result["total"], "today": today.isoformat()})

@@ -24,6 +24,7 @@ from callcenter.deps import CSRF_COOKIE, CsrfRejected, NotAuthenticated, Service
 from callcenter.elders.api import router as elders_router
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
 from callcenter.areas.api import router as areas_router
+from callcenter.calls.api import router as calls_router
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(auth_router)
     app.include_router(elders_router)
     app.include_router(areas_router)
+    app.include_router(calls_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 

@@ -17,6 +17,7 @@ from callcenter.db import create_postgres_database
 from callcenter.elders.idcard import make_id_number
 from callcenter.main import create_app
 from callcenter.models import metadata
+from tests.browser import browser, live_server, page  # noqa: F401  (fixtures for every test folder)
 
 BACKEND = os.environ.get("TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -14,6 +14,8 @@ CALL_STATES = {"ringing": "振铃", "ivr": "语音导航", "queued": "排队中"
 CALL_OUTCOMES = {"answered": "已接听", "abandoned": "放弃", "short_abandon": "短时放弃", "timeout": "排队超时",
                  "ivr_only": "仅语音导航", "outbound": "外呼", "lost_during_outage": "中断期间丢失"}
 
+IVR_ROUTES = {"emergency": "紧急求助", "meal": "助餐", "home_service": "居家服务", "medical": "助医", "agent": "人工服务"}
+
 
 def _ts(**kwargs):
     return Field(default=None, sa_column=Column(DateTime(timezone=True), **kwargs))

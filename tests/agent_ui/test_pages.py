@@ -7,7 +7,7 @@ from sqlmodel import select
 from callcenter.audit.models import AuditLog
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ElderIn, PhoneIn
-from tests.agent_ui.conftest import screenshot
+from tests.browser import screenshot
 from tests.conftest import PASSWORD, id_number, make_user
 
 ID = id_number(date(1938, 10, 1), "male", 21)

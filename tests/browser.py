@@ -1,4 +1,5 @@
-"""A live server on a free port and a real headless Chromium (Debian's), driven by Playwright."""
+"""Browser fixtures: a live server on a free port and a real headless Chromium (Debian's),
+driven by Playwright. Registered for all tests in tests/conftest.py."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import uvicorn
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
+ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 
 
 @pytest.fixture(scope="session")
