@@ -192,6 +192,7 @@ def simulate(
     unknown_share: float = typer.Option(0.2, "--unknown-share", help="share of callers with no profile"),
     talk_min: float = typer.Option(20, "--talk-min"),
     talk_max: float = typer.Option(240, "--talk-max"),
+    agents: int = typer.Option(None, "--agents", help="queue members 8001…; default: the database's agents with extensions"),
     speed: float = typer.Option(1.0, "--speed", help="clock speed-up (2 = twice as fast)"),
     calls: int = typer.Option(None, "--calls", help="stop after this many calls"),
     seed: int = typer.Option(None, "--seed"),
@@ -211,7 +212,7 @@ def simulate(
 
     async def main() -> None:
         sim = traffic.from_database(Database(settings), username=settings.ami_user, secret=settings.ami_secret.get_secret_value(),
-                                    host=host, port=port, mix=mix, speed=speed, seed=seed)
+                                    host=host, port=port, mix=mix, speed=speed, seed=seed, agents=agents)
         await sim.start()
         typer.echo(f"AMI simulator listening on {host}:{sim.port}, {len(sim.members)} agents, {calls_per_minute:g} calls/min")
         sys.stdout.flush()

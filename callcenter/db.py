@@ -8,12 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TypeVar
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 from callcenter.config import Settings
+
+T = TypeVar("T")
 
 
 def make_engine(url: str) -> Engine:
@@ -33,6 +36,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # Prefix searches (`LIKE 'zdy%'`) can use an ordinary index only when LIKE is case-sensitive.
     cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+
+
+def get_or_raise(session: Session, model: type[T], ident, what: str) -> T:
+    """The row of `model` with primary key `ident`, or NotFound("<what> <ident> 不存在")."""
+    from callcenter.errors import NotFound
+
+    row = session.get(model, ident)
+    if row is None:
+        raise NotFound(f"{what} {ident} 不存在")
+    return row
 
 
 class Database:

@@ -116,3 +116,40 @@ def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp
     assert (tmp_path / "data" / "secret_key").read_text() not in output
     assert "GET /api/elders/lookup 401" in output  # requests are logged …
     assert "13812345678" not in output  # … without the numbers in their query strings
+
+
+def test_simulate_serves_ami_with_the_configured_login(cli_env):
+    import asyncio
+
+    from callcenter.ami.client import AMIClient
+
+    port = free_port()
+    env = cli_env | {"AMI_USER": "hotline", "AMI_SECRET": "sim-secret"}
+    process = subprocess.Popen([CALLCENTER, "simulate", "--port", str(port), "--agents", "2", "--calls", "500", "--speed", "10",
+                                "--calls-per-minute", "120"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    async def scenario():
+        events = []
+
+        async def on_event(message):
+            events.append(message.event)
+
+        client = AMIClient("127.0.0.1", port, "hotline", "sim-secret", on_event=on_event, backoff_initial=0.1)
+        task = asyncio.create_task(client.run())
+        await asyncio.wait_for(client.connected.wait(), 20)
+        status = await client.queue_status()
+        deadline = time.monotonic() + 20
+        while "QueueCallerJoin" not in events and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        client.stop()
+        await asyncio.wait_for(task, 10)
+        return [e["Location"] for e in status.events if e.event == "QueueMember"], events
+
+    try:
+        members, events = asyncio.run(scenario())
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=20)
+    assert members == ["Local/8001@agents", "Local/8002@agents"]
+    assert "Newchannel" in events and "QueueCallerJoin" in events
+    assert "sim-secret" not in output

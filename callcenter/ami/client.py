@@ -163,7 +163,7 @@ class AMIClient:
 
     async def _login(self) -> None:
         try:
-            result = await self.action("Login", {"Username": self.username, "Secret": self._secret, "Events": "on"})
+            await self.action("Login", {"Username": self.username, "Secret": self._secret, "Events": "on"})
         except ActionFailed as exc:
             raise AuthenticationFailed(f"user {self.username!r}: {exc.response.get('Message', 'refused')}") from None
 

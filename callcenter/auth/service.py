@@ -13,8 +13,10 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from redis.exceptions import RedisError
 from sqlmodel import Session, select
 
+from callcenter import db
+
 from callcenter.auth.models import ROLE_RANK, ROLES, User
-from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound
+from callcenter.errors import Conflict, DomainError, FieldErrors
 from callcenter.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -86,10 +88,7 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
 
 
 def get_user_or_raise(*, session: Session, user_id: int) -> User:
-    user = session.get(User, user_id)
-    if user is None:
-        raise NotFound(f"用户 {user_id} 不存在")
-    return user
+    return db.get_or_raise(session, User, user_id, "用户")
 
 
 def list_users(*, session: Session) -> list[User]:

@@ -10,11 +10,12 @@ from datetime import datetime
 
 from sqlmodel import Session, select
 
+from callcenter import db
+
 from callcenter.auth.models import User
 from callcenter.calls.models import AgentStatus, CallRecord
 from callcenter.calls.tracker import AgentState, Call
 from callcenter.elders import service as elders_service
-from callcenter.errors import NotFound
 from callcenter.phones import try_parse_phone
 from callcenter.timeutil import as_utc, utcnow
 
@@ -97,10 +98,7 @@ def open_calls(*, session: Session) -> list[Call]:
 
 
 def get_or_raise(*, session: Session, call_id: int) -> CallRecord:
-    record = session.get(CallRecord, call_id)
-    if record is None:
-        raise NotFound(f"通话 {call_id} 不存在")
-    return record
+    return db.get_or_raise(session, CallRecord, call_id, "通话")
 
 
 def by_linkedid(*, session: Session, linkedid: str) -> CallRecord | None:

@@ -12,6 +12,8 @@ from decimal import Decimal, InvalidOperation
 from sqlalchemy import bindparam, func, literal, union, union_all
 from sqlmodel import Session, select
 
+from callcenter import db
+
 from callcenter.areas import service as areas_service
 from callcenter.crypto import Sealer
 from callcenter.elders.idcard import InvalidIdNumber, parse_id_number
@@ -224,10 +226,7 @@ def deactivate(*, session: Session, elder_id: int, reason: str) -> Elder:
 
 
 def get_or_raise(*, session: Session, elder_id: int) -> Elder:
-    elder = session.get(Elder, elder_id)
-    if elder is None:
-        raise NotFound(f"老人档案 {elder_id} 不存在")
-    return elder
+    return db.get_or_raise(session, Elder, elder_id, "老人档案")
 
 
 def find_by_id_number(*, session: Session, sealer: Sealer, id_number: str) -> Elder | None:

@@ -1,5 +1,4 @@
 from alembic import context
-from sqlalchemy import pool
 
 import callcenter.models  # noqa: F401  (registers every table)
 from callcenter.db import make_engine

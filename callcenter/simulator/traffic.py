@@ -430,13 +430,15 @@ class Simulator(AMIServer):
         self._dispatch.set()
 
 
-DEFAULT_AGENTS = [(f"80{n:02d}", f"Agent 80{n:02d}") for n in range(1, 6)]
+def numbered_agents(count: int) -> list[tuple[str, str]]:
+    return [(str(8000 + n), f"Agent {8000 + n}") for n in range(1, count + 1)]
 
 
 def from_database(database, *, username: str, secret: str, host: str, port: int, mix: TrafficMix, speed: float = 1.0,
-                  seed: int | None = None, sample: int = 500) -> Simulator:
-    """A simulator whose agents are the active agents with an extension (8001–8005 when there
-    are none) and whose callers are elders' and relatives' numbers from the database."""
+                  seed: int | None = None, sample: int = 500, agents: int | None = None) -> Simulator:
+    """A simulator whose agents are the active agents with an extension (or `agents` of them,
+    8001 up; 8001–8005 when the database has none) and whose callers are elders' and relatives'
+    numbers from the database."""
     from sqlalchemy import func
     from sqlmodel import select
 
@@ -445,13 +447,13 @@ def from_database(database, *, username: str, secret: str, host: str, port: int,
 
     with database.session_scope() as session:
         users = session.exec(select(User).where(User.role == "agent", User.active, User.sip_extension.is_not(None))).all()
-        agents = [(u.sip_extension, f"Agent {u.sip_extension}") for u in users] or DEFAULT_AGENTS
+        members = numbered_agents(agents) if agents else [(u.sip_extension, f"Agent {u.sip_extension}") for u in users]
         rows = session.exec(select(ElderPhone.number, ElderPhone.relation, Elder.name).join(Elder, Elder.id == ElderPhone.elder_id)
                             .where(Elder.active).order_by(func.random()).limit(sample)).all()
     # Caller ID as a Chinese trunk delivers it: national digits, landlines with their trunk 0.
     callers = [(_national(number), name if relation == "self" else "") for number, relation, name in rows]
-    return Simulator(username=username, secret=secret, host=host, port=port, agents=agents, callers=callers, mix=mix,
-                     speed=speed, seed=seed)
+    return Simulator(username=username, secret=secret, host=host, port=port, agents=members or numbered_agents(5),
+                     callers=callers, mix=mix, speed=speed, seed=seed)
 
 
 def _national(e164: str) -> str:

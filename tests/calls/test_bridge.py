@@ -307,3 +307,30 @@ def _ping(client) -> bool:
         return client.ping()
     except redis.RedisError:
         return False
+
+
+def test_every_published_event_is_already_in_the_database(settings, services):
+    """Commit, then publish: whoever hears an event can read what it announces."""
+    seen = []
+
+    async def listen(fake, bridge):
+        client = aioredis.from_url(settings.redis_url)
+        pubsub = client.pubsub()
+        await pubsub.subscribe(CALLS_CHANNEL)
+
+        def state_in_database(call_id):
+            with services.db.session_scope() as session:
+                return session.exec(select(CallRecord.state).where(CallRecord.linkedid == call_id)).first()
+
+        async def check():
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    event = json.loads(message["data"])
+                    seen.append((event["type"], await asyncio.to_thread(state_in_database, event["call_id"])))
+
+        bridge._checker = asyncio.create_task(check())
+
+    asyncio.run(run_replay(settings, services, [trace_events("answered")], between=listen,
+                           until=lambda rows: ended(rows, 1) and ("call.ended", "ended") in seen))
+    assert seen and all(state is not None for _, state in seen)
+    assert seen[-1] == ("call.ended", "ended")

@@ -3,10 +3,9 @@
 import asyncio
 
 import pytest
-from sqlmodel import select
 
 from callcenter.ami.client import ActionFailed, AMIClient
-from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls.models import AgentStatus
 from callcenter.simulator.traffic import Simulator, TrafficMix
 from tests.calls.test_bridge import add_elder, calls, eventually, make_bridge
 
