@@ -34,7 +34,7 @@ from callcenter.config import Settings  # noqa: E402
 from callcenter.db import Database, create_postgres_database  # noqa: E402
 from callcenter.simulator.server import AMIServer  # noqa: E402
 
-TRACES = ROOT.parent / "shared" / "ami-traces"
+TRACES = ROOT / "tests" / "fixtures" / "ami-traces"
 NAMES = ("answered", "abandoned", "ivr", "resync")
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/13"

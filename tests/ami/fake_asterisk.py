@@ -11,7 +11,8 @@ from pathlib import Path
 from callcenter.ami.protocol import FrameParser, Message
 from callcenter.simulator.server import AMIServer, Session, encode_message
 
-TRACES = Path(__file__).resolve().parents[3] / "shared" / "ami-traces"
+# Copied from ../shared/ami-traces (raw bytes of a real Asterisk 22.10.1), so a clone is self-contained.
+TRACES = Path(__file__).resolve().parents[1] / "fixtures" / "ami-traces"
 USER, SECRET = "bridge", "s3cret-for-tests"
 
 
