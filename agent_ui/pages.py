@@ -13,6 +13,8 @@ from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import sign_in
 from callcenter.auth.models import ROLES
+from callcenter.calls import presenter as calls_presenter
+from callcenter.calls import service as calls_service
 from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep, client_ip, csrf_token_for
 from callcenter.elders import presenter
 from callcenter.elders import service as elders_service
@@ -93,9 +95,8 @@ def elder_page(elder_id: int, request: Request, session: DbSession, services: Se
 @router.get("/calls")
 def calls_page(request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     """Today's calls, newest first; calls.js keeps the table current."""
-    from callcenter.calls.api import list_calls
-
-    today = today_in(services.settings.tz)
-    result = list_calls(session=session, services=services, user=user, date_from=today, date_to=today, agent=None,
-                        outcome=None, elder_id=None, page=1, page_size=100)
-    return render(request, "calls.html", {"user": user, "calls": result["items"], "total": result["total"], "today": today.isoformat()})
+    tz = services.settings.tz
+    today = today_in(tz)
+    rows, total = calls_service.search(session=session, tz=tz, date_from=today, date_to=today, page_size=100)
+    calls = [calls_presenter.call_dict(row, tz) for row in rows]
+    return render(request, "calls.html", {"user": user, "calls": calls, "total": total, "today": today.isoformat()})

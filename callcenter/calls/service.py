@@ -6,12 +6,12 @@ The caller (the bridge) owns the transaction: these functions flush, never commi
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 
+from sqlalchemy import func
 from sqlmodel import Session, select
 
 from callcenter import db
-
 from callcenter.auth.models import User
 from callcenter.calls.models import AgentStatus, CallRecord
 from callcenter.calls.tracker import AgentState, Call
@@ -99,6 +99,30 @@ def open_calls(*, session: Session) -> list[Call]:
 
 def get_or_raise(*, session: Session, call_id: int) -> CallRecord:
     return db.get_or_raise(session, CallRecord, call_id, "通话")
+
+
+def search(*, session: Session, tz, date_from: date | None = None, date_to: date | None = None, agent: str | None = None,
+           outcome: str | None = None, elder_id: int | None = None, page: int = 1, page_size: int = 50) -> tuple[list[CallRecord], int]:
+    """Calls newest first, filtered; `date_from` / `date_to` are days in `tz`, inclusive."""
+    query = select(CallRecord)
+    if date_from:
+        query = query.where(CallRecord.started_at >= _day_start_utc(date_from, tz))
+    if date_to:
+        query = query.where(CallRecord.started_at < _day_start_utc(date_to + timedelta(days=1), tz))
+    if agent:
+        query = query.where(CallRecord.agent_extension == agent)
+    if outcome:
+        query = query.where(CallRecord.outcome == outcome)
+    if elder_id is not None:
+        query = query.where(CallRecord.elder_id == elder_id)
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    rows = session.exec(query.order_by(CallRecord.started_at.desc(), CallRecord.id.desc()).offset((page - 1) * page_size).limit(page_size))
+    return list(rows), total
+
+
+def _day_start_utc(day: date, tz) -> datetime:
+    """Midnight of `day` in the centre's time zone, in UTC (what is stored; SQLite keeps no zone)."""
+    return datetime.combine(day, time.min, tz).astimezone(timezone.utc)
 
 
 def by_linkedid(*, session: Session, linkedid: str) -> CallRecord | None:

@@ -1,0 +1,41 @@
+"""Calls as shown to a person: Chinese labels, times in the centre's time zone."""
+
+from __future__ import annotations
+
+from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, IVR_ROUTES, CallRecord
+from callcenter.timeutil import as_utc
+
+
+def call_dict(record: CallRecord, tz) -> dict:
+    local = lambda value: as_utc(value).astimezone(tz).isoformat() if value else None  # noqa: E731
+    return {
+        "id": record.id,
+        "call_id": record.linkedid,
+        "direction": record.direction,
+        "state": record.state,
+        "state_label": CALL_STATES.get(record.state, record.state),
+        "outcome": record.outcome,
+        "outcome_label": CALL_OUTCOMES.get(record.outcome, "") if record.outcome else "",
+        "caller": record.caller_e164 or record.caller_number,
+        "caller_name": record.caller_name,
+        "elder_id": record.elder_id,
+        "elder_candidates": record.elder_candidates,
+        "queue": record.queue,
+        "priority": record.priority,
+        "ivr_route": record.ivr_route,
+        "ivr_route_label": IVR_ROUTES.get(record.ivr_route, record.ivr_route or ""),
+        "agent": record.agent_extension,
+        "agent_user_id": record.agent_user_id,
+        "wait_seconds": record.wait_seconds,
+        "talk_seconds": record.talk_seconds,
+        "hangup_by": record.hangup_by,
+        "survey_score": record.survey_score,
+        "started_at": local(record.started_at),
+        "queued_at": local(record.queued_at),
+        "answered_at": local(record.answered_at),
+        "ended_at": local(record.ended_at),
+        "outage_from": local(record.outage_from),
+        "outage_to": local(record.outage_to),
+        "disposition": record.disposition,
+        "notes": record.notes,
+    }
