@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from starlette.requests import HTTPConnection
 from sqlmodel import Session
 
 from callcenter.auth import service as auth_service
@@ -92,14 +93,15 @@ SupervisorUser = Annotated[User, Depends(require_role("supervisor"))]
 AdminUser = Annotated[User, Depends(require_role("admin"))]
 
 
-async def csrf_protect(request: Request) -> None:
+async def csrf_protect(request: HTTPConnection) -> None:
     """Unsafe requests must prove they come from our pages.
 
     JSON bodies pass: a cross-site form cannot send `application/json` without a CORS
     preflight, which we never grant. Everything else (form posts, uploads, bodiless POSTs) must
     repeat the `cc_csrf` cookie in the `X-CSRF-Token` header or the `csrf_token` form field.
+    Websockets check their Origin themselves (realtime/api.py).
     """
-    if request.method not in UNSAFE_METHODS:
+    if request.scope["type"] != "http" or request.method not in UNSAFE_METHODS:
         return
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json":

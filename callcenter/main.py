@@ -25,6 +25,8 @@ from callcenter.elders.api import router as elders_router
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
 from callcenter.areas.api import router as areas_router
 from callcenter.calls.api import router as calls_router
+from callcenter.realtime.api import router as realtime_router
+from callcenter.realtime.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +50,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        await app.state.hub.start(await run_in_threadpool(_waiting_calls, services))
         yield
+        await app.state.hub.stop()
         services.db.engine.dispose()
 
     app = FastAPI(title="12349 养老服务热线", lifespan=lifespan, dependencies=[Depends(csrf_protect)], docs_url=None, redoc_url=None)
     app.state.services = services
+    app.state.hub = Hub(redis_conn.redis_url(settings))
     _install_error_handlers(app)
     _install_csrf_cookie(app, settings)
     _install_access_log(app)
@@ -63,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(elders_router)
     app.include_router(areas_router)
     app.include_router(calls_router)
+    app.include_router(realtime_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
@@ -82,6 +88,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
 
     return app
+
+
+def _waiting_calls(services: Services) -> list[tuple[str, str, str]]:
+    from sqlmodel import select
+
+    from callcenter.calls.models import CallRecord
+
+    with services.db.session_scope() as session:
+        rows = session.exec(select(CallRecord.queue, CallRecord.linkedid, CallRecord.state)
+                            .where(CallRecord.state.in_(("queued", "offered")), CallRecord.queue.is_not(None)))
+        return [tuple(row) for row in rows]
 
 
 def _check(probe) -> dict:

@@ -169,5 +169,11 @@ def agent_payload(agent: AgentState) -> dict:
     }
 
 
+def agent_payload_from_row(row: AgentStatus) -> dict:
+    """The same shape as `agent_payload`, from the stored state."""
+    return {"type": "agent.state", "interface": row.interface, "agent": row.extension, "name": row.name, "state": row.state,
+            "paused": row.paused, "pause_reason": row.pause_reason, "queues": row.queues, "since": _iso(row.since)}
+
+
 def _iso(value: datetime | None) -> str | None:
     return as_utc(value).isoformat() if value else None

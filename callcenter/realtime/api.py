@@ -1,0 +1,102 @@
+"""`/ws` (live events) and `/api/realtime/snapshot` (what to show before following them).
+
+A console first loads the snapshot over HTTP, then follows the websocket; after any drop it does
+both again, so a missed event can never leave a ghost call on screen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from urllib.parse import urlparse
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlmodel import select
+
+from callcenter.calls import presenter as calls_presenter
+from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls.service import agent_payload_from_row
+from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep
+from callcenter.realtime.hub import TOO_SLOW, Subscriber
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["realtime"])
+HEARTBEAT_SECONDS = 15.0
+NOT_SIGNED_IN = 4401
+FORBIDDEN_ORIGIN = 4403
+
+
+@router.get("/api/realtime/snapshot")
+def snapshot(session: DbSession, services: ServicesDep, user: AgentUser):
+    """Open calls and agent states this user may see, and the callers waiting per queue."""
+    tz = services.settings.tz
+    subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
+    calls = [calls_presenter.call_dict(row, tz) for row in session.exec(select(CallRecord).where(CallRecord.state != "ended"))]
+    agents = [agent_payload_from_row(row) for row in session.exec(select(AgentStatus))]
+    waiting: dict[str, int] = {}
+    for call in calls:
+        if call["state"] in ("queued", "offered") and call["queue"]:
+            waiting[call["queue"]] = waiting.get(call["queue"], 0) + 1
+    return {
+        "calls": [c for c in calls if subscriber.wants({"type": "call.snapshot", "agent": c["agent"]})],
+        "agents": [a for a in agents if subscriber.wants(a)],
+        "waiting": waiting,
+        "me": {"role": user.role, "extension": user.sip_extension},
+    }
+
+
+@router.websocket("/ws")
+async def websocket(socket: WebSocket):
+    services = socket.app.state.services
+    hub = socket.app.state.hub
+    if not _same_origin(socket):
+        await socket.close(code=FORBIDDEN_ORIGIN)  # another site's page may not ride on our cookie
+        return
+    user = await asyncio.to_thread(_user_for, services, socket.cookies.get(SESSION_COOKIE))
+    if user is None:
+        await socket.close(code=NOT_SIGNED_IN)
+        return
+    await socket.accept()
+    subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
+    hub.add(subscriber)
+    await socket.send_text(json.dumps({"type": "hello", "role": user.role, "extension": user.sip_extension}))
+    sender = asyncio.create_task(_send(socket, subscriber))
+    try:
+        while True:  # the browser says nothing we need; reading notices when it leaves
+            await socket.receive_text()
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.remove(subscriber)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def _send(socket: WebSocket, subscriber: Subscriber) -> None:
+    while True:
+        if subscriber.overflowed:
+            await socket.close(code=TOO_SLOW)
+            return
+        try:
+            text = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
+        except asyncio.TimeoutError:
+            text = '{"type": "heartbeat"}'
+        await socket.send_text(text)
+
+
+def _same_origin(socket: WebSocket) -> bool:
+    origin = socket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser (tests, tools): the session cookie still decides
+    return urlparse(origin).netloc == socket.headers.get("host")
+
+
+def _user_for(services, token: str | None):
+    if not token:
+        return None
+    with services.db.session_scope() as session:
+        user = services.sessions.read(token, session)
+        if user is not None:
+            session.expunge(user)
+        return user

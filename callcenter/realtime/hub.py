@@ -1,0 +1,141 @@
+"""The realtime hub: Redis pub/sub → websockets, one hub per web process.
+
+Every web process subscribes to the bridge's channels once and fans the events out to its own
+sockets, so an event reaches an agent whichever process holds the agent's socket. Who gets what:
+- a supervisor (or admin): every call and agent event;
+- an agent: events of calls offered to / answered by their extension, their own agent state,
+  and the number of callers waiting in each queue (`queue.waiting`).
+
+Each socket has a bounded send queue: a console that falls too far behind is closed (code 1013)
+and reconnects through the HTTP snapshot instead of growing memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from callcenter.calls.bridge import AGENTS_CHANNEL, CALLS_CHANNEL
+
+log = logging.getLogger(__name__)
+WAITING_STATES = frozenset({"queued", "offered"})
+SEND_QUEUE_LIMIT = 256
+TOO_SLOW = 1013  # "try again later": the browser reconnects and reloads the snapshot
+
+
+@dataclass(eq=False)
+class Subscriber:
+    """One open websocket: who is behind it, and what is waiting to be sent to it."""
+
+    user_id: int
+    role: str
+    extension: str | None
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=SEND_QUEUE_LIMIT))
+    overflowed: bool = False
+
+    @property
+    def sees_everything(self) -> bool:
+        return self.role in ("supervisor", "admin")
+
+    def wants(self, event: dict) -> bool:
+        if self.sees_everything:
+            return True
+        kind = event.get("type", "")
+        if kind == "queue.waiting":
+            return True
+        if kind == "agent.state":
+            return self.extension is not None and event.get("agent") == self.extension
+        return self.extension is not None and event.get("agent") == self.extension
+
+    def offer(self, text: str) -> None:
+        try:
+            self.queue.put_nowait(text)
+        except asyncio.QueueFull:
+            self.overflowed = True
+
+
+class Hub:
+    def __init__(self, redis_url: str):
+        self.redis_url = redis_url
+        self.subscribers: set[Subscriber] = set()
+        self.waiting: dict[str, dict[str, str]] = {}  # queue → {call_id: state} of callers waiting
+        # One listening task per event loop: tests serve one app from several loops at once.
+        self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+
+    async def start(self, waiting_calls: list[tuple[str, str, str]] = ()) -> None:
+        """Subscribe (in the background, retrying while Redis is down). `waiting_calls`:
+        (queue, call_id, state) of calls waiting now, from the database."""
+        self.waiting.clear()
+        for queue, call_id, state in waiting_calls:
+            self.waiting.setdefault(queue, {})[call_id] = state
+        self._tasks[asyncio.get_running_loop()] = asyncio.create_task(self._listen(), name="realtime-hub")
+
+    async def stop(self) -> None:
+        task = self._tasks.pop(asyncio.get_running_loop(), None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    def add(self, subscriber: Subscriber) -> None:
+        self.subscribers.add(subscriber)
+
+    def remove(self, subscriber: Subscriber) -> None:
+        self.subscribers.discard(subscriber)
+
+    def waiting_counts(self) -> dict[str, int]:
+        return {queue: len(calls) for queue, calls in self.waiting.items()}
+
+    async def _listen(self) -> None:
+        delay = 0.5
+        while True:
+            client = aioredis.from_url(self.redis_url)
+            try:
+                pubsub = client.pubsub()
+                await pubsub.subscribe(CALLS_CHANNEL, AGENTS_CHANNEL)
+                delay = 0.5
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        self.dispatch(message["data"])
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                log.warning("realtime hub lost Redis (%s); retrying in %.1f s", type(exc).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                await client.aclose()
+
+    def dispatch(self, data: bytes | str) -> None:
+        """Fan one published event out to the sockets that may see it."""
+        try:
+            event = json.loads(data)
+        except ValueError:
+            log.warning("realtime hub ignored a message that is not JSON")
+            return
+        text = data.decode() if isinstance(data, bytes) else data
+        extra = self._track_waiting(event)
+        for subscriber in list(self.subscribers):
+            if subscriber.wants(event):
+                subscriber.offer(text)
+            if extra is not None and subscriber.wants(extra):
+                subscriber.offer(json.dumps(extra, ensure_ascii=False))
+
+    def _track_waiting(self, event: dict) -> dict | None:
+        """Keep the per-queue count of waiting callers; a `queue.waiting` event when it changes."""
+        queue, call_id = event.get("queue"), event.get("call_id")
+        if not queue or not call_id or not event.get("type", "").startswith("call."):
+            return None
+        calls = self.waiting.setdefault(queue, {})
+        before = len(calls)
+        if event.get("state") in WAITING_STATES:
+            calls[call_id] = event["state"]
+        else:
+            calls.pop(call_id, None)
+        if len(calls) == before:
+            return None
+        return {"type": "queue.waiting", "queue": queue, "waiting": len(calls)}

@@ -1,0 +1,149 @@
+"""The realtime hub across two real web processes: a call replayed through the bridge reaches the
+right agent only, whichever process holds the socket; the supervisor sees everything."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import time
+
+import httpx
+import pytest
+import websockets
+
+from tests.ami.fake_asterisk import trace_events
+from tests.calls.test_bridge import ended, run_replay
+from tests.conftest import PASSWORD, make_user
+from tests.test_cli import CALLCENTER, free_port
+
+
+@pytest.fixture
+def two_web_processes(settings, services):
+    env = {k: v for k, v in os.environ.items() if k not in ("AMI_HOST",)}
+    env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir)}
+    ports = [free_port(), free_port()]
+    processes = [subprocess.Popen([CALLCENTER, "web", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for port in ports]
+    try:
+        for port in ports:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            else:
+                raise AssertionError(f"web process on {port} did not start")
+        yield [f"127.0.0.1:{port}" for port in ports]
+    finally:
+        for process in processes:
+            process.terminate()
+            process.wait(10)
+
+
+def session_cookie(host: str, user) -> str:
+    response = httpx.post(f"http://{host}/api/auth/login", json={"username": user.username, "password": PASSWORD})
+    assert response.status_code == 200
+    return response.cookies["cc_session"]
+
+
+async def collect(host: str, cookie: str, into: list, ready: asyncio.Event, stop: asyncio.Event) -> None:
+    async with websockets.connect(f"ws://{host}/ws", additional_headers={"Cookie": f"cc_session={cookie}"}) as socket:
+        hello = json.loads(await socket.recv())
+        into.append(hello)
+        ready.set()
+        while not stop.is_set():
+            try:
+                into.append(json.loads(await asyncio.wait_for(socket.recv(), 0.2)))
+            except asyncio.TimeoutError:
+                continue
+
+
+def test_a_call_reaches_its_agent_only_and_the_supervisor_sees_all(settings, services, two_web_processes):
+    host_a, host_b = two_web_processes
+    agent_1 = make_user(services, "agent", sip_extension="8001")
+    agent_2 = make_user(services, "agent", sip_extension="8002")
+    boss = make_user(services, "supervisor")
+    cookies = {name: session_cookie(host_a, user) for name, user in (("a1", agent_1), ("a2", agent_2), ("boss", boss))}
+    received = {"a1": [], "a2": [], "boss": []}
+
+    async def scenario():
+        stop = asyncio.Event()
+        ready = {name: asyncio.Event() for name in received}
+        where = {"a1": host_a, "a2": host_b, "boss": host_b}
+        tasks = [asyncio.create_task(collect(where[n], cookies[n], received[n], ready[n], stop)) for n in received]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), 10)
+        await asyncio.sleep(0.5)  # the hubs' subscriptions are up before the first event
+
+        async def call_ended_everywhere():
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                if any(e.get("type") == "call.ended" for e in received["a1"]) and any(
+                        e.get("type") == "call.ended" for e in received["boss"]):
+                    return
+                await asyncio.sleep(0.1)
+
+        await run_replay(settings, services, [trace_events("answered")], until=lambda rows: ended(rows, 1))
+        await call_ended_everywhere()
+        await asyncio.sleep(0.3)
+        stop.set()
+        await asyncio.gather(*tasks)
+
+    asyncio.run(scenario())
+    kinds = lambda name: [e["type"] for e in received[name] if e.get("call_id") == "1795363528.0"]  # noqa: E731
+    assert received["a1"][0] == {"type": "hello", "role": "agent", "extension": "8001"}
+    assert kinds("a1")[0] == "call.offered" and "call.answered" in kinds("a1") and kinds("a1")[-1] == "call.ended"
+    assert kinds("a2") == []  # someone else's call never reaches this console
+    assert kinds("boss")[0] == "call.started" and kinds("boss")[-1] == "call.ended"
+    assert any(e["type"] == "agent.state" and e["agent"] == "8001" for e in received["boss"])
+    assert any(e["type"] == "agent.state" and e["agent"] == "8001" for e in received["a1"])
+    assert not any(e["type"] == "agent.state" for e in received["a2"])
+    waiting = [e["waiting"] for e in received["a2"] if e["type"] == "queue.waiting"]
+    assert waiting == [1, 0]  # the caller queued, then was answered
+
+
+def test_websocket_refuses_strangers_and_other_sites(settings, services, two_web_processes):
+    host = two_web_processes[0]
+    agent = make_user(services, "agent", sip_extension="8001")
+    cookie = session_cookie(host, agent)
+
+    async def close_code(headers) -> int | None:
+        try:
+            async with websockets.connect(f"ws://{host}/ws", additional_headers=headers) as socket:
+                await socket.recv()
+        except websockets.exceptions.ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
+        except websockets.exceptions.InvalidStatus as exc:
+            return exc.response.status_code
+        return None
+
+    assert asyncio.run(close_code({})) in (4401, 403)
+    assert asyncio.run(close_code({"Cookie": "cc_session=forged"})) in (4401, 403)
+    evil = {"Cookie": f"cc_session={cookie}", "Origin": "https://evil.example"}
+    assert asyncio.run(close_code(evil)) in (4403, 403)
+
+
+def test_snapshot_shows_an_agent_only_its_own_calls(settings, services, agent_client):
+    from callcenter.calls import service as calls_service
+    from callcenter.calls.tracker import Call
+    from callcenter.timeutil import utcnow
+
+    me = agent_client.get("/api/auth/me").json()
+    with services.db.session_scope() as session:
+        from callcenter.auth.models import User
+
+        session.get(User, me["id"]).sip_extension = "8001"
+    for linkedid, interface, state in (("1.0", "Local/8001@agents", "talking"), ("2.0", "Local/8002@agents", "talking"),
+                                       ("3.0", None, "queued")):
+        call = Call(linkedid=linkedid, direction="inbound", context="from-elders", started_at=utcnow(), state=state,
+                    agent_interface=interface, queue="hotline")
+        with services.db.session_scope() as session:
+            calls_service.record_call(session=session, call=call, area_code="0411")
+    body = agent_client.get("/api/realtime/snapshot").json()
+    assert [c["call_id"] for c in body["calls"]] == ["1.0"]
+    assert body["waiting"] == {"hotline": 1}
+    assert body["me"] == {"role": "agent", "extension": "8001"}
