@@ -3,7 +3,7 @@ audit entry are committed together or not at all."""
 
 from __future__ import annotations
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from callcenter.audit.models import AuditLog
 from callcenter.auth.models import User
@@ -17,7 +17,3 @@ def record(
     session.add(entry)
     return entry
 
-
-def for_elder(*, session: Session, elder_id: int, limit: int = 100) -> list[AuditLog]:
-    query = select(AuditLog).where(AuditLog.elder_id == elder_id).order_by(AuditLog.id.desc()).limit(limit)
-    return list(session.exec(query))

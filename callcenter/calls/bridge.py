@@ -35,8 +35,7 @@ from callcenter.db import Database
 from callcenter.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-CALLS_CHANNEL = "hotline:calls"
-AGENTS_CHANNEL = "hotline:agents"
+CALLS_CHANNEL, AGENTS_CHANNEL = calls_service.CALLS_CHANNEL, calls_service.AGENTS_CHANNEL
 MAX_BATCH = 500
 
 

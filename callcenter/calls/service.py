@@ -19,6 +19,9 @@ from callcenter.elders import service as elders_service
 from callcenter.phones import try_parse_phone
 from callcenter.timeutil import as_utc, utcnow
 
+# Redis channels the bridge publishes on (README, "Live events").
+CALLS_CHANNEL = "hotline:calls"
+AGENTS_CHANNEL = "hotline:agents"
 _EXTENSION = re.compile(r"^(?:Local|PJSIP|SIP|IAX2)/(\d+)")
 COPIED_FIELDS = (
     "direction", "context", "state", "outcome", "caller_number", "caller_name", "queue", "position", "priority", "ivr_route",
@@ -123,10 +126,6 @@ def search(*, session: Session, tz, date_from: date | None = None, date_to: date
 def _day_start_utc(day: date, tz) -> datetime:
     """Midnight of `day` in the centre's time zone, in UTC (what is stored; SQLite keeps no zone)."""
     return datetime.combine(day, time.min, tz).astimezone(timezone.utc)
-
-
-def by_linkedid(*, session: Session, linkedid: str) -> CallRecord | None:
-    return session.exec(select(CallRecord).where(CallRecord.linkedid == linkedid)).first()
 
 
 def event_payload(*, kind: str, call: Call, record: CallRecord) -> dict:

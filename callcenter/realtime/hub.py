@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from callcenter.calls.bridge import AGENTS_CHANNEL, CALLS_CHANNEL
+from callcenter.calls.service import AGENTS_CHANNEL, CALLS_CHANNEL
 
 log = logging.getLogger(__name__)
 WAITING_STATES = frozenset({"queued", "offered"})
