@@ -13,11 +13,14 @@ from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import sign_in
 from callcenter.auth.models import ROLES
+from callcenter.calls import control
 from callcenter.calls import presenter as calls_presenter
+from callcenter.calls.models import DISPOSITIONS
 from callcenter.calls import service as calls_service
 from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep, client_ip, csrf_token_for
 from callcenter.elders import presenter
 from callcenter.elders import service as elders_service
+from callcenter.elders.models import RELATIONS
 from callcenter.errors import DomainError
 from callcenter.timeutil import today_in
 
@@ -40,23 +43,32 @@ def render_error(request: Request, status_code: int, message: str) -> HTMLRespon
 def _safe_next(target: str | None) -> str:
     """Only same-site paths: a login link must not bounce the agent to another site."""
     if not target or urlparse(target).netloc or not target.startswith("/") or target.startswith("//"):
-        return "/elders"
+        return "/console"
     return target
 
 
 @router.get("/")
 def home():
-    return RedirectResponse("/elders", status_code=303)
+    return RedirectResponse("/console", status_code=303)
+
+
+@router.get("/console")
+def console_page(request: Request, services: ServicesDep, user: AgentUser):
+    """The agent console; console.js loads the live state and follows the websocket."""
+    return render(request, "console.html", {
+        "user": user, "today": today_in(services.settings.tz).isoformat(), "wrapup_seconds": services.settings.wrapup_seconds,
+        "pause_reasons": control.PAUSE_REASONS, "dispositions": DISPOSITIONS, "relations": RELATIONS,
+    })
 
 
 @router.get("/login")
-def login_page(request: Request, next: str = "/elders"):
+def login_page(request: Request, next: str = "/console"):
     return render(request, "login.html", {"next": _safe_next(next), "error": None, "username": "", "user": None})
 
 
 @router.post("/login")
 def login_submit(request: Request, session: DbSession, services: ServicesDep,
-                 username: str = Form(""), password: str = Form(""), next: str = Form("/elders")):
+                 username: str = Form(""), password: str = Form(""), next: str = Form("/console")):
     response = RedirectResponse(_safe_next(next), status_code=303)
     try:
         sign_in(request=request, response=response, session=session, services=services, username=username, password=password)
@@ -89,7 +101,10 @@ def elder_page(elder_id: int, request: Request, session: DbSession, services: Se
     audit_service.record(session=session, actor=user, action="view", elder_id=elder.id, ip=client_ip(request))
     profile = presenter.profile(session=session, elder=elder, today=today_in(services.settings.tz),
                                 reveal_id=auth_service.has_role(user, "admin"), sealer=services.sealer)
-    return render(request, "elder.html", {"user": user, "elder": profile})
+    tz = services.settings.tz
+    rows, total = calls_service.search(session=session, tz=tz, elder_id=elder.id, page_size=20)
+    calls = [calls_presenter.call_dict(row, tz, notes_visible=calls_service.handles(user=user, call=row)) for row in rows]
+    return render(request, "elder.html", {"user": user, "elder": profile, "calls": calls, "calls_total": total})
 
 
 @router.get("/calls")
@@ -98,5 +113,5 @@ def calls_page(request: Request, session: DbSession, services: ServicesDep, user
     tz = services.settings.tz
     today = today_in(tz)
     rows, total = calls_service.search(session=session, tz=tz, date_from=today, date_to=today, page_size=100)
-    calls = [calls_presenter.call_dict(row, tz) for row in rows]
+    calls = [calls_presenter.call_dict(row, tz, notes_visible=calls_service.handles(user=user, call=row)) for row in rows]
     return render(request, "calls.html", {"user": user, "calls": calls, "total": total, "today": today.isoformat()})

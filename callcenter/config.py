@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     short_abandon_seconds: int = Field(default=5, description="abandons within this many seconds are short abandons")
     simulator_calls_per_minute: float = 4.0
 
+    # How the console's buttons map onto the dialplan (see README, "Asterisk dialplan the console uses").
+    queue_name: str = Field(default="hotline", description="the queue agents join when they go ready")
+    agent_interface: str = Field(default="Local/{extension}@agents", description="queue member interface of an agent")
+    agent_phone: str = Field(default="PJSIP/{extension}", description="the agent's phone, rung first for a callback")
+    transfer_context: str = Field(default="hotline-transfer", description="Redirect target context: exten = agent or queue")
+    outbound_context: str = Field(default="hotline-outbound", description="Originate context: exten = number to dial")
+    hotline_caller_id: str = Field(default="12349", description="caller ID shown to elders we call back")
+    wrapup_seconds: int = Field(default=30, description="after a call the agent is paused this long (0: never)")
+    ami_command_timeout: float = Field(default=5.0, description="how long the web waits for the bridge to act")
+
+    # Web softphone (JsSIP). Unset: agents use their desk phones.
+    sip_ws_url: str | None = Field(default=None, description="Asterisk's SIP-over-WebSocket URL, e.g. wss://pbx:8089/ws")
+    sip_domain: str | None = Field(default=None, description="SIP domain of agent accounts (default: the ws host)")
+
     city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
     timezone: str = "Asia/Shanghai"
 

@@ -33,3 +33,7 @@ class FieldErrors(DomainError):
     @classmethod
     def single(cls, field: str, message: str) -> "FieldErrors":
         return cls([(field, message)])
+
+
+class Unavailable(DomainError):
+    """A part we depend on (the telephony bridge, Redis) does not answer now; retry later."""

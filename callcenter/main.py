@@ -22,8 +22,9 @@ from callcenter.crypto import Sealer
 from callcenter.db import Database
 from callcenter.deps import CSRF_COOKIE, CsrfRejected, NotAuthenticated, Services, csrf_protect
 from callcenter.elders.api import router as elders_router
-from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
+from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied, Unavailable
 from callcenter.areas.api import router as areas_router
+from callcenter.calls.api import agent_router
 from callcenter.calls.api import router as calls_router
 from callcenter.realtime.api import router as realtime_router
 from callcenter.realtime.hub import Hub
@@ -68,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(elders_router)
     app.include_router(areas_router)
     app.include_router(calls_router)
+    app.include_router(agent_router)
     app.include_router(realtime_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
@@ -143,7 +145,7 @@ def _wants_html(request: Request) -> bool:
 
 def _install_error_handlers(app: FastAPI) -> None:
     status_of = {NotFound: 404, Conflict: 409, PermissionDenied: 403, CsrfRejected: 403, NotAuthenticated: 401,
-                 auth_service.BadCredentials: 401, auth_service.TooManyAttempts: 429}
+                 auth_service.BadCredentials: 401, auth_service.TooManyAttempts: 429, Unavailable: 503}
 
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError):

@@ -23,5 +23,6 @@ class User(SQLModel, table=True):
     password_hash: str = Field(max_length=255)
     sip_extension: str | None = Field(default=None, max_length=32, unique=True)
     active: bool = Field(default=True)
+    sip_secret_sealed: str | None = Field(default=None, max_length=512, description="web softphone SIP password, encrypted")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

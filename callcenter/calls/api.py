@@ -1,16 +1,55 @@
-"""HTTP API for calls: /api/calls (filters: date range, agent, outcome, elder), /api/calls/{id}."""
+"""HTTP API for calls and the agent's console.
+
+/api/calls                 search (date range, agent, outcome, elder, `mine`, `q`)
+/api/calls/{id}            one call; notes only for the agent who handled it and supervisors
+/api/calls/{id}/pop        the screen pop: the call, its elder (or the candidates), history
+/api/calls/{id}/summary    disposition and notes            (the handling agent, supervisors)
+/api/calls/{id}/elder      which elder the call is about    (idem)
+/api/calls/{id}/hangup     end the agent's leg              (idem)
+/api/calls/{id}/transfer   redirect the caller              (idem)
+/api/agent/state           ready / paused with a reason / offline, mirrored to the queue
+/api/agent/callback        call an elder or an emergency contact back from the agent's phone
+/api/agent/softphone       web softphone (JsSIP) settings, or desk-phone mode
+"""
 
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
 
-from callcenter.calls import presenter
+from callcenter.audit import service as audit_service
+from callcenter.auth import service as auth_service
+from callcenter.calls import control, presenter
 from callcenter.calls import service as calls_service
-from callcenter.deps import AgentUser, DbSession, ServicesDep
+from callcenter.calls.models import CallRecord
+from callcenter.deps import AgentUser, DbSession, ServicesDep, client_ip
+from callcenter.elders import presenter as elders_presenter
+from callcenter.elders import service as elders_service
+from callcenter.elders.models import RELATIONS
+from callcenter.errors import Conflict, FieldErrors, PermissionDenied
+from callcenter.phones import InvalidPhoneNumber, parse_phone, try_parse_phone
+from callcenter.timeutil import today_in
 
 router = APIRouter(prefix="/api/calls", tags=["calls"])
+agent_router = APIRouter(prefix="/api/agent", tags=["console"])
+
+
+def own_call(call_id: int, session: DbSession, user: AgentUser) -> CallRecord:
+    """Dependency: a call the signed-in agent handles (or any call, for a supervisor)."""
+    call = calls_service.get_or_raise(session=session, call_id=call_id)
+    if not calls_service.handles(user=user, call=call):
+        raise PermissionDenied("这不是您接听的通话，无法查看或操作")
+    return call
+
+
+OwnCall = Annotated[CallRecord, Depends(own_call)]
+
+
+def _call_dict(call: CallRecord, tz, user) -> dict:
+    return presenter.call_dict(call, tz, notes_visible=calls_service.handles(user=user, call=call))
 
 
 @router.get("")
@@ -23,16 +62,166 @@ def list_calls(
     agent: str | None = None,
     outcome: str | None = None,
     elder_id: int | None = None,
+    disposition: str | None = None,
+    mine: bool = False,
+    q: str = Query("", max_length=50),
     page: int = Query(1, ge=1),
     page_size: int = Query(50, ge=1, le=500),
 ):
-    """Newest first. `from` / `to` are days in the centre's time zone (inclusive)."""
+    """Newest first. `from` / `to` are days in the centre's time zone (inclusive); `mine`: the
+    calls I handled; `q`: part of the caller's number or the start of the elder's name."""
     tz = services.settings.tz
     rows, total = calls_service.search(session=session, tz=tz, date_from=date_from, date_to=date_to, agent=agent,
-                                       outcome=outcome, elder_id=elder_id, page=page, page_size=page_size)
-    return {"items": [presenter.call_dict(r, tz) for r in rows], "total": total, "page": page, "page_size": page_size}
+                                       outcome=outcome, elder_id=elder_id, disposition=disposition,
+                                       handled_by=user if mine else None, q=q, page=page, page_size=page_size)
+    return {"items": [_call_dict(r, tz, user) for r in rows], "total": total, "page": page, "page_size": page_size}
 
 
 @router.get("/{call_id}")
 def get_call(call_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
-    return presenter.call_dict(calls_service.get_or_raise(session=session, call_id=call_id), services.settings.tz)
+    return _call_dict(calls_service.get_or_raise(session=session, call_id=call_id), services.settings.tz, user)
+
+
+@router.get("/{call_id}/pop")
+def screen_pop(call: OwnCall, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    """Everything the console shows when a call is offered: the call; the elder's profile (the
+    view is audited) or, when several elders share the number, who they are; the elder's last
+    calls and open work orders."""
+    tz, today = services.settings.tz, today_in(services.settings.tz)
+    elder = candidates = None
+    if call.elder_id is not None:
+        record = elders_service.get_or_raise(session=session, elder_id=call.elder_id)
+        elder = elders_presenter.profile(session=session, elder=record, today=today,
+                                         reveal_id=auth_service.has_role(user, "admin"), sealer=services.sealer)
+        audit_service.record(session=session, actor=user, action="view", elder_id=record.id,
+                             detail={"via": "screen_pop", "call_id": call.id}, ip=client_ip(request))
+    elif call.elder_candidates:
+        candidates = _candidates(session, call, today)
+        for candidate in candidates:
+            audit_service.record(session=session, actor=user, action="view_summary", elder_id=candidate["id"],
+                                 detail={"via": "screen_pop", "call_id": call.id}, ip=client_ip(request))
+    recent = calls_service.recent_for_elder(session=session, elder_id=call.elder_id, exclude_id=call.id) if elder else []
+    return {
+        "call": _call_dict(call, tz, user),
+        "elder": elder,
+        "candidates": candidates,
+        "recent_calls": [_call_dict(row, tz, user) for row in recent],
+        "open_orders": [],  # work orders arrive with issue #5; the panel shows "暂无" until then
+    }
+
+
+def _candidates(session, call: CallRecord, today) -> list[dict]:
+    """The elders sharing the caller's number, each with whose number it is."""
+    matches = {m.elder.id: m for m in elders_service.matches_for_number(session=session, e164=call.caller_e164)} \
+        if call.caller_e164 else {}
+    rows = []
+    for elder_id in call.elder_candidates:
+        match = matches.get(elder_id)
+        elder = match.elder if match else elders_service.get_or_raise(session=session, elder_id=elder_id)
+        row = elders_presenter.summary(elder, today=today)
+        if match is not None:
+            row |= {"relation": match.relation, "relation_label": RELATIONS.get(match.relation, match.relation),
+                    "owner_name": match.owner_name}
+        rows.append(row)
+    return rows
+
+
+class SummaryIn(BaseModel):
+    disposition: str | None = None
+    notes: str | None = Field(default=None, max_length=4000)
+
+
+@router.put("/{call_id}/summary")
+def save_summary(body: SummaryIn, call: OwnCall, session: DbSession, services: ServicesDep, user: AgentUser):
+    calls_service.record_summary(session=session, call=call, user=user, disposition=body.disposition, notes=body.notes)
+    return _call_dict(call, services.settings.tz, user)
+
+
+class ElderChoiceIn(BaseModel):
+    elder_id: int
+    phone_relation: str | None = Field(default=None, description="add the caller's number to this elder's phones as …")
+    owner_name: str = Field(default="", max_length=50)
+
+
+@router.post("/{call_id}/elder")
+def choose_elder(body: ElderChoiceIn, call: OwnCall, request: Request, session: DbSession, services: ServicesDep,
+                 user: AgentUser):
+    calls_service.set_elder(session=session, call=call, elder_id=body.elder_id, phone_relation=body.phone_relation,
+                            owner_name=body.owner_name, area_code=services.settings.city_area_code)
+    detail = {"call_id": call.id, "linked_phone": body.phone_relation is not None}
+    audit_service.record(session=session, actor=user, action="link_call", elder_id=body.elder_id, detail=detail, ip=client_ip(request))
+    return _call_dict(call, services.settings.tz, user)
+
+
+@router.post("/{call_id}/hangup")
+def hang_up(call: OwnCall, services: ServicesDep):
+    control.hangup(redis=services.redis, settings=services.settings, call=call)
+    return {"ok": True, "message": "已挂断"}
+
+
+class TransferIn(BaseModel):
+    target: str = Field(min_length=1, max_length=40, description="an agent's extension or a queue name")
+
+
+@router.post("/{call_id}/transfer")
+def transfer(body: TransferIn, call: OwnCall, services: ServicesDep):
+    control.transfer(redis=services.redis, settings=services.settings, call=call, target=body.target)
+    return {"ok": True, "message": f"已转接至 {body.target}"}
+
+
+# --- the agent's own state and outbound calls ----------------------------------------------------------
+
+class StateIn(BaseModel):
+    state: str
+    reason: str | None = None
+
+
+@agent_router.post("/state")
+def set_state(body: StateIn, services: ServicesDep, user: AgentUser):
+    control.set_agent_state(redis=services.redis, settings=services.settings, extension=user.sip_extension,
+                            state=body.state, reason=body.reason)
+    label = control.PAUSE_REASONS.get(body.reason or "", "") if body.state == "paused" else ""
+    return {"ok": True, "state": body.state, "reason": body.reason,
+            "message": f"已切换为：{control.AGENT_STATES[body.state]}{('（' + label + '）') if label else ''}"}
+
+
+class CallbackIn(BaseModel):
+    elder_id: int | None = None
+    number: str | None = Field(default=None, max_length=40)
+    call_id: int | None = Field(default=None, description="call back the caller of this call")
+
+
+@agent_router.post("/callback")
+def call_back(body: CallbackIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    """Only numbers the hotline has reason to dial: the caller of one of my calls, or a phone,
+    emergency contact or steward in the elder's profile."""
+    area_code = services.settings.city_area_code
+    if body.call_id is not None:
+        call = own_call(body.call_id, session, user)
+        phone = try_parse_phone(call.caller_e164, default_area_code=area_code)
+        if phone is None:
+            raise Conflict("该来电未显示号码，无法回拨")
+        elder_id = call.elder_id
+    elif body.elder_id is not None and body.number:
+        try:
+            phone = parse_phone(body.number, default_area_code=area_code)
+        except InvalidPhoneNumber as exc:
+            raise FieldErrors.single("number", str(exc)) from exc
+        elder = elders_service.get_or_raise(session=session, elder_id=body.elder_id)
+        if phone.e164 not in elders_service.numbers_of(session=session, elder=elder):
+            raise FieldErrors.single("number", "该号码不在老人档案的电话、紧急联系人或管家中，不能外呼")
+        elder_id = elder.id
+    else:
+        raise FieldErrors.single("number", "请指定要回拨的通话，或老人档案及其中的号码")
+    control.callback(redis=services.redis, settings=services.settings, extension=user.sip_extension, phone=phone, elder_id=elder_id)
+    if elder_id is not None:
+        audit_service.record(session=session, actor=user, action="callback", elder_id=elder_id,
+                             detail={"number": phone.e164}, ip=client_ip(request))
+    return {"ok": True, "message": f"正在呼叫您的分机，接起后将拨打 {phone.display}"}
+
+
+@agent_router.get("/softphone")
+def softphone(services: ServicesDep, user: AgentUser):
+    """`webrtc` with what JsSIP needs to register, when SIP_WS_URL is set and this agent has an
+    extension and a SIP secret; otherwise `desk` (the agent answers on the desk phone)."""
+    return calls_service.softphone_settings(settings=services.settings, user=user, sealer=services.sealer)

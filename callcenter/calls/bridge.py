@@ -8,6 +8,10 @@ memory, in order, and go out when it returns; the database stays the record.
 After every (re)connect the bridge takes a snapshot (QueueStatus, CoreShowChannels; bridged
 channels carry their BridgeId there, so BridgeList adds nothing) and reconciles: calls Asterisk no longer has are closed as `lost_during_outage`.
 
+The bridge also runs the console's telephony commands (`calls.commands`: pause, ready, hang up,
+transfer, call back) and the wrap-up: after each answered queue call the agent is paused with
+reason `wrapup` for `wrapup_seconds`, then made ready again unless they chose otherwise meanwhile.
+
 Redis channels (JSON messages):
 - `hotline:calls`  — call.started, call.ivr, call.queued, call.offered, call.ring_no_answer,
   call.answered, call.agent_done, call.abandoned, call.transferred,
@@ -20,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,9 +32,11 @@ from datetime import datetime
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from callcenter.ami.client import ActionResult, AMIClient
+from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIError
 from callcenter.ami.protocol import Message
+from callcenter.calls import commands
 from callcenter.calls import service as calls_service
+from callcenter.calls.control import WRAPUP_REASON
 from callcenter.calls.tracker import CallTracker, Change
 from callcenter.db import Database
 from callcenter.timeutil import utcnow
@@ -92,6 +99,13 @@ class _Snapshot:
 
 
 @dataclass
+class _WrapUp:
+    linkedid: str
+    timer: asyncio.Task
+    confirmed: bool = False  # Asterisk has reported the wrap-up pause
+
+
+@dataclass
 class BridgeStats:
     events: int = 0
     changes: int = 0
@@ -104,8 +118,11 @@ class BridgeStats:
 class Bridge:
     def __init__(self, *, database: Database, redis: aioredis.Redis, area_code: str, host: str, port: int, username: str,
                  secret: str, short_abandon_seconds: int = 5, ping_interval: float = 5.0, ping_timeout: float = 3.0,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0):
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0, wrapup_seconds: float = 0):
         self.database = database
+        self.redis = redis
+        self.wrapup_seconds = wrapup_seconds
+        self.wrapups: dict[str, _WrapUp] = {}  # agent interface → its wrap-up under way
         self.area_code = area_code
         self.tracker = CallTracker(short_abandon_seconds=short_abandon_seconds)
         self.publisher = Publisher(redis)
@@ -125,13 +142,16 @@ class Bridge:
             log.info("restored %d open calls; the first snapshot decides which are still up", len(self.tracker.calls))
             self.disconnected_at = max(call.started_at for call in self.tracker.calls.values())
         worker = asyncio.create_task(self._process(), name="bridge-process")
-        flusher = asyncio.create_task(self._retry_publish(), name="bridge-publish-retry")
+        helpers = [asyncio.create_task(self._retry_publish(), name="bridge-publish-retry"),
+                   asyncio.create_task(self._serve_commands(), name="bridge-commands")]
         try:
             await self.client.run()
         finally:
             await self.work.put(None)
             await worker
-            flusher.cancel()
+            for task in helpers + [w.timer for w in self.wrapups.values()]:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
             await self.publisher.flush()
 
     def stop(self) -> None:
@@ -202,6 +222,7 @@ class Bridge:
         for channel, payload, received in payloads:
             self.publisher.add(channel, payload, received)
         await self.publisher.flush()
+        await self._follow_wrapups([change for change, _ in changes])
 
     def _reconcile(self, snapshot: _Snapshot) -> list[Change]:
         if snapshot.action == "QueueStatus":
@@ -236,6 +257,91 @@ class Bridge:
             if self.publisher.pending:
                 await self.publisher.flush()
 
+    # --- console commands -------------------------------------------------------------------
+
+    async def _serve_commands(self) -> None:
+        """Run the web's commands one at a time, in the order they were sent."""
+        while True:
+            try:
+                item = await self.redis.blpop([commands.COMMANDS_KEY], timeout=1)
+            except (RedisError, OSError):
+                await asyncio.sleep(1.0)
+                continue
+            if item is None:
+                continue
+            command, problem = commands.parse(item[1])
+            if command is None:
+                log.warning("refused a telephony command: %s", problem)
+                continue
+            remaining = float(command.get("deadline", 0)) - time.time()
+            if remaining <= 0:
+                log.warning("dropped a telephony command that waited past its deadline")
+                continue
+            outcome = await self._run_steps(command["steps"], timeout=remaining)
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.rpush(commands.reply_key(command), commands.encode_reply(outcome))
+                    pipe.expire(commands.reply_key(command), commands.REPLY_TTL_SECONDS)
+                    await pipe.execute()
+            except (RedisError, OSError):
+                log.warning("could not reply to a telephony command (Redis unavailable)")
+
+    async def _run_steps(self, steps: list[dict], *, timeout: float) -> commands.Outcome:
+        results = []
+        for step in steps:
+            try:
+                response = (await self.client.action(step["action"], [tuple(pair) for pair in step["fields"]],
+                                                     timeout=timeout)).response
+            except ActionFailed as exc:  # Asterisk said no
+                response = exc.response
+            except (AMIError, asyncio.TimeoutError, OSError) as exc:
+                return commands.Outcome(ok=False, message=f"{step['action']}：{exc or type(exc).__name__}", results=results)
+            message = response.get("Message", "")
+            results.append({"action": step["action"], "response": response.response, "message": message})
+            ok = (response.response or "").lower() == "success"
+            if not ok and not any(text in message for text in step.get("tolerate", [])):
+                return commands.Outcome(ok=False, message=f"{step['action']}：{message}", results=results)
+        return commands.Outcome(ok=True, results=results)
+
+    # --- wrap-up ----------------------------------------------------------------------------
+
+    async def _follow_wrapups(self, changes: list[Change]) -> None:
+        """Start a wrap-up when an agent finishes a queue call; notice when it ends."""
+        for change in changes:
+            if change.kind == "call.agent_done" and self.wrapup_seconds > 0 and change.call.agent_interface:
+                self._start_wrapup(change.call.agent_interface, change.call.linkedid)
+            elif change.kind == "agent.state" and change.agent.interface in self.wrapups:
+                wrapup, agent = self.wrapups[change.agent.interface], change.agent
+                if agent.paused and agent.pause_reason == WRAPUP_REASON:
+                    wrapup.confirmed = True
+                elif wrapup.confirmed:  # ended: by the timer, or the agent chose ready / another pause
+                    self.wrapups.pop(agent.interface).timer.cancel()
+                    await asyncio.to_thread(self._record_wrapup_end, wrapup.linkedid, agent.since or utcnow())
+
+    def _start_wrapup(self, interface: str, linkedid: str) -> None:
+        previous = self.wrapups.pop(interface, None)
+        if previous is not None:
+            previous.timer.cancel()
+        timer = asyncio.create_task(self._wrapup(interface), name=f"wrapup-{interface}")
+        self.wrapups[interface] = _WrapUp(linkedid=linkedid, timer=timer)
+
+    async def _wrapup(self, interface: str) -> None:
+        try:
+            await self.client.queue_pause(interface, True, reason=WRAPUP_REASON)
+            await asyncio.sleep(self.wrapup_seconds)
+            agent = self.tracker.agents.get(interface)
+            if agent is not None and agent.paused and agent.pause_reason == WRAPUP_REASON:
+                await self.client.queue_pause(interface, False)
+        except (AMIError, asyncio.TimeoutError, OSError) as exc:
+            log.warning("wrap-up of %s: %s", interface, exc or type(exc).__name__)
+
+    def _record_wrapup_end(self, linkedid: str, at: datetime) -> None:
+        try:
+            with self.database.session_scope() as session:
+                calls_service.record_wrapup_end(session=session, linkedid=linkedid, at=at)
+        except Exception:
+            log.exception("could not record the end of a wrap-up")
+
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Tests and benchmarks: until everything received so far is recorded and published."""
         await asyncio.wait_for(self.idle.wait(), timeout)
@@ -247,4 +353,4 @@ def from_settings(settings, *, host: str, port: int, username: str, secret: str,
 
     return Bridge(database=database or Database(settings), redis=aioredis.from_url(redis_conn.redis_url(settings)),
                   area_code=settings.city_area_code, host=host, port=port, username=username, secret=secret,
-                  short_abandon_seconds=settings.short_abandon_seconds)
+                  short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds)

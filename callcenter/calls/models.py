@@ -14,6 +14,8 @@ CALL_STATES = {"ringing": "振铃", "ivr": "语音导航", "queued": "排队中"
 CALL_OUTCOMES = {"answered": "已接听", "abandoned": "放弃", "short_abandon": "短时放弃", "timeout": "排队超时",
                  "ivr_only": "仅语音导航", "outbound": "外呼", "lost_during_outage": "中断期间丢失"}
 
+DISPOSITIONS = {"consultation": "咨询", "service_request": "服务申请", "emergency": "紧急求助", "complaint": "投诉",
+                "companionship": "精神慰藉", "wrong_number": "打错电话", "other": "其他"}
 IVR_ROUTES = {"emergency": "紧急求助", "meal": "助餐", "home_service": "居家服务", "medical": "助医", "agent": "人工服务"}
 
 
@@ -66,8 +68,11 @@ class CallRecord(SQLModel, table=True):
     outage_from: datetime | None = _ts()
     outage_to: datetime | None = _ts()
     channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    wrapup_ended_at: datetime | None = _ts()
     disposition: str | None = Field(default=None, max_length=32)
     notes: str = Field(default="", max_length=4000)
+    notes_by: int | None = Field(default=None, foreign_key="users.id")
+    notes_at: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 

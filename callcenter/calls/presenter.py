@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, IVR_ROUTES, CallRecord
+from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, DISPOSITIONS, IVR_ROUTES, CallRecord
 from callcenter.timeutil import as_utc
 
+NOTES_HIDDEN = "（仅处理该通话的坐席和班长可见）"
 
-def call_dict(record: CallRecord, tz) -> dict:
+
+def call_dict(record: CallRecord, tz, *, notes_visible: bool) -> dict:
+    """`notes_visible`: the viewer handled the call or supervises (calls_service.handles); an
+    agent never reads another agent's notes."""
     local = lambda value: as_utc(value).astimezone(tz).isoformat() if value else None  # noqa: E731
     return {
         "id": record.id,
@@ -36,6 +40,9 @@ def call_dict(record: CallRecord, tz) -> dict:
         "ended_at": local(record.ended_at),
         "outage_from": local(record.outage_from),
         "outage_to": local(record.outage_to),
+        "wrapup_ended_at": local(record.wrapup_ended_at),
         "disposition": record.disposition,
-        "notes": record.notes,
+        "disposition_label": DISPOSITIONS.get(record.disposition, "") if record.disposition else "",
+        "notes": record.notes if notes_visible else None,
+        "notes_hidden": not notes_visible,
     }

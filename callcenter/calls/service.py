@@ -6,6 +6,7 @@ The caller (the bridge) owns the transaction: these functions flush, never commi
 from __future__ import annotations
 
 import re
+from urllib.parse import urlparse
 from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import func
@@ -13,9 +14,12 @@ from sqlmodel import Session, select
 
 from callcenter import db
 from callcenter.auth.models import User
-from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls.models import DISPOSITIONS, AgentStatus, CallRecord
 from callcenter.calls.tracker import AgentState, Call
 from callcenter.elders import service as elders_service
+from callcenter.elders.models import Elder
+from callcenter.elders.schemas import PhoneIn
+from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import try_parse_phone
 from callcenter.timeutil import as_utc, utcnow
 
@@ -49,6 +53,8 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
     record.channels = sorted(call.channels)
     if record.caller_number != number_before:
         _match_elder(session=session, record=record, area_code=area_code)
+    if record.elder_id is None and call.elder_ref and call.elder_ref.isdigit():
+        _take_elder_ref(session=session, record=record, elder_id=int(call.elder_ref))
     extension = extension_of(call.agent_interface)
     if extension != record.agent_extension:
         record.agent_extension = extension
@@ -64,6 +70,22 @@ def _match_elder(*, session: Session, record: CallRecord, area_code: str) -> Non
     matches = elders_service.matches_for_number(session=session, e164=phone.e164) if phone else []
     record.elder_candidates = [m.elder.id for m in matches]
     record.elder_id = matches[0].elder.id if len(matches) == 1 else None
+
+
+def _take_elder_ref(*, session: Session, record: CallRecord, elder_id: int) -> None:
+    """ELDER_ID set on the channel (a callback from the console, or the IVR) names the elder."""
+    if session.get(Elder, elder_id) is not None:
+        record.elder_id = elder_id
+        if elder_id not in record.elder_candidates:
+            record.elder_candidates = [*record.elder_candidates, elder_id]
+
+
+def record_wrapup_end(*, session: Session, linkedid: str, at: datetime) -> None:
+    """The agent's wrap-up after this call ended at `at` (ready again, or paused for another reason)."""
+    record = session.exec(select(CallRecord).where(CallRecord.linkedid == linkedid)).first()
+    if record is not None and record.wrapup_ended_at is None:
+        record.wrapup_ended_at = at
+        session.add(record)
 
 
 def _user_for_extension(session: Session, extension: str | None) -> int | None:
@@ -105,9 +127,20 @@ def get_or_raise(*, session: Session, call_id: int) -> CallRecord:
 
 
 def search(*, session: Session, tz, date_from: date | None = None, date_to: date | None = None, agent: str | None = None,
-           outcome: str | None = None, elder_id: int | None = None, page: int = 1, page_size: int = 50) -> tuple[list[CallRecord], int]:
-    """Calls newest first, filtered; `date_from` / `date_to` are days in `tz`, inclusive."""
+           outcome: str | None = None, elder_id: int | None = None, handled_by: User | None = None, q: str = "",
+           disposition: str | None = None, page: int = 1, page_size: int = 50) -> tuple[list[CallRecord], int]:
+    """Calls newest first, filtered; `date_from` / `date_to` are days in `tz`, inclusive;
+    `handled_by`: calls of that agent; `q`: digits of the caller's number, or the elder's name."""
     query = select(CallRecord)
+    if handled_by is not None:
+        mine = CallRecord.agent_user_id == handled_by.id
+        if handled_by.sip_extension:
+            mine = mine | (CallRecord.agent_extension == handled_by.sip_extension)
+        query = query.where(mine)
+    if q.strip():
+        query = query.where(_text_condition(q.strip()))
+    if disposition:
+        query = query.where(CallRecord.disposition == disposition)
     if date_from:
         query = query.where(CallRecord.started_at >= _day_start_utc(date_from, tz))
     if date_to:
@@ -121,6 +154,16 @@ def search(*, session: Session, tz, date_from: date | None = None, date_to: date
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(CallRecord.started_at.desc(), CallRecord.id.desc()).offset((page - 1) * page_size).limit(page_size))
     return list(rows), total
+
+
+def _text_condition(q: str):
+    if re.fullmatch(r"[\d\s+-]{3,}", q):
+        digits = re.sub(r"\D", "", q)
+        if len(digits) >= 9 and digits.startswith("0"):  # a landline with its trunk 0: E.164 has none
+            digits = digits[1:]
+        return CallRecord.caller_e164.contains(digits, autoescape=True)
+    names = select(Elder.id).where(Elder.name.startswith(q, autoescape=True))
+    return CallRecord.elder_id.in_(names)
 
 
 def _day_start_utc(day: date, tz) -> datetime:
@@ -147,6 +190,7 @@ def event_payload(*, kind: str, call: Call, record: CallRecord) -> dict:
         "ivr_route": call.ivr_route,
         "agent": extension_of(call.agent_interface),
         "agent_interface": call.agent_interface,
+        "rang_agent": extension_of(call.rang_interface) if kind == "call.ring_no_answer" else None,
         "wait_seconds": call.wait_seconds,
         "talk_seconds": call.talk_seconds,
         "survey_score": call.survey_score,
@@ -176,3 +220,74 @@ def agent_payload_from_row(row: AgentStatus) -> dict:
 
 def _iso(value: datetime | None) -> str | None:
     return as_utc(value).isoformat() if value else None
+
+
+# --- the console: who handles a call, its summary, its elder ------------------------------------------
+
+NOTES_EDIT_HOURS = 12  # an agent may complete a call's summary this long after it ended; supervisors always
+
+
+def handles(*, user: User, call: CallRecord) -> bool:
+    """The agent the call was offered to / answered by (or a supervisor): may act on it and read its notes."""
+    if user.role in ("supervisor", "admin"):
+        return True
+    return call.agent_user_id == user.id or (user.sip_extension is not None and call.agent_extension == user.sip_extension)
+
+
+def record_summary(*, session: Session, call: CallRecord, user: User, disposition: str | None, notes: str | None) -> CallRecord:
+    """Save the agent's disposition and notes (during the call, in wrap-up, or later in the shift)."""
+    if disposition is not None and disposition not in DISPOSITIONS:
+        raise FieldErrors.single("disposition", f"通话类型无效：{disposition}（可选：{'、'.join(DISPOSITIONS.values())}）")
+    if notes is not None and len(notes) > 4000:
+        raise FieldErrors.single("notes", "通话记录最多 4000 字")
+    too_late = call.ended_at is not None and as_utc(call.ended_at) < utcnow() - timedelta(hours=NOTES_EDIT_HOURS)
+    if too_late and user.role == "agent":
+        raise Conflict(f"通话结束已超过 {NOTES_EDIT_HOURS} 小时，如需修改请联系班长")
+    if disposition is not None:
+        call.disposition = disposition
+    if notes is not None:
+        call.notes = notes.strip()
+    call.notes_by, call.notes_at = user.id, utcnow()
+    session.add(call)
+    return call
+
+
+def set_elder(*, session: Session, call: CallRecord, elder_id: int, phone_relation: str | None = None,
+              owner_name: str = "", area_code: str) -> CallRecord:
+    """Say which elder the call is about: one of several sharing the number, a profile just
+    created, or an existing elder whose relative is calling (`phone_relation`: the caller's
+    number is added to that elder's phones)."""
+    elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
+    if not elder.active:
+        raise Conflict(f"该老人档案已停用：{elder.deactivated_reason or ''}")
+    if phone_relation is not None:
+        if not call.caller_e164:
+            raise Conflict("来电未显示号码，无法关联到老人档案")
+        known = {row.number for row in elders_service.phones_of(session=session, elder_id=elder.id)}
+        if call.caller_e164 not in known:
+            elders_service.add_phone(session=session, elder_id=elder.id, area_code=area_code,
+                                     phone_in=PhoneIn(number=call.caller_e164, relation=phone_relation, owner_name=owner_name))
+    call.elder_id = elder.id
+    if elder.id not in call.elder_candidates:
+        call.elder_candidates = [*call.elder_candidates, elder.id]
+    session.add(call)
+    return call
+
+
+def recent_for_elder(*, session: Session, elder_id: int, exclude_id: int | None = None, limit: int = 5) -> list[CallRecord]:
+    query = select(CallRecord).where(CallRecord.elder_id == elder_id)
+    if exclude_id is not None:
+        query = query.where(CallRecord.id != exclude_id)
+    return list(session.exec(query.order_by(CallRecord.started_at.desc()).limit(limit)))
+
+
+def softphone_settings(*, settings, user: User, sealer) -> dict:
+    """Web softphone settings for this agent (JsSIP registers with them), or desk-phone mode."""
+    if not user.sip_extension:
+        return {"mode": "none", "message": "您的账号未绑定分机号，无法接听电话，请联系管理员"}
+    if not settings.sip_ws_url or not user.sip_secret_sealed:
+        return {"mode": "desk", "extension": user.sip_extension, "message": f"话机模式：请使用分机 {user.sip_extension} 的座席话机接听"}
+    domain = settings.sip_domain or urlparse(settings.sip_ws_url).hostname
+    return {"mode": "webrtc", "extension": user.sip_extension, "ws_url": settings.sip_ws_url,
+            "uri": f"sip:{user.sip_extension}@{domain}", "password": sealer.decrypt(user.sip_secret_sealed),
+            "display_name": user.display_name, "message": "网页软电话模式"}

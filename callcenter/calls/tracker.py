@@ -46,6 +46,7 @@ class Call:
     survey_score: int | None = None
     agent_interface: str | None = None
     agent_name: str | None = None
+    rang_interface: str | None = None  # the agent that last let it ring unanswered (who must drop it)
     ring_attempts: int = 0
     transfers: int = 0
     ivr_at: datetime | None = None
@@ -204,6 +205,8 @@ class CallTracker:
             call.priority = int(value)
         elif variable == "ELDER_ID" and value and value != call.elder_ref:
             call.elder_ref = value
+        elif variable == "CC_AGENT" and value.isdigit() and call.direction == "outbound" and call.agent_interface is None:
+            call.agent_interface = f"PJSIP/{value}"  # a console callback: whose call it is
         elif variable == "SURVEY_SCORE" and value.isdigit() and 1 <= int(value) <= 5 and call.survey_score != int(value):
             call.survey_score = int(value)
         else:
@@ -287,6 +290,7 @@ class CallTracker:
             return []
         call.ring_attempts += 1
         call.state = "queued"
+        call.rang_interface = message.get("Interface") or call.agent_interface
         call.agent_interface = call.agent_name = None
         return self._changed("call.ring_no_answer", call)
 

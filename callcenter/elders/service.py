@@ -344,6 +344,15 @@ def contacts_of(*, session: Session, elder_id: int) -> list[EmergencyContact]:
     return list(session.exec(query))
 
 
+def numbers_of(*, session: Session, elder: Elder) -> set[str]:
+    """Every number in the profile (E.164): phones, emergency contacts, steward."""
+    numbers = {row.number for row in phones_of(session=session, elder_id=elder.id)}
+    numbers |= {row.phone for row in contacts_of(session=session, elder_id=elder.id)}
+    if elder.steward_phone:
+        numbers.add(elder.steward_phone)
+    return numbers
+
+
 # --- lookup and search --------------------------------------------------------------------
 
 

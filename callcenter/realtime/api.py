@@ -16,6 +16,7 @@ from sqlmodel import select
 
 from callcenter.calls import presenter as calls_presenter
 from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls import service as calls_service
 from callcenter.calls.service import agent_payload_from_row
 from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep
 from callcenter.realtime.hub import TOO_SLOW, Subscriber
@@ -32,7 +33,8 @@ def snapshot(session: DbSession, services: ServicesDep, user: AgentUser):
     """Open calls and agent states this user may see, and the callers waiting per queue."""
     tz = services.settings.tz
     subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
-    calls = [calls_presenter.call_dict(row, tz) for row in session.exec(select(CallRecord).where(CallRecord.state != "ended"))]
+    rows = session.exec(select(CallRecord).where(CallRecord.state != "ended"))
+    calls = [calls_presenter.call_dict(row, tz, notes_visible=calls_service.handles(user=user, call=row)) for row in rows]
     agents = [agent_payload_from_row(row) for row in session.exec(select(AgentStatus))]
     waiting: dict[str, int] = {}
     for call in calls:
@@ -42,7 +44,7 @@ def snapshot(session: DbSession, services: ServicesDep, user: AgentUser):
         "calls": [c for c in calls if subscriber.wants({"type": "call.snapshot", "agent": c["agent"]})],
         "agents": [a for a in agents if subscriber.wants(a)],
         "waiting": waiting,
-        "me": {"role": user.role, "extension": user.sip_extension},
+        "me": {"role": user.role, "extension": user.sip_extension, "wrapup_seconds": services.settings.wrapup_seconds},
     }
 
 

@@ -48,9 +48,10 @@ class Subscriber:
         kind = event.get("type", "")
         if kind == "queue.waiting":
             return True
-        if kind == "agent.state":
-            return self.extension is not None and event.get("agent") == self.extension
-        return self.extension is not None and event.get("agent") == self.extension
+        if self.extension is None:
+            return False
+        # A call that rang here unanswered went back to the queue: this console must drop it.
+        return event.get("agent") == self.extension or event.get("rang_agent") == self.extension
 
     def offer(self, text: str) -> None:
         try:

@@ -16,6 +16,7 @@ import asyncio
 import itertools
 import logging
 import random
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -66,6 +67,7 @@ class Caller:
     joined: float = 0.0
     connected: asyncio.Future | None = None
     legs: list[Channel] = field(default_factory=list)
+    finished: asyncio.Future | None = None  # set to who ended the talk early: agent | caller | transfer
 
 
 @dataclass
@@ -83,9 +85,9 @@ class TrafficMix:
 class Simulator(AMIServer):
     def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1", port: int = 5038,
                  agents: list[tuple[str, str]], callers: list[tuple[str, str]] | None = None, mix: TrafficMix | None = None,
-                 speed: float = 1.0, seed: int | None = None):
+                 speed: float = 1.0, seed: int | None = None, start_in_queue: bool = True):
         super().__init__(username=username, secret=secret, host=host, port=port)
-        self.members = {m.interface: m for m in (Member(extension=ext, name=name) for ext, name in agents)}
+        self.members = {m.interface: m for m in (Member(extension=ext, name=name, in_queue=start_in_queue) for ext, name in agents)}
         self.callers_pool = callers or []
         self.mix = mix or TrafficMix()
         self.speed = speed
@@ -115,6 +117,12 @@ class Simulator(AMIServer):
                 await asyncio.gather(*list(self._tasks), return_exceptions=True)
         finally:
             dispatcher.cancel()
+
+    async def serve(self) -> None:
+        """Serve AMI and answer calls placed with `inbound_call`, generating no traffic of its own."""
+        if self.port is None:
+            await self.start()
+        await self._dispatcher()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds / self.speed)
@@ -176,9 +184,11 @@ class Simulator(AMIServer):
             return self.rng.choice(self.callers_pool)
         return f"1{self.rng.choice('358')}{self.rng.randrange(10**9):09d}", ""
 
-    async def inbound_call(self) -> None:
-        number, name = self._pick_caller()
-        ivr = self.rng.random() < self.mix.ivr_share
+    async def inbound_call(self, *, number: str | None = None, name: str = "", ivr: bool | None = None) -> None:
+        """One caller (a random one, or `number`) from dialling 12349 to hanging up."""
+        if number is None:
+            number, name = self._pick_caller()
+        ivr = self.rng.random() < self.mix.ivr_share if ivr is None else ivr
         context = "from-elders-ivr" if ivr else "from-elders"
         pair = self._local_pair("12349", context, None, "<unknown>", "<unknown>")
         caller = Caller(linkedid=pair[0].linkedid, number=number, name=name or "", channels=pair)
@@ -286,9 +296,12 @@ class Simulator(AMIServer):
     async def _talk(self, caller: Caller, channel: Channel, member: Member) -> None:
         self.stats["answered"] += 1
         started = time.monotonic()
-        await self.sleep(self.rng.uniform(*self.mix.talk_seconds))
+        caller.finished = asyncio.get_running_loop().create_future()
+        try:
+            reason = await asyncio.wait_for(asyncio.shield(caller.finished), self.rng.uniform(*self.mix.talk_seconds) / self.speed)
+        except asyncio.TimeoutError:
+            reason = self.rng.choice(["agent", "caller"])
         legs = caller.legs
-        reason = self.rng.choice(["agent", "caller"])
         talk = round((time.monotonic() - started) * self.speed)
         self.emit("AgentComplete", channel, **(dict(self._channel_fields(legs[0], prefix="Dest")) if legs else {}), Queue=QUEUE,
                   Interface=member.interface, MemberName=member.name, HoldTime=0, TalkTime=talk, Reason=reason)
@@ -296,15 +309,26 @@ class Simulator(AMIServer):
         member.status, member.calls_taken = "free", member.calls_taken + 1
         self._member_status(member)
         self._dispatch.set()
-        if channel.context == "from-elders-ivr" and self.rng.random() < self.mix.survey_share:
+        if channel.context == "from-elders-ivr" and reason != "caller" and self.rng.random() < self.mix.survey_share:
             await self.sleep(self.rng.uniform(2, 5))
             self.emit("VarSet", channel, Variable="SURVEY_SCORE", Value=self.rng.choices([5, 4, 3, 2, 1], [60, 25, 8, 4, 3])[0])
         self._hangup(list(reversed(caller.channels)))
 
-    async def outbound_call(self, *, exten: str, number: str, talk: float) -> None:
+    def end_talk(self, linkedid: str, reason: str) -> bool:
+        """End an answered call now: `agent` or `caller` hung up, or it was `transfer`red."""
+        caller = self.calls.get(linkedid)
+        if caller is None or caller.finished is None or caller.finished.done():
+            return False
+        caller.finished.set_result(reason)
+        return True
+
+    async def outbound_call(self, *, exten: str, number: str, talk: float, variables: list[str] = ()) -> None:
         """Originate from an agent's extension to a number (a callback)."""
         pair = self._local_pair(exten, "agents", None, number, "")
         self.stats["outbound"] += 1
+        for text in variables:
+            name, _, value = text.partition("=")
+            self.emit("VarSet", pair[0], Variable=name, Value=value)
         for channel in pair:
             channel.state = 6
         self.emit("OriginateResponse", pair[0], Response="Success", Reason=4)
@@ -401,24 +425,40 @@ class Simulator(AMIServer):
         exten = channel.split("/", 1)[-1].split("@", 1)[0]
         number = (message.get("Exten") or message.get("CallerID") or "").strip()
         session.send(self.response(message.action_id, "Success", Message="Originate successfully queued"))
-        self._spawn(self.outbound_call(exten=exten, number=number, talk=self.rng.uniform(*self.mix.talk_seconds)))
+        self._spawn(self.outbound_call(exten=exten, number=number, talk=self.rng.uniform(*self.mix.talk_seconds),
+                                       variables=message.getall("Variable")))
+
+    def _find_channels(self, spec: str) -> list[Channel]:
+        """A channel by name or Uniqueid, or every channel whose name matches `/regex/` (as Asterisk)."""
+        if len(spec) > 2 and spec.startswith("/") and spec.endswith("/"):
+            pattern = re.compile(spec[1:-1])
+            return [ch for ch in self.channels.values() if pattern.search(ch.name)]
+        return [ch for ch in self.channels.values() if spec in (ch.name, ch.uniqueid)]
 
     def _action_hangup(self, session: Session, message: Message) -> None:
-        target = next((ch for ch in self.channels.values() if ch.name == message.get("Channel")), None)
-        if target is None:
+        targets = self._find_channels(message.get("Channel") or "")
+        if not targets:
             session.send(self.response(message.action_id, "Error", Message="No such channel"))
             return
-        session.send(self.response(message.action_id, "Success", Message="Channel Hungup"))
-        caller = self.calls.get(target.linkedid)
-        if caller is not None and caller.connected is not None and not caller.connected.done():
-            self._abandon(caller, caller.channels[1])
-        else:
-            self._hangup([ch for ch in list(self.channels.values()) if ch.linkedid == target.linkedid])
+        session.send(self.response(message.action_id, "Success", Message=f"Channels hungup: {len(targets)}"))
+        for linkedid in dict.fromkeys(target.linkedid for target in targets):
+            caller = self.calls.get(linkedid)
+            if caller is None:
+                self._hangup([ch for ch in list(self.channels.values()) if ch.linkedid == linkedid])
+            elif any(target in caller.legs for target in targets):  # the agent's leg: the agent hung up
+                self.end_talk(linkedid, "agent")
+            elif caller.connected is not None and not caller.connected.done():
+                self._abandon(caller, caller.channels[1])
+            elif not self.end_talk(linkedid, "caller"):
+                self._hangup([ch for ch in list(self.channels.values()) if ch.linkedid == linkedid])
 
     def _action_redirect(self, session: Session, message: Message) -> None:
-        ok = any(ch.name == message.get("Channel") for ch in self.channels.values())
+        targets = self._find_channels(message.get("Channel") or "")
+        ok = bool(targets)
         session.send(self.response(message.action_id, "Success" if ok else "Error",
                                    Message="Redirect successful" if ok else "Channel specified does not exist"))
+        if ok:  # the caller leaves this agent; where it goes next is outside the simulation
+            self.end_talk(targets[0].linkedid, "transfer")
 
     def _action_queuechangeprioritycaller(self, session: Session, message: Message) -> None:
         caller = next((c for c in self.waiting if c.channels[1].name == message.get("Caller")), None)

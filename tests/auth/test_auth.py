@@ -119,7 +119,7 @@ def test_login_form_with_its_csrf_token_signs_in(client, services):
     token = form_token(client.get("/login").text)
     response = client.post("/login", data={"username": user.username, "password": PASSWORD, "csrf_token": token,
                                            "next": "https://evil.example/"}, follow_redirects=False)
-    assert response.status_code == 303 and response.headers["location"] == "/elders"
+    assert response.status_code == 303 and response.headers["location"] == "/console"
     assert client.get("/api/auth/me").status_code == 200
 
 

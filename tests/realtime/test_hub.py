@@ -146,4 +146,4 @@ def test_snapshot_shows_an_agent_only_its_own_calls(settings, services, agent_cl
     body = agent_client.get("/api/realtime/snapshot").json()
     assert [c["call_id"] for c in body["calls"]] == ["1.0"]
     assert body["waiting"] == {"hotline": 1}
-    assert body["me"] == {"role": "agent", "extension": "8001"}
+    assert body["me"] == {"role": "agent", "extension": "8001", "wrapup_seconds": 30}

@@ -1,0 +1,423 @@
+// The agent console: state bar, screen pop, call handling, history, web softphone.
+//
+// Truth comes from the server: on every (re)connect the console loads /api/realtime/snapshot and
+// then follows /ws; events that arrive while the snapshot loads are applied after it, in order.
+// A call shown as live that the snapshot no longer has is re-read from /api/calls/{id}, so a
+// dropped socket never leaves a ghost call on screen. Buttons only ask; the state shown changes
+// when Asterisk reports it (agent.state / call.* events).
+(function () {
+  "use strict";
+  var root = document.getElementById("console");
+  if (!root) return;
+  document.body.classList.add("console-page");
+
+  var me = { extension: root.getAttribute("data-extension") || null, wrapup: Number(root.getAttribute("data-wrapup")) || 0,
+             today: root.getAttribute("data-today") };
+  var STATE_LABELS = { ready: "就绪", paused: "暂停", ringing: "振铃中", in_call: "通话中", unavailable: "已签出", unknown: "未知" };
+  var PAUSE_LABELS = { wrapup: "话后整理" };
+  Array.prototype.forEach.call(document.querySelectorAll("#pause-reason option"), function (o) { PAUSE_LABELS[o.value] = o.textContent; });
+  var CALL_LABELS = { ringing: "振铃", ivr: "语音导航", queued: "排队中", offered: "来电振铃", talking: "通话中", wrapup: "通话已结束", ended: "通话已结束" };
+  var LIVE = { offered: true, talking: true };
+
+  var st = { agent: null, current: null, pop: null, popFor: null, popElder: null, socket: null, retry: 0, loading: false,
+             buffered: [], historyTimer: null };
+
+  function $(id) { return document.getElementById(id); }
+  function text(id, value) { $(id).textContent = value == null ? "" : String(value); }
+  function show(id, visible) { $(id).hidden = !visible; }
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    Object.keys(attrs || {}).forEach(function (k) {
+      if (k === "text") node.textContent = attrs[k]; else if (k === "className") node.className = attrs[k];
+      else if (k.slice(0, 2) === "on") node.addEventListener(k.slice(2), attrs[k]); else node.setAttribute(k, attrs[k]);
+    });
+    (children || []).forEach(function (c) { if (c) node.appendChild(typeof c === "string" ? document.createTextNode(c) : c); });
+    return node;
+  }
+  function cookie(name) {
+    var m = document.cookie.match(new RegExp("(?:^|; )" + name + "=([^;]*)"));
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+  function hhmm(iso) { return iso ? iso.slice(11, 16) : ""; }
+
+  function say(message, ok) {
+    var box = $("console-message");
+    box.textContent = message || "";
+    box.className = "console-message " + (ok ? "ok" : "error");
+  }
+
+  // --- HTTP ---------------------------------------------------------------------------------
+  function api(method, url, body) {
+    var headers = { "X-CSRF-Token": cookie("cc_csrf") };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(url, { method: method, headers: headers, credentials: "same-origin",
+                        body: body === undefined ? undefined : JSON.stringify(body) })
+      .then(function (response) {
+        if (response.status === 401) { window.location = "/login?next=/console"; throw new Error("未登录或登录已过期"); }
+        return response.json().catch(function () { return {}; }).then(function (data) {
+          if (!response.ok) {
+            var detail = data.detail;
+            if (Array.isArray(detail)) detail = detail.map(function (d) { return (d.loc || []).slice(-1)[0] + "：" + d.msg; }).join("；");
+            throw new Error(data.message && !Array.isArray(data.detail) ? data.message : (detail || ("请求失败（" + response.status + "）")));
+          }
+          return data;
+        });
+      });
+  }
+  function act(method, url, body) {
+    return api(method, url, body).then(function (data) { if (data && data.message) say(data.message, true); return data; },
+                                       function (err) { say(err.message, false); throw err; });
+  }
+
+  // --- agent state ----------------------------------------------------------------------------
+  function renderAgent() {
+    var a = st.agent, badge = $("agent-state"), state = "unknown", label = "未登录队列";
+    if (!me.extension) label = "未绑定分机";
+    else if (a) {
+      state = a.state;
+      label = STATE_LABELS[a.state] || a.state;
+      if (a.state === "paused" && a.pause_reason === "wrapup") { state = "wrapup"; label = "话后整理"; }
+      else if (a.state === "paused") label = "暂停 · " + (PAUSE_LABELS[a.pause_reason] || a.pause_reason || "");
+      if (!a.queues || !a.queues.length) { state = "offline"; label = "已签出"; }
+    }
+    badge.textContent = label;
+    badge.className = "state-badge state-" + state;
+    tickWrapup();
+  }
+  function tickWrapup() {
+    var a = st.agent, out = "";
+    if (a && a.state === "paused" && a.pause_reason === "wrapup" && a.since && me.wrapup) {
+      var left = Math.max(0, Math.ceil(me.wrapup - (Date.now() - Date.parse(a.since)) / 1000));
+      out = "剩余 " + left + " 秒（点“就绪”提前结束）";
+    }
+    text("wrapup-left", out);
+  }
+  setInterval(tickWrapup, 1000);
+
+  function setState(body) { return act("POST", "/api/agent/state", body).catch(function () {}); }
+  $("btn-ready").addEventListener("click", function () { setState({ state: "ready" }); });
+  $("btn-pause").addEventListener("click", function () { setState({ state: "paused", reason: $("pause-reason").value }); });
+  $("btn-offline").addEventListener("click", function () { setState({ state: "offline" }); });
+
+  // --- the current call -------------------------------------------------------------------------
+  function isMine(call) { return me.extension && call.agent === me.extension; }
+
+  function applyCall(ev) {
+    if (ev.type === "call.ring_no_answer" && ev.rang_agent === me.extension) {
+      if (st.current && st.current.id === ev.id && st.current.state === "offered") clearCall("来电未接听，已转回队列");
+      return;
+    }
+    if (!isMine(ev) || !ev.id) return;
+    if (LIVE[ev.state]) {
+      var takeOver = !st.current || st.current.id === ev.id || !LIVE[st.current.state];
+      if (takeOver) showCall(merge(st.current && st.current.id === ev.id ? st.current : {}, ev));
+    } else if (st.current && st.current.id === ev.id) {
+      showCall(merge(st.current, ev));
+      loadHistory();
+    }
+  }
+  function merge(into, ev) {
+    var out = {};
+    Object.keys(into).forEach(function (k) { out[k] = into[k]; });
+    Object.keys(ev).forEach(function (k) { if (k !== "type") out[k] = ev[k]; });
+    return out;
+  }
+
+  function showCall(call) {
+    var fresh = !st.current || st.current.id !== call.id;
+    st.current = call;
+    show("no-call", false);
+    show("call", true);
+    text("call-caller", call.caller || "未显示号码");
+    var ended = !LIVE[call.state];
+    var callState = $("call-state");
+    callState.textContent = CALL_LABELS[call.state] || call.state;
+    callState.className = "state-badge state-" + (ended ? "ended" : call.state);
+    show("call-priority", call.priority > 0);
+    var meta = [];
+    if (call.queue) meta.push("队列 " + call.queue);
+    if (call.wait_seconds != null) meta.push("等待 " + call.wait_seconds + " 秒");
+    if (call.ivr_route_label) meta.push("按键：" + call.ivr_route_label);
+    if (call.caller_name) meta.push(call.caller_name);
+    text("call-meta", meta.join(" · "));
+    $("btn-hangup").disabled = call.state !== "talking";
+    $("btn-transfer").disabled = call.state !== "talking";
+    show("btn-done", ended);
+    if (ended) say("通话已结束，请完成小结后点“完成”。", true);
+    if (fresh) { $("disposition").value = ""; $("notes").value = ""; }
+    if (fresh || st.popElder !== (call.elder_id || null)) loadPop(call.id);
+  }
+
+  function clearCall(message) {
+    st.current = null; st.pop = null; st.popFor = null; st.popElder = null;
+    show("call", false);
+    show("no-call", true);
+    $("recent-calls").replaceChildren(el("li", { className: "muted", text: "—" }));
+    $("open-orders").replaceChildren(el("li", { className: "muted", text: "—" }));
+    if (message) say(message, true);
+  }
+  $("btn-done").addEventListener("click", function () { clearCall(""); say("", true); });
+
+  function loadPop(callId) {
+    st.popFor = callId;
+    return api("GET", "/api/calls/" + callId + "/pop").then(function (pop) {
+      if (!st.current || st.current.id !== callId) return;
+      st.pop = pop;
+      st.popElder = pop.elder ? pop.elder.id : null;
+      renderPop(pop);
+    }, function (err) { say("无法加载来电信息：" + err.message, false); });
+  }
+
+  function renderPop(pop) {
+    var call = pop.call;
+    if (!$("notes").value && call.notes) $("notes").value = call.notes;
+    if (!$("disposition").value && call.disposition) $("disposition").value = call.disposition;
+    show("elder-card", !!pop.elder);
+    show("candidates", !pop.elder && !!(pop.candidates && pop.candidates.length));
+    show("unknown", !pop.elder && !(pop.candidates && pop.candidates.length));
+    var order = $("btn-workorder");
+    show("btn-workorder", !!pop.elder);
+    if (pop.elder) { renderElder(pop.elder); order.href = "/elders/" + pop.elder.id; }
+    if (pop.candidates) renderCandidates(pop.candidates);
+    renderList("recent-calls", pop.recent_calls, "暂无其他通话", function (c) {
+      return [hhmmDate(c.started_at) + " " + (c.disposition_label || c.outcome_label || c.state_label), notesOf(c)];
+    });
+    renderList("open-orders", pop.open_orders, "暂无未办结工单", function (o) { return [o.number + " " + o.status_label, ""]; });
+  }
+  function hhmmDate(iso) { return iso ? iso.slice(5, 10) + " " + iso.slice(11, 16) : ""; }
+  function notesOf(c) { return c.notes_hidden ? "记录仅处理坐席可见" : (c.notes || ""); }
+  function renderList(id, items, emptyText, line) {
+    var list = $(id);
+    if (!items || !items.length) { list.replaceChildren(el("li", { className: "muted", text: emptyText })); return; }
+    list.replaceChildren.apply(list, items.map(function (item) {
+      var parts = line(item);
+      return el("li", {}, [parts[0], parts[1] ? el("span", { className: "notes", text: parts[1] }) : null]);
+    }));
+  }
+
+  function renderElder(e) {
+    text("elder-name", e.name);
+    text("elder-basic", [e.gender_label, e.age != null ? e.age + " 岁" : "", e.id_number ? "身份证 " + e.id_number : ""].filter(Boolean).join(" · "));
+    $("elder-risks").replaceChildren.apply($("elder-risks"), (e.risk_flag_labels || []).map(function (f) { return el("span", { className: "flag", text: f }); }));
+    $("elder-link").href = "/elders/" + e.id;
+    var place = [e.district, e.street, e.community].filter(Boolean).join(" ");
+    var facts = [
+      ["住址", (place ? place + " " : "") + (e.address || "")], ["失能等级", e.ability_level_label],
+      ["居住状况", e.living_situation_label], ["经济状况", e.economic_status_label],
+      ["慢性病", e.chronic_conditions || "无", !!e.chronic_conditions], ["过敏史", e.allergies || "无", !!e.allergies],
+      ["养老管家", ((e.steward_name || "") + " " + (e.steward_phone_display || "")).trim() || "—"], ["补贴余额", "¥" + e.subsidy_balance],
+    ];
+    var dl = $("elder-facts");
+    dl.replaceChildren();
+    facts.forEach(function (f) {
+      dl.appendChild(el("dt", { text: f[0] }));
+      dl.appendChild(el("dd", { text: f[1] || "—", className: f[2] ? "alert" : "" }));
+    });
+    var contacts = (e.emergency_contacts || []).map(function (c) {
+      return el("span", { className: "contact" }, [c.name + "（" + c.relation_label + "）" + c.display,
+        el("button", { type: "button", className: "secondary", text: "呼叫", "data-number": c.phone,
+                       onclick: function () { act("POST", "/api/agent/callback", { elder_id: e.id, number: c.phone }).catch(function () {}); } })]);
+    });
+    $("elder-contacts").replaceChildren.apply($("elder-contacts"), contacts.length ? contacts : [el("span", { className: "muted", text: "未登记" })]);
+  }
+
+  function renderCandidates(rows) {
+    $("candidate-list").replaceChildren.apply($("candidate-list"), rows.map(function (r) {
+      var who = r.name + "（" + [r.gender_label, r.age != null ? r.age + " 岁" : "", r.relation_label ? "号码属于" + r.relation_label : ""]
+        .filter(Boolean).join("，") + "）";
+      return el("button", { type: "button", className: "secondary", text: who, onclick: function () { chooseElder({ elder_id: r.id }); } });
+    }));
+  }
+
+  function chooseElder(body) {
+    var call = st.current;
+    return act("POST", "/api/calls/" + call.id + "/elder", body).then(function (updated) {
+      st.current = merge(st.current, { elder_id: updated.elder_id });
+      say("已关联老人档案", true);
+      return loadPop(call.id);
+    });
+  }
+
+  // --- unknown caller: new profile, or link to an existing elder ------------------------------
+  $("new-elder").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var form = event.target, call = st.current;
+    var body = { name: form.name.value.trim(), address: form.address.value.trim() || null,
+                 phones: call.caller ? [{ number: call.caller, relation: "self", is_primary: true }] : [] };
+    if (form.gender.value) body.gender = form.gender.value;
+    act("POST", "/api/elders", body).then(function (elder) { form.reset(); return chooseElder({ elder_id: elder.id }); }).catch(function () {});
+  });
+  var searchTimer = null;
+  $("link-elder").q.addEventListener("input", function (event) {
+    clearTimeout(searchTimer);
+    var q = event.target.value.trim();
+    searchTimer = setTimeout(function () {
+      if (!q) return;
+      api("GET", "/api/elders?page_size=10&q=" + encodeURIComponent(q)).then(function (data) {
+        var select = $("link-elder").elder_id;
+        var options = data.items.map(function (e) {
+          return el("option", { value: e.id, text: e.name + "（" + (e.age != null ? e.age + " 岁，" : "") + (e.address || "") + "）" });
+        });
+        select.replaceChildren.apply(select, options.length ? options : [el("option", { value: "", text: "未找到" })]);
+      }).catch(function (err) { say(err.message, false); });
+    }, 250);
+  });
+  $("link-elder").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var form = event.target;
+    if (!form.elder_id.value) { say("请先搜索并选择老人", false); return; }
+    chooseElder({ elder_id: Number(form.elder_id.value), phone_relation: form.relation.value, owner_name: form.owner_name.value.trim() })
+      .catch(function () {});
+  });
+
+  // --- call handling ---------------------------------------------------------------------------
+  $("btn-hangup").addEventListener("click", function () { if (st.current) act("POST", "/api/calls/" + st.current.id + "/hangup").catch(function () {}); });
+  $("btn-transfer").addEventListener("click", function () {
+    var target = $("transfer-target").value.trim();
+    if (!target) { say("请输入转接目标（坐席分机号或队列名）", false); return; }
+    if (st.current) act("POST", "/api/calls/" + st.current.id + "/transfer", { target: target }).catch(function () {});
+  });
+  $("btn-callback").addEventListener("click", function () {
+    if (st.current) act("POST", "/api/agent/callback", { call_id: st.current.id }).catch(function () {});
+  });
+  $("summary").addEventListener("submit", function (event) {
+    event.preventDefault();
+    if (!st.current) return;
+    var body = { notes: $("notes").value };
+    if ($("disposition").value) body.disposition = $("disposition").value;
+    act("PUT", "/api/calls/" + st.current.id + "/summary", body).then(function () { say("小结已保存", true); loadHistory(); }).catch(function () {});
+  });
+
+  // --- history ------------------------------------------------------------------------------------
+  function loadHistory() {
+    var q = $("history-q").value.trim();
+    var url = "/api/calls?mine=true&page_size=100&from=" + me.today + "&to=" + me.today + (q ? "&q=" + encodeURIComponent(q) : "");
+    return api("GET", url).then(function (data) {
+      text("history-total", "共 " + data.total + " 通");
+      renderList("history", data.items, q ? "没有符合条件的通话" : "今天还没有通话", function (c) {
+        return [hhmm(c.started_at) + " " + (c.caller || "未显示号码") + " " + (c.outcome_label || c.state_label) +
+                (c.disposition_label ? " · " + c.disposition_label : ""), c.notes || ""];
+      });
+    }).catch(function (err) { say("无法加载通话记录：" + err.message, false); });
+  }
+  $("history-q").addEventListener("input", function () { clearTimeout(st.historyTimer); st.historyTimer = setTimeout(loadHistory, 300); });
+
+  // --- snapshot, then the live stream --------------------------------------------------------------
+  function handle(ev) {
+    if (ev.type === "agent.state") { if (ev.agent === me.extension) { st.agent = ev; renderAgent(); } }
+    else if (ev.type === "queue.waiting") text("queue-waiting", "排队：" + ev.waiting + " 人");
+    else if (ev.type && ev.type.indexOf("call.") === 0) applyCall(ev);
+  }
+
+  function loadSnapshot() {
+    return api("GET", "/api/realtime/snapshot").then(function (snap) {
+      st.agent = (snap.agents || []).filter(function (a) { return a.agent === me.extension; })[0] || null;
+      renderAgent();
+      var waiting = 0;
+      Object.keys(snap.waiting || {}).forEach(function (q) { waiting += snap.waiting[q]; });
+      text("queue-waiting", "排队：" + waiting + " 人");
+      var live = (snap.calls || []).filter(function (c) { return isMine(c) && LIVE[c.state]; });
+      var shown = st.current;
+      var stillLive = shown && live.some(function (c) { return c.id === shown.id; });
+      var work = Promise.resolve();
+      if (shown && LIVE[shown.state] && !stillLive) {  // missed its end while disconnected: re-read it
+        work = api("GET", "/api/calls/" + shown.id).then(function (call) {
+          if (st.current && st.current.id === call.id) showCall(merge(st.current, call));
+        }, function () { clearCall(""); });
+      }
+      return work.then(function () {
+        if (live.length && (!st.current || !LIVE[st.current.state])) showCall(live[live.length - 1]);
+        else live.forEach(function (c) { if (st.current && c.id === st.current.id) showCall(merge(st.current, c)); });
+        loadHistory();
+      });
+    });
+  }
+
+  function linkState(up, message) {
+    var node = $("link-state");
+    node.textContent = message;
+    node.className = "link-state" + (up ? "" : " down");
+  }
+
+  function connect() {
+    var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+    st.socket = socket;
+    st.loading = true;
+    st.buffered = [];
+    socket.onopen = function () {
+      loadSnapshot().then(function () {
+        st.loading = false;
+        st.retry = 0;
+        st.buffered.splice(0).forEach(handle);
+        linkState(true, "实时连接正常");
+      }, function (err) { say("无法加载当前状态：" + err.message, false); socket.close(); });
+    };
+    socket.onmessage = function (message) {
+      var ev;
+      try { ev = JSON.parse(message.data); } catch (e) { return; }
+      if (st.loading) st.buffered.push(ev); else handle(ev);
+    };
+    socket.onclose = function (event) {
+      if (st.socket !== socket) return;
+      if (event.code === 4401) { window.location = "/login?next=/console"; return; }
+      var delay = Math.min(10000, 500 * Math.pow(2, st.retry++));
+      linkState(false, "实时连接中断，" + Math.round(delay / 1000) + " 秒后重连…");
+      setTimeout(connect, delay);
+    };
+  }
+
+  // --- phone: desk phone, or the web softphone (JsSIP) ----------------------------------------------
+  var SIP_CAUSES = { "Connection Error": "无法连接 SIP 服务器", "Request Timeout": "请求超时", "Authentication Error": "认证失败（分机号或密码错误）",
+                     "Rejected": "被服务器拒绝", "Not Found": "分机不存在", "Unavailable": "服务不可用", "Busy": "忙", "Canceled": "已取消",
+                     "SIP Failure Code": "SIP 错误", "Internal Error": "内部错误", "Bad Media Description": "媒体协商失败",
+                     "User Denied Media Access": "未获得麦克风权限" };
+  function cause(c) { return SIP_CAUSES[c] || c || "未知原因"; }
+
+  function startSoftphone(cfg) {
+    var script = el("script", { src: "/static/vendor/jssip/jssip.min.js" });
+    script.onload = function () {
+      var ua, session = null, audio = el("audio", { autoplay: "" });
+      document.body.appendChild(audio);
+      try {
+        ua = new JsSIP.UA({ sockets: [new JsSIP.WebSocketInterface(cfg.ws_url)], uri: cfg.uri, password: cfg.password,
+                            display_name: cfg.display_name, register: true, connection_recovery_max_interval: 30 });
+      } catch (err) { text("phone-mode", "软电话配置错误：" + err.message); $("phone-mode").className = "error"; return; }
+      text("phone-mode", "软电话：正在注册分机 " + cfg.extension + "…");
+      ua.on("registered", function () { text("phone-mode", "软电话已注册（分机 " + cfg.extension + "）"); $("phone-mode").className = "ok"; });
+      ua.on("registrationFailed", function (e) { text("phone-mode", "软电话注册失败：" + cause(e.cause)); $("phone-mode").className = "error"; });
+      ua.on("disconnected", function () { text("phone-mode", "软电话注册失败：" + cause("Connection Error") + "（" + cfg.ws_url + "）");
+                                          $("phone-mode").className = "error"; });
+      ua.on("newRTCSession", function (e) {
+        if (e.originator !== "remote") return;
+        session = e.session;
+        show("softphone-controls", true);
+        session.on("peerconnection", function (p) {
+          p.peerconnection.addEventListener("track", function (t) { audio.srcObject = t.streams[0]; });
+        });
+        ["ended", "failed"].forEach(function (name) {
+          session.on(name, function (ev) { if (name === "failed") say("软电话通话失败：" + cause(ev.cause), false); session = null; show("softphone-controls", false); });
+        });
+      });
+      $("sp-answer").addEventListener("click", function () { if (session) session.answer({ mediaConstraints: { audio: true, video: false } }); });
+      $("sp-mute").addEventListener("click", function () {
+        if (!session) return;
+        if (session.isMuted().audio) { session.unmute({ audio: true }); text("sp-mute", "静音"); } else { session.mute({ audio: true }); text("sp-mute", "取消静音"); }
+      });
+      $("sp-hold").addEventListener("click", function () {
+        if (!session) return;
+        if (session.isOnHold().local) { session.unhold(); text("sp-hold", "保持"); } else { session.hold(); text("sp-hold", "取消保持"); }
+      });
+      ua.start();
+    };
+    script.onerror = function () { text("phone-mode", "软电话组件加载失败"); $("phone-mode").className = "error"; };
+    document.body.appendChild(script);
+  }
+
+  api("GET", "/api/agent/softphone").then(function (cfg) {
+    if (cfg.mode === "webrtc") startSoftphone(cfg);
+    else { text("phone-mode", cfg.message); $("phone-mode").className = cfg.mode === "none" ? "error" : "muted"; }
+  }).catch(function (err) { text("phone-mode", "无法读取话机设置：" + err.message); });
+
+  renderAgent();
+  connect();
+})();

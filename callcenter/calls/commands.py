@@ -1,0 +1,98 @@
+"""Telephony commands: how a web process gets an AMI action run.
+
+Only the bridge owns the AMI socket (DESIGN.md, rule 6), so a console button does not talk to
+Asterisk itself: the web pushes a command (a short list of AMI actions) onto a Redis list, the
+bridge runs the actions in order and pushes the outcome onto a reply list named after the
+command, and the web waits for that reply a few seconds. A command carries its deadline: one
+the bridge picks up too late (it was down, or busy) is dropped, never run behind the agent's back.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from redis.exceptions import RedisError
+
+from callcenter.errors import Conflict, Unavailable
+
+COMMANDS_KEY = "hotline:ami:commands"
+REPLY_PREFIX = "hotline:ami:reply:"
+REPLY_TTL_SECONDS = 60
+# What a web process may ask for; anything else is refused by the bridge.
+ALLOWED_ACTIONS = frozenset({"QueuePause", "QueueAdd", "QueueRemove", "Hangup", "Redirect", "Originate"})
+
+
+@dataclass
+class Step:
+    """One AMI action; `tolerate`: substrings of an error message that still count as done
+    (QueueAdd's "Already there" when the agent is a member already)."""
+
+    action: str
+    fields: list[tuple[str, str]]
+    tolerate: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict:
+        return {"action": self.action, "fields": [[k, str(v)] for k, v in self.fields if v is not None],
+                "tolerate": list(self.tolerate)}
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    message: str = ""
+    results: list[dict] = field(default_factory=list)
+
+
+class TelephonyUnavailable(Unavailable):
+    def __init__(self, detail: str = ""):
+        super().__init__("电话系统暂时无法执行该操作（呼叫中心桥接服务未响应）" + (f"：{detail}" if detail else "") + "，请稍后重试")
+
+
+class TelephonyRefused(Conflict):
+    def __init__(self, message: str):
+        super().__init__(f"电话系统拒绝了该操作：{message}")
+
+
+def run(redis, steps: list[Step], *, timeout: float) -> Outcome:
+    """Have the bridge run `steps` in order; raises when it does not answer in `timeout` s or
+    Asterisk refuses a step."""
+    command_id = uuid.uuid4().hex
+    command = {"id": command_id, "deadline": time.time() + timeout, "steps": [step.as_dict() for step in steps]}
+    try:
+        redis.rpush(COMMANDS_KEY, json.dumps(command, ensure_ascii=False))
+        reply = redis.blpop([REPLY_PREFIX + command_id], timeout=max(1, int(timeout)))
+    except (RedisError, OSError) as exc:
+        raise TelephonyUnavailable(f"Redis 不可用（{type(exc).__name__}）") from exc
+    if reply is None:
+        raise TelephonyUnavailable()
+    data = json.loads(reply[1])
+    outcome = Outcome(ok=bool(data.get("ok")), message=data.get("message", ""), results=data.get("results", []))
+    if not outcome.ok:
+        raise TelephonyRefused(outcome.message or "未知错误")
+    return outcome
+
+
+def parse(text: bytes | str) -> tuple[dict | None, str]:
+    """The bridge's side: (command, "") or (None, why it is refused)."""
+    try:
+        command = json.loads(text)
+        steps = command["steps"]
+        if not isinstance(steps, list) or not steps:
+            return None, "empty command"
+        for step in steps:
+            if step.get("action") not in ALLOWED_ACTIONS:
+                return None, f"action not allowed: {step.get('action')!r}"
+        return command, ""
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None, "malformed command"
+
+
+def reply_key(command: dict) -> str:
+    return REPLY_PREFIX + str(command.get("id", ""))
+
+
+def encode_reply(outcome: Outcome) -> str:
+    return json.dumps({"ok": outcome.ok, "message": outcome.message, "results": outcome.results}, ensure_ascii=False)

@@ -1,0 +1,105 @@
+"""What an agent's console asks Asterisk to do: go ready or pause, sign out of the queue, hang up,
+transfer, call back. Each builds the AMI actions and has the bridge run them (`commands.run`).
+
+Dialplan contract (README, "Asterisk dialplan the console uses"):
+- queue member interface `AGENT_INTERFACE` (default `Local/{extension}@agents`);
+- a transfer redirects the caller's channel to `TRANSFER_CONTEXT`, exten = agent extension or queue;
+- a callback rings `AGENT_PHONE` first, then dials the number in `OUTBOUND_CONTEXT`, with CC_AGENT
+  and ELDER_ID set on the channel (the bridge reads them back from VarSet).
+"""
+
+from __future__ import annotations
+
+import re
+
+from callcenter.calls.commands import Outcome, Step, run
+from callcenter.calls.models import CallRecord
+from callcenter.errors import Conflict, FieldErrors
+from callcenter.phones import Phone
+
+PAUSE_REASONS = {"break": "小休", "meal": "就餐", "training": "培训", "meeting": "会议"}
+WRAPUP_REASON = "wrapup"
+AGENT_STATES = {"ready": "就绪", "paused": "暂停", "offline": "签出"}
+ALL_PAUSE_LABELS = PAUSE_REASONS | {WRAPUP_REASON: "话后整理"}
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_EXTENSION = re.compile(r"^\d{2,8}$")
+
+
+class NoExtension(Conflict):
+    def __init__(self):
+        super().__init__("您的账号未绑定分机号，无法接听或外呼，请联系管理员")
+
+
+def agent_interface(settings, extension: str) -> str:
+    return settings.agent_interface.format(extension=extension)
+
+
+def set_agent_state(*, redis, settings, extension: str | None, state: str, reason: str | None = None) -> Outcome:
+    """ready: join the queue if needed and unpause; paused: the same, paused with a reason;
+    offline: leave the queue."""
+    if not extension:
+        raise NoExtension()
+    interface = agent_interface(settings, extension)
+    queue = settings.queue_name
+    join = lambda paused: Step("QueueAdd", [("Queue", queue), ("Interface", interface), ("Paused", paused)],  # noqa: E731
+                               tolerate=("Already there",))
+    if state == "ready":
+        steps = [join("false"), Step("QueuePause", [("Interface", interface), ("Paused", "false")])]
+    elif state == "paused":
+        if reason not in PAUSE_REASONS:
+            raise FieldErrors.single("reason", f"请选择暂停原因：{'、'.join(PAUSE_REASONS.values())}")
+        steps = [join("true"), Step("QueuePause", [("Interface", interface), ("Paused", "true"), ("Reason", reason)])]
+    elif state == "offline":
+        steps = [Step("QueueRemove", [("Queue", queue), ("Interface", interface)], tolerate=("Not there",))]
+    else:
+        raise FieldErrors.single("state", f"状态无效：{state}（可选：{'、'.join(AGENT_STATES)}）")
+    return run(redis, steps, timeout=settings.ami_command_timeout)
+
+
+def _require_live(call: CallRecord) -> None:
+    if call.state == "ended":
+        raise Conflict("该通话已结束")
+
+
+def hangup(*, redis, settings, call: CallRecord) -> Outcome:
+    """End the agent's leg; the caller goes on in the dialplan (e.g. the satisfaction survey)."""
+    _require_live(call)
+    if call.state != "talking" or not call.agent_extension:
+        raise Conflict("该通话不在通话中，无法挂断")
+    pattern = "/^" + re.escape(agent_interface(settings, call.agent_extension)).replace("/", "\\/") + "-/"
+    return run(redis, [Step("Hangup", [("Channel", pattern), ("Cause", "16")])], timeout=settings.ami_command_timeout)
+
+
+def transfer(*, redis, settings, call: CallRecord, target: str) -> Outcome:
+    """Redirect the caller to another agent (extension) or a queue (its name)."""
+    _require_live(call)
+    if call.state != "talking":
+        raise Conflict("只能转接通话中的来电")
+    target = (target or "").strip()
+    if not (_EXTENSION.match(target) or _QUEUE_NAME.match(target)):
+        raise FieldErrors.single("target", "转接目标应为坐席分机号或队列名")
+    if target == call.agent_extension:
+        raise FieldErrors.single("target", "不能转接给自己")
+    step = Step("Redirect", [("Channel", call.linkedid), ("Context", settings.transfer_context), ("Exten", target),
+                             ("Priority", "1")])
+    return run(redis, [step], timeout=settings.ami_command_timeout)
+
+
+def dial_string(phone: Phone) -> str:
+    """What the outbound context dials: mobiles as 11 digits, landlines with the trunk 0."""
+    national = phone.e164.removeprefix("+86")
+    return national if phone.kind == "mobile" else "0" + national
+
+
+def callback(*, redis, settings, extension: str | None, phone: Phone, elder_id: int | None) -> Outcome:
+    """Ring the agent's phone, then dial `phone` from it (AMI Originate, asynchronous)."""
+    if not extension:
+        raise NoExtension()
+    variables = [("Variable", f"CC_AGENT={extension}")]
+    if elder_id is not None:
+        variables.append(("Variable", f"ELDER_ID={elder_id}"))
+    step = Step("Originate", [("Channel", settings.agent_phone.format(extension=extension)), ("Context", settings.outbound_context),
+                              ("Exten", dial_string(phone)), ("Priority", "1"),
+                              ("CallerID", f"{settings.hotline_caller_id} <{settings.hotline_caller_id}>"),
+                              ("Timeout", "30000"), ("Async", "true"), *variables])
+    return run(redis, [step], timeout=settings.ami_command_timeout)

@@ -1,0 +1,234 @@
+"""The console's HTTP API against a live telephony stack: the AMI simulator, the real bridge,
+real Redis and the database. Buttons become AMI actions through the bridge; what Asterisk then
+reports comes back as call and agent state."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+from sqlmodel import select
+
+from callcenter.audit.models import AuditLog
+from callcenter.calls import commands
+from callcenter.calls.service import CALLS_CHANNEL
+from callcenter.elders.models import ElderPhone
+from tests.calls.test_bridge import add_elder
+from tests.conftest import csrf_headers, login, make_user
+from tests.telephony import LiveTelephony, agent_row, call_rows, wait_for
+
+ELDER_NUMBER = "13800138000"
+
+
+@pytest.fixture
+def telephony(settings, services):
+    live = LiveTelephony(settings, services, wrapup_seconds=1.5)
+    yield live
+    live.close()
+
+
+@pytest.fixture
+def agent(services):
+    return make_user(services, "agent", username="agent8001", sip_extension="8001", display_name="王芳")
+
+
+@pytest.fixture
+def console(app, services, agent):
+    with TestClient(app) as client:
+        login(client, agent)
+        yield client
+
+
+def hang_up(client, call):
+    """The console's 挂断 button: a bodiless POST carrying the CSRF token, as app JS sends it."""
+    return client.post(f"/api/calls/{call.id}/hangup", headers=csrf_headers(client))
+
+
+def answered_call(services, telephony, console, number=ELDER_NUMBER):
+    """The agent goes ready, `number` calls, the call is answered by this agent."""
+    assert console.post("/api/agent/state", json={"state": "ready"}).status_code == 200
+    telephony.place_call(number)
+    return wait_for(lambda: next((c for c in call_rows(services) if c.state == "talking"), None), message="call not answered")
+
+
+def test_ready_and_pause_are_mirrored_to_the_queue(services, telephony, console):
+    member = telephony.member("8001")
+    assert not member.in_queue
+    response = console.post("/api/agent/state", json={"state": "ready"})
+    assert response.status_code == 200 and response.json()["message"] == "已切换为：就绪"
+    assert member.in_queue and not member.paused
+    assert wait_for(lambda: (row := agent_row(services, "8001")) and row.state == "ready")
+
+    response = console.post("/api/agent/state", json={"state": "paused", "reason": "meal"})
+    assert response.status_code == 200 and response.json()["message"] == "已切换为：暂停（就餐）", response.text
+    assert (member.paused, member.reason) == (True, "meal")
+    assert wait_for(lambda: agent_row(services, "8001").pause_reason == "meal")
+
+    bad = console.post("/api/agent/state", json={"state": "paused", "reason": "nap"})
+    assert bad.status_code == 422 and "小休" in bad.json()["message"]
+    assert member.paused and member.reason == "meal"  # nothing sent for a refused request
+
+    assert console.post("/api/agent/state", json={"state": "offline"}).status_code == 200
+    assert not member.in_queue
+
+
+def test_an_offered_call_pops_the_elder_and_takes_notes_hangup_and_wrapup(services, telephony, console, agent):
+    elder_id = add_elder(services)
+    call = answered_call(services, telephony, console)
+    assert (call.agent_user_id, call.elder_id) == (agent.id, elder_id)
+
+    pop = console.get(f"/api/calls/{call.id}/pop").json()
+    assert pop["elder"]["name"] == "张大爷" and pop["candidates"] is None
+    assert pop["call"]["caller"] == "+8613800138000"
+    with services.db.session_scope() as session:
+        views = session.exec(select(AuditLog).where(AuditLog.elder_id == elder_id, AuditLog.action == "view")).all()
+    assert [v.detail["via"] for v in views] == ["screen_pop"]
+
+    saved = console.put(f"/api/calls/{call.id}/summary", json={"disposition": "service_request", "notes": "需要助餐，每天午餐"})
+    assert saved.status_code == 200 and saved.json()["disposition_label"] == "服务申请"
+
+    assert hang_up(console, call).status_code == 200
+    ended = wait_for(lambda: next((c for c in call_rows(services) if c.id == call.id and c.state == "ended"), None))
+    assert (ended.hangup_by, ended.outcome, ended.notes, ended.disposition) == ("agent", "answered", "需要助餐，每天午餐", "service_request")
+
+    # Wrap-up: paused with reason wrapup, then ready again by itself, and its end is recorded.
+    assert wait_for(lambda: agent_row(services, "8001").pause_reason == "wrapup", 5)
+    assert wait_for(lambda: agent_row(services, "8001").state == "ready", 5)
+    assert wait_for(lambda: call_rows(services)[0].wrapup_ended_at is not None, 5)
+
+    # Notes can still be completed after the call.
+    later = console.put(f"/api/calls/{call.id}/summary", json={"notes": "已转助餐服务商"})
+    assert later.status_code == 200 and later.json()["notes"] == "已转助餐服务商"
+    assert hang_up(console, call).status_code == 409  # over already
+
+
+def test_another_agent_cannot_read_notes_or_act_on_the_call(app, services, telephony, console):
+    published = []
+    listener = redis.Redis.from_url(services.settings.redis_url).pubsub()
+    listener.subscribe(CALLS_CHANNEL)
+    call = answered_call(services, telephony, console)
+    console.put(f"/api/calls/{call.id}/summary", json={"disposition": "complaint", "notes": "投诉送餐迟到"})
+    hang_up(console, call)
+    wait_for(lambda: call_rows(services)[0].state == "ended")
+    while (message := listener.get_message(timeout=0.5)) is not None:
+        if message["type"] == "message":
+            published.append(json.loads(message["data"]))
+    assert published and all("notes" not in event for event in published)  # the socket never carries notes
+
+    other = make_user(services, "agent", username="agent8002", sip_extension="8002")
+    with TestClient(app) as client:
+        login(client, other)
+        seen = client.get(f"/api/calls/{call.id}").json()
+        assert seen["notes"] is None and seen["notes_hidden"] is True
+        listed = client.get("/api/calls").json()["items"]
+        assert [c["notes"] for c in listed] == [None]
+        assert client.get(f"/api/calls/{call.id}/pop").status_code == 403
+        refused = client.put(f"/api/calls/{call.id}/summary", json={"notes": "篡改"})
+        assert refused.status_code == 403 and refused.json()["detail"] == "这不是您接听的通话，无法查看或操作"
+        assert client.get("/api/calls?mine=true").json()["total"] == 0
+    assert call_rows(services)[0].notes == "投诉送餐迟到"
+
+    with TestClient(app) as client:
+        login(client, make_user(services, "supervisor"))
+        assert client.get(f"/api/calls/{call.id}").json()["notes"] == "投诉送餐迟到"
+
+
+def test_transfer_redirects_the_caller(services, telephony, console):
+    call = answered_call(services, telephony, console)
+    assert console.post(f"/api/calls/{call.id}/transfer", json={"target": "8001"}).status_code == 422  # to myself
+    response = console.post(f"/api/calls/{call.id}/transfer", json={"target": "8002"})
+    assert response.status_code == 200 and response.json()["message"] == "已转接至 8002"
+    redirect = telephony.actions("Redirect")[-1]
+    assert (redirect["Channel"], redirect["Context"], redirect["Exten"]) == (call.linkedid, "hotline-transfer", "8002")
+    assert wait_for(lambda: call_rows(services)[0].hangup_by == "transfer")
+
+
+def test_callback_dials_only_numbers_in_the_profile_and_records_the_call(services, telephony, console, agent):
+    elder_id = add_elder(services)
+    refused = console.post("/api/agent/callback", json={"elder_id": elder_id, "number": "13912345678"})
+    assert refused.status_code == 422 and "不在老人档案" in refused.json()["message"]
+    assert telephony.actions("Originate") == []
+
+    response = console.post("/api/agent/callback", json={"elder_id": elder_id, "number": "138-0013-8000"})
+    assert response.status_code == 200 and "138 0013 8000" in response.json()["message"]
+    originate = telephony.actions("Originate")[-1]
+    assert (originate["Channel"], originate["Context"], originate["Exten"]) == ("PJSIP/8001", "hotline-outbound", "13800138000")
+    assert sorted(originate.getall("Variable")) == ["CC_AGENT=8001", f"ELDER_ID={elder_id}"]
+    outbound = wait_for(lambda: next((c for c in call_rows(services) if c.direction == "outbound"), None))
+    assert (outbound.agent_user_id, outbound.elder_id) == (agent.id, elder_id)
+
+
+def test_unknown_caller_gets_a_new_profile_or_is_linked_as_a_relative(services, telephony, console):
+    call = answered_call(services, telephony, console, number="13700137000")
+    pop = console.get(f"/api/calls/{call.id}/pop").json()
+    assert pop["elder"] is None and pop["candidates"] is None
+
+    existing = add_elder(services, name="刘奶奶", number="13600136000")
+    linked = console.post(f"/api/calls/{call.id}/elder", json={"elder_id": existing, "phone_relation": "son", "owner_name": "刘强"})
+    assert linked.status_code == 200 and linked.json()["elder_id"] == existing
+    with services.db.session_scope() as session:
+        phones = {(p.number, p.relation) for p in session.exec(select(ElderPhone).where(ElderPhone.elder_id == existing))}
+    assert ("+8613700137000", "son") in phones
+    assert console.get(f"/api/calls/{call.id}/pop").json()["elder"]["name"] == "刘奶奶"
+
+    missing = console.post(f"/api/calls/{call.id}/elder", json={"elder_id": 999999})
+    assert missing.status_code == 404
+
+
+def test_a_shared_number_offers_a_choice(services, telephony, console):
+    husband = add_elder(services, name="陈爷爷", number="041187654321")
+    wife = add_elder(services, name="陈奶奶", number="87654321")
+    call = answered_call(services, telephony, console, number="041187654321")
+    assert call.elder_id is None and sorted(call.elder_candidates) == sorted([husband, wife])
+    pop = console.get(f"/api/calls/{call.id}/pop").json()
+    assert pop["elder"] is None and sorted(c["name"] for c in pop["candidates"]) == ["陈奶奶", "陈爷爷"]
+    chosen = console.post(f"/api/calls/{call.id}/elder", json={"elder_id": wife})
+    assert chosen.status_code == 200
+    assert console.get(f"/api/calls/{call.id}/pop").json()["elder"]["name"] == "陈奶奶"
+    assert call_rows(services)[0].elder_id == wife  # and the bridge's later writes keep the choice
+    telephony.caller_hangs_up(call.linkedid)
+    assert wait_for(lambda: call_rows(services)[0].state == "ended")
+    assert call_rows(services)[0].elder_id == wife
+
+
+def test_history_of_my_calls_today_is_searchable(services, telephony, console):
+    add_elder(services)
+    first = answered_call(services, telephony, console)
+    console.put(f"/api/calls/{first.id}/summary", json={"disposition": "consultation"})
+    telephony.caller_hangs_up(first.linkedid)
+    wait_for(lambda: call_rows(services)[0].state == "ended")
+    telephony.place_call("13700137000")
+    wait_for(lambda: len(call_rows(services)) == 2 and call_rows(services)[1].state == "talking")
+    mine = console.get("/api/calls?mine=true").json()
+    assert mine["total"] == 2
+    assert console.get("/api/calls?mine=true&q=8000").json()["total"] == 1
+    assert console.get("/api/calls?mine=true&q=张").json()["items"][0]["id"] == first.id
+    assert console.get("/api/calls?mine=true&disposition=consultation").json()["total"] == 1
+
+
+def test_without_the_bridge_a_button_fails_clearly_and_never_runs_late(settings, services, console):
+    live = LiveTelephony(settings, services, with_bridge=False)
+    try:
+        started = time.monotonic()
+        response = console.post("/api/agent/state", json={"state": "ready"})
+        assert response.status_code == 503 and "桥接服务未响应" in response.json()["detail"]
+        assert time.monotonic() - started < settings.ami_command_timeout + 3
+        live.start_bridge()  # the bridge comes back: the stale command must not run now
+        time.sleep(1.5)
+        assert live.actions("QueueAdd") == [] and not live.member("8001").in_queue
+        assert services.redis.llen(commands.COMMANDS_KEY) == 0
+        assert console.post("/api/agent/state", json={"state": "ready"}).status_code == 200
+        assert live.member("8001").in_queue
+    finally:
+        live.close()
+
+
+def test_an_agent_without_extension_is_told_so(app, services, telephony):
+    with TestClient(app) as client:
+        login(client, make_user(services, "agent"))
+        response = client.post("/api/agent/state", json={"state": "ready"})
+        assert response.status_code == 409 and "未绑定分机号" in response.json()["detail"]
+        assert client.get("/api/agent/softphone").json()["mode"] == "none"
