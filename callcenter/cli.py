@@ -40,6 +40,7 @@ def user_create(
     password: str = typer.Option(None, "--password", help="prompted (hidden) when omitted"),
     display_name: str = typer.Option("", "--display-name"),
     extension: str = typer.Option(None, "--extension", help="the agent's SIP extension"),
+    sip_secret: str = typer.Option(None, "--sip-secret", help="SIP password for the web softphone (with SIP_WS_URL)"),
 ) -> None:
     """Create an account."""
     from callcenter.auth import service as auth_service
@@ -53,6 +54,10 @@ def user_create(
         with Database(settings).session_scope() as session:
             user = auth_service.create_user(session=session, username=name, role=role, password=password,
                                             display_name=display_name, sip_extension=extension)
+            if sip_secret:
+                from callcenter.crypto import Sealer
+
+                auth_service.set_sip_secret(user=user, secret=sip_secret, sealer=Sealer(settings.secret))
             typer.echo(f"created {user.role} {user.username} (id {user.id})")
     except FieldErrors as exc:
         _fail("; ".join(f"{field}: {msg}" for field, msg in exc.errors))

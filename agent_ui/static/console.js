@@ -125,10 +125,11 @@
 
   function showCall(call) {
     var fresh = !st.current || st.current.id !== call.id;
+    var moved = fresh || st.current.state !== call.state;
     st.current = call;
     show("no-call", false);
     show("call", true);
-    text("call-caller", call.caller || "未显示号码");
+    text("call-caller", call.caller_display || call.caller || "未显示号码");
     var ended = !LIVE[call.state];
     var callState = $("call-state");
     callState.textContent = CALL_LABELS[call.state] || call.state;
@@ -144,7 +145,9 @@
     $("btn-transfer").disabled = call.state !== "talking";
     show("btn-done", ended);
     if (ended) say("通话已结束，请完成小结后点“完成”。", true);
+    else if (fresh) say("", true);
     if (fresh) { $("disposition").value = ""; $("notes").value = ""; }
+    if (moved) loadHistory();
     if (fresh || st.popElder !== (call.elder_id || null)) loadPop(call.id);
   }
 
@@ -295,7 +298,7 @@
     return api("GET", url).then(function (data) {
       text("history-total", "共 " + data.total + " 通");
       renderList("history", data.items, q ? "没有符合条件的通话" : "今天还没有通话", function (c) {
-        return [hhmm(c.started_at) + " " + (c.caller || "未显示号码") + " " + (c.outcome_label || c.state_label) +
+        return [hhmm(c.started_at) + " " + (c.caller_display || c.caller || "未显示号码") + " " + (c.outcome_label || c.state_label) +
                 (c.disposition_label ? " · " + c.disposition_label : ""), c.notes || ""];
       });
     }).catch(function (err) { say("无法加载通话记录：" + err.message, false); });

@@ -33,6 +33,7 @@ class UserUpdate(BaseModel):
     sip_extension: str | None = None
     active: bool | None = None
     password: str | None = Field(default=None, min_length=1)
+    sip_secret: str | None = Field(default=None, max_length=128, description="web softphone SIP password; empty clears it")
 
 
 def user_dict(user: User) -> dict:
@@ -44,6 +45,7 @@ def user_dict(user: User) -> dict:
         "role_label": ROLES.get(user.role, user.role),
         "sip_extension": user.sip_extension,
         "active": user.active,
+        "softphone": user.sip_secret_sealed is not None,  # the secret itself never leaves except to its agent
     }
 
 
@@ -100,10 +102,12 @@ def create_user(body: UserIn, session: DbSession, user: SupervisorUser):
 
 
 @router.patch("/api/users/{user_id}")
-def update_user(user_id: int, body: UserUpdate, session: DbSession, user: SupervisorUser):
+def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser):
     target = auth_service.get_user_or_raise(session=session, user_id=user_id)
     _may_manage(user, target.role)
     changes = body.model_dump(exclude_unset=True)
     if "role" in changes:
         _may_manage(user, changes["role"])
+    if "sip_secret" in changes:
+        auth_service.set_sip_secret(user=target, secret=changes.pop("sip_secret"), sealer=services.sealer)
     return user_dict(auth_service.update_user(session=session, user_id=user_id, changes=changes))

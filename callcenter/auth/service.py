@@ -87,6 +87,11 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
     return user
 
 
+def set_sip_secret(*, user: User, secret: str | None, sealer) -> None:
+    """The agent's SIP password for the web softphone, encrypted at rest; empty or None clears it."""
+    user.sip_secret_sealed = sealer.encrypt(secret) if secret else None
+
+
 def get_user_or_raise(*, session: Session, user_id: int) -> User:
     return db.get_or_raise(session, User, user_id, "用户")
 

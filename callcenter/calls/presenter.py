@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, DISPOSITIONS, IVR_ROUTES, CallRecord
+from callcenter.elders import presenter as elders_presenter
 from callcenter.timeutil import as_utc
 
-NOTES_HIDDEN = "（仅处理该通话的坐席和班长可见）"
+def display_number(e164: str | None, raw: str | None) -> str | None:
+    """As an agent reads it: `138 0013 8000`, `0411 8765 4321`; the raw caller ID when unparsable."""
+    return elders_presenter.display_phone(e164) if e164 else raw
 
 
 def call_dict(record: CallRecord, tz, *, notes_visible: bool) -> dict:
@@ -21,6 +24,7 @@ def call_dict(record: CallRecord, tz, *, notes_visible: bool) -> dict:
         "outcome": record.outcome,
         "outcome_label": CALL_OUTCOMES.get(record.outcome, "") if record.outcome else "",
         "caller": record.caller_e164 or record.caller_number,
+        "caller_display": display_number(record.caller_e164, record.caller_number),
         "caller_name": record.caller_name,
         "elder_id": record.elder_id,
         "elder_candidates": record.elder_candidates,

@@ -14,6 +14,7 @@ from sqlmodel import Session, select
 
 from callcenter import db
 from callcenter.auth.models import User
+from callcenter.calls.presenter import display_number
 from callcenter.calls.models import DISPOSITIONS, AgentStatus, CallRecord
 from callcenter.calls.tracker import AgentState, Call
 from callcenter.elders import service as elders_service
@@ -182,6 +183,7 @@ def event_payload(*, kind: str, call: Call, record: CallRecord) -> dict:
         "outcome": call.outcome,
         "direction": call.direction,
         "caller": record.caller_e164 or call.caller_number,
+        "caller_display": display_number(record.caller_e164, call.caller_number),
         "caller_name": call.caller_name,
         "elder_id": record.elder_id,
         "elder_candidates": record.elder_candidates,

@@ -147,3 +147,42 @@ def test_snapshot_shows_an_agent_only_its_own_calls(settings, services, agent_cl
     assert [c["call_id"] for c in body["calls"]] == ["1.0"]
     assert body["waiting"] == {"hotline": 1}
     assert body["me"] == {"role": "agent", "extension": "8001", "wrapup_seconds": 30}
+
+
+def test_a_simulated_call_reaches_the_agent_who_is_ready_on_either_process(settings, services, two_web_processes):
+    """The AMI simulator (not a replay) places the call; 8001 is ready, 8002 is not."""
+    from tests.telephony import LiveTelephony
+
+    host_a, host_b = two_web_processes
+    agents = {"a1": make_user(services, "agent", sip_extension="8001"), "a2": make_user(services, "agent", sip_extension="8002")}
+    cookies = {name: session_cookie(host_b if name == "a1" else host_a, user) for name, user in agents.items()}
+    cookies["boss"] = session_cookie(host_a, make_user(services, "supervisor"))
+    received = {"a1": [], "a2": [], "boss": []}
+    telephony = LiveTelephony(settings, services)
+    try:
+        telephony.member("8001").in_queue = True
+
+        async def scenario():
+            stop = asyncio.Event()
+            ready = {name: asyncio.Event() for name in received}
+            where = {"a1": host_b, "a2": host_a, "boss": host_a}
+            tasks = [asyncio.create_task(collect(where[n], cookies[n], received[n], ready[n], stop)) for n in received]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), 10)
+            await asyncio.sleep(0.5)
+            telephony.place_call("13800138000")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any(e.get("type") == "call.answered" for e in received["a1"]):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.3)
+            stop.set()
+            await asyncio.gather(*tasks)
+
+        asyncio.run(scenario())
+    finally:
+        telephony.close()
+    calls_of = lambda name: [e for e in received[name] if e.get("type", "").startswith("call.")]  # noqa: E731
+    assert [e["type"] for e in calls_of("a1")] == ["call.offered", "call.answered"]
+    assert calls_of("a1")[-1]["caller"] == "+8613800138000" and calls_of("a1")[-1]["agent"] == "8001"
+    assert calls_of("a2") == []
+    assert [e["type"] for e in calls_of("boss")][:2] == ["call.started", "call.updated"]
+    assert "call.answered" in [e["type"] for e in calls_of("boss")]
