@@ -386,30 +386,52 @@
                             display_name: cfg.display_name, register: true, connection_recovery_max_interval: 30 });
       } catch (err) { text("phone-mode", "软电话配置错误：" + err.message); $("phone-mode").className = "error"; return; }
       text("phone-mode", "软电话：正在注册分机 " + cfg.extension + "…");
-      ua.on("registered", function () { text("phone-mode", "软电话已注册（分机 " + cfg.extension + "）"); $("phone-mode").className = "ok"; });
+      var registered = "";
+      function phoneText(message, cls) { text("phone-mode", message); $("phone-mode").className = cls || "ok"; }
+      ua.on("registered", function () { registered = "软电话已注册（分机 " + cfg.extension + "）"; phoneText(registered); });
       ua.on("registrationFailed", function (e) { text("phone-mode", "软电话注册失败：" + cause(e.cause)); $("phone-mode").className = "error"; });
       ua.on("disconnected", function () { text("phone-mode", "软电话注册失败：" + cause("Connection Error") + "（" + cfg.ws_url + "）");
                                           $("phone-mode").className = "error"; });
       ua.on("newRTCSession", function (e) {
         if (e.originator !== "remote") return;
+        if (session) { e.session.terminate({ status_code: 486 }); return; }  // one call at a time
         session = e.session;
         show("softphone-controls", true);
+        $("sp-answer").disabled = false;
+        text("sp-mute", "静音");
+        text("sp-hold", "保持");
+        var from = e.request.from;
+        phoneText("软电话来电：" + ((from && (from.display_name || from.uri.user)) || "未知号码"));
         session.on("peerconnection", function (p) {
           p.peerconnection.addEventListener("track", function (t) { audio.srcObject = t.streams[0]; });
         });
+        session.on("accepted", function () { $("sp-answer").disabled = true; phoneText("软电话通话中"); });
+        session.on("hold", function () { text("sp-hold", "取消保持"); });
+        session.on("unhold", function () { text("sp-hold", "保持"); });
+        session.on("muted", function () { text("sp-mute", "取消静音"); });
+        session.on("unmuted", function () { text("sp-mute", "静音"); });
         ["ended", "failed"].forEach(function (name) {
-          session.on(name, function (ev) { if (name === "failed") say("软电话通话失败：" + cause(ev.cause), false); session = null; show("softphone-controls", false); });
+          session.on(name, function (ev) {
+            if (name === "failed") say("软电话通话失败：" + cause(ev.cause), false);
+            session = null;
+            show("softphone-controls", false);
+            phoneText(registered || "软电话已挂机");
+          });
         });
       });
-      $("sp-answer").addEventListener("click", function () { if (session) session.answer({ mediaConstraints: { audio: true, video: false } }); });
+      // No STUN/TURN: hotline centres run on closed networks; Asterisk is reached on the LAN.
+      $("sp-answer").addEventListener("click", function () {
+        if (session) session.answer({ mediaConstraints: { audio: true, video: false }, pcConfig: { iceServers: [] } });
+      });
       $("sp-mute").addEventListener("click", function () {
         if (!session) return;
-        if (session.isMuted().audio) { session.unmute({ audio: true }); text("sp-mute", "静音"); } else { session.mute({ audio: true }); text("sp-mute", "取消静音"); }
+        if (session.isMuted().audio) session.unmute({ audio: true }); else session.mute({ audio: true });
       });
       $("sp-hold").addEventListener("click", function () {
         if (!session) return;
-        if (session.isOnHold().local) { session.unhold(); text("sp-hold", "保持"); } else { session.hold(); text("sp-hold", "取消保持"); }
+        if (session.isOnHold().local) session.unhold(); else session.hold();
       });
+      $("sp-hangup").addEventListener("click", function () { if (session) session.terminate(); });
       ua.start();
     };
     script.onerror = function () { text("phone-mode", "软电话组件加载失败"); $("phone-mode").className = "error"; };

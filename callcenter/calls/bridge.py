@@ -319,6 +319,9 @@ class Bridge:
                     await asyncio.to_thread(self._record_wrapup_end, wrapup.linkedid, agent.since or utcnow())
 
     def _start_wrapup(self, interface: str, linkedid: str) -> None:
+        agent = self.tracker.agents.get(interface)
+        if agent is not None and agent.paused and agent.pause_reason != WRAPUP_REASON:
+            return  # the agent chose a pause during the call: keep it, do not make them ready later
         previous = self.wrapups.pop(interface, None)
         if previous is not None:
             previous.timer.cancel()

@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 import httpx  # noqa: E402
 import websockets  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
+from sqlmodel import select  # noqa: E402
 
 from callcenter import migrate  # noqa: E402
 from callcenter.auth import service as auth_service  # noqa: E402
@@ -37,6 +38,7 @@ from callcenter.auth.models import User  # noqa: E402
 from callcenter.config import Settings  # noqa: E402
 from callcenter.db import Database, create_postgres_database  # noqa: E402
 from callcenter.simulator.traffic import Simulator, TrafficMix  # noqa: E402
+from callcenter.timeutil import utcnow  # noqa: E402
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -69,12 +71,12 @@ def make_agents(settings: Settings, count: int) -> list[tuple[str, str]]:
     database = Database(settings)
     password_hash = auth_service.hash_password("bench-password-1")
     rows = [{"username": f"bench{8000 + n}", "display_name": f"坐席{n}", "role": "agent", "password_hash": password_hash,
-             "sip_extension": str(8000 + n), "active": True} for n in range(1, count + 1)]
+             "sip_extension": str(8000 + n), "active": True, "created_at": utcnow()} for n in range(1, count + 1)]
     with database.session_scope() as session:
         session.execute(insert(User), rows)
     codec = auth_service.SessionCodec(settings.secret, settings.session_max_age_seconds)
     with database.session_scope() as session:
-        users = session.query(User).order_by(User.id).all()
+        users = session.exec(select(User).order_by(User.id)).all()
         tokens = [(u.sip_extension, codec.issue(u)) for u in users]
     database.engine.dispose()
     return tokens
@@ -135,18 +137,19 @@ async def run(settings: Settings, env: dict, tokens, web_ports: list[int], rate:
         while not sim.sessions:  # the bridge has logged in
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
-        started = time.perf_counter()
         await sim.run(calls=int(rate * seconds))
-        elapsed = time.perf_counter() - started
         await asyncio.sleep(1.0)
     finally:
         stop.set()
         await asyncio.gather(*clients, return_exceptions=True)
         bridge.terminate()
-        bridge.wait(10)
+        await asyncio.to_thread(bridge.wait, 10)
+        await asyncio.sleep(0.2)  # the simulator notices the bridge left
         await sim.close()
     latencies.sort()
     offered = len(sim.offered_at)
+    times = sorted(sim.offered_at.values())
+    elapsed = times[-1] - times[0] if len(times) > 1 else float("nan")
     pick = lambda q: latencies[min(len(latencies) - 1, int(len(latencies) * q))] if latencies else float("nan")  # noqa: E731
     return {"calls": sim.stats["calls"], "offered": offered, "popped": len(latencies), "seconds": elapsed,
             "p50": pick(0.50), "p99": pick(0.99), "max": latencies[-1] if latencies else float("nan")}
@@ -185,7 +188,7 @@ def main() -> None:
                     web.wait(10)
                 drop()
         print(f"{processes} web process{'es' if processes > 1 else ''}, {args.agents} agents connected, {args.backend}: "
-              f"{r['calls']:,} calls in {r['seconds']:.1f} s ({r['calls'] / r['seconds']:.1f}/s), {r['offered']:,} offered, "
+              f"{r['calls']:,} calls, {r['offered']:,} offered to agents over {r['seconds']:.1f} s ({r['offered'] / r['seconds']:.1f}/s), "
               f"{r['popped']:,} pops received; AgentCalled → websocket frame p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, "
               f"max {r['max']:.1f} ms")
 

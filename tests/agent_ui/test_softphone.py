@@ -18,8 +18,9 @@ from websockets.asyncio.server import serve
 
 from callcenter.main import create_app
 from tests.agent_ui.test_console import sign_in_to_console
-from tests.browser import serving
+from tests.browser import CHROMIUM, CHROMIUM_FLAGS, serving
 from tests.conftest import login, make_user
+from tests.telephony import wait_for
 
 TIMEOUT = 15_000
 REALM = "asterisk"
@@ -29,13 +30,31 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()  # noqa: S324 (SIP digest is MD5 by definition)
 
 
+FINGERPRINT = ":".join(f"{b:02X}" for b in range(32))
+
+
+def offer_sdp(direction: str = "sendrecv", setup: str = "actpass") -> str:
+    """An audio offer as Asterisk's WebRTC endpoint sends it (DTLS-SRTP, ICE, rtcp-mux, Opus)."""
+    return "\r\n".join([
+        "v=0", "o=- 1795363528 1 IN IP4 127.0.0.1", "s=Asterisk", "t=0 0", "a=group:BUNDLE 0",
+        "m=audio 9 UDP/TLS/RTP/SAVPF 111 0", "c=IN IP4 0.0.0.0", "a=rtcp:9 IN IP4 0.0.0.0",
+        "a=ice-ufrag:fakeufrag", "a=ice-pwd:fakeicepasswordfakeicepass", f"a=fingerprint:sha-256 {FINGERPRINT}",
+        f"a=setup:{setup}", "a=mid:0", f"a={direction}", "a=rtcp-mux", "a=rtpmap:111 opus/48000/2", "a=rtpmap:0 PCMU/8000", "",
+    ])
+
+
 class Registrar:
-    """REGISTER over WebSocket (subprotocol `sip`): 401 with a digest challenge, then 200 for the
-    right password, 401 again for a wrong one."""
+    """Asterisk's SIP-over-WebSocket side (subprotocol `sip`), as much as the console needs:
+    REGISTER with a digest challenge (200 for the right password, 401 again for a wrong one), an
+    incoming call (INVITE with an SDP offer; ACK for the browser's 200), and the browser's
+    re-INVITE for hold and BYE for hang-up, each answered 200."""
 
     def __init__(self, passwords: dict[str, str]):
         self.passwords = passwords
         self.registered: list[str] = []
+        self.seen: list[str] = []  # what the browser sent: "REGISTER", "200 INVITE", "INVITE", "BYE" …
+        self.sockets: dict[str, object] = {}
+        self.answer_sdp = ""
         self.loop = asyncio.new_event_loop()
         self.port = None
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
@@ -46,21 +65,45 @@ class Registrar:
         self.port = server.sockets[0].getsockname()[1]
         return server
 
+    @staticmethod
+    def _parse(text: str):
+        head, _, body = text.partition("\r\n\r\n")
+        lines = head.split("\r\n")
+        headers = [tuple(part.strip() for part in line.split(":", 1)) for line in lines[1:] if ":" in line]
+        return lines[0], headers, body
+
+    @staticmethod
+    def _get(headers, name: str) -> str:
+        return next((v for k, v in headers if k.lower() == name.lower()), "")
+
     async def _handle(self, ws):
         async for text in ws:
-            head, _, _ = text.partition("\r\n\r\n")
-            lines = head.split("\r\n")
-            if not lines[0].startswith("REGISTER "):
-                continue
-            headers = [line.split(":", 1) for line in lines[1:] if ":" in line]
-            get = lambda name: next((v.strip() for k, v in headers if k.strip().lower() == name.lower()), "")  # noqa: E731
-            user = self._authenticated(get("Authorization"))
-            if user:
-                self.registered.append(user)
-                await ws.send(self._response(headers, "200 OK", [("Contact", get("Contact") + ";expires=600"), ("Expires", "600")]))
-            else:
-                challenge = f'Digest realm="{REALM}", nonce="{secrets.token_hex(8)}", algorithm=MD5'
-                await ws.send(self._response(headers, "401 Unauthorized", [("WWW-Authenticate", challenge)]))
+            first, headers, body = self._parse(text)
+            method = first.split(" ", 1)[0]
+            if first.startswith("SIP/2.0 "):  # a response to our INVITE
+                status, cseq = first.split(" ")[1], self._get(headers, "CSeq")
+                self.seen.append(f"{status} {cseq.split()[-1]}")
+                if status == "200" and cseq.endswith("INVITE"):
+                    self.answer_sdp = body
+                    await ws.send(self._ack(headers))
+            elif method == "REGISTER":
+                self.seen.append(method)
+                await self._register(ws, headers)
+            elif method in ("INVITE", "BYE"):  # re-INVITE (hold / unhold) or hang-up from the browser
+                self.seen.append(method + (" sendonly" if "a=sendonly" in body else ""))
+                sdp = offer_sdp("recvonly" if "a=sendonly" in body else "sendrecv", "passive") if method == "INVITE" else ""
+                await ws.send(self._response(headers, "200 OK", [("Contact", "<sip:asterisk@127.0.0.1;transport=ws>")], sdp))
+
+    async def _register(self, ws, headers):
+        user = self._authenticated(self._get(headers, "Authorization"))
+        if user:
+            self.registered.append(user)
+            self.sockets[user] = ws
+            await ws.send(self._response(headers, "200 OK", [("Contact", self._get(headers, "Contact") + ";expires=600"),
+                                                             ("Expires", "600")]))
+        else:
+            challenge = f'Digest realm="{REALM}", nonce="{secrets.token_hex(8)}", algorithm=MD5'
+            await ws.send(self._response(headers, "401 Unauthorized", [("WWW-Authenticate", challenge)]))
 
     def _authenticated(self, authorization: str) -> str | None:
         fields = dict(re.findall(r'(\w+)="?([^",]*)"?', authorization))
@@ -71,11 +114,31 @@ class Registrar:
         return fields["username"] if secrets.compare_digest(expected, fields["response"]) else None
 
     @staticmethod
-    def _response(headers, status: str, extra: list[tuple[str, str]]) -> str:
-        copied = [(k.strip(), v.strip()) for k, v in headers if k.strip().lower() in ("via", "from", "to", "call-id", "cseq")]
-        copied = [(k, v + ";tag=reg1" if k.lower() == "to" and "tag=" not in v else v) for k, v in copied]
-        lines = [f"SIP/2.0 {status}"] + [f"{k}: {v}" for k, v in copied + extra] + ["Content-Length: 0", "", ""]
+    def _message(first: str, headers: list[tuple[str, str]], body: str = "") -> str:
+        if body:
+            headers = headers + [("Content-Type", "application/sdp")]
+        lines = [first] + [f"{k}: {v}" for k, v in headers] + [f"Content-Length: {len(body.encode())}", "", body]
         return "\r\n".join(lines)
+
+    def _response(self, headers, status: str, extra: list[tuple[str, str]], body: str = "") -> str:
+        copied = [(k, v) for k, v in headers if k.lower() in ("via", "from", "to", "call-id", "cseq")]
+        copied = [(k, v + ";tag=asterisk1" if k.lower() == "to" and "tag=" not in v else v) for k, v in copied]
+        return self._message(f"SIP/2.0 {status}", copied + extra, body)
+
+    def _ack(self, response_headers) -> str:
+        contact = re.search(r"<([^>]+)>", self._get(response_headers, "Contact")).group(1)
+        keep = [(k, v) for k, v in response_headers if k.lower() in ("from", "to", "call-id")]
+        return self._message(f"ACK {contact} SIP/2.0", [("Via", f"SIP/2.0/WS 127.0.0.1;branch=z9hG4bK{secrets.token_hex(6)}"),
+                                                        ("Max-Forwards", "70"), *keep, ("CSeq", "1 ACK")])
+
+    def invite(self, user: str, caller: str = "13800138000", name: str = "张大爷") -> None:
+        """Asterisk rings the agent's browser: an incoming call with an SDP offer."""
+        headers = [("Via", f"SIP/2.0/WS 127.0.0.1;branch=z9hG4bK{secrets.token_hex(6)}"), ("Max-Forwards", "70"),
+                   ("From", f'"{name}" <sip:{caller}@127.0.0.1>;tag=caller1'), ("To", f"<sip:{user}@127.0.0.1>"),
+                   ("Call-ID", f"{secrets.token_hex(8)}@asterisk"), ("CSeq", "1 INVITE"),
+                   ("Contact", "<sip:asterisk@127.0.0.1;transport=ws>")]
+        text = self._message(f"INVITE sip:{user}@127.0.0.1;transport=ws SIP/2.0", headers, offer_sdp())
+        asyncio.run_coroutine_threadsafe(self.sockets[user].send(text), self.loop).result(5)
 
     def close(self):
         async def shutdown():
@@ -117,6 +180,45 @@ def test_the_console_registers_the_web_softphone(page, services, softphone_site,
     sign_in_to_console(page, url, agent)
     expect(page.locator("#phone-mode")).to_have_text("软电话已注册（分机 8001）", timeout=TIMEOUT)
     assert registrar.registered == ["8001"]
+
+
+@pytest.fixture(scope="module")
+def media_browser(browser):
+    """Chromium as the required flags launch it, plus a fake microphone (a hotline PC has a
+    headset), from the same Playwright instance as `browser` (one sync Playwright per thread)."""
+    media = browser.browser_type.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS + [
+        "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"])
+    yield media
+    media.close()
+
+
+def test_the_softphone_answers_mutes_holds_and_hangs_up_in_the_browser(media_browser, services, softphone_site, registrar):
+    url, app = softphone_site
+    agent = agent_with_secret(app, services, "8001", "sip-pass-8001")
+    context = media_browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN", permissions=["microphone"])
+    page = context.new_page()
+    try:
+        sign_in_to_console(page, url, agent)
+        expect(page.locator("#phone-mode")).to_have_text("软电话已注册（分机 8001）", timeout=TIMEOUT)
+        registrar.invite("8001")
+        expect(page.locator("#phone-mode")).to_have_text("软电话来电：张大爷", timeout=TIMEOUT)
+        expect(page.locator("#softphone-controls")).to_be_visible()
+
+        page.click("#sp-answer")
+        expect(page.locator("#phone-mode")).to_have_text("软电话通话中", timeout=TIMEOUT)
+        assert "200 INVITE" in registrar.seen and "m=audio" in registrar.answer_sdp  # answered with the agent's audio
+
+        page.click("#sp-mute")
+        expect(page.locator("#sp-mute")).to_have_text("取消静音")
+        page.click("#sp-hold")
+        expect(page.locator("#sp-hold")).to_have_text("取消保持", timeout=TIMEOUT)
+        wait_for(lambda: "INVITE sendonly" in registrar.seen, message="no hold re-INVITE")  # what Asterisk sees of a hold
+        page.click("#sp-hangup")
+        expect(page.locator("#softphone-controls")).to_be_hidden(timeout=TIMEOUT)
+        wait_for(lambda: registrar.seen[-1] == "BYE", message="no BYE")
+        expect(page.locator("#phone-mode")).to_have_text("软电话已注册（分机 8001）")
+    finally:
+        context.close()
 
 
 def test_a_wrong_sip_password_is_shown_in_chinese(page, services, softphone_site, registrar):

@@ -232,3 +232,15 @@ def test_an_agent_without_extension_is_told_so(app, services, telephony):
         response = client.post("/api/agent/state", json={"state": "ready"})
         assert response.status_code == 409 and "未绑定分机号" in response.json()["detail"]
         assert client.get("/api/agent/softphone").json()["mode"] == "none"
+
+
+def test_a_pause_chosen_during_the_call_survives_the_wrapup(services, telephony, console):
+    call = answered_call(services, telephony, console)
+    assert console.post("/api/agent/state", json={"state": "paused", "reason": "training"}).status_code == 200
+    assert wait_for(lambda: agent_row(services, "8001").pause_reason == "training")
+    assert hang_up(console, call).status_code == 200
+    wait_for(lambda: call_rows(services)[0].state == "ended")
+    time.sleep(2.5)  # longer than the wrap-up (1.5 s): nobody unpauses the agent
+    row = agent_row(services, "8001")
+    assert (row.state, row.pause_reason) == ("paused", "training")
+    assert (telephony.member("8001").paused, telephony.member("8001").reason) == (True, "training")
