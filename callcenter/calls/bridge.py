@@ -57,6 +57,7 @@ class Publisher:
         self.published = 0
         self.redis_down = False
         self.latencies: list[float] | None = None  # the benchmark turns this on
+        self._flushing = asyncio.Lock()  # the batch loop and the retry loop both flush: one at a time
 
     def add(self, channel: str, payload: dict, received: float | None = None) -> None:
         if len(self.pending) >= self.max_buffer:
@@ -66,6 +67,10 @@ class Publisher:
 
     async def flush(self) -> bool:
         """Publish everything pending; False when Redis is down (what is left stays queued)."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         while self.pending:
             batch = list(self.pending)[:1000]
             try:

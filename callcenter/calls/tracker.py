@@ -267,6 +267,10 @@ class CallTracker:
         call = self._call_for(message)
         if call is None or not self._first_time(call, message):
             return []
+        if call.agent_done_at is not None:  # transferred back into a queue: a new agent will take it
+            call.transfers += 1
+            call.agent_interface = call.agent_name = None
+            call.agent_done_at = None
         call.queue = message.get("Queue")
         call.position = _int(message.get("Position"))
         if call.queued_at is None:
@@ -276,7 +280,7 @@ class CallTracker:
 
     def _on_AgentCalled(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
-        if call is None or call.answered_at is not None or not self._first_time(call, message):
+        if call is None or call.state == "talking" or not self._first_time(call, message):
             return []
         call.state = "offered"
         call.agent_interface = message.get("Interface")
@@ -286,7 +290,7 @@ class CallTracker:
 
     def _on_AgentRingNoAnswer(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
-        if call is None or call.answered_at is not None or not self._first_time(call, message):
+        if call is None or call.state == "talking" or not self._first_time(call, message):
             return []
         call.ring_attempts += 1
         call.state = "queued"
@@ -295,14 +299,17 @@ class CallTracker:
         return self._changed("call.ring_no_answer", call)
 
     def _on_AgentConnect(self, message: Message, at: datetime) -> list[Change]:
+        """The first answer sets answered_at and the wait (the KPIs' ASA); an answer after a
+        transfer back into the queue only changes who is talking."""
         call = self._call_for(message)
-        if call is None or call.answered_at is not None or not self._first_time(call, message):
+        if call is None or call.state == "talking" or not self._first_time(call, message):
             return []
         call.state = "talking"
-        call.answered_at = at
         call.agent_interface = message.get("Interface")
         call.agent_name = message.get("MemberName")
-        call.wait_seconds = _int(message.get("HoldTime"))
+        if call.answered_at is None:
+            call.answered_at = at
+            call.wait_seconds = _int(message.get("HoldTime"))
         return self._changed("call.answered", call)
 
     def _on_AgentComplete(self, message: Message, at: datetime) -> list[Change]:
@@ -310,7 +317,8 @@ class CallTracker:
         if call is None or call.agent_done_at is not None or not self._first_time(call, message):
             return []
         call.agent_done_at = at
-        call.talk_seconds = _int(message.get("TalkTime"))
+        talk = _int(message.get("TalkTime"))
+        call.talk_seconds = talk if call.talk_seconds is None else call.talk_seconds + (talk or 0)  # every leg of a transferred call
         call.hangup_by = message.get("Reason")
         if call.answered_at is None:  # AgentConnect was lost (e.g. in an outage): rebuild it
             call.answered_at = at - timedelta(seconds=call.talk_seconds or 0)

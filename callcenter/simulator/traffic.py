@@ -68,6 +68,7 @@ class Caller:
     connected: asyncio.Future | None = None
     legs: list[Channel] = field(default_factory=list)
     finished: asyncio.Future | None = None  # set to who ended the talk early: agent | caller | transfer
+    requeue: tuple[str, str] | None = None  # redirected back into the queue: (context, exten) it now runs in
 
 
 @dataclass
@@ -309,6 +310,11 @@ class Simulator(AMIServer):
         member.status, member.calls_taken = "free", member.calls_taken + 1
         self._member_status(member)
         self._dispatch.set()
+        if reason == "transfer" and caller.requeue:  # back into the queue for another agent
+            channel.context, channel.exten = caller.requeue
+            caller.requeue, caller.legs, caller.finished = None, [], None
+            await self._queue(caller, channel)
+            return
         if channel.context == "from-elders-ivr" and reason != "caller" and self.rng.random() < self.mix.survey_share:
             await self.sleep(self.rng.uniform(2, 5))
             self.emit("VarSet", channel, Variable="SURVEY_SCORE", Value=self.rng.choices([5, 4, 3, 2, 1], [60, 25, 8, 4, 3])[0])
@@ -457,7 +463,10 @@ class Simulator(AMIServer):
         ok = bool(targets)
         session.send(self.response(message.action_id, "Success" if ok else "Error",
                                    Message="Redirect successful" if ok else "Channel specified does not exist"))
-        if ok:  # the caller leaves this agent; where it goes next is outside the simulation
+        if ok:  # the caller leaves this agent: back into the queue, or (to an extension) out of the simulation
+            caller = self.calls.get(targets[0].linkedid)
+            if caller is not None and message.get("Exten") == QUEUE:
+                caller.requeue = (message.get("Context") or "", QUEUE)
             self.end_talk(targets[0].linkedid, "transfer")
 
     def _action_queuechangeprioritycaller(self, session: Session, message: Message) -> None:

@@ -12,7 +12,7 @@ import redis
 import redis.asyncio as aioredis
 from sqlmodel import select
 
-from callcenter.calls.bridge import AGENTS_CHANNEL, CALLS_CHANNEL, Bridge
+from callcenter.calls.bridge import AGENTS_CHANNEL, CALLS_CHANNEL, Bridge, Publisher
 from callcenter.calls.models import AgentStatus, CallRecord
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ElderIn, PhoneIn
@@ -334,3 +334,28 @@ def test_every_published_event_is_already_in_the_database(settings, services):
                            until=lambda rows: ended(rows, 1) and ("call.ended", "ended") in seen))
     assert seen and all(state is not None for _, state in seen)
     assert seen[-1] == ("call.ended", "ended")
+
+
+def test_concurrent_flushes_publish_each_event_once_in_order(settings, services):
+    """The batch loop and the retry loop may flush at the same moment: nothing is lost, doubled
+    or reordered (they once raced on the same pending events and the bridge died)."""
+    async def scenario():
+        client = aioredis.from_url(settings.redis_url)
+        pubsub = client.pubsub()
+        await pubsub.subscribe("test:flush")
+        publisher = Publisher(aioredis.from_url(settings.redis_url))
+        for n in range(3000):
+            publisher.add("test:flush", {"n": n})
+        results = await asyncio.gather(*(publisher.flush() for _ in range(3)))
+        received, deadline = [], time.monotonic() + 10
+        while len(received) < 3000 and time.monotonic() < deadline:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+            if message is not None:
+                received.append(json.loads(message["data"])["n"])
+        await pubsub.aclose()
+        await client.aclose()
+        return results, received, publisher.published
+
+    results, received, published = asyncio.run(scenario())
+    assert results == [True, True, True] and published == 3000
+    assert received == list(range(3000))

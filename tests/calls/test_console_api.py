@@ -244,3 +244,20 @@ def test_a_pause_chosen_during_the_call_survives_the_wrapup(services, telephony,
     row = agent_row(services, "8001")
     assert (row.state, row.pause_reason) == ("paused", "training")
     assert (telephony.member("8001").paused, telephony.member("8001").reason) == (True, "training")
+
+
+def test_a_call_transferred_to_the_queue_pops_for_the_next_agent(app, services, telephony, console, agent):
+    other = make_user(services, "agent", username="agent8002", sip_extension="8002")
+    telephony.member("8002").in_queue = True  # 8002 is ready, and has taken no call yet
+    call = answered_call(services, telephony, console)
+    assert call.agent_user_id == agent.id
+    assert console.post(f"/api/calls/{call.id}/transfer", json={"target": "hotline"}).status_code == 200
+    moved = wait_for(lambda: (row := call_rows(services)[0]).state == "talking" and row.agent_extension == "8002" and row)
+    assert (moved.agent_user_id, moved.transfers, moved.answered_at) == (other.id, 1, call.answered_at)
+    assert console.get(f"/api/calls/{call.id}/pop").status_code == 403  # no longer the first agent's call
+    with TestClient(app) as client:
+        login(client, other)
+        assert client.get(f"/api/calls/{call.id}/pop").status_code == 200
+        assert hang_up(client, call).status_code == 200
+    ended = wait_for(lambda: (row := call_rows(services)[0]).state == "ended" and row)
+    assert (ended.outcome, ended.hangup_by) == ("answered", "agent")
