@@ -8,6 +8,10 @@ sockets, so an event reaches an agent whichever process holds the agent's socket
 
 Each socket has a bounded send queue: a console that falls too far behind is closed (code 1013)
 and reconnects through the HTTP snapshot instead of growing memory without bound.
+
+`queue.waiting` goes to every agent, so it is sent at most every WAITING_INTERVAL seconds per
+queue, with the latest count: per change it was two frames per call to every connected agent,
+most of a busy centre's websocket traffic.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ log = logging.getLogger(__name__)
 WAITING_STATES = frozenset({"queued", "offered"})
 SEND_QUEUE_LIMIT = 256
 TOO_SLOW = 1013  # "try again later": the browser reconnects and reloads the snapshot
+WAITING_INTERVAL = 0.25
 
 
 @dataclass(eq=False)
@@ -65,8 +70,9 @@ class Hub:
         self.redis_url = redis_url
         self.subscribers: set[Subscriber] = set()
         self.waiting: dict[str, dict[str, str]] = {}  # queue → {call_id: state} of callers waiting
+        self._waiting_changed: set[str] = set()  # queues whose count changed since it was last sent
         # One listening task per event loop: tests serve one app from several loops at once.
-        self._tasks: dict[asyncio.AbstractEventLoop, asyncio.Task] = {}
+        self._tasks: dict[asyncio.AbstractEventLoop, list[asyncio.Task]] = {}
 
     async def start(self, waiting_calls: list[tuple[str, str, str]] = ()) -> None:
         """Subscribe (in the background, retrying while Redis is down). `waiting_calls`:
@@ -74,13 +80,14 @@ class Hub:
         self.waiting.clear()
         for queue, call_id, state in waiting_calls:
             self.waiting.setdefault(queue, {})[call_id] = state
-        self._tasks[asyncio.get_running_loop()] = asyncio.create_task(self._listen(), name="realtime-hub")
+        self._tasks[asyncio.get_running_loop()] = [asyncio.create_task(self._listen(), name="realtime-hub"),
+                                                   asyncio.create_task(self._send_waiting(), name="realtime-waiting")]
 
     async def stop(self) -> None:
-        task = self._tasks.pop(asyncio.get_running_loop(), None)
-        if task is not None:
+        tasks = self._tasks.pop(asyncio.get_running_loop(), [])
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
@@ -119,24 +126,36 @@ class Hub:
             log.warning("realtime hub ignored a message that is not JSON")
             return
         text = data.decode() if isinstance(data, bytes) else data
-        extra = self._track_waiting(event)
+        self._track_waiting(event)
+        self._fan_out(event, text)
+
+    def _fan_out(self, event: dict, text: str) -> None:
         for subscriber in list(self.subscribers):
             if subscriber.wants(event):
                 subscriber.offer(text)
-            if extra is not None and subscriber.wants(extra):
-                subscriber.offer(json.dumps(extra, ensure_ascii=False))
 
-    def _track_waiting(self, event: dict) -> dict | None:
-        """Keep the per-queue count of waiting callers; a `queue.waiting` event when it changes."""
+    def _track_waiting(self, event: dict) -> None:
+        """Keep the per-queue count of waiting callers; note the queues whose count changed."""
         queue, call_id = event.get("queue"), event.get("call_id")
         if not queue or not call_id or not event.get("type", "").startswith("call."):
-            return None
+            return
         calls = self.waiting.setdefault(queue, {})
         before = len(calls)
         if event.get("state") in WAITING_STATES:
             calls[call_id] = event["state"]
         else:
             calls.pop(call_id, None)
-        if len(calls) == before:
-            return None
-        return {"type": "queue.waiting", "queue": queue, "waiting": len(calls)}
+        if len(calls) != before:
+            self._waiting_changed.add(queue)
+
+    async def _send_waiting(self) -> None:
+        while True:
+            await asyncio.sleep(WAITING_INTERVAL)
+            self.flush_waiting()
+
+    def flush_waiting(self) -> None:
+        """Send the latest `queue.waiting` count of each queue that changed."""
+        changed, self._waiting_changed = self._waiting_changed, set()
+        for queue in sorted(changed):
+            event = {"type": "queue.waiting", "queue": queue, "waiting": len(self.waiting.get(queue, {}))}
+            self._fan_out(event, json.dumps(event, ensure_ascii=False))
