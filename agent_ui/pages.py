@@ -23,6 +23,7 @@ from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
 from callcenter.errors import DomainError
 from callcenter.timeutil import today_in
+from workorders.models import URGENCIES
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -57,7 +58,7 @@ def console_page(request: Request, services: ServicesDep, user: AgentUser):
     """The agent console; console.js loads the live state and follows the websocket."""
     return render(request, "console.html", {
         "user": user, "today": today_in(services.settings.tz).isoformat(), "wrapup_seconds": services.settings.wrapup_seconds,
-        "pause_reasons": control.PAUSE_REASONS, "dispositions": DISPOSITIONS, "relations": RELATIONS,
+        "pause_reasons": control.PAUSE_REASONS, "dispositions": DISPOSITIONS, "relations": RELATIONS, "urgencies": URGENCIES,
     })
 
 

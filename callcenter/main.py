@@ -64,12 +64,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_access_log(app)
 
     from agent_ui import pages
+    from workorders.api import router as workorders_router
 
     app.include_router(auth_router)
     app.include_router(elders_router)
     app.include_router(areas_router)
     app.include_router(calls_router)
     app.include_router(agent_router)
+    app.include_router(workorders_router)
     app.include_router(realtime_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")

@@ -1,1 +1,1 @@
-"""Work orders: state machine, SLA, routing to providers, provider pages (see DESIGN.md; not built yet)."""
+"""Work orders (工单): catalog, providers, orders and their state machine; routing, provider pages and callbacks come next."""

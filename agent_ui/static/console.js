@@ -146,7 +146,7 @@
     show("btn-done", ended);
     if (ended) say("通话已结束，请完成小结后点“完成”。", true);
     else if (fresh) say("", true);
-    if (fresh) { $("disposition").value = ""; $("notes").value = ""; }
+    if (fresh) { $("disposition").value = ""; $("notes").value = ""; $("order-form").hidden = true; }
     if (moved) loadHistory();
     if (fresh || st.popElder !== (call.elder_id || null)) loadPop(call.id);
   }
@@ -178,15 +178,45 @@
     show("elder-card", !!pop.elder);
     show("candidates", !pop.elder && !!(pop.candidates && pop.candidates.length));
     show("unknown", !pop.elder && !(pop.candidates && pop.candidates.length));
-    var order = $("btn-workorder");
     show("btn-workorder", !!pop.elder);
-    if (pop.elder) { renderElder(pop.elder); order.href = "/elders/" + pop.elder.id; }
+    if (!pop.elder) show("order-form", false);
+    if (pop.elder) renderElder(pop.elder);
     if (pop.candidates) renderCandidates(pop.candidates);
     renderList("recent-calls", pop.recent_calls, "暂无其他通话", function (c) {
       return [hhmmDate(c.started_at) + " " + (c.disposition_label || c.outcome_label || c.state_label), notesOf(c)];
     });
-    renderList("open-orders", pop.open_orders, "暂无未办结工单", function (o) { return [o.number + " " + o.status_label, ""]; });
+    loadOrders();
   }
+
+  // --- work orders of the elder on the line ----------------------------------------------------------
+  function loadOrders() {
+    var elder = st.pop && st.pop.elder;
+    if (!elder) { renderList("open-orders", [], "—", null); return Promise.resolve(); }
+    return api("GET", "/api/workorders?open=true&elder_id=" + elder.id).then(function (data) {
+      renderList("open-orders", data.items, "暂无未办结工单", function (o) {
+        return [o.number + " " + o.service_name + " · " + o.status_label, o.description];
+      });
+    }).catch(function (err) { say("无法加载工单：" + err.message, false); });
+  }
+  var serviceTypes = null;
+  $("btn-workorder").addEventListener("click", function () {
+    var form = $("order-form");
+    form.hidden = !form.hidden;
+    if (serviceTypes) return;
+    api("GET", "/api/service-types").then(function (types) {
+      serviceTypes = types;
+      form.service_type.replaceChildren.apply(form.service_type, types.map(function (t) { return el("option", { value: t.code, text: t.name }); }));
+    }).catch(function (err) { say(err.message, false); });
+  });
+  $("order-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var form = event.target;
+    if (!st.current) return;
+    act("POST", "/api/workorders", { call_id: st.current.id, service_type: form.service_type.value, urgency: form.urgency.value,
+                                     description: form.description.value.trim() })
+      .then(function (order) { say("已建工单 " + order.number + "（" + order.service_name + "）", true); form.reset(); form.hidden = true; loadOrders(); })
+      .catch(function () {});
+  });
   function hhmmDate(iso) { return iso ? iso.slice(5, 10) + " " + iso.slice(11, 16) : ""; }
   function notesOf(c) { return c.notes_hidden ? "记录仅处理坐席可见" : (c.notes || ""); }
   function renderList(id, items, emptyText, line) {

@@ -2,7 +2,7 @@
 
 /api/calls                 search (date range, agent, outcome, elder, `mine`, `q`)
 /api/calls/{id}            one call; notes only for the agent who handled it and supervisors
-/api/calls/{id}/pop        the screen pop: the call, its elder (or the candidates), history
+/api/calls/{id}/pop        the screen pop: the call, its elder (or the candidates), its last calls
 /api/calls/{id}/summary    disposition and notes            (the handling agent, supervisors)
 /api/calls/{id}/elder      which elder the call is about    (idem)
 /api/calls/{id}/hangup     end the agent's leg              (idem)
@@ -86,7 +86,7 @@ def get_call(call_id: int, session: DbSession, services: ServicesDep, user: Agen
 def screen_pop(call: OwnCall, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     """Everything the console shows when a call is offered: the call; the elder's profile (the
     view is audited) or, when several elders share the number, who they are; the elder's last
-    calls and open work orders."""
+    calls. (Open work orders come from /api/workorders?elder_id=&open=true.)"""
     tz, today = services.settings.tz, today_in(services.settings.tz)
     elder = candidates = None
     if call.elder_id is not None:
@@ -106,7 +106,6 @@ def screen_pop(call: OwnCall, request: Request, session: DbSession, services: Se
         "elder": elder,
         "candidates": candidates,
         "recent_calls": [_call_dict(row, tz, user) for row in recent],
-        "open_orders": [],  # work orders arrive with issue #5; the panel shows "暂无" until then
     }
 
 

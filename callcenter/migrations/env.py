@@ -1,6 +1,7 @@
 from alembic import context
 
 import callcenter.models  # noqa: F401  (registers every table)
+import workorders.models  # noqa: F401  (the one import back from callcenter besides main.py: autogenerate sees its tables)
 from callcenter.db import make_engine
 from callcenter.models import metadata
 

@@ -94,6 +94,16 @@ def test_known_elder_pops_with_risks_and_the_call_is_summarised(page, live_serve
         expect(page.locator("#history li").first).to_contain_text("服务申请", timeout=TIMEOUT)
         expect(page.locator("#history li").first).to_contain_text("老人需要助餐，每天午餐一份")
 
+        expect(page.locator("#open-orders")).to_have_text("暂无未办结工单")
+        page.click("#btn-workorder")
+        expect(page.locator("#order-form select[name=service_type] option")).to_have_count(9, timeout=TIMEOUT)
+        page.select_option("#order-form select[name=service_type]", "meal")
+        page.fill("#order-form input[name=description]", "每天午餐一份，少盐")
+        page.click("#order-form button[type=submit]")
+        expect(page.locator("#console-message")).to_contain_text("已建工单 GD", timeout=TIMEOUT)
+        expect(page.locator("#open-orders li").first).to_contain_text("助餐 · 待派单")
+        expect(page.locator("#open-orders li").first).to_contain_text("每天午餐一份，少盐")
+
         page.click("#btn-hangup")
         expect(page.locator("#call-state")).to_have_text("通话已结束", timeout=TIMEOUT)
         expect(page.locator("#agent-state")).to_have_text("话后整理", timeout=TIMEOUT)

@@ -30,18 +30,6 @@ def telephony(settings, services):
     live.close()
 
 
-@pytest.fixture
-def agent(services):
-    return make_user(services, "agent", username="agent8001", sip_extension="8001", display_name="王芳")
-
-
-@pytest.fixture
-def console(app, services, agent):
-    with TestClient(app) as client:
-        login(client, agent)
-        yield client
-
-
 def hang_up(client, call):
     """The console's 挂断 button: a bodiless POST carrying the CSRF token, as app JS sends it."""
     return client.post(f"/api/calls/{call.id}/hangup", headers=csrf_headers(client))

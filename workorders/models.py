@@ -1,0 +1,107 @@
+"""Work orders (工单): the service catalog, contracted providers, orders and their transitions
+(DESIGN.md, "Work order model")."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric
+from sqlmodel import Field, SQLModel
+
+from callcenter.timeutil import utcnow
+
+STATUSES = {"new": "待派单", "dispatched": "已派单", "accepted": "已接单", "in_service": "服务中", "completed": "已完成",
+            "closed": "已回访办结", "rejected": "服务商拒单", "cancelled": "已取消", "escalated": "已升级督办"}
+# Who may move an order where. Routing (#5's RQ jobs) and the provider pages use the same table.
+TRANSITIONS = {
+    "new": {"dispatched", "cancelled", "escalated"},
+    "dispatched": {"accepted", "rejected", "cancelled", "escalated"},
+    "rejected": {"dispatched", "cancelled", "escalated"},
+    "accepted": {"in_service", "cancelled", "escalated"},
+    "in_service": {"completed", "escalated"},
+    "completed": {"closed", "escalated"},
+    "escalated": {"dispatched", "cancelled", "closed"},
+    "closed": set(),
+    "cancelled": set(),
+}
+URGENCIES = {"normal": "普通", "urgent": "加急", "emergency": "紧急"}
+PROVIDER_STATUSES = {"active": "合作中", "suspended": "暂停派单", "exited": "已退出"}
+
+
+def _ts(**kwargs):
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), **kwargs))
+
+
+class ServiceType(SQLModel, table=True):
+    """One service of the catalog (助餐, 助浴 …) with its SLA in minutes from order creation."""
+
+    __tablename__ = "service_types"
+
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=40)
+    accept_minutes: int
+    arrive_minutes: int
+    complete_minutes: int
+    government_purchased: bool = False
+    unit_cost: Decimal = Field(default=Decimal("0"), sa_column=Column(Numeric(10, 2), nullable=False))
+    active: bool = True
+
+
+class Provider(SQLModel, table=True):
+    __tablename__ = "providers"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100, unique=True)
+    contact_name: str = Field(default="", max_length=50)
+    phone: str = Field(max_length=20, description="E.164; SMS notifications go here")
+    service_types: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    coverage: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False),
+                                description="area ids (streets or communities) it serves")
+    daily_capacity: int = 20
+    contract_start: date | None = None
+    contract_end: date | None = None
+    rating: Decimal = Field(default=Decimal("5.0"), sa_column=Column(Numeric(3, 2), nullable=False))
+    status: str = Field(default="active", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class WorkOrder(SQLModel, table=True):
+    __tablename__ = "work_orders"
+    __table_args__ = (Index("ix_work_orders_status_created", "status", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    number: str = Field(max_length=20, unique=True, description="GD20261122-0007")
+    elder_id: int = Field(foreign_key="elders.id", index=True)
+    call_id: int | None = Field(default=None, foreign_key="calls.id", index=True)
+    service_type: str = Field(foreign_key="service_types.code", max_length=32)
+    urgency: str = Field(default="normal", max_length=16)
+    status: str = Field(default="new", max_length=16)
+    provider_id: int | None = Field(default=None, foreign_key="providers.id", index=True)
+    address: str = Field(default="", max_length=255)
+    community_id: int | None = Field(default=None, foreign_key="areas.id")
+    window_start: datetime | None = _ts()
+    window_end: datetime | None = _ts()
+    description: str = Field(default="", max_length=2000)
+    created_by: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    accept_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    arrive_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    complete_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class WorkOrderEvent(SQLModel, table=True):
+    """Every transition: who, when, from, to, note."""
+
+    __tablename__ = "work_order_events"
+
+    id: int | None = Field(default=None, primary_key=True)
+    order_id: int = Field(foreign_key="work_orders.id", index=True)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    actor_user_id: int | None = Field(default=None, foreign_key="users.id")
+    actor: str = Field(max_length=80, description="who, as shown: a user's name, a provider, 系统")
+    from_status: str | None = Field(default=None, max_length=16)
+    to_status: str = Field(max_length=16)
+    provider_id: int | None = Field(default=None, foreign_key="providers.id")
+    note: str = Field(default="", max_length=1000)

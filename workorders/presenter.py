@@ -1,0 +1,41 @@
+"""Work orders as shown to a person: Chinese labels, times in the centre's time zone."""
+
+from __future__ import annotations
+
+from callcenter.timeutil import as_utc
+from workorders.models import PROVIDER_STATUSES, STATUSES, URGENCIES, Provider, ServiceType, WorkOrder, WorkOrderEvent
+
+
+def _local(value, tz):
+    return as_utc(value).astimezone(tz).isoformat() if value else None
+
+
+def order_dict(order: WorkOrder, tz, *, service_name: str = "", events: list[WorkOrderEvent] | None = None) -> dict:
+    out = {
+        "id": order.id, "number": order.number, "elder_id": order.elder_id, "call_id": order.call_id,
+        "service_type": order.service_type, "service_name": service_name, "urgency": order.urgency,
+        "urgency_label": URGENCIES.get(order.urgency, order.urgency), "status": order.status,
+        "status_label": STATUSES.get(order.status, order.status), "provider_id": order.provider_id, "address": order.address,
+        "description": order.description, "window_start": _local(order.window_start, tz), "window_end": _local(order.window_end, tz),
+        "created_at": _local(order.created_at, tz), "accept_due": _local(order.accept_due, tz),
+        "arrive_due": _local(order.arrive_due, tz), "complete_due": _local(order.complete_due, tz),
+    }
+    if events is not None:
+        out["events"] = [{"at": _local(e.at, tz), "actor": e.actor, "from": e.from_status, "to": e.to_status,
+                          "from_label": STATUSES.get(e.from_status, "") if e.from_status else "",
+                          "to_label": STATUSES.get(e.to_status, e.to_status), "note": e.note} for e in events]
+    return out
+
+
+def service_type_dict(row: ServiceType) -> dict:
+    return {"code": row.code, "name": row.name, "accept_minutes": row.accept_minutes, "arrive_minutes": row.arrive_minutes,
+            "complete_minutes": row.complete_minutes, "government_purchased": row.government_purchased,
+            "unit_cost": str(row.unit_cost), "active": row.active}
+
+
+def provider_dict(row: Provider) -> dict:
+    return {"id": row.id, "name": row.name, "contact_name": row.contact_name, "phone": row.phone,
+            "service_types": row.service_types, "coverage": row.coverage, "daily_capacity": row.daily_capacity,
+            "contract_start": row.contract_start.isoformat() if row.contract_start else None,
+            "contract_end": row.contract_end.isoformat() if row.contract_end else None, "rating": str(row.rating),
+            "status": row.status, "status_label": PROVIDER_STATUSES.get(row.status, row.status)}
