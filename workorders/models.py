@@ -85,6 +85,7 @@ class WorkOrder(SQLModel, table=True):
     description: str = Field(default="", max_length=2000)
     created_by: int | None = Field(default=None, foreign_key="users.id")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    dispatched_at: datetime | None = _ts()
     accept_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     arrive_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     complete_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
@@ -105,3 +106,17 @@ class WorkOrderEvent(SQLModel, table=True):
     to_status: str = Field(max_length=16)
     provider_id: int | None = Field(default=None, foreign_key="providers.id")
     note: str = Field(default="", max_length=1000)
+
+
+class SmsMessage(SQLModel, table=True):
+    """The SMS outbox: what the gateway sent (or, with the default outbox gateway, would send)."""
+
+    __tablename__ = "sms_outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    to: str = Field(max_length=20, index=True)
+    text: str = Field(max_length=500)
+    order_id: int | None = Field(default=None, foreign_key="work_orders.id", index=True)
+    provider_id: int | None = Field(default=None, foreign_key="providers.id")
+    status: str = Field(default="queued", max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))

@@ -7,19 +7,21 @@ owns the transaction: these functions flush, never commit.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import func
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from callcenter import db
+from callcenter.areas import service as areas_service
 from callcenter.auth.models import User
 from callcenter.calls import service as calls_service
 from callcenter.elders import service as elders_service
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone
 from callcenter.timeutil import utcnow
+from workorders import routing, sms
 from workorders.models import (
     PROVIDER_STATUSES,
     STATUSES,
@@ -156,17 +158,26 @@ def get_or_raise(*, session: Session, order_id: int) -> WorkOrder:
 
 
 def transition(*, session: Session, order: WorkOrder, to: str, actor: str, actor_user_id: int | None = None,
-               note: str = "", provider_id: int | None = None) -> WorkOrder:
-    """Move `order` to `to` if the state machine allows it, and record who, when, from, to, why."""
+               note: str = "", provider_id: int | None = None, changes: dict | None = None) -> WorkOrderEvent:
+    """Move `order` to `to` if the state machine allows it, and record who, when, from, to, why.
+
+    The move is a compare-and-set on the status read: when two workers (or a worker and a person)
+    move the same order at once, one wins and the other gets IllegalTransition, so an order is
+    never dispatched twice."""
     if to not in TRANSITIONS.get(order.status, set()):
         raise IllegalTransition(order, to)
-    now = utcnow()
-    session.add(WorkOrderEvent(order_id=order.id, at=now, actor_user_id=actor_user_id, actor=actor, from_status=order.status,
-                               to_status=to, provider_id=provider_id, note=note.strip()))
-    order.status, order.updated_at = to, now
-    session.add(order)
+    now, before = utcnow(), order.status
     session.flush()
-    return order
+    moved = session.execute(update(WorkOrder).where(WorkOrder.id == order.id, WorkOrder.status == before)
+                            .values(status=to, updated_at=now, **(changes or {}))).rowcount
+    session.refresh(order)
+    if moved != 1:
+        raise IllegalTransition(order, to)
+    event = WorkOrderEvent(order_id=order.id, at=now, actor_user_id=actor_user_id, actor=actor, from_status=before,
+                           to_status=to, provider_id=provider_id, note=note.strip())
+    session.add(event)
+    session.flush()
+    return event
 
 
 def events_of(*, session: Session, order_id: int) -> list[WorkOrderEvent]:
@@ -185,3 +196,75 @@ def search(*, session: Session, status: str | None = None, elder_id: int | None 
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     rows = session.exec(query.order_by(WorkOrder.created_at.desc(), WorkOrder.id.desc()).offset((page - 1) * page_size).limit(page_size))
     return list(rows), total
+
+
+# --- routing -----------------------------------------------------------------------------------------
+
+def dispatch_next(*, session: Session, order_id: int, tz) -> WorkOrderEvent | None:
+    """Dispatch a `new` or `rejected` order to the best eligible provider and queue its SMS, or
+    escalate it when nobody is eligible. Returns the dispatch event (its id marks this dispatch
+    for the acceptance deadline), None when there was nothing to do (already dispatched: running
+    the same job twice assigns once) or it was escalated."""
+    order = get_or_raise(session=session, order_id=order_id)
+    if order.status not in ("new", "rejected"):
+        return None
+    now = utcnow()
+    today = now.astimezone(tz).date()
+    chosen = routing.choose(_candidates(session=session, today_start=_day_start(today, tz)), service_type=order.service_type,
+                            areas=_areas_of(session=session, community_id=order.community_id), today=today,
+                            excluded=_refused_by(session=session, order_id=order.id))
+    if chosen is None:
+        transition(session=session, order=order, to="escalated", actor=SYSTEM, note="没有可派单的服务商（服务类型、覆盖区域、接单上限）")
+        return None
+    kind = session.get(ServiceType, order.service_type)
+    event = transition(session=session, order=order, to="dispatched", actor=SYSTEM, provider_id=chosen.id,
+                       note=f"派单，{kind.accept_minutes} 分钟内须接单", changes={"provider_id": chosen.id, "dispatched_at": now})
+    provider = session.get(Provider, chosen.id)
+    sms.send(session=session, to=provider.phone, order_id=order.id, provider_id=provider.id,
+             text=f"【12349】新工单 {order.number}（{kind.name}），请于 {kind.accept_minutes} 分钟内登录接单。")
+    return event
+
+
+def lapse_dispatch(*, session: Session, order_id: int, dispatch_event_id: int) -> bool:
+    """The acceptance deadline of one dispatch has passed: if that dispatch still stands (not
+    accepted, not re-dispatched), it counts as a refusal by the provider. True when it lapsed."""
+    order = get_or_raise(session=session, order_id=order_id)
+    latest = session.exec(select(WorkOrderEvent.id).where(WorkOrderEvent.order_id == order.id, WorkOrderEvent.to_status == "dispatched")
+                          .order_by(WorkOrderEvent.id.desc())).first()
+    if order.status != "dispatched" or latest != dispatch_event_id:
+        return False
+    transition(session=session, order=order, to="rejected", actor=SYSTEM, provider_id=order.provider_id, note="超时未接单")
+    return True
+
+
+def orders_waiting_for_routing(*, session: Session, older_than) -> list[int]:
+    """Orders still `new` (or `rejected`) since before `older_than`: their routing job was lost
+    (e.g. Redis was down when they were created)."""
+    rows = session.exec(select(WorkOrder.id).where(WorkOrder.status.in_(("new", "rejected")), WorkOrder.updated_at < older_than))
+    return list(rows)
+
+
+def _candidates(*, session: Session, today_start) -> list[routing.Candidate]:
+    load = dict(session.exec(select(WorkOrderEvent.provider_id, func.count()).where(
+        WorkOrderEvent.to_status == "dispatched", WorkOrderEvent.at >= today_start).group_by(WorkOrderEvent.provider_id)).all())
+    return [routing.Candidate(id=p.id, status=p.status, service_types=tuple(p.service_types), coverage=frozenset(p.coverage),
+                              daily_capacity=p.daily_capacity, dispatched_today=load.get(p.id, 0), rating=p.rating,
+                              contract_start=p.contract_start, contract_end=p.contract_end)
+            for p in session.exec(select(Provider).where(Provider.status == "active"))]
+
+
+def _areas_of(*, session: Session, community_id: int | None) -> frozenset[int]:
+    """The community and the street and district above it: coverage may name any of them."""
+    if community_id is None:
+        return frozenset()
+    return frozenset(area.id for area in areas_service.path_of(session=session, area_id=community_id))
+
+
+def _refused_by(*, session: Session, order_id: int) -> frozenset[int]:
+    rows = session.exec(select(WorkOrderEvent.provider_id).where(WorkOrderEvent.order_id == order_id,
+                                                                 WorkOrderEvent.to_status == "rejected"))
+    return frozenset(row for row in rows if row is not None)
+
+
+def _day_start(day: date, tz) -> datetime:
+    return datetime.combine(day, datetime.min.time(), tz).astimezone(timezone.utc)

@@ -1,4 +1,4 @@
-"""work orders: service catalog (seeded), providers, orders, transition events
+"""work orders: service catalog (seeded), providers, orders, transition events, SMS outbox
 
 Revision ID: 0004
 Revises: 0003
@@ -61,6 +61,7 @@ def upgrade() -> None:
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('accept_due', sa.DateTime(timezone=True), nullable=False),
     sa.Column('arrive_due', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('dispatched_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('complete_due', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['call_id'], ['calls.id'], ),
@@ -92,6 +93,20 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index(op.f('ix_work_order_events_order_id'), 'work_order_events', ['order_id'], unique=False)
+    op.create_table('sms_outbox',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('to', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
+    sa.Column('text', sqlmodel.sql.sqltypes.AutoString(length=500), nullable=False),
+    sa.Column('order_id', sa.Integer(), nullable=True),
+    sa.Column('provider_id', sa.Integer(), nullable=True),
+    sa.Column('status', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['order_id'], ['work_orders.id'], ),
+    sa.ForeignKeyConstraint(['provider_id'], ['providers.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    op.create_index(op.f('ix_sms_outbox_order_id'), 'sms_outbox', ['order_id'], unique=False)
+    op.create_index(op.f('ix_sms_outbox_to'), 'sms_outbox', ['to'], unique=False)
 
     service_types = sa.table(
         'service_types', sa.column('code', sa.String), sa.column('name', sa.String), sa.column('accept_minutes', sa.Integer),
@@ -117,6 +132,9 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index(op.f('ix_sms_outbox_to'), table_name='sms_outbox')
+    op.drop_index(op.f('ix_sms_outbox_order_id'), table_name='sms_outbox')
+    op.drop_table('sms_outbox')
     op.drop_index(op.f('ix_work_order_events_order_id'), table_name='work_order_events')
     op.drop_table('work_order_events')
     op.drop_index('ix_work_orders_status_created', table_name='work_orders')
