@@ -125,3 +125,12 @@ def cancel_order(order_id: int, body: NoteIn, session: DbSession, services: Serv
 def escalate_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
     """Hand to the supervisors (督办) with a reason."""
     return _move(order_id, "escalated", body, session, services, user)
+
+
+@router.get("/api/workorders-alerts")
+def alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """What needs a supervisor now: escalated orders, and routing jobs that used up their retries
+    (RQ's failed registry) — a failure is never silent."""
+    rows, total = orders_service.search(session=session, status="escalated", page_size=200)
+    return {"escalated": [_order(session, services, row) for row in rows], "escalated_total": total,
+            "failed_jobs": jobs.failed_jobs(services.redis)}

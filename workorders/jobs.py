@@ -13,6 +13,7 @@ Failed jobs are retried with backoff, then stay in RQ's failed registry (see `fa
 from __future__ import annotations
 
 import logging
+import os
 from datetime import timedelta
 
 from redis import Redis
@@ -36,6 +37,7 @@ def configure(settings: Settings) -> None:
     """The settings jobs use in this process (the worker sets them before it forks)."""
     _state.clear()
     _state["settings"] = settings
+    _database()
 
 
 def _settings() -> Settings:
@@ -43,8 +45,14 @@ def _settings() -> Settings:
 
 
 def _database() -> Database:
+    """The worker's engine, made once in the parent; a forked work-horse drops the inherited pool
+    (never share a database connection across a fork) and opens its own connections."""
     if "db" not in _state:
         _state["db"] = Database(_settings())
+        _state["pid"] = os.getpid()
+    elif _state.get("pid") != os.getpid():
+        _state["db"].engine.dispose(close=False)
+        _state["pid"] = os.getpid()
     return _state["db"]
 
 
@@ -100,6 +108,8 @@ def failed_jobs(connection: Redis) -> list[dict]:
     for job_id in registry.get_job_ids():
         job = queue(connection).fetch_job(job_id)
         if job is not None:
-            out.append({"id": job_id, "function": job.func_name, "args": list(job.args), "error": (job.exc_info or "").strip()[-500:]})
+            result = job.latest_result()
+            error = (result.exc_string or "") if result is not None else ""
+            out.append({"id": job_id, "function": job.func_name, "args": list(job.args), "error": error.strip()[-500:]})
     return out
 

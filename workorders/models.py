@@ -96,6 +96,7 @@ class WorkOrderEvent(SQLModel, table=True):
     """Every transition: who, when, from, to, note."""
 
     __tablename__ = "work_order_events"
+    __table_args__ = (Index("ix_work_order_events_load", "to_status", "at", "provider_id"),)  # routing: today's load
 
     id: int | None = Field(default=None, primary_key=True)
     order_id: int = Field(foreign_key="work_orders.id", index=True)

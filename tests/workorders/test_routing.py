@@ -21,7 +21,7 @@ from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ElderIn, PhoneIn
 from callcenter.main import create_app
 from callcenter.timeutil import utcnow
-from tests.conftest import login
+from tests.conftest import login, make_user
 from workorders import jobs
 from workorders.models import Provider, SmsMessage, WorkOrder, WorkOrderEvent
 from workorders.routing import Candidate, choose
@@ -198,3 +198,18 @@ def test_callcenter_worker_routes_queued_orders(settings, services, console, cit
     assert result.returncode == 0, result.stderr[-2000:]
     order = order_row(services, order_id)
     assert (order.status, order.provider_id) == ("dispatched", city["providers"]["乐龄"])
+
+
+def test_a_job_that_keeps_failing_is_shown_to_supervisors(app, services, console, city, rq_redis):
+    order_id = new_order(console, city["elder"], service_type="bathing")
+    jobs.queue(rq_redis).enqueue(jobs.route_order, 987654)  # an order that does not exist: the job fails for good
+    work(rq_redis)
+    console_alerts = console.get("/api/workorders-alerts")
+    assert console_alerts.status_code == 403  # supervisors' view
+    with TestClient(app) as client:
+        login(client, make_user(services, "supervisor"))
+        body = client.get("/api/workorders-alerts").json()
+    assert [o["id"] for o in body["escalated"]] == [order_id]
+    [failed] = body["failed_jobs"]
+    assert failed["function"] == "workorders.jobs.route_order" and failed["args"] == [987654]
+    assert "工单" in failed["error"] or "NotFound" in failed["error"]

@@ -93,6 +93,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     op.create_index(op.f('ix_work_order_events_order_id'), 'work_order_events', ['order_id'], unique=False)
+    op.create_index('ix_work_order_events_load', 'work_order_events', ['to_status', 'at', 'provider_id'], unique=False)
     op.create_table('sms_outbox',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('to', sqlmodel.sql.sqltypes.AutoString(length=20), nullable=False),
@@ -135,6 +136,7 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_sms_outbox_to'), table_name='sms_outbox')
     op.drop_index(op.f('ix_sms_outbox_order_id'), table_name='sms_outbox')
     op.drop_table('sms_outbox')
+    op.drop_index('ix_work_order_events_load', table_name='work_order_events')
     op.drop_index(op.f('ix_work_order_events_order_id'), table_name='work_order_events')
     op.drop_table('work_order_events')
     op.drop_index('ix_work_orders_status_created', table_name='work_orders')
