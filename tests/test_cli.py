@@ -139,7 +139,9 @@ def test_simulate_serves_ami_with_the_configured_login(cli_env):
         await asyncio.wait_for(client.connected.wait(), 20)
         status = await client.queue_status()
         deadline = time.monotonic() + 20
-        while "QueueCallerJoin" not in events and time.monotonic() < deadline:
+        # calls may have begun before we logged in: wait for a whole one (its Newchannel, then its queue join)
+        while not ("Newchannel" in events and "QueueCallerJoin" in events[events.index("Newchannel"):]) \
+                and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         client.stop()
         await asyncio.wait_for(task, 10)
