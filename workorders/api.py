@@ -68,8 +68,12 @@ class OrderIn(BaseModel):
     window_end: datetime | None = None
 
 
-def _order(session, services, order, *, events: bool = False) -> dict:
-    names = {row.code: row.name for row in orders_service.service_types(session=session, active_only=False)}
+def _service_names(session) -> dict[str, str]:
+    return {row.code: row.name for row in orders_service.service_types(session=session, active_only=False)}
+
+
+def _order(session, services, order, *, events: bool = False, names: dict[str, str] | None = None) -> dict:
+    names = names if names is not None else _service_names(session)
     history = orders_service.events_of(session=session, order_id=order.id) if events else None
     return presenter.order_dict(order, services.settings.tz, service_name=names.get(order.service_type, ""), events=history)
 
@@ -96,7 +100,9 @@ def list_orders(session: DbSession, services: ServicesDep, user: AgentUser, stat
                 page_size: int = Query(50, ge=1, le=200)):
     rows, total = orders_service.search(session=session, status=status, elder_id=elder_id, open_only=open, page=page,
                                         page_size=page_size)
-    return {"items": [_order(session, services, row) for row in rows], "total": total, "page": page, "page_size": page_size}
+    names = _service_names(session)  # once per page, not once per order
+    return {"items": [_order(session, services, row, names=names) for row in rows], "total": total, "page": page,
+            "page_size": page_size}
 
 
 @router.get("/api/workorders/{order_id}")
@@ -132,5 +138,6 @@ def alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
     """What needs a supervisor now: escalated orders, and routing jobs that used up their retries
     (RQ's failed registry) — a failure is never silent."""
     rows, total = orders_service.search(session=session, status="escalated", page_size=200)
-    return {"escalated": [_order(session, services, row) for row in rows], "escalated_total": total,
+    names = _service_names(session)
+    return {"escalated": [_order(session, services, row, names=names) for row in rows], "escalated_total": total,
             "failed_jobs": jobs.failed_jobs(services.redis)}

@@ -17,7 +17,7 @@ import os
 from datetime import timedelta
 
 from redis import Redis
-from rq import Queue, Retry
+from rq import Queue, Retry, get_current_job
 from rq.registry import FailedJobRegistry
 
 from callcenter.config import Settings, get_settings
@@ -67,8 +67,6 @@ def enqueue_route(connection: Redis, order_id: int) -> None:
 
 
 def route_order(order_id: int) -> str:
-    from rq import get_current_job
-
     settings = _settings()
     with _database().session_scope() as session:
         event = orders_service.dispatch_next(session=session, order_id=order_id, tz=settings.tz)
@@ -91,8 +89,6 @@ def acceptance_deadline(order_id: int, dispatch_event_id: int) -> str:
 
 def sweep() -> list[int]:
     """Route again every order waiting since before SWEEP_AFTER; returns their ids."""
-    from rq import get_current_job
-
     with _database().session_scope() as session:
         ids = orders_service.orders_waiting_for_routing(session=session, older_than=utcnow() - SWEEP_AFTER)
     job = get_current_job()

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from callcenter.timeutil import as_utc
+from callcenter.timeutil import local_iso
 from workorders.models import PROVIDER_STATUSES, STATUSES, URGENCIES, Provider, ServiceType, WorkOrder, WorkOrderEvent
-
-
-def _local(value, tz):
-    return as_utc(value).astimezone(tz).isoformat() if value else None
 
 
 def order_dict(order: WorkOrder, tz, *, service_name: str = "", events: list[WorkOrderEvent] | None = None) -> dict:
@@ -16,12 +12,12 @@ def order_dict(order: WorkOrder, tz, *, service_name: str = "", events: list[Wor
         "service_type": order.service_type, "service_name": service_name, "urgency": order.urgency,
         "urgency_label": URGENCIES.get(order.urgency, order.urgency), "status": order.status,
         "status_label": STATUSES.get(order.status, order.status), "provider_id": order.provider_id, "address": order.address,
-        "description": order.description, "window_start": _local(order.window_start, tz), "window_end": _local(order.window_end, tz),
-        "created_at": _local(order.created_at, tz), "accept_due": _local(order.accept_due, tz),
-        "arrive_due": _local(order.arrive_due, tz), "complete_due": _local(order.complete_due, tz),
+        "description": order.description, "window_start": local_iso(order.window_start, tz), "window_end": local_iso(order.window_end, tz),
+        "created_at": local_iso(order.created_at, tz), "accept_due": local_iso(order.accept_due, tz),
+        "arrive_due": local_iso(order.arrive_due, tz), "complete_due": local_iso(order.complete_due, tz),
     }
     if events is not None:
-        out["events"] = [{"at": _local(e.at, tz), "actor": e.actor, "from": e.from_status, "to": e.to_status,
+        out["events"] = [{"at": local_iso(e.at, tz), "actor": e.actor, "from": e.from_status, "to": e.to_status,
                           "from_label": STATUSES.get(e.from_status, "") if e.from_status else "",
                           "to_label": STATUSES.get(e.to_status, e.to_status), "note": e.note} for e in events]
     return out

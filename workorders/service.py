@@ -7,7 +7,7 @@ owns the transaction: these functions flush, never commit.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
@@ -20,7 +20,7 @@ from callcenter.calls import service as calls_service
 from callcenter.elders import service as elders_service
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone
-from callcenter.timeutil import utcnow
+from callcenter.timeutil import day_start_utc, utcnow
 from workorders import routing, sms
 from workorders.models import (
     PROVIDER_STATUSES,
@@ -210,7 +210,7 @@ def dispatch_next(*, session: Session, order_id: int, tz) -> WorkOrderEvent | No
         return None
     now = utcnow()
     today = now.astimezone(tz).date()
-    chosen = routing.choose(_candidates(session=session, today_start=_day_start(today, tz)), service_type=order.service_type,
+    chosen = routing.choose(_candidates(session=session, today_start=day_start_utc(today, tz)), service_type=order.service_type,
                             areas=_areas_of(session=session, community_id=order.community_id), today=today,
                             excluded=_refused_by(session=session, order_id=order.id))
     if chosen is None:
@@ -264,7 +264,3 @@ def _refused_by(*, session: Session, order_id: int) -> frozenset[int]:
     rows = session.exec(select(WorkOrderEvent.provider_id).where(WorkOrderEvent.order_id == order_id,
                                                                  WorkOrderEvent.to_status == "rejected"))
     return frozenset(row for row in rows if row is not None)
-
-
-def _day_start(day: date, tz) -> datetime:
-    return datetime.combine(day, datetime.min.time(), tz).astimezone(timezone.utc)

@@ -19,7 +19,7 @@
   var CALL_LABELS = { ringing: "振铃", ivr: "语音导航", queued: "排队中", offered: "来电振铃", talking: "通话中", wrapup: "通话已结束", ended: "通话已结束" };
   var LIVE = { offered: true, talking: true };
 
-  var st = { agent: null, current: null, pop: null, popFor: null, popElder: null, socket: null, retry: 0, loading: false,
+  var st = { agent: null, current: null, pop: null, popElder: null, socket: null, retry: 0, loading: false,
              buffered: [], historyTimer: null };
 
   function $(id) { return document.getElementById(id); }
@@ -152,7 +152,7 @@
   }
 
   function clearCall(message) {
-    st.current = null; st.pop = null; st.popFor = null; st.popElder = null;
+    st.current = null; st.pop = null; st.popElder = null;
     show("call", false);
     show("no-call", true);
     $("recent-calls").replaceChildren(el("li", { className: "muted", text: "—" }));
@@ -162,7 +162,6 @@
   $("btn-done").addEventListener("click", function () { clearCall(""); say("", true); });
 
   function loadPop(callId) {
-    st.popFor = callId;
     return api("GET", "/api/calls/" + callId + "/pop").then(function (pop) {
       if (!st.current || st.current.id !== callId) return;
       st.pop = pop;

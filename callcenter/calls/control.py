@@ -20,7 +20,6 @@ from callcenter.phones import Phone
 PAUSE_REASONS = {"break": "小休", "meal": "就餐", "training": "培训", "meeting": "会议"}
 WRAPUP_REASON = "wrapup"
 AGENT_STATES = {"ready": "就绪", "paused": "暂停", "offline": "签出"}
-ALL_PAUSE_LABELS = PAUSE_REASONS | {WRAPUP_REASON: "话后整理"}
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _EXTENSION = re.compile(r"^\d{2,8}$")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, DISPOSITIONS, IVR_ROUTES, CallRecord
 from callcenter.elders import presenter as elders_presenter
-from callcenter.timeutil import as_utc
+from callcenter.timeutil import local_iso
 
 def display_number(e164: str | None, raw: str | None) -> str | None:
     """As an agent reads it: `138 0013 8000`, `0411 8765 4321`; the raw caller ID when unparsable."""
@@ -14,7 +14,7 @@ def display_number(e164: str | None, raw: str | None) -> str | None:
 def call_dict(record: CallRecord, tz, *, notes_visible: bool) -> dict:
     """`notes_visible`: the viewer handled the call or supervises (calls_service.handles); an
     agent never reads another agent's notes."""
-    local = lambda value: as_utc(value).astimezone(tz).isoformat() if value else None  # noqa: E731
+    local = lambda value: local_iso(value, tz)  # noqa: E731
     return {
         "id": record.id,
         "call_id": record.linkedid,

@@ -6,23 +6,23 @@ The caller (the bridge) owns the transaction: these functions flush, never commi
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, timedelta
 from urllib.parse import urlparse
-from datetime import date, datetime, time, timedelta, timezone
 
 from sqlalchemy import func
 from sqlmodel import Session, select
 
 from callcenter import db
 from callcenter.auth.models import User
-from callcenter.calls.presenter import display_number
 from callcenter.calls.models import DISPOSITIONS, AgentStatus, CallRecord
+from callcenter.calls.presenter import display_number
 from callcenter.calls.tracker import AgentState, Call
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import Elder
 from callcenter.elders.schemas import PhoneIn
 from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import try_parse_phone
-from callcenter.timeutil import as_utc, utcnow
+from callcenter.timeutil import as_utc, day_start_utc, utcnow
 
 # Redis channels the bridge publishes on (README, "Live events").
 CALLS_CHANNEL = "hotline:calls"
@@ -143,9 +143,9 @@ def search(*, session: Session, tz, date_from: date | None = None, date_to: date
     if disposition:
         query = query.where(CallRecord.disposition == disposition)
     if date_from:
-        query = query.where(CallRecord.started_at >= _day_start_utc(date_from, tz))
+        query = query.where(CallRecord.started_at >= day_start_utc(date_from, tz))
     if date_to:
-        query = query.where(CallRecord.started_at < _day_start_utc(date_to + timedelta(days=1), tz))
+        query = query.where(CallRecord.started_at < day_start_utc(date_to + timedelta(days=1), tz))
     if agent:
         query = query.where(CallRecord.agent_extension == agent)
     if outcome:
@@ -165,11 +165,6 @@ def _text_condition(q: str):
         return CallRecord.caller_e164.contains(digits, autoescape=True)
     names = select(Elder.id).where(Elder.name.startswith(q, autoescape=True))
     return CallRecord.elder_id.in_(names)
-
-
-def _day_start_utc(day: date, tz) -> datetime:
-    """Midnight of `day` in the centre's time zone, in UTC (what is stored; SQLite keeps no zone)."""
-    return datetime.combine(day, time.min, tz).astimezone(timezone.utc)
 
 
 def event_payload(*, kind: str, call: Call, record: CallRecord) -> dict:
