@@ -85,6 +85,12 @@ def demo_data(
     typer.echo(f"wrote {result.elders} elders, {result.phones} phones, {result.areas} areas")
     for username, role, password in result.accounts:
         typer.echo(f"  demo login: {username} / {password}  ({role})")
+    from workorders import demo as workorders_demo
+
+    with Database(settings).session_scope() as session:
+        providers = workorders_demo.seed(session=session, area_code=settings.city_area_code, password=demo.DEMO_PASSWORD)
+    for name, phone in providers:
+        typer.echo(f"  provider login (/m/): {phone} / {demo.DEMO_PASSWORD}  ({name})")
 
 
 def _setup_logging() -> None:

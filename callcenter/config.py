@@ -46,6 +46,12 @@ class Settings(BaseSettings):
     sip_ws_url: str | None = Field(default=None, description="Asterisk's SIP-over-WebSocket URL, e.g. wss://pbx:8089/ws")
     sip_domain: str | None = Field(default=None, description="SIP domain of agent accounts (default: the ws host)")
 
+    # Provider mobile pages (/m/): the dispatch SMS carries a signed login link to PUBLIC_URL.
+    public_url: str = Field(default="http://127.0.0.1:8000", description="how phones reach this site, for SMS links")
+    provider_link_hours: int = Field(default=24, description="a login link in a dispatch SMS works this long")
+    provider_session_hours: int = 12
+    upload_max_bytes: int = Field(default=5 * 1024 * 1024, description="largest photo a provider may upload")
+
     city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
     timezone: str = "Asia/Shanghai"
 

@@ -38,6 +38,16 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def write_lock(session: Session) -> None:
+    """Take SQLite's write lock now (BEGIN IMMEDIATE), waiting for it like any write: a
+    transaction that reads and then writes would otherwise fail at once with "database is locked"
+    when another process wrote meanwhile. PostgreSQL needs nothing here (rows are locked with
+    SELECT … FOR UPDATE where it matters)."""
+    connection = session.connection()
+    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
 def get_or_raise(session: Session, model: type[T], ident, what: str) -> T:
     """The row of `model` with primary key `ident`, or NotFound("<what> <ident> 不存在")."""
     from callcenter.errors import NotFound

@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     from agent_ui import pages
     from workorders.api import router as workorders_router
+    from workorders.mobile import router as mobile_router
 
     app.include_router(auth_router)
     app.include_router(elders_router)
@@ -72,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(calls_router)
     app.include_router(agent_router)
     app.include_router(workorders_router)
+    app.include_router(mobile_router)
     app.include_router(realtime_router)
     app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
@@ -152,7 +154,8 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError):
         if isinstance(exc, NotAuthenticated) and _wants_html(request):
-            return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+            login = "/m/login" if request.url.path.startswith("/m/") else "/login"  # provider pages have their own
+            return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
         if isinstance(exc, FieldErrors) and not _wants_html(request):
             detail = [{"loc": ["body", field], "msg": msg, "type": "value_error"} for field, msg in exc.errors]
             return JSONResponse({"detail": detail, "message": exc.message}, status_code=422)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import sqlite3
@@ -15,8 +16,11 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from callcenter.areas.models import Area
 from callcenter.auth.models import User
 from callcenter.elders.models import Elder, ElderPhone
+from workorders import staff as staff_service
+from workorders.models import Provider
 
 CALLCENTER = shutil.which("callcenter", path=str(Path(sys.executable).parent))
 
@@ -70,6 +74,14 @@ def test_demo_data_writes_a_plausible_city_once(cli_env, services):
     for p in phones:
         shared.setdefault(p.number, set()).add(p.elder_id)
     assert any(len(ids) > 1 for ids in shared.values()), "couples share a home number"
+    # Demo providers cover the city's streets, and the printed provider login signs in to /m/.
+    phone, password = re.search(r"provider login \(/m/\): (\d+) / (\S+)", done.stdout).groups()
+    with services.db.session_scope() as session:
+        providers = list(session.exec(select(Provider)))
+        covered = {area for p in providers for area in p.coverage}
+        streets = set(session.exec(select(Area.id).where(Area.level == "street")))
+        assert len(providers) == 5 and streets <= covered
+        assert staff_service.authenticate(session=session, phone=phone, password=password, area_code="0411") is not None
     skipped = run_cli("demo-data", "--elders", "300", "--if-empty", env=cli_env)
     assert "nothing written" in skipped.stdout
 

@@ -1,8 +1,9 @@
-"""HTTP API for work orders: /api/service-types, /api/providers, /api/workorders …
+"""HTTP API for work orders: /api/service-types, /api/providers (and their staff), /api/workorders,
+/api/callbacks, /api/subsidy-ledger, /api/sms-outbox.
 
-Creating an order enqueues its routing (workorders/jobs.py). The provider pages, callbacks and
-subsidies come next (#5); the transitions here are the ones a hotline person makes: create,
-cancel, escalate.
+Creating an order enqueues its routing (workorders/jobs.py). The transitions here are the ones
+hotline people make: create, cancel, escalate, the callback (agents); assign, close an escalated
+order, approve a subsidy overdraw (supervisors). Providers act on their pages (workorders/mobile.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ import logging
 from datetime import date, datetime
 
 from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser
-from workorders import jobs, presenter
+from callcenter.errors import NotFound
+from workorders import jobs, photos, presenter, subsidy
 from workorders import service as orders_service
+from workorders import staff as staff_service
 
 router = APIRouter(tags=["workorders"])
 log = logging.getLogger(__name__)
@@ -66,6 +70,8 @@ class OrderIn(BaseModel):
     description: str = Field(default="", max_length=2000)
     window_start: datetime | None = None
     window_end: datetime | None = None
+    self_paid: bool = False
+    approve_overdraw: bool = Field(default=False, description="supervisors: let the subsidy go below zero")
 
 
 def _service_names(session) -> dict[str, str]:
@@ -88,10 +94,17 @@ def create_order(body: OrderIn, background: BackgroundTasks, session: DbSession,
 
 
 def _enqueue_route(connection, order_id: int) -> None:
+    _after_commit(jobs.enqueue_route, connection, order_id)
+
+
+def _after_commit(enqueue, connection, order_id: int, *args) -> None:
+    """Run as a background task, after the order is committed. With Redis down nothing is lost:
+    the sweeper routes orders left waiting, and a lost deadline leaves the order on the
+    supervisors' overdue list."""
     try:
-        jobs.enqueue_route(connection, order_id)
-    except (RedisError, OSError) as exc:  # the sweeper routes it once Redis is back
-        log.warning("could not enqueue routing of order %s (%s); the sweeper will", order_id, type(exc).__name__)
+        enqueue(connection, order_id, *args)
+    except (RedisError, OSError) as exc:
+        log.warning("could not enqueue %s for order %s (%s); the sweeper will", enqueue.__name__, order_id, type(exc).__name__)
 
 
 @router.get("/api/workorders")
@@ -141,3 +154,115 @@ def alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
     names = _service_names(session)
     return {"escalated": [_order(session, services, row, names=names) for row in rows], "escalated_total": total,
             "failed_jobs": jobs.failed_jobs(services.redis)}
+
+
+@router.get("/api/workorders/{order_id}/photo")
+def order_photo(order_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
+    order = orders_service.get_or_raise(session=session, order_id=order_id)
+    if not order.photo:
+        raise NotFound("该工单没有上传照片")
+    return FileResponse(photos.path_of(services.settings, order.photo))
+
+
+class ApproveIn(BaseModel):
+    note: str = Field(default="", max_length=200)
+
+
+@router.post("/api/workorders/{order_id}/approve-overdraw")
+def approve_overdraw(order_id: int, body: ApproveIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """Let this order's completion draw the subsidy below zero (the elder's need comes first)."""
+    order = orders_service.get_or_raise(session=session, order_id=order_id)
+    subsidy.approve_overdraw(session=session, order=order, supervisor=user)
+    return _order(session, services, order, events=True)
+
+
+class AssignIn(BaseModel):
+    provider_id: int
+
+
+@router.post("/api/workorders/{order_id}/assign")
+def assign_order(order_id: int, body: AssignIn, background: BackgroundTasks, session: DbSession, services: ServicesDep,
+                 user: SupervisorUser):
+    """Send an escalated order to a provider the supervisor picks (the SMS and the acceptance
+    deadline as for routing)."""
+    order = orders_service.get_or_raise(session=session, order_id=order_id)
+    event = orders_service.assign(session=session, order=order, provider_id=body.provider_id, user=user,
+                                  login_link=jobs.login_link(services.settings))
+    minutes = orders_service.service_type_or_raise(session=session, code=order.service_type).accept_minutes
+    background.add_task(_after_commit, jobs.schedule_deadline, services.redis, order.id, event.id, minutes)
+    return _order(session, services, order, events=True)
+
+
+@router.post("/api/workorders/{order_id}/close")
+def close_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """Close an escalated order once it is handled (a complaint answered, the service redone)."""
+    order = orders_service.get_or_raise(session=session, order_id=order_id)
+    orders_service.close_escalated(session=session, order=order, user=user, note=body.note)
+    return _order(session, services, order, events=True)
+
+
+# --- callbacks (回访) -------------------------------------------------------------------------------
+
+@router.get("/api/callbacks")
+def callbacks(session: DbSession, services: ServicesDep, user: AgentUser):
+    """Completed orders waiting for the elder's callback, with who to call."""
+    rows = orders_service.callbacks_due(session=session)
+    names = _service_names(session)
+    return {"items": [_order(session, services, row, names=names) | orders_service.callback_contact(session=session, order=row)
+                      for row in rows]}
+
+
+class CallbackIn(BaseModel):
+    satisfaction: int = Field(ge=1, le=5)
+    comment: str = Field(default="", max_length=1000)
+    complaint: bool = False
+
+
+@router.post("/api/workorders/{order_id}/callback")
+def record_callback(order_id: int, body: CallbackIn, session: DbSession, services: ServicesDep, user: AgentUser):
+    order = orders_service.get_or_raise(session=session, order_id=order_id)
+    orders_service.record_callback(session=session, order=order, user=user, **body.model_dump())
+    return _order(session, services, order, events=True)
+
+
+# --- provider staff, subsidy ledger, SMS outbox (supervisors) ---------------------------------------
+
+class StaffIn(BaseModel):
+    name: str = Field(max_length=50)
+    phone: str = Field(max_length=40)
+    password: str | None = Field(default=None, max_length=128)
+
+
+class StaffChange(BaseModel):
+    password: str | None = Field(default=None, max_length=128)
+    active: bool | None = None
+
+
+@router.get("/api/providers/{provider_id}/staff")
+def list_staff(provider_id: int, session: DbSession, user: SupervisorUser):
+    return [presenter.staff_dict(row) for row in staff_service.staff_of(session=session, provider_id=provider_id)]
+
+
+@router.post("/api/providers/{provider_id}/staff", status_code=201)
+def create_staff(provider_id: int, body: StaffIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    row = staff_service.create_staff(session=session, provider_id=provider_id, area_code=services.settings.city_area_code,
+                                     **body.model_dump())
+    return presenter.staff_dict(row)
+
+
+@router.patch("/api/provider-staff/{staff_id}")
+def update_staff(staff_id: int, body: StaffChange, session: DbSession, user: SupervisorUser):
+    return presenter.staff_dict(staff_service.update_staff(session=session, staff_id=staff_id, **body.model_dump()))
+
+
+@router.get("/api/subsidy-ledger")
+def subsidy_ledger(elder_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
+    return [presenter.ledger_dict(row, services.settings.tz) for row in subsidy.ledger_of(session=session, elder_id=elder_id)]
+
+
+@router.get("/api/sms-outbox")
+def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, order_id: int | None = None,
+               page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=200)):
+    """The default SMS gateway's outbox: every message the system sent, newest first."""
+    rows = orders_service.sms_messages(session=session, order_id=order_id, page=page, page_size=page_size)
+    return [presenter.sms_dict(row, services.settings.tz) for row in rows]

@@ -90,6 +90,56 @@ class WorkOrder(SQLModel, table=True):
     arrive_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     complete_due: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    # The provider's side (its mobile pages): accepted, checked in on arrival, completed.
+    accepted_at: datetime | None = _ts()
+    arrived_at: datetime | None = _ts()
+    completed_at: datetime | None = _ts()
+    confirm_code: str | None = Field(default=None, max_length=8, description="told to the elder at dispatch, asked at completion")
+    confirm_failures: int = 0
+    service_notes: str = Field(default="", max_length=2000)
+    service_minutes: int | None = None
+    photo: str | None = Field(default=None, max_length=255, description="file name under DATA_DIR/uploads/orders")
+    # The callback (回访) and the subsidy.
+    satisfaction: int | None = None
+    callback_comment: str = Field(default="", max_length=1000)
+    complaint: bool = False
+    callback_by: int | None = Field(default=None, foreign_key="users.id")
+    closed_at: datetime | None = _ts()
+    self_paid: bool = Field(default=False, description="the elder pays: no subsidy is checked or drawn")
+    subsidy_amount: Decimal | None = Field(default=None, sa_column=Column(Numeric(10, 2)))
+    overdraw_approved_by: int | None = Field(default=None, foreign_key="users.id")
+
+
+class ProviderStaff(SQLModel, table=True):
+    """A provider's account on the mobile pages: signs in by phone and password, or by the signed
+    link in a dispatch SMS. Sees only its provider's orders."""
+
+    __tablename__ = "provider_staff"
+
+    id: int | None = Field(default=None, primary_key=True)
+    provider_id: int = Field(foreign_key="providers.id", index=True)
+    name: str = Field(max_length=50)
+    phone: str = Field(max_length=20, unique=True, description="E.164; the login name")
+    password_hash: str | None = Field(default=None, max_length=255, description="None: link login only")
+    active: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class SubsidyLedger(SQLModel, table=True):
+    """Every change of an elder's subsidy balance by a service: amount (negative: drawn), the
+    balance after it, the order, and who approved an overdraw."""
+
+    __tablename__ = "subsidy_ledger"
+
+    id: int | None = Field(default=None, primary_key=True)
+    elder_id: int = Field(foreign_key="elders.id", index=True)
+    order_id: int | None = Field(default=None, foreign_key="work_orders.id", index=True)
+    service_type: str | None = Field(default=None, max_length=32)
+    amount: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
+    balance_after: Decimal = Field(sa_column=Column(Numeric(12, 2), nullable=False))
+    overdraw_approved_by: int | None = Field(default=None, foreign_key="users.id")
+    note: str = Field(default="", max_length=200)
+    at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False, index=True))
 
 
 class WorkOrderEvent(SQLModel, table=True):

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from callcenter.timeutil import local_iso
-from workorders.models import PROVIDER_STATUSES, STATUSES, URGENCIES, Provider, ServiceType, WorkOrder, WorkOrderEvent
+from workorders.models import (PROVIDER_STATUSES, STATUSES, URGENCIES, Provider, ProviderStaff, ServiceType, SmsMessage,
+                               SubsidyLedger, WorkOrder, WorkOrderEvent)
 
 
 def order_dict(order: WorkOrder, tz, *, service_name: str = "", events: list[WorkOrderEvent] | None = None) -> dict:
@@ -15,6 +16,15 @@ def order_dict(order: WorkOrder, tz, *, service_name: str = "", events: list[Wor
         "description": order.description, "window_start": local_iso(order.window_start, tz), "window_end": local_iso(order.window_end, tz),
         "created_at": local_iso(order.created_at, tz), "accept_due": local_iso(order.accept_due, tz),
         "arrive_due": local_iso(order.arrive_due, tz), "complete_due": local_iso(order.complete_due, tz),
+        "dispatched_at": local_iso(order.dispatched_at, tz), "accepted_at": local_iso(order.accepted_at, tz),
+        "arrived_at": local_iso(order.arrived_at, tz), "completed_at": local_iso(order.completed_at, tz),
+        "closed_at": local_iso(order.closed_at, tz), "service_notes": order.service_notes, "service_minutes": order.service_minutes,
+        "has_photo": bool(order.photo), "satisfaction": order.satisfaction, "callback_comment": order.callback_comment,
+        "complaint": order.complaint, "self_paid": order.self_paid,
+        "subsidy_amount": str(order.subsidy_amount) if order.subsidy_amount is not None else None,
+        "overdraw_approved": order.overdraw_approved_by is not None,
+        # hotline staff read the elder's confirmation code out on the phone; provider pages never show it
+        "confirm_code": order.confirm_code,
     }
     if events is not None:
         out["events"] = [{"at": local_iso(e.at, tz), "actor": e.actor, "from": e.from_status, "to": e.to_status,
@@ -35,3 +45,19 @@ def provider_dict(row: Provider) -> dict:
             "contract_start": row.contract_start.isoformat() if row.contract_start else None,
             "contract_end": row.contract_end.isoformat() if row.contract_end else None, "rating": str(row.rating),
             "status": row.status, "status_label": PROVIDER_STATUSES.get(row.status, row.status)}
+
+
+def staff_dict(row: ProviderStaff) -> dict:
+    return {"id": row.id, "provider_id": row.provider_id, "name": row.name, "phone": row.phone, "active": row.active,
+            "has_password": row.password_hash is not None}
+
+
+def ledger_dict(row: SubsidyLedger, tz) -> dict:
+    return {"id": row.id, "elder_id": row.elder_id, "order_id": row.order_id, "service_type": row.service_type,
+            "amount": str(row.amount), "balance_after": str(row.balance_after), "note": row.note,
+            "overdraw_approved": row.overdraw_approved_by is not None, "at": local_iso(row.at, tz)}
+
+
+def sms_dict(row: SmsMessage, tz) -> dict:
+    return {"id": row.id, "to": row.to, "text": row.text, "order_id": row.order_id, "provider_id": row.provider_id,
+            "status": row.status, "created_at": local_iso(row.created_at, tz)}

@@ -7,28 +7,37 @@ owns the transaction: these functions flush, never commit.
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+import secrets
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
 
 from callcenter import db
 from callcenter.areas import service as areas_service
+from callcenter.auth import service as auth_service
 from callcenter.auth.models import User
 from callcenter.calls import service as calls_service
 from callcenter.elders import service as elders_service
+from callcenter.elders.models import ElderPhone
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone
-from callcenter.timeutil import day_start_utc, utcnow
-from workorders import routing, sms
+from callcenter.timeutil import as_utc, day_start_utc, utcnow
+from workorders import routing, sms, subsidy
+from workorders import staff as staff_service
 from workorders.models import (
     PROVIDER_STATUSES,
     STATUSES,
     TRANSITIONS,
     URGENCIES,
     Provider,
+    ProviderStaff,
     ServiceType,
+    SmsMessage,
     WorkOrder,
     WorkOrderEvent,
 )
@@ -90,6 +99,9 @@ def save_provider(*, session: Session, fields: dict, area_code: str, provider_id
         setattr(provider, key, value.strip() if isinstance(value, str) else value)
     session.add(provider)
     session.flush()
+    if provider_id is None:  # its dispatcher: the account the dispatch SMS's login link signs in
+        staff_service.create_staff(session=session, provider_id=provider.id, name=provider.contact_name or provider.name,
+                                   phone=provider.phone, area_code=area_code)
     return provider
 
 
@@ -101,8 +113,10 @@ def list_providers(*, session: Session) -> list[Provider]:
 
 def create_order(*, session: Session, user: User, service_type: str, elder_id: int | None = None, call_id: int | None = None,
                  urgency: str = "normal", description: str = "", window_start: datetime | None = None,
-                 window_end: datetime | None = None, tz) -> WorkOrder:
-    """A new order for an elder, from a call (the agent who handled it) or from the elder's page."""
+                 window_end: datetime | None = None, self_paid: bool = False, approve_overdraw: bool = False, tz) -> WorkOrder:
+    """A new order for an elder, from a call (the agent who handled it) or from the elder's page.
+    A subsidised service the elder's balance cannot pay for is refused unless a supervisor
+    approves the overdraw (`approve_overdraw`) or the elder pays (`self_paid`)."""
     kind = service_type_or_raise(session=session, code=service_type)
     if urgency not in URGENCIES:
         raise FieldErrors.single("urgency", f"紧急程度无效：{urgency}（可选：{'、'.join(URGENCIES)}）")
@@ -122,11 +136,16 @@ def create_order(*, session: Session, user: User, service_type: str, elder_id: i
     elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
     if not elder.active:
         raise Conflict(f"该老人档案已停用：{elder.deactivated_reason or ''}")
+    if approve_overdraw and not auth_service.has_role(user, "supervisor"):
+        raise PermissionDenied("超额使用补贴须由班长批准")
+    if kind.government_purchased and kind.unit_cost > 0 and not self_paid:
+        subsidy.check_new_order(session=session, elder=elder, kind=kind, approved=approve_overdraw)
     now = utcnow()
     order = WorkOrder(
         number="", elder_id=elder.id, call_id=call_id, service_type=kind.code, urgency=urgency, address=elder.address or "",
         community_id=elder.community_id, window_start=window_start, window_end=window_end, description=description.strip(),
-        created_by=user.id, created_at=now, updated_at=now, accept_due=now + timedelta(minutes=kind.accept_minutes),
+        created_by=user.id, created_at=now, updated_at=now, self_paid=self_paid,
+        overdraw_approved_by=user.id if approve_overdraw else None, accept_due=now + timedelta(minutes=kind.accept_minutes),
         arrive_due=now + timedelta(minutes=kind.arrive_minutes), complete_due=now + timedelta(minutes=kind.complete_minutes),
     )
     _insert_numbered(session=session, order=order, day=now.astimezone(tz).date())
@@ -158,25 +177,31 @@ def get_or_raise(*, session: Session, order_id: int) -> WorkOrder:
 
 
 def transition(*, session: Session, order: WorkOrder, to: str, actor: str, actor_user_id: int | None = None,
-               note: str = "", provider_id: int | None = None, changes: dict | None = None) -> WorkOrderEvent:
+               note: str = "", provider_id: int | None = None, changes: dict | None = None, flush: bool = True) -> WorkOrderEvent:
     """Move `order` to `to` if the state machine allows it, and record who, when, from, to, why.
 
     The move is a compare-and-set on the status read: when two workers (or a worker and a person)
     move the same order at once, one wins and the other gets IllegalTransition, so an order is
-    never dispatched twice."""
+    never dispatched twice. With `flush=False` (routing in batches) the event row is written by
+    the caller's next flush, together with the batch's others."""
     if to not in TRANSITIONS.get(order.status, set()):
         raise IllegalTransition(order, to)
     now, before = utcnow(), order.status
-    session.flush()
-    moved = session.execute(update(WorkOrder).where(WorkOrder.id == order.id, WorkOrder.status == before)
-                            .values(status=to, updated_at=now, **(changes or {}))).rowcount
-    session.refresh(order)
+    values = {"status": to, "updated_at": now, **(changes or {})}
+    if flush:
+        session.flush()
+    table = WorkOrder.__table__
+    moved = session.connection().execute(update(table).where(table.c.id == order.id, table.c.status == before).values(**values)).rowcount
     if moved != 1:
+        session.refresh(order)  # what it has become meanwhile, for the message
         raise IllegalTransition(order, to)
+    for key, value in values.items():  # what the row now holds, without reading it back
+        set_committed_value(order, key, value)
     event = WorkOrderEvent(order_id=order.id, at=now, actor_user_id=actor_user_id, actor=actor, from_status=before,
                            to_status=to, provider_id=provider_id, note=note.strip())
     session.add(event)
-    session.flush()
+    if flush:
+        session.flush()
     return event
 
 
@@ -200,29 +225,121 @@ def search(*, session: Session, status: str | None = None, elder_id: int | None 
 
 # --- routing -----------------------------------------------------------------------------------------
 
-def dispatch_next(*, session: Session, order_id: int, tz) -> WorkOrderEvent | None:
-    """Dispatch a `new` or `rejected` order to the best eligible provider and queue its SMS, or
-    escalate it when nobody is eligible. Returns the dispatch event (its id marks this dispatch
-    for the acceptance deadline), None when there was nothing to do (already dispatched: running
-    the same job twice assigns once) or it was escalated."""
-    order = get_or_raise(session=session, order_id=order_id)
-    if order.status not in ("new", "rejected"):
-        return None
-    now = utcnow()
-    today = now.astimezone(tz).date()
-    chosen = routing.choose(_candidates(session=session, today_start=day_start_utc(today, tz)), service_type=order.service_type,
-                            areas=_areas_of(session=session, community_id=order.community_id), today=today,
-                            excluded=_refused_by(session=session, order_id=order.id))
-    if chosen is None:
-        transition(session=session, order=order, to="escalated", actor=SYSTEM, note="没有可派单的服务商（服务类型、覆盖区域、接单上限）")
-        return None
-    kind = session.get(ServiceType, order.service_type)
-    event = transition(session=session, order=order, to="dispatched", actor=SYSTEM, provider_id=chosen.id,
-                       note=f"派单，{kind.accept_minutes} 分钟内须接单", changes={"provider_id": chosen.id, "dispatched_at": now})
-    provider = session.get(Provider, chosen.id)
-    sms.send(session=session, to=provider.phone, order_id=order.id, provider_id=provider.id,
-             text=f"【12349】新工单 {order.number}（{kind.name}），请于 {kind.accept_minutes} 分钟内登录接单。")
+LoginLink = Callable[[ProviderStaff], str]
+ROUTABLE = ("new", "rejected")
+
+
+class Router:
+    """Dispatches orders within one transaction. What every order needs (the providers and
+    their load today, service types, areas, dispatcher accounts) is read once and kept current
+    in memory as orders are dispatched, so routing a batch costs a few statements per order."""
+
+    def __init__(self, *, session: Session, tz, login_link: LoginLink | None = None):
+        self.session, self.login_link = session, login_link
+        self.today = utcnow().astimezone(tz).date()
+        candidates, self.providers = _candidates(session=session, today_start=day_start_utc(self.today, tz))
+        self.candidates = {c.id: c for c in candidates}
+        self.kinds = {row.code: row for row in service_types(session=session, active_only=False)}
+        self.areas: dict[int | None, frozenset[int]] = {}
+        self.dispatchers: dict[int, ProviderStaff | None] = {}
+        self.mobiles: dict[int, str | None] = {}
+        self.deadlines: list[tuple[int, WorkOrderEvent, int]] = []  # (order id, dispatch event, minutes to accept)
+
+    def route(self, order: WorkOrder) -> WorkOrderEvent | None:
+        """Dispatch a `new` or `rejected` order to the best eligible provider, or escalate it
+        when nobody is eligible. The dispatch event (its id marks this dispatch for the
+        acceptance deadline), or None: escalated, or nothing to do (already dispatched: running
+        the same job twice assigns once)."""
+        if order.status not in ROUTABLE:
+            return None
+        if order.community_id not in self.areas:
+            self.areas[order.community_id] = _areas_of(session=self.session, community_id=order.community_id)
+        refused = _refused_by(session=self.session, order_id=order.id) if order.status == "rejected" else frozenset()
+        chosen = routing.choose(list(self.candidates.values()), service_type=order.service_type, areas=self.areas[order.community_id],
+                                today=self.today, excluded=refused)
+        if chosen is None:
+            transition(session=self.session, order=order, to="escalated", actor=SYSTEM,
+                       note="没有可派单的服务商（服务类型、覆盖区域、接单上限）")
+            return None
+        return self.dispatch(order, self.providers[chosen.id], actor=SYSTEM)
+
+    def dispatch(self, order: WorkOrder, provider: Provider, *, actor: str, actor_user_id: int | None = None) -> WorkOrderEvent:
+        """Give the order to `provider`: the provider gets an SMS (with a login link for its
+        dispatcher account), the elder a confirmation code, asked for at completion. The rows
+        are written at the caller's next flush (one INSERT per table for a whole batch)."""
+        kind = self.kinds[order.service_type]
+        code = order.confirm_code or f"{secrets.randbelow(10**6):06d}"
+        event = transition(session=self.session, order=order, to="dispatched", actor=actor, actor_user_id=actor_user_id,
+                           provider_id=provider.id, note=f"派单给{provider.name}，{kind.accept_minutes} 分钟内须接单",
+                           changes={"provider_id": provider.id, "dispatched_at": utcnow(), "confirm_code": code}, flush=False)
+        self.deadlines.append((order.id, event, kind.accept_minutes))
+        if provider.id in self.candidates:  # its load today, for the next order of this batch
+            known = self.candidates[provider.id]
+            self.candidates[provider.id] = replace(known, dispatched_today=known.dispatched_today + 1)
+        if provider.id not in self.dispatchers:
+            self.dispatchers[provider.id] = staff_service.dispatcher_of(session=self.session, provider=provider)
+        dispatcher = self.dispatchers[provider.id]
+        where = f"：{self.login_link(dispatcher)}" if dispatcher and self.login_link else "。"
+        sms.send(session=self.session, to=provider.phone, order_id=order.id, provider_id=provider.id,
+                 text=f"【12349】新工单 {order.number}（{kind.name}），请于 {kind.accept_minutes} 分钟内接单{where}")
+        mobile = self.mobiles.get(order.elder_id) if order.elder_id in self.mobiles else self._mobile_of(order.elder_id)
+        if mobile:
+            sms.send(session=self.session, to=mobile, order_id=order.id,
+                     text=f"【12349】您的{kind.name}服务（工单 {order.number}）已由{provider.name}承接。"
+                          f"服务完成后请把确认码 {code} 告诉服务人员。")
+        return event
+
+    def prefetch_mobiles(self, elder_ids: set[int]) -> None:
+        """The elders' first mobile numbers, in one query for a whole batch."""
+        rows = self.session.exec(select(ElderPhone.elder_id, ElderPhone.number).where(
+            ElderPhone.elder_id.in_(elder_ids), ElderPhone.kind == "mobile").order_by(ElderPhone.is_primary.desc(), ElderPhone.id))
+        self.mobiles.update({elder_id: None for elder_id in elder_ids})
+        for elder_id, number in rows:
+            self.mobiles[elder_id] = self.mobiles[elder_id] or number
+
+    def _mobile_of(self, elder_id: int) -> str | None:
+        self.prefetch_mobiles({elder_id})
+        return self.mobiles[elder_id]
+
+
+def dispatch_next(*, session: Session, order_id: int, tz, login_link: LoginLink | None = None) -> WorkOrderEvent | None:
+    """Route one order (see Router.route)."""
+    db.write_lock(session)
+    event = Router(session=session, tz=tz, login_link=login_link).route(get_or_raise(session=session, order_id=order_id))
+    session.flush()
     return event
+
+
+class RoutingFailed(Exception):
+    """Routing one order of a batch failed; the batch is rolled back and retried without it."""
+
+    def __init__(self, order_id: int, cause: Exception):
+        super().__init__(f"order {order_id}: {type(cause).__name__}: {cause}")
+        self.order_id, self.cause = order_id, cause
+
+
+def route_waiting(*, session: Session, tz, login_link: LoginLink | None = None, limit: int = 100,
+                  exclude: set[int] = frozenset()) -> tuple[list[tuple[int, int, int]], int]:
+    """Route up to `limit` orders waiting in `new` / `rejected`, oldest first, in the caller's
+    transaction; returns the acceptance deadlines to schedule (order id, dispatch event id,
+    minutes) and how many orders were looked at. An order that
+    fails raises RoutingFailed naming it (the caller rolls back and goes on without it). The
+    rows are locked and locked rows skipped (PostgreSQL), so two workers share the waiting
+    orders between them; SQLite has one writer at a time anyway."""
+    db.write_lock(session)
+    query = select(WorkOrder).where(WorkOrder.status.in_(ROUTABLE))
+    if exclude:
+        query = query.where(WorkOrder.id.not_in(exclude))
+    orders = list(session.exec(query.order_by(WorkOrder.id).limit(limit).with_for_update(skip_locked=True)))
+    router = Router(session=session, tz=tz, login_link=login_link)
+    router.prefetch_mobiles({order.elder_id for order in orders})
+    for order in orders:
+        try:
+            router.route(order)
+        except Exception as exc:
+            raise RoutingFailed(order.id, exc) from exc
+    session.flush()  # the batch's events and messages, a few INSERTs in all
+    return [(order_id, event.id, minutes) for order_id, event, minutes in router.deadlines], len(orders)
 
 
 def lapse_dispatch(*, session: Session, order_id: int, dispatch_event_id: int) -> bool:
@@ -244,13 +361,38 @@ def orders_waiting_for_routing(*, session: Session, older_than) -> list[int]:
     return list(rows)
 
 
-def _candidates(*, session: Session, today_start) -> list[routing.Candidate]:
+def dispatches_overdue(*, session: Session, now: datetime, grace: timedelta) -> list[tuple[int, int]]:
+    """(order id, dispatch event id) of dispatches not accepted by their deadline plus `grace`:
+    their deadline job was lost (Redis down when it was due to be scheduled)."""
+    accept_minutes = {row.code: row.accept_minutes for row in service_types(session=session, active_only=False)}
+    rows = session.exec(select(WorkOrder.id, WorkOrder.service_type, WorkOrder.dispatched_at)
+                        .where(WorkOrder.status == "dispatched", WorkOrder.dispatched_at < now - grace)).all()
+    overdue = [order_id for order_id, kind, at in rows if as_utc(at) + timedelta(minutes=accept_minutes[kind]) + grace < now]
+    out = []
+    for order_id in overdue:
+        latest = session.exec(select(WorkOrderEvent.id).where(WorkOrderEvent.order_id == order_id, WorkOrderEvent.to_status == "dispatched")
+                              .order_by(WorkOrderEvent.id.desc())).first()
+        out.append((order_id, latest))
+    return out
+
+
+def sms_messages(*, session: Session, order_id: int | None = None, page: int = 1, page_size: int = 50) -> list[SmsMessage]:
+    query = select(SmsMessage)
+    if order_id is not None:
+        query = query.where(SmsMessage.order_id == order_id)
+    return list(session.exec(query.order_by(SmsMessage.id.desc()).offset((page - 1) * page_size).limit(page_size)))
+
+
+def _candidates(*, session: Session, today_start) -> tuple[list[routing.Candidate], dict[int, Provider]]:
+    """The active providers as routing sees them (with today's dispatch count), and the rows
+    themselves (kept, so the session's weak identity map does not let them go)."""
     load = dict(session.exec(select(WorkOrderEvent.provider_id, func.count()).where(
         WorkOrderEvent.to_status == "dispatched", WorkOrderEvent.at >= today_start).group_by(WorkOrderEvent.provider_id)).all())
+    providers = {p.id: p for p in session.exec(select(Provider).where(Provider.status == "active"))}
     return [routing.Candidate(id=p.id, status=p.status, service_types=tuple(p.service_types), coverage=frozenset(p.coverage),
                               daily_capacity=p.daily_capacity, dispatched_today=load.get(p.id, 0), rating=p.rating,
                               contract_start=p.contract_start, contract_end=p.contract_end)
-            for p in session.exec(select(Provider).where(Provider.status == "active"))]
+            for p in providers.values()], providers
 
 
 def _areas_of(*, session: Session, community_id: int | None) -> frozenset[int]:
@@ -264,3 +406,139 @@ def _refused_by(*, session: Session, order_id: int) -> frozenset[int]:
     rows = session.exec(select(WorkOrderEvent.provider_id).where(WorkOrderEvent.order_id == order_id,
                                                                  WorkOrderEvent.to_status == "rejected"))
     return frozenset(row for row in rows if row is not None)
+
+
+# --- the provider's side (mobile pages) ------------------------------------------------------------
+
+MAX_CODE_FAILURES = 5
+
+
+class WrongConfirmCode(Conflict):
+    pass
+
+
+def _staff_label(session: Session, staff: ProviderStaff) -> str:
+    provider = session.get(Provider, staff.provider_id)
+    return f"{provider.name}·{staff.name}"[:80]
+
+
+def accept(*, session: Session, order: WorkOrder, staff: ProviderStaff) -> WorkOrderEvent:
+    return transition(session=session, order=order, to="accepted", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+                      note="服务商接单", changes={"accepted_at": utcnow()})
+
+
+def reject(*, session: Session, order: WorkOrder, staff: ProviderStaff, reason: str) -> WorkOrderEvent:
+    """Refuse with a reason; routing then offers the order to the next provider (never this one)."""
+    if not reason.strip():
+        raise FieldErrors.single("reason", "请填写拒单原因")
+    return transition(session=session, order=order, to="rejected", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+                      note=f"拒单：{reason.strip()}")
+
+
+def check_in(*, session: Session, order: WorkOrder, staff: ProviderStaff) -> WorkOrderEvent:
+    now = utcnow()
+    late = "（晚于约定到达时间）" if now > as_utc(order.arrive_due) else ""
+    return transition(session=session, order=order, to="in_service", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+                      note=f"上门签到{late}", changes={"arrived_at": now})
+
+
+def check_confirm_code(*, order: WorkOrder, code: str) -> None:
+    """WrongConfirmCode unless `code` is the elder's; the caller counts a failure in its own
+    transaction (count_code_failure) so the refused completion's rollback keeps it."""
+    if order.confirm_failures >= MAX_CODE_FAILURES:
+        raise WrongConfirmCode("确认码错误次数过多，已锁定；请联系 12349 热线核实后处理")
+    if not order.confirm_code or not secrets.compare_digest(code.strip(), order.confirm_code):
+        left = MAX_CODE_FAILURES - order.confirm_failures - 1
+        raise WrongConfirmCode(f"确认码不正确，请向老人核对（还可尝试 {left} 次）" if left > 0 else
+                               "确认码不正确，已锁定；请联系 12349 热线核实后处理")
+
+
+def count_code_failure(*, session: Session, order_id: int) -> None:
+    session.execute(update(WorkOrder).where(WorkOrder.id == order_id).values(confirm_failures=WorkOrder.confirm_failures + 1))
+
+
+def complete(*, session: Session, order: WorkOrder, staff: ProviderStaff, code: str, notes: str, minutes: int,
+             photo: str | None = None) -> WorkOrderEvent:
+    """The service is done: the elder's confirmation code proves it, the subsidy is drawn."""
+    errors = []
+    if not notes.strip():
+        errors.append(("notes", "请填写服务记录"))
+    if not 1 <= minutes <= 24 * 60:
+        errors.append(("minutes", "实际服务时长应为 1 到 1440 分钟"))
+    if errors:
+        raise FieldErrors(errors)
+    if order.status != "in_service":
+        raise IllegalTransition(order, "completed")
+    check_confirm_code(order=order, code=code)
+    event = transition(session=session, order=order, to="completed", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+                       note=f"服务完成，用时 {minutes} 分钟", changes={"completed_at": utcnow(), "service_notes": notes.strip(),
+                                                                "service_minutes": minutes, "photo": photo})
+    subsidy.draw(session=session, order=order, kind=session.get(ServiceType, order.service_type))
+    return event
+
+
+def provider_orders(*, session: Session, provider_id: int, statuses: tuple[str, ...], limit: int = 100) -> list[WorkOrder]:
+    query = (select(WorkOrder).where(WorkOrder.provider_id == provider_id, WorkOrder.status.in_(statuses))
+             .order_by(WorkOrder.accept_due, WorkOrder.id).limit(limit))
+    return list(session.exec(query))
+
+
+# --- callbacks (回访) and supervisors --------------------------------------------------------------
+
+def callbacks_due(*, session: Session, limit: int = 100) -> list[WorkOrder]:
+    """Completed orders waiting for their callback, the longest-waiting first."""
+    return list(session.exec(select(WorkOrder).where(WorkOrder.status == "completed")
+                             .order_by(WorkOrder.completed_at, WorkOrder.id).limit(limit)))
+
+
+def callback_contact(*, session: Session, order: WorkOrder) -> dict:
+    """Who the agent calls back: the elder's name and numbers (own phones first)."""
+    elder = elders_service.get_or_raise(session=session, elder_id=order.elder_id)
+    phones = elders_service.phones_of(session=session, elder_id=elder.id)
+    return {"elder_name": elder.name, "phones": [p.number for p in phones], "provider_name": _provider_name(session, order)}
+
+
+def _provider_name(session: Session, order: WorkOrder) -> str:
+    provider = session.get(Provider, order.provider_id) if order.provider_id else None
+    return provider.name if provider else ""
+
+
+def record_callback(*, session: Session, order: WorkOrder, user: User, satisfaction: int, comment: str = "",
+                    complaint: bool = False) -> WorkOrderEvent:
+    """The elder's satisfaction (1–5) closes the order; 1–2 or a complaint escalates it to the
+    supervisors instead, who close it once the complaint is handled."""
+    if not 1 <= satisfaction <= 5:
+        raise FieldErrors.single("satisfaction", "满意度为 1 到 5 分")
+    if complaint and not comment.strip():
+        raise FieldErrors.single("comment", "投诉须写明内容")
+    unhappy = satisfaction <= 2 or complaint
+    to = "escalated" if unhappy else "closed"
+    note = f"回访：满意度 {satisfaction} 分" + ("，投诉" if complaint else "") + (f"；{comment.strip()}" if comment.strip() else "")
+    changes = {"satisfaction": satisfaction, "callback_comment": comment.strip(), "complaint": complaint, "callback_by": user.id}
+    if not unhappy:
+        changes["closed_at"] = utcnow()
+    if order.status != "completed":
+        raise IllegalTransition(order, to)
+    return transition(session=session, order=order, to=to, actor=user.display_name or user.username, actor_user_id=user.id,
+                      note=note, changes=changes)
+
+
+def close_escalated(*, session: Session, order: WorkOrder, user: User, note: str) -> WorkOrderEvent:
+    """A supervisor has handled the escalation (complaint answered, service redone …)."""
+    if order.status != "escalated":
+        raise IllegalTransition(order, "closed")
+    return transition(session=session, order=order, to="closed", actor=user.display_name or user.username, actor_user_id=user.id,
+                      note=f"督办办结：{note.strip()}", changes={"closed_at": utcnow()})
+
+
+def assign(*, session: Session, order: WorkOrder, provider_id: int, user: User, login_link: LoginLink | None = None) -> WorkOrderEvent:
+    """A supervisor sends an escalated order to a provider of their choosing."""
+    provider = db.get_or_raise(session, Provider, provider_id, "服务商")
+    if provider.status != "active":
+        raise Conflict(f"服务商“{provider.name}”当前为{PROVIDER_STATUSES.get(provider.status, provider.status)}，不能派单")
+    if order.service_type not in provider.service_types:
+        raise Conflict(f"服务商“{provider.name}”未签约该服务类型")
+    router = Router(session=session, tz=timezone.utc, login_link=login_link)
+    event = router.dispatch(order, provider, actor=user.display_name or user.username, actor_user_id=user.id)
+    session.flush()
+    return event

@@ -334,6 +334,42 @@
   }
   $("history-q").addEventListener("input", function () { clearTimeout(st.historyTimer); st.historyTimer = setTimeout(loadHistory, 300); });
 
+  // --- callbacks (回访): completed orders; call the elder, record the satisfaction ----------------
+  function loadCallbacks() {
+    return api("GET", "/api/callbacks").then(function (data) {
+      text("callbacks-total", data.items.length ? data.items.length + " 单" : "");
+      var list = $("callbacks");
+      if (!data.items.length) { list.replaceChildren(el("li", { className: "muted", text: "暂无待回访工单" })); return; }
+      list.replaceChildren.apply(list, data.items.map(function (o) {
+        var dial = o.phones.length ? el("button", { type: "button", className: "secondary small", text: "回拨",
+          onclick: function () { act("POST", "/api/agent/callback", { elder_id: o.elder_id, number: o.phones[0] }).catch(function () {}); } }) : null;
+        var record = el("button", { type: "button", className: "small", text: "记录",
+          onclick: function () { openCallback(o); } });
+        return el("li", { "data-order": o.number }, [o.elder_name + " · " + o.service_name + " · " + o.provider_name + " ", dial, " ", record,
+          el("span", { className: "notes", text: o.number + " 完成于 " + hhmmDate(o.completed_at) + (o.service_notes ? "：" + o.service_notes : "") })]);
+      }));
+    }).catch(function (err) { say("无法加载回访列表：" + err.message, false); });
+  }
+  function openCallback(order) {
+    var form = $("callback-form");
+    form.reset();
+    form.dataset.order = order.id;
+    text("callback-order", order.number + " " + order.elder_name);
+    form.hidden = false;
+  }
+  $("callback-cancel").addEventListener("click", function () { $("callback-form").hidden = true; });
+  $("callback-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var form = event.target;
+    var body = { satisfaction: Number(form.satisfaction.value), comment: form.comment.value, complaint: form.complaint.checked };
+    act("POST", "/api/workorders/" + form.dataset.order + "/callback", body).then(function (order) {
+      say(order.status === "escalated" ? "已记录回访，不满意/投诉已转班长督办" : "已记录回访，工单 " + order.number + " 办结", true);
+      form.hidden = true;
+      loadCallbacks();
+    }).catch(function () {});
+  });
+  setInterval(loadCallbacks, 60000);
+
   // --- snapshot, then the live stream --------------------------------------------------------------
   function handle(ev) {
     if (ev.type === "agent.state") { if (ev.agent === me.extension) { st.agent = ev; renderAgent(); } }
@@ -473,5 +509,6 @@
   }).catch(function (err) { text("phone-mode", "无法读取话机设置：" + err.message); });
 
   renderAgent();
+  loadCallbacks();
   connect();
 })();

@@ -41,6 +41,14 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+def verify_password(password_hash: str | None, password: str) -> None:
+    """Raises VerificationError unless `password` matches; with no hash it checks a dummy one,
+    so an unknown account takes as long as a wrong password."""
+    _hasher.verify(password_hash or _DUMMY_HASH, password)
+    if password_hash is None:
+        raise VerificationError("no such account")
+
+
 def has_role(user: User, role: str) -> bool:
     """True when `user` has `role` or a higher one (agent < supervisor < admin)."""
     return ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
@@ -104,7 +112,7 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
     """The active user with this password, or None. Takes the same time for unknown users."""
     user = session.exec(select(User).where(User.username == username.strip())).first()
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
+        verify_password(user.password_hash if user else None, password)
     except (VerificationError, InvalidHashError):
         return None
     if user is None or not user.active:

@@ -4,15 +4,25 @@ numbers, SLA deadlines, and the state machine refusing what it does not allow.""
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from callcenter.calls.models import CallRecord
 from callcenter.timeutil import as_utc, today_in, utcnow
-from tests.calls.test_bridge import add_elder
+from callcenter.elders.models import Elder
+from tests.calls import test_bridge
 from tests.conftest import login, make_user
 from workorders.models import WorkOrder, WorkOrderEvent
+
+
+def add_elder(services, name="张大爷", number="13800138000", subsidy="500") -> int:
+    """An elder with a subsidy balance (government-purchased services draw on it)."""
+    elder_id = test_bridge.add_elder(services, name=name, number=number)
+    with services.db.session_scope() as session:
+        session.get(Elder, elder_id).subsidy_balance = Decimal(subsidy)
+    return elder_id
 
 
 def answered_call(services, agent, elder_id: int | None) -> int:

@@ -5,89 +5,37 @@ an order created while Redis is down is routed by the sweeper once Redis is back
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
 from decimal import Decimal
 
-import pytest
 import redis
+
 from fastapi.testclient import TestClient
-from rq import SimpleWorker
 from rq.job import Job
-from rq.registry import ScheduledJobRegistry
+from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from sqlalchemy import text
 from sqlmodel import select
 
-from callcenter.areas import service as areas_service
-from callcenter.elders import service as elders_service
-from callcenter.elders.schemas import ElderIn, PhoneIn
+from callcenter.db import make_engine
 from callcenter.main import create_app
 from callcenter.timeutil import utcnow
 from tests.conftest import login, make_user
+from tests.telephony import wait_for
+from tests.test_cli import CALLCENTER
+from tests.workorders.conftest import history, new_order, order_row, run_deadlines_now, work
 from workorders import jobs
-from workorders.models import Provider, SmsMessage, WorkOrder, WorkOrderEvent
+from workorders import service as orders_service
+from workorders.models import SmsMessage, WorkOrder
 from workorders.routing import Candidate, choose
 
-
-@pytest.fixture
-def rq_redis(settings, services):
-    jobs.configure(settings)
-    return redis.Redis.from_url(settings.redis_url)
-
-
-@pytest.fixture
-def city(services):
-    """A community under a street, an elder living there, and providers: 乐龄 (best rated, covers
-    the street), 安康 (covers the community), 远方 (another street), 停业 (suspended)."""
-    with services.db.session_scope() as session:
-        district = areas_service.get_or_create(session=session, name="中山区", parent=None)
-        street = areas_service.get_or_create(session=session, name="桃源街道", parent=district)
-        other = areas_service.get_or_create(session=session, name="海军广场街道", parent=district)
-        community = areas_service.get_or_create(session=session, name="桃源社区", parent=street)
-        elder = elders_service.create(session=session, elder_in=ElderIn(name="张大爷", community_id=community.id,
-                                                                         phones=[PhoneIn(number="13800138000")]),
-                                      sealer=services.sealer, area_code="0411")
-        providers = {}
-        for name, rating, coverage, status, phone in (("乐龄", "4.9", [street.id], "active", "+8613900000001"),
-                                                      ("安康", "4.5", [community.id], "active", "+8613900000002"),
-                                                      ("远方", "5.0", [other.id], "active", "+8613900000003"),
-                                                      ("停业", "5.0", [street.id], "suspended", "+8613900000004")):
-            provider = Provider(name=name, phone=phone, service_types=["meal", "cleaning"], coverage=coverage,
-                                rating=Decimal(rating), status=status, daily_capacity=10)
-            session.add(provider)
-            session.flush()
-            providers[name] = provider.id
-        return {"elder": elder.id, "providers": providers}
-
-
-def new_order(console, elder_id: int, service_type: str = "meal") -> int:
-    response = console.post("/api/workorders", json={"elder_id": elder_id, "service_type": service_type})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def work(connection) -> None:
-    SimpleWorker([jobs.queue(connection)], connection=connection).work(burst=True)
-
-
-def order_row(services, order_id: int) -> WorkOrder:
-    with services.db.session_scope() as session:
-        return session.get(WorkOrder, order_id)
-
-
-def history(services, order_id: int) -> list[tuple]:
-    with services.db.session_scope() as session:
-        rows = session.exec(select(WorkOrderEvent).where(WorkOrderEvent.order_id == order_id).order_by(WorkOrderEvent.id))
-        return [(e.to_status, e.provider_id, e.note) for e in rows]
-
-
-def run_deadlines_now(connection) -> int:
-    """Time control: every scheduled acceptance deadline is due now (no sleeping for an hour)."""
-    queue = jobs.queue(connection)
-    registry = ScheduledJobRegistry(queue=queue)
-    ids = registry.get_job_ids()
-    for job_id in ids:
-        registry.remove(job_id)
-        queue.enqueue_job(Job.fetch(job_id, connection=connection))
-    return len(ids)
+RETRY_MAX = jobs.RETRY.max
 
 
 def test_an_order_goes_to_the_best_provider_with_an_sms_and_a_deadline(services, console, city, rq_redis):
@@ -97,9 +45,12 @@ def test_an_order_goes_to_the_best_provider_with_an_sms_and_a_deadline(services,
     order = order_row(services, order_id)
     assert (order.status, order.provider_id) == ("dispatched", city["providers"]["乐龄"])
     with services.db.session_scope() as session:
-        sms = session.exec(select(SmsMessage)).all()
-    assert [(m.to, m.order_id) for m in sms] == [("+8613900000001", order_id)]
+        sms = session.exec(select(SmsMessage).order_by(SmsMessage.id)).all()
+    assert [(m.to, m.order_id) for m in sms] == [("+8613900000001", order_id), ("+8613800138000", order_id)]
     assert order.number in sms[0].text and "60 分钟内" in sms[0].text
+    assert "http://127.0.0.1:8000/m/link/" in sms[0].text  # the dispatcher signs in from the SMS
+    assert len(order.confirm_code) == 6 and f"确认码 {order.confirm_code}" in sms[1].text  # the elder's, asked at completion
+    assert order.confirm_code not in sms[0].text
     scheduled = ScheduledJobRegistry(queue=jobs.queue(rq_redis))
     [job_id] = scheduled.get_job_ids()
     assert Job.fetch(job_id, connection=rq_redis).func_name == "workorders.jobs.acceptance_deadline"
@@ -126,8 +77,6 @@ def test_a_deadline_after_acceptance_changes_nothing(services, console, city, rq
     order_id = new_order(console, city["elder"])
     work(rq_redis)
     with services.db.session_scope() as session:  # the provider accepts (its pages come next; the service is the same)
-        from workorders import service as orders_service
-
         order = session.get(WorkOrder, order_id)
         orders_service.transition(session=session, order=order, to="accepted", actor="乐龄", provider_id=order.provider_id)
     run_deadlines_now(rq_redis)
@@ -137,14 +86,60 @@ def test_a_deadline_after_acceptance_changes_nothing(services, console, city, rq
 
 def test_the_same_job_twice_assigns_once(services, console, city, rq_redis):
     order_id = new_order(console, city["elder"])
-    jobs.enqueue_route(rq_redis, order_id)  # a duplicate, as after a retry or a sweep
+    jobs.queue(rq_redis).enqueue(jobs.route_order, order_id)  # duplicates, as after a retry or a sweep
+    jobs.queue(rq_redis).enqueue(jobs.route_waiting)
+    jobs.queue(rq_redis).enqueue(jobs.route_order, order_id)
+    assert jobs.queue(rq_redis).count == 4
     work(rq_redis)
     dispatches = [row for row in history(services, order_id) if row[0] == "dispatched"]
     assert len(dispatches) == 1
-    assert jobs.failed_jobs(rq_redis) == []  # the second run was a quiet no-op, not a failure to retry
+    assert jobs.failed_jobs(rq_redis) == []  # the later runs were quiet no-ops, not failures to retry
     assert len(ScheduledJobRegistry(queue=jobs.queue(rq_redis)).get_job_ids()) == 1  # one deadline, for the one dispatch
     with services.db.session_scope() as session:
-        assert len(session.exec(select(SmsMessage)).all()) == 1
+        assert len(session.exec(select(SmsMessage).where(SmsMessage.provider_id.is_not(None))).all()) == 1
+
+
+def test_a_burst_of_orders_is_routed_by_one_job_in_batches(services, console, city, rq_redis, monkeypatch):
+    monkeypatch.setattr(jobs, "BATCH", 3)
+    ids = [new_order(console, city["elder"], service_type="meal") for _ in range(7)]
+    assert jobs.queue(rq_redis).count == 1  # one routing job for the burst, not seven
+    work(rq_redis)
+    assert [order_row(services, i).status for i in ids] == ["dispatched"] * 7
+    assert len(ScheduledJobRegistry(queue=jobs.queue(rq_redis)).get_job_ids()) == 7  # a deadline each
+    # capacity is counted as the batch goes: 乐龄 (10 a day) then 安康 once 乐龄 is full
+    assert new_order(console, city["elder"], service_type="meal") and jobs.queue(rq_redis).count == 1  # the next kick
+    for _ in range(5):
+        new_order(console, city["elder"], service_type="meal")
+    work(rq_redis)
+    with services.db.session_scope() as session:
+        providers = [row.provider_id for row in session.exec(select(WorkOrder).order_by(WorkOrder.id))]
+    assert providers == [city["providers"]["乐龄"]] * 10 + [city["providers"]["安康"]] * 3
+
+
+def test_one_failing_order_does_not_hold_up_the_batch(services, console, city, rq_redis, monkeypatch):
+    """A fault injected into the routing of one order (SimpleWorker runs jobs in this process)."""
+    good = new_order(console, city["elder"])
+    bad = new_order(console, city["elder"])
+    original = orders_service.Router.route
+
+    def route(self, order):
+        if order.id == bad:
+            raise RuntimeError("boom")
+        return original(self, order)
+
+    monkeypatch.setattr(orders_service.Router, "route", route)
+    work(rq_redis)
+    monkeypatch.undo()
+    assert order_row(services, good).status == "dispatched"
+    assert order_row(services, bad).status == "new"
+    scheduled = ScheduledJobRegistry(queue=jobs.queue(rq_redis))
+    [retry] = [Job.fetch(j, connection=rq_redis) for j in scheduled.get_job_ids()
+               if Job.fetch(j, connection=rq_redis).func_name == "workorders.jobs.route_order"]
+    assert list(retry.args) == [bad] and retry.retries_left == RETRY_MAX - 1  # on its own, failed once, backing off
+    scheduled.remove(retry.id)  # time control: its backoff is over
+    jobs.queue(rq_redis).enqueue_job(retry)
+    work(rq_redis)
+    assert order_row(services, bad).status == "dispatched"
 
 
 def test_no_eligible_provider_escalates_at_once(services, console, city, rq_redis):
@@ -154,19 +149,123 @@ def test_no_eligible_provider_escalates_at_once(services, console, city, rq_redi
     assert "没有可派单的服务商" in history(services, order_id)[-1][2]
 
 
-def test_an_order_made_while_redis_is_down_is_routed_by_the_sweeper(settings, services, city, rq_redis, agent):
-    offline = create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"}))  # nothing listens there
-    with TestClient(offline) as client:
-        login(client, agent)
-        response = client.post("/api/workorders", json={"elder_id": city["elder"], "service_type": "meal"})
-    assert response.status_code == 201  # the order is saved all the same
-    order_id = response.json()["id"]
-    assert order_row(services, order_id).status == "new" and jobs.queue(rq_redis).count == 0
-    with services.db.session_scope() as session:  # time control: it has waited longer than the sweeper's patience
-        session.get(WorkOrder, order_id).updated_at = utcnow() - timedelta(minutes=5)
-    jobs.queue(rq_redis).enqueue(jobs.sweep)  # what `callcenter worker` enqueues every minute
+def test_an_order_made_while_redis_is_stopped_is_routed_once_it_is_back(settings, services, city, agent, rq_redis, tmp_path):
+    """A Redis server of this test's own, really stopped while the order is created."""
+    with private_redis(tmp_path) as (url, stop, start):
+        app = create_app(settings.model_copy(update={"redis_url": url}))
+        with TestClient(app) as client:
+            login(client, agent)
+            stop()
+            response = client.post("/api/workorders", json={"elder_id": city["elder"], "service_type": "meal"})
+            assert response.status_code == 201  # the order is saved all the same
+            assert client.get("/healthz").json()["redis"]["ok"] is False
+        order_id = response.json()["id"]
+        assert order_row(services, order_id).status == "new"
+        start()
+        connection = redis.Redis.from_url(url)
+        assert jobs.queue(connection).count == 0  # its routing job was never enqueued
+        with services.db.session_scope() as session:  # time control: it has waited longer than the sweeper's patience
+            session.get(WorkOrder, order_id).updated_at = utcnow() - timedelta(minutes=5)
+        jobs.queue(connection).enqueue(jobs.sweep)  # what `callcenter worker` enqueues every minute
+        work(connection)
+        assert order_row(services, order_id).status == "dispatched"
+
+
+@contextmanager
+def private_redis(tmp_path):
+    """A redis-server on a free port that the test can stop and start again."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = ["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(tmp_path)]
+    process = {}
+
+    def start():
+        process["p"] = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                redis.Redis(port=port).ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise AssertionError("private redis-server did not start")
+
+    def stop():
+        process["p"].terminate()
+        process["p"].wait(timeout=10)
+
+    start()
+    try:
+        yield f"redis://127.0.0.1:{port}/0", stop, start
+    finally:
+        if process["p"].poll() is None:
+            stop()
+
+
+def test_a_worker_killed_mid_job_is_retried_and_the_order_assigned_once(settings, services, console, city, rq_redis):
+    """`callcenter worker` (forking Worker) is SIGKILLed, work-horse and all, while its routing job
+    waits on a lock this test holds on the order; the job is retried and assigns exactly once."""
+    order_id = new_order(console, city["elder"])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AMI_")}
+    env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
+            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir)}
+    started = StartedJobRegistry(queue=jobs.queue(rq_redis))
+    with writes_blocked(settings):
+        worker = subprocess.Popen([CALLCENTER, "worker"], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            job_id = wait_for(lambda: next((j for j in started.get_job_ids()
+                                            if Job.fetch(j, connection=rq_redis).func_name.startswith("workorders.jobs.route_")), None),
+                              timeout=30, message="the worker never started the routing job")
+            time.sleep(1.0)  # inside the job, waiting on the lock
+            assert children_of(worker.pid), "the job runs in a work-horse"
+        finally:  # the worker and its work-horse (which RQ puts in a process group of its own)
+            for pid in [worker.pid, *children_of(worker.pid)]:
+                os.kill(pid, signal.SIGKILL)
+            worker.wait(timeout=10)
+    assert Job.fetch(job_id, connection=rq_redis).get_status() == "started"  # died mid-job
+    assert order_row(services, order_id).status == "new"  # its transaction never committed
+    started.cleanup(timestamp=time.time() + 3600)  # time control: the dead worker's lease has run out
+    assert Job.fetch(job_id, connection=rq_redis).retries_left == RETRY_MAX - 1  # retried, not failed
+    run_deadlines_now(rq_redis)  # the retry's backoff is due now
     work(rq_redis)
-    assert order_row(services, order_id).status == "dispatched"
+    order = order_row(services, order_id)
+    assert (order.status, order.provider_id) == ("dispatched", city["providers"]["乐龄"])
+    assert [to for to, _, _ in history(services, order_id)] == ["new", "dispatched"]
+    with services.db.session_scope() as session:
+        assert len(session.exec(select(SmsMessage).where(SmsMessage.provider_id.is_not(None))).all()) == 1
+
+
+@contextmanager
+def writes_blocked(settings):
+    """Block the routing job's writes until exit: SQLite's write lock, or on PostgreSQL a lock on
+    the SMS outbox (the job then waits after moving the order, in the middle of its transaction)."""
+    engine = make_engine(settings.database_url)
+    with engine.connect() as connection:
+        if connection.dialect.name == "sqlite":
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            connection.begin()
+            connection.execute(text("LOCK TABLE sms_outbox IN EXCLUSIVE MODE"))
+        try:
+            yield
+        finally:
+            connection.rollback()
+    engine.dispose()
+
+
+def children_of(pid: int) -> list[int]:
+    """Child processes of `pid`, from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_choose_prefers_rating_then_spare_capacity_and_respects_every_rule():
@@ -185,11 +284,6 @@ def test_choose_prefers_rating_then_spare_capacity_and_respects_every_rule():
 
 def test_callcenter_worker_routes_queued_orders(settings, services, console, city, rq_redis):
     """The real command, with RQ's forking Worker: `callcenter worker --burst`."""
-    import os
-    import subprocess
-
-    from tests.test_cli import CALLCENTER
-
     order_id = new_order(console, city["elder"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMI_")}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
