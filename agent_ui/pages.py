@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlparse
 
-from fastapi import APIRouter, Form, Request
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
@@ -21,8 +23,12 @@ from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep, c
 from callcenter.elders import presenter
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
-from callcenter.errors import DomainError
+from callcenter.errors import Conflict, DomainError
 from callcenter.timeutil import today_in
+from workorders import jobs, subsidy
+from workorders import presenter as orders_presenter
+from workorders import service as orders_service
+from workorders.api import enqueue_after_commit
 from workorders.models import URGENCIES
 
 HERE = Path(__file__).parent
@@ -97,7 +103,12 @@ def elders_page(request: Request, session: DbSession, services: ServicesDep, use
 
 
 @router.get("/elders/{elder_id}")
-def elder_page(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+def elder_page(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser, created: str | None = None):
+    return render(request, "elder.html", _elder_context(elder_id, request, session, services, user) | {"created": created})
+
+
+def _elder_context(elder_id: int, request: Request, session, services, user) -> dict:
+    """The profile (the view audit-logged), its calls and work orders."""
     elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
     audit_service.record(session=session, actor=user, action="view", elder_id=elder.id, ip=client_ip(request))
     profile = presenter.profile(session=session, elder=elder, today=today_in(services.settings.tz),
@@ -105,7 +116,33 @@ def elder_page(elder_id: int, request: Request, session: DbSession, services: Se
     tz = services.settings.tz
     rows, total = calls_service.search(session=session, tz=tz, elder_id=elder.id, page_size=20)
     calls = [calls_presenter.call_dict(row, tz, notes_visible=calls_service.handles(user=user, call=row)) for row in rows]
-    return render(request, "elder.html", {"user": user, "elder": profile, "calls": calls, "calls_total": total})
+    return {"user": user, "elder": profile, "calls": calls, "calls_total": total, **_elder_orders(session, elder.id, tz),
+            "order_error": None, "created": None}
+
+
+def _elder_orders(session, elder_id: int, tz) -> dict:
+    """The elder's work orders and subsidy draws, and what the order form offers."""
+    names = {row.code: row.name for row in orders_service.service_types(session=session, active_only=False)}
+    rows, total = orders_service.search(session=session, elder_id=elder_id, page_size=20)
+    return {"orders": [orders_presenter.order_dict(row, tz, service_name=names.get(row.service_type, "")) for row in rows],
+            "orders_total": total, "service_types": orders_service.service_types(session=session), "urgencies": URGENCIES,
+            "ledger": [orders_presenter.ledger_dict(row, tz) for row in subsidy.ledger_of(session=session, elder_id=elder_id)[:10]]}
+
+
+@router.post("/elders/{elder_id}/workorders")
+def elder_order_submit(elder_id: int, request: Request, background: BackgroundTasks, session: DbSession, services: ServicesDep,
+                       user: AgentUser, service_type: Annotated[str, Form()] = "", urgency: Annotated[str, Form()] = "normal",
+                       description: Annotated[str, Form(max_length=2000)] = "", self_paid: Annotated[bool, Form()] = False):
+    """新建工单 from the elder's page; routing is kicked once the order is committed."""
+    try:
+        order = orders_service.create_order(session=session, user=user, tz=services.settings.tz, elder_id=elder_id,
+                                            service_type=service_type, urgency=urgency, description=description, self_paid=self_paid)
+    except DomainError as exc:
+        session.rollback()
+        context = _elder_context(elder_id, request, session, services, user) | {"order_error": exc.message}
+        return render(request, "elder.html", context, status_code=409 if isinstance(exc, Conflict) else 422)
+    background.add_task(enqueue_after_commit, jobs.enqueue_route, services.redis, order.id)
+    return RedirectResponse(f"/elders/{elder_id}?created={order.number}#orders", status_code=303)
 
 
 @router.get("/calls")

@@ -94,10 +94,10 @@ def create_order(body: OrderIn, background: BackgroundTasks, session: DbSession,
 
 
 def _enqueue_route(connection, order_id: int) -> None:
-    _after_commit(jobs.enqueue_route, connection, order_id)
+    enqueue_after_commit(jobs.enqueue_route, connection, order_id)
 
 
-def _after_commit(enqueue, connection, order_id: int, *args) -> None:
+def enqueue_after_commit(enqueue, connection, order_id: int, *args) -> None:
     """Run as a background task, after the order is committed. With Redis down nothing is lost:
     the sweeper routes orders left waiting, and a lost deadline leaves the order on the
     supervisors' overdue list."""
@@ -189,7 +189,7 @@ def assign_order(order_id: int, body: AssignIn, background: BackgroundTasks, ses
     event = orders_service.assign(session=session, order=order, provider_id=body.provider_id, user=user,
                                   login_link=jobs.login_link(services.settings))
     minutes = orders_service.service_type_or_raise(session=session, code=order.service_type).accept_minutes
-    background.add_task(_after_commit, jobs.schedule_deadline, services.redis, order.id, event.id, minutes)
+    background.add_task(enqueue_after_commit, jobs.schedule_deadline, services.redis, order.id, event.id, minutes)
     return _order(session, services, order, events=True)
 
 

@@ -27,7 +27,7 @@ from callcenter.timeutil import local_iso
 from workorders import jobs, photos
 from workorders import service as orders_service
 from workorders import staff as staff_service
-from workorders.api import _after_commit
+from workorders.api import enqueue_after_commit
 from workorders.models import STATUSES, URGENCIES, Provider, ProviderStaff, WorkOrder
 
 PROVIDER_COOKIE = "cc_provider"
@@ -194,7 +194,7 @@ def reject(request: Request, order: OwnOrder, background: BackgroundTasks, sessi
     response = _act(request, order, session, services, staff,
                     lambda: orders_service.reject(session=session, order=order, staff=staff, reason=reason))
     if order.status == "rejected":  # routing offers it to the next provider once this is committed
-        background.add_task(_after_commit, jobs.enqueue_route, services.redis, order.id)
+        background.add_task(enqueue_after_commit, jobs.enqueue_route, services.redis, order.id)
         return RedirectResponse("/m/", status_code=303)
     return response
 

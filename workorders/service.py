@@ -345,6 +345,7 @@ def route_waiting(*, session: Session, tz, login_link: LoginLink | None = None, 
 def lapse_dispatch(*, session: Session, order_id: int, dispatch_event_id: int) -> bool:
     """The acceptance deadline of one dispatch has passed: if that dispatch still stands (not
     accepted, not re-dispatched), it counts as a refusal by the provider. True when it lapsed."""
+    db.write_lock(session)
     order = get_or_raise(session=session, order_id=order_id)
     latest = session.exec(select(WorkOrderEvent.id).where(WorkOrderEvent.order_id == order.id, WorkOrderEvent.to_status == "dispatched")
                           .order_by(WorkOrderEvent.id.desc())).first()

@@ -14,6 +14,7 @@ from callcenter.timeutil import as_utc, today_in, utcnow
 from callcenter.elders.models import Elder
 from tests.calls import test_bridge
 from tests.conftest import login, make_user
+from workorders import jobs
 from workorders.models import WorkOrder, WorkOrderEvent
 
 
@@ -118,3 +119,22 @@ def test_providers_are_managed_by_supervisors_with_checked_fields(app, services,
         suspended = client.patch(f"/api/providers/{created.json()['id']}", json={"status": "suspended"})
         assert suspended.json()["status_label"] == "暂停派单"
         assert [p["name"] for p in client.get("/api/providers").json()] == ["幸福里助餐中心"]
+
+
+def test_an_order_made_on_the_elders_page_is_listed_there_and_routed(services, console, rq_redis):
+    elder_id = add_elder(services, subsidy="20")
+    console.get(f"/elders/{elder_id}")  # the page sets the CSRF cookie its form repeats
+    form = {"csrf_token": console.cookies.get("cc_csrf"), "service_type": "meal", "urgency": "urgent", "description": "送午餐"}
+    made = console.post(f"/elders/{elder_id}/workorders", data=form, follow_redirects=False)
+    assert made.status_code == 303 and "created=GD" in made.headers["location"]
+    page = console.get(made.headers["location"]).text
+    assert "已建工单 GD" in page and "助餐（加急）" in page and "待派单" in page
+    assert jobs.queue(rq_redis).count == 1  # routing kicked once the order was committed
+    refused = console.post(f"/elders/{elder_id}/workorders", data=form)  # 20.00 less 15.00 committed cannot pay 15.00
+    assert refused.status_code == 409 and "补贴余额不足：余额 20.00 元，未结算工单已占用 15.00 元" in refused.text
+    self_paid = console.post(f"/elders/{elder_id}/workorders", data=form | {"self_paid": "true"}, follow_redirects=False)
+    assert self_paid.status_code == 303
+    with services.db.session_scope() as session:
+        orders = session.exec(select(WorkOrder).where(WorkOrder.elder_id == elder_id).order_by(WorkOrder.id)).all()
+        assert [(o.urgency, o.self_paid, o.description) for o in orders] == [("urgent", False, "送午餐"), ("urgent", True, "送午餐")]
+    assert "自费" in console.get(f"/elders/{elder_id}").text
