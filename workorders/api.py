@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query
 from fastapi.responses import FileResponse
@@ -18,9 +19,12 @@ from redis.exceptions import RedisError
 
 from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser
 from callcenter.errors import NotFound
+from callcenter.stats import api as stats_api
+from callcenter.stats import service as stats_service
 from workorders import jobs, photos, presenter, subsidy
 from workorders import service as orders_service
 from workorders import staff as staff_service
+from workorders import stats as workorder_stats_service
 
 router = APIRouter(tags=["workorders"])
 log = logging.getLogger(__name__)
@@ -266,3 +270,23 @@ def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, 
     """The default SMS gateway's outbox: every message the system sent, newest first."""
     rows = orders_service.sms_messages(session=session, order_id=order_id, page=page, page_size=page_size)
     return [presenter.sms_dict(row, services.settings.tz) for row in rows]
+
+
+@router.get("/api/stats/workorders")
+def workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
+                    date_to: date | None = Query(None, alias="to")):
+    """Work-order KPIs of a range of local days (default today): completion, on-time, SLA,
+    satisfaction, complaints, escalations, per type / provider / status; subsidy spent."""
+    date_from, date_to = stats_service.resolve_range(date_from, date_to, tz=services.settings.tz)
+    return workorder_stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to)
+
+
+@router.get("/api/stats/workorders/export")
+def export_workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorUser,
+                           date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
+                           table: Literal["total", "by_type", "by_provider", "subsidy_by_type", "subsidy_by_street"] = "by_type",
+                           format: Literal["csv", "xlsx"] = "csv"):
+    """One table of the work-order report as CSV or XLSX, with Chinese headers."""
+    report = workorder_stats(session, services, user, date_from, date_to)
+    rows, title = workorder_stats_service.order_table(report, table)
+    return stats_api.download(rows, format=format, title=title, name=f"workorders-{table}-{report['from']}-{report['to']}")

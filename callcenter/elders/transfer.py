@@ -333,22 +333,6 @@ def export_rows(*, session: Session, elders: Iterable[Elder], sealer: Sealer, re
         yield [values[key] for key in EXPORT_KEYS]
 
 
-def to_csv(rows: Iterable[list[str]]) -> bytes:
-    buffer = io.StringIO()
-    csv.writer(buffer).writerows(rows)
-    return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read Chinese correctly
-
-
-def to_xlsx(rows: Iterable[list[str]], title: str = "老人档案") -> bytes:
-    workbook = openpyxl.Workbook(write_only=True)
-    sheet = workbook.create_sheet(title)
-    for row in rows:
-        sheet.append(row)
-    buffer = io.BytesIO()
-    workbook.save(buffer)
-    return buffer.getvalue()
-
-
 def elders_for_export(*, session: Session, q: str, sealer: Sealer, include_inactive: bool) -> list[Elder]:
     ids = elders_service.matching_ids(session=session, q=q, sealer=sealer, include_inactive=include_inactive)
     return [] if ids is None else list(session.exec(select(Elder).where(Elder.id.in_(ids)).order_by(Elder.id)))

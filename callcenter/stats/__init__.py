@@ -1,0 +1,1 @@
+"""Statistics: the KPIs of DESIGN.md computed from the calls' raw timestamps."""

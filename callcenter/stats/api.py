@@ -1,0 +1,42 @@
+"""GET /api/stats/kpis: the call KPIs of a date range (supervisors)."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from typing import Literal
+
+from fastapi import APIRouter, Query, Response
+
+from callcenter import tables
+from callcenter.deps import DbSession, ServicesDep, SupervisorUser
+from callcenter.stats import service as stats_service
+
+router = APIRouter(prefix="/api/stats", tags=["stats"])
+
+
+@router.get("/kpis")
+def kpis(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
+         date_to: date | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
+         threshold: int = Query(15, ge=1, le=600)):
+    """Offered, answered, abandons, service level (T = `threshold` s), ASA, AHT …, per day,
+    hour of day and agent. Days are the centre's local days; the default is today."""
+    date_from, date_to = stats_service.resolve_range(date_from, date_to, tz=services.settings.tz)
+    return stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to,
+                                threshold=threshold, queue=queue, agent=agent)
+
+
+@router.get("/kpis/export")
+def export_kpis(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
+                date_to: date | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
+                threshold: int = Query(15, ge=1, le=600), table: Literal["total", "by_day", "by_hour", "by_agent"] = "by_day",
+                format: Literal["csv", "xlsx"] = "csv"):
+    """One table of the report as CSV or XLSX, with Chinese headers."""
+    report = kpis(session, services, user, date_from, date_to, queue, agent, threshold)
+    rows, title = stats_service.call_table(report, table)
+    return download(rows, format=format, title=title, name=f"calls-{table}-{report['from']}-{report['to']}")
+
+
+def download(rows: list[list], *, format: str, title: str, name: str) -> Response:
+    body, media = tables.encode(rows, format=format, title=title)
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'})
