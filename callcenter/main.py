@@ -128,9 +128,20 @@ def _install_access_log(app: FastAPI) -> None:
     async def log_request(request: Request, call_next):
         start = time.perf_counter()
         response = await call_next(request)
-        access_log.info("%s %s %s %.1fms", request.method, request.url.path, response.status_code,
+        access_log.info("%s %s %s %.1fms", request.method, loggable_path(request.url.path), response.status_code,
                         (time.perf_counter() - start) * 1000)
         return response
+
+
+SECRET_PATHS = ("/m/link/",)  # a provider's signed login link: whoever reads it can sign in
+
+
+def loggable_path(path: str) -> str:
+    """The path with any login token cut off."""
+    for prefix in SECRET_PATHS:
+        if path.startswith(prefix):
+            return prefix + "…"
+    return path
 
 
 def _install_csrf_cookie(app: FastAPI, settings: Settings) -> None:

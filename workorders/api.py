@@ -190,10 +190,9 @@ def assign_order(order_id: int, body: AssignIn, background: BackgroundTasks, ses
     """Send an escalated order to a provider the supervisor picks (the SMS and the acceptance
     deadline as for routing)."""
     order = orders_service.get_or_raise(session=session, order_id=order_id)
-    event = orders_service.assign(session=session, order=order, provider_id=body.provider_id, user=user,
-                                  login_link=jobs.login_link(services.settings))
-    minutes = orders_service.service_type_or_raise(session=session, code=order.service_type).accept_minutes
-    background.add_task(enqueue_after_commit, jobs.schedule_deadline, services.redis, order.id, event.id, minutes)
+    deadline = orders_service.assign(session=session, order=order, provider_id=body.provider_id, user=user, tz=services.settings.tz,
+                                     login_link=jobs.login_link(services.settings))
+    background.add_task(enqueue_after_commit, jobs.schedule_deadline, services.redis, *deadline)
     return _order(session, services, order, events=True)
 
 

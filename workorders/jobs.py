@@ -25,7 +25,6 @@ from callcenter.db import Database
 from callcenter.timeutil import utcnow
 from workorders import service as orders_service
 from workorders import staff as staff_service
-from workorders.models import ServiceType
 
 log = logging.getLogger(__name__)
 QUEUE_NAME = "workorders"
@@ -97,14 +96,15 @@ def route_waiting() -> int:
             failed.add(exc.order_id)
             queue(connection).enqueue(route_order, exc.order_id, retry=RETRY)
             continue
-        _schedule_deadlines(connection, deadlines)
+        schedule_deadlines(connection, deadlines)
         dispatched += len(deadlines)
         if seen < BATCH:
             return dispatched
         enqueue_route(connection, 0)  # more are waiting: another worker may take a share
 
 
-def _schedule_deadlines(connection: Redis, deadlines: list[tuple[int, int, int]]) -> None:
+def schedule_deadlines(connection: Redis, deadlines: list[tuple[int, int, int]]) -> None:
+    """The acceptance deadline of each dispatch (order id, dispatch event id, minutes), in one round trip."""
     with connection.pipeline() as pipe:
         for order_id, event_id, minutes in deadlines:
             queue(connection).enqueue_in(timedelta(minutes=minutes), acceptance_deadline, order_id, event_id, retry=RETRY, pipeline=pipe)
@@ -121,24 +121,16 @@ def route_order(order_id: int) -> str:
     """Route one order (after a lapsed deadline, or one that failed in a batch)."""
     settings = _settings()
     with _database().session_scope() as session:
-        event = orders_service.dispatch_next(session=session, order_id=order_id, tz=settings.tz, login_link=login_link(settings))
+        deadlines = orders_service.dispatch_next(session=session, order_id=order_id, tz=settings.tz, login_link=login_link(settings))
         status = orders_service.get_or_raise(session=session, order_id=order_id).status
-        deadline = _deadline_of(session, event) if event is not None else None
-    if deadline is not None:  # committed: now schedule the deadline of this very dispatch
-        schedule_deadline(get_current_job().connection, *deadline)
+    schedule_deadlines(get_current_job().connection, deadlines)  # committed: now the deadline of this very dispatch
     log.info("order %s: %s", order_id, status)
     return status
 
 
-def _deadline_of(session, event) -> tuple[int, int, int]:
-    """(order id, dispatch event id, minutes to accept) of a dispatch."""
-    order = orders_service.get_or_raise(session=session, order_id=event.order_id)
-    return order.id, event.id, session.get(ServiceType, order.service_type).accept_minutes
-
-
 def schedule_deadline(connection: Redis, order_id: int, dispatch_event_id: int, accept_minutes: int) -> None:
-    """The acceptance deadline of one dispatch (by the worker, or by a supervisor's assignment)."""
-    queue(connection).enqueue_in(timedelta(minutes=accept_minutes), acceptance_deadline, order_id, dispatch_event_id, retry=RETRY)
+    """One dispatch's acceptance deadline (a supervisor's assignment, after its commit)."""
+    schedule_deadlines(connection, [(order_id, dispatch_event_id, accept_minutes)])
 
 
 def acceptance_deadline(order_id: int, dispatch_event_id: int) -> str:

@@ -164,8 +164,7 @@ def _detail(request, order, session, services, staff, *, error: str | None = Non
     return render(request, "m/order.html", {
         "staff": staff, "order": order, "kind": kind, "status": STATUSES.get(order.status, order.status),
         "urgency": URGENCIES.get(order.urgency, ""), "elder": elder, "phones": [p for p in phones if p],
-        "times": {k: _short(getattr(order, k), tz) for k in ("accept_due", "arrive_due", "complete_due", "window_start",
-                                                              "window_end", "accepted_at", "arrived_at", "completed_at")},
+        "times": {k: _short(getattr(order, k), tz) for k in ("accept_due", "arrive_due", "complete_due", "window_start", "window_end")},
         "events": [(_short(e.at, tz), e.actor, STATUSES.get(e.to_status, e.to_status), e.note) for e in events],
         "error": error, "max_mb": services.settings.upload_max_bytes // (1024 * 1024)}, status_code)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
@@ -138,7 +138,7 @@ def create_order(*, session: Session, user: User, service_type: str, elder_id: i
         raise Conflict(f"该老人档案已停用：{elder.deactivated_reason or ''}")
     if approve_overdraw and not auth_service.has_role(user, "supervisor"):
         raise PermissionDenied("超额使用补贴须由班长批准")
-    if kind.government_purchased and kind.unit_cost > 0 and not self_paid:
+    if subsidy.applies(kind, self_paid=self_paid):
         subsidy.check_new_order(session=session, elder=elder, kind=kind, approved=approve_overdraw)
     now = utcnow()
     order = WorkOrder(
@@ -282,8 +282,9 @@ class Router:
         where = f"：{self.login_link(dispatcher)}" if dispatcher and self.login_link else "。"
         sms.send(session=self.session, to=provider.phone, order_id=order.id, provider_id=provider.id,
                  text=f"【12349】新工单 {order.number}（{kind.name}），请于 {kind.accept_minutes} 分钟内接单{where}")
-        mobile = self.mobiles.get(order.elder_id) if order.elder_id in self.mobiles else self._mobile_of(order.elder_id)
-        if mobile:
+        if order.elder_id not in self.mobiles:
+            self.prefetch_mobiles({order.elder_id})
+        if mobile := self.mobiles[order.elder_id]:
             sms.send(session=self.session, to=mobile, order_id=order.id,
                      text=f"【12349】您的{kind.name}服务（工单 {order.number}）已由{provider.name}承接。"
                           f"服务完成后请把确认码 {code} 告诉服务人员。")
@@ -297,17 +298,18 @@ class Router:
         for elder_id, number in rows:
             self.mobiles[elder_id] = self.mobiles[elder_id] or number
 
-    def _mobile_of(self, elder_id: int) -> str | None:
-        self.prefetch_mobiles({elder_id})
-        return self.mobiles[elder_id]
+    def due_deadlines(self) -> list[tuple[int, int, int]]:
+        """(order id, dispatch event id, minutes to accept) of this router's dispatches, once flushed."""
+        return [(order_id, event.id, minutes) for order_id, event, minutes in self.deadlines]
 
 
-def dispatch_next(*, session: Session, order_id: int, tz, login_link: LoginLink | None = None) -> WorkOrderEvent | None:
-    """Route one order (see Router.route)."""
+def dispatch_next(*, session: Session, order_id: int, tz, login_link: LoginLink | None = None) -> list[tuple[int, int, int]]:
+    """Route one order (see Router.route); the acceptance deadline to schedule, if dispatched."""
     db.write_lock(session)
-    event = Router(session=session, tz=tz, login_link=login_link).route(get_or_raise(session=session, order_id=order_id))
+    router = Router(session=session, tz=tz, login_link=login_link)
+    router.route(get_or_raise(session=session, order_id=order_id))
     session.flush()
-    return event
+    return router.due_deadlines()
 
 
 class RoutingFailed(Exception):
@@ -339,7 +341,7 @@ def route_waiting(*, session: Session, tz, login_link: LoginLink | None = None, 
         except Exception as exc:
             raise RoutingFailed(order.id, exc) from exc
     session.flush()  # the batch's events and messages, a few INSERTs in all
-    return [(order_id, event.id, minutes) for order_id, event, minutes in router.deadlines], len(orders)
+    return router.due_deadlines(), len(orders)
 
 
 def lapse_dispatch(*, session: Session, order_id: int, dispatch_event_id: int) -> bool:
@@ -532,14 +534,16 @@ def close_escalated(*, session: Session, order: WorkOrder, user: User, note: str
                       note=f"督办办结：{note.strip()}", changes={"closed_at": utcnow()})
 
 
-def assign(*, session: Session, order: WorkOrder, provider_id: int, user: User, login_link: LoginLink | None = None) -> WorkOrderEvent:
-    """A supervisor sends an escalated order to a provider of their choosing."""
+def assign(*, session: Session, order: WorkOrder, provider_id: int, user: User, tz,
+           login_link: LoginLink | None = None) -> tuple[int, int, int]:
+    """A supervisor sends an escalated order to a provider of their choosing; the acceptance
+    deadline to schedule."""
     provider = db.get_or_raise(session, Provider, provider_id, "服务商")
     if provider.status != "active":
         raise Conflict(f"服务商“{provider.name}”当前为{PROVIDER_STATUSES.get(provider.status, provider.status)}，不能派单")
     if order.service_type not in provider.service_types:
         raise Conflict(f"服务商“{provider.name}”未签约该服务类型")
-    router = Router(session=session, tz=timezone.utc, login_link=login_link)
-    event = router.dispatch(order, provider, actor=user.display_name or user.username, actor_user_id=user.id)
+    router = Router(session=session, tz=tz, login_link=login_link)
+    router.dispatch(order, provider, actor=user.display_name or user.username, actor_user_id=user.id)
     session.flush()
-    return event
+    return router.due_deadlines()[0]

@@ -27,8 +27,9 @@ class SubsidyOverdraw(Conflict):
     pass
 
 
-def applies(kind: ServiceType, order: WorkOrder) -> bool:
-    return kind.government_purchased and kind.unit_cost > 0 and not order.self_paid
+def applies(kind: ServiceType, *, self_paid: bool) -> bool:
+    """Whether an order of this kind draws on the subsidy."""
+    return kind.government_purchased and kind.unit_cost > 0 and not self_paid
 
 
 def committed(*, session: Session, elder_id: int, exclude_order_id: int | None = None) -> Decimal:
@@ -55,7 +56,7 @@ def draw(*, session: Session, order: WorkOrder, kind: ServiceType) -> SubsidyLed
     """Draw the order's cost from the elder's balance (at completion); the ledger row, or None
     when the service is not subsidised. SubsidyOverdraw when the balance cannot pay and no
     supervisor approved."""
-    if not applies(kind, order):
+    if not applies(kind, self_paid=order.self_paid):
         return None
     cost = kind.unit_cost
     approved = order.overdraw_approved_by is not None

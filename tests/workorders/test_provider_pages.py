@@ -5,6 +5,7 @@ orders; the confirmation code, photo checks and the subsidy."""
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from decimal import Decimal
@@ -154,6 +155,17 @@ def test_one_provider_cannot_read_or_change_anothers_order(app, services, consol
     assert other.get(f"/m/orders/{order_id}/photo").status_code == 404
     assert order_row(services, order_id).status == "dispatched"  # untouched
     assert f"/m/orders/{order_id}" not in other.get("/m/").text
+
+
+def test_login_links_never_reach_the_access_log(app, services, console, city, rq_redis, caplog):
+    order_id = new_order(console, city["elder"])
+    work(rq_redis)
+    path = link_path(sms_to(services, "+8613900000001", order_id))
+    with caplog.at_level(logging.INFO, logger="callcenter.access"):
+        assert provider_client(app).get(path, follow_redirects=False).status_code == 303
+    token = path.rsplit("/", 1)[1]
+    logged = [r.getMessage() for r in caplog.records if r.name == "callcenter.access"]
+    assert any("/m/link/…" in line for line in logged) and not any(token in line for line in logged)
 
 
 def test_tampered_and_expired_links_and_bad_passwords_are_refused(app, services, settings, console, city, rq_redis):
