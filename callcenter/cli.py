@@ -17,6 +17,8 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 user_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
+stats_app = typer.Typer(help="Report rollups.", no_args_is_help=True)
+app.add_typer(stats_app, name="stats")
 
 
 def _fail(message: str) -> None:
@@ -64,6 +66,40 @@ def user_create(
         _fail("; ".join(f"{field}: {msg}" for field, msg in exc.errors))
     except DomainError as exc:
         _fail(exc.message)
+
+
+@stats_app.command("check")
+def stats_check(
+    date_from: str = typer.Option(..., "--from", help="first local day, YYYY-MM-DD"),
+    date_to: str = typer.Option(None, "--to", help="last local day (default: --from)"),
+    repair: bool = typer.Option(False, "--repair", help="sum the differing hours again from the calls"),
+) -> None:
+    """Compare the call rollup with the calls themselves (after calls were written with plain
+    SQL, e.g. an import); exits 1 while they differ."""
+    from datetime import date, timedelta
+
+    from callcenter.db import Database
+    from callcenter.stats import rollup
+    from callcenter.timeutil import day_start_utc
+
+    settings = get_settings()
+    try:
+        first = date.fromisoformat(date_from)
+        last = date.fromisoformat(date_to) if date_to else first
+    except ValueError as exc:
+        _fail(f"bad date: {exc}")
+    start, end = day_start_utc(first, settings.tz), day_start_utc(last + timedelta(days=1), settings.tz)
+    with Database(settings).session_scope() as session:
+        found = rollup.differences(session, start, end)
+        for bucket, queue, agent, stored, summed in found:
+            typer.echo(f"hour {bucket} queue={queue or '-'} agent={agent or '-'}: stored {stored}, calls say {summed}")
+        if found and repair:
+            rollup.refresh_calls(session.connection(), {row[0] for row in found})
+            typer.echo(f"repaired {len({row[0] for row in found})} hours")
+            return
+    if found:
+        _fail(f"{len(found)} rollup rows differ from the calls (run again with --repair)")
+    typer.echo(f"rollup matches the calls from {first} to {last}")
 
 
 @app.command("demo-data")

@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     ami_secret: SecretStr | None = None
 
     short_abandon_seconds: int = Field(default=5, description="abandons within this many seconds are short abandons")
+    service_level_seconds: int = Field(default=15, description="T of the service level: answered within T s (GB/T 33358-2016)")
+    service_level_target: float = Field(default=0.8, description="the wallboard alerts when the last hour falls below this")
+    long_wait_alert_seconds: int = Field(default=60, description="the wallboard alerts when a caller waits longer")
     simulator_calls_per_minute: float = 4.0
 
     # How the console's buttons map onto the dialplan (see README, "Asterisk dialplan the console uses").

@@ -10,8 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from sqlalchemy import event
+from sqlalchemy import BigInteger, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 from sqlmodel import Session, create_engine
 
 from callcenter.config import Settings
@@ -46,6 +48,25 @@ def write_lock(session: Session) -> None:
     connection = session.connection()
     if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class epoch(FunctionElement):
+    """Whole seconds since 1970 of a stored (UTC) time, in SQL: lets reports bucket and subtract
+    times inside the database on SQLite and PostgreSQL alike."""
+
+    type = BigInteger()
+    inherit_cache = True
+    name = "epoch"
+
+
+@compiles(epoch)
+def _epoch_sqlite(element, compiler, **kw):
+    return "CAST(strftime('%%s', %s) AS INTEGER)" % compiler.process(element.clauses, **kw)
+
+
+@compiles(epoch, "postgresql")
+def _epoch_postgresql(element, compiler, **kw):
+    return "CAST(FLOOR(EXTRACT(EPOCH FROM %s)) AS BIGINT)" % compiler.process(element.clauses, **kw)
 
 
 def get_or_raise(session: Session, model: type[T], ident, what: str) -> T:

@@ -167,3 +167,27 @@ def test_simulate_serves_ami_with_the_configured_login(cli_env):
     assert members == ["Local/8001@agents", "Local/8002@agents"]
     assert "Newchannel" in events and "QueueCallerJoin" in events
     assert "sim-secret" not in output
+
+
+def test_stats_check_finds_calls_written_behind_the_rollup_and_repairs_them(cli_env, services, supervisor_client):
+    """An import that writes calls with plain SQL bypasses the rollup: `stats check` says so and
+    exits 1; `--repair` sums those hours again, and the KPI API then counts the call."""
+    from datetime import datetime, timezone
+
+    from callcenter.calls.models import CallRecord
+
+    queued = datetime(2026, 11, 20, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai
+    with services.db.engine.begin() as connection:
+        connection.execute(CallRecord.__table__.insert().values(
+            linkedid="imported", direction="inbound", context="from-elders", state="ended", outcome="abandoned", queue="hotline",
+            elder_candidates=[], channels=[], priority=0, ring_attempts=0, transfers=0, notes="", started_at=queued,
+            queued_at=queued, abandoned_at=queued, wait_seconds=30, updated_at=queued))
+    day = {"from": "2026-11-20", "to": "2026-11-20"}
+    assert supervisor_client.get("/api/stats/kpis", params=day).json()["total"]["offered"] == 0  # the rollup has not seen it
+    check = run_cli("stats", "check", "--from", "2026-11-20", env=cli_env)
+    assert check.returncode == 1 and "queue=hotline" in check.stdout and "1 rollup rows differ" in check.stderr
+    repair = run_cli("stats", "check", "--from", "2026-11-20", "--repair", env=cli_env)
+    assert repair.returncode == 0 and "repaired 1 hours" in repair.stdout
+    assert run_cli("stats", "check", "--from", "2026-11-20", env=cli_env).returncode == 0
+    total = supervisor_client.get("/api/stats/kpis", params=day).json()["total"]
+    assert (total["offered"], total["abandoned"], total["longest_wait_seconds"]) == (1, 1, 30)

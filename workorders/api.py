@@ -273,19 +273,21 @@ def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, 
 
 @router.get("/api/stats/workorders")
 def workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
-                    date_to: date | None = Query(None, alias="to")):
+                    date_to: date | None = Query(None, alias="to"), district: int | None = None):
     """Work-order KPIs of a range of local days (default today): completion, on-time, SLA,
-    satisfaction, complaints, escalations, per type / provider / status; subsidy spent."""
+    satisfaction, complaints, escalations, per type / provider / status; subsidy spent.
+    `district` (an area id) keeps the orders of elders living there."""
     date_from, date_to = stats_service.resolve_range(date_from, date_to, tz=services.settings.tz)
-    return workorder_stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to)
+    return workorder_stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to,
+                                          district_id=district)
 
 
 @router.get("/api/stats/workorders/export")
 def export_workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorUser,
                            date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
-                           table: Literal["total", "by_type", "by_provider", "subsidy_by_type", "subsidy_by_street"] = "by_type",
+                           district: int | None = None, table: Literal["total", "by_type", "by_provider", "subsidy_by_type", "subsidy_by_street"] = "by_type",
                            format: Literal["csv", "xlsx"] = "csv"):
     """One table of the work-order report as CSV or XLSX, with Chinese headers."""
-    report = workorder_stats(session, services, user, date_from, date_to)
+    report = workorder_stats(session, services, user, date_from, date_to, district)
     rows, title = workorder_stats_service.order_table(report, table)
     return stats_api.download(rows, format=format, title=title, name=f"workorders-{table}-{report['from']}-{report['to']}")

@@ -10,76 +10,119 @@ is the ledger's draws on those days, per service type and per street.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, fields
 from datetime import date, timedelta
 
-from sqlalchemy import func
+from sqlalchemy import and_, func
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
 from callcenter.elders.models import Elder
 from callcenter.stats import service as stats_service
-from callcenter.timeutil import as_utc, day_start_utc
+from callcenter.stats.service import count_where, rate
+from callcenter.timeutil import day_start_utc
 from workorders.models import Provider, ServiceType, SubsidyLedger, WorkOrder, WorkOrderEvent
 
 
-def _rate(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
+@dataclass
+class OrderTally:
+    """Sums over a set of orders, from which every work-order KPI follows (added up in Python
+    from one GROUP BY per service type, provider and status)."""
+
+    created: int = 0
+    completed: int = 0
+    completed_in_time: int = 0
+    accepted: int = 0
+    accepted_in_time: int = 0
+    arrived: int = 0
+    arrived_in_time: int = 0
+    closed: int = 0
+    cancelled: int = 0
+    callbacks: int = 0
+    satisfied: int = 0
+    satisfaction_sum: int = 0
+    complaints: int = 0
+    escalations: int = 0
+
+    def add(self, other: "OrderTally") -> None:
+        for field in fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
-def _met(rows: list[WorkOrder], done: str, due: str) -> float | None:
-    reached = [row for row in rows if getattr(row, done) is not None]
-    return _rate(sum(1 for row in reached if as_utc(getattr(row, done)) <= as_utc(getattr(row, due))), len(reached))
+def _tally_columns() -> list:
+    """SQL aggregates in `OrderTally`'s field order."""
+    def reached(done, due):
+        return [count_where(done.is_not(None)), count_where(and_(done.is_not(None), done <= due))]
+
+    escalated = WorkOrder.id.in_(select(WorkOrderEvent.order_id).where(WorkOrderEvent.to_status == "escalated"))
+    return [
+        func.count(), *reached(WorkOrder.completed_at, WorkOrder.complete_due), *reached(WorkOrder.accepted_at, WorkOrder.accept_due),
+        *reached(WorkOrder.arrived_at, WorkOrder.arrive_due), count_where(WorkOrder.status == "closed"),
+        count_where(WorkOrder.status == "cancelled"), count_where(WorkOrder.satisfaction.is_not(None)), count_where(WorkOrder.satisfaction >= 4),
+        func.coalesce(func.sum(WorkOrder.satisfaction), 0), count_where(WorkOrder.complaint), count_where(escalated),
+    ]
 
 
-def order_kpis(rows: list[WorkOrder], escalated: set[int]) -> dict:
-    completed = [row for row in rows if row.completed_at is not None]
-    scored = [row.satisfaction for row in rows if row.satisfaction is not None]
+def order_kpis(tally: OrderTally) -> dict:
     return {
-        "created": len(rows), "completed": len(completed), "closed": sum(1 for row in rows if row.status == "closed"),
-        "cancelled": sum(1 for row in rows if row.status == "cancelled"),
-        "completion_rate": _rate(len(completed), len(rows)),  # 办结率
-        "on_time_completion_rate": _met(rows, "completed_at", "complete_due"),  # 及时办结率
-        "accepted_in_time_rate": _met(rows, "accepted_at", "accept_due"),
-        "arrived_in_time_rate": _met(rows, "arrived_at", "arrive_due"),
-        "callbacks": len(scored),
-        "satisfaction_rate": _rate(sum(1 for score in scored if score >= 4), len(scored)),  # 满意率
-        "mean_satisfaction": round(sum(scored) / len(scored), 2) if scored else None,
-        "complaints": sum(1 for row in rows if row.complaint),
-        "escalations": sum(1 for row in rows if row.id in escalated),
+        "created": tally.created, "completed": tally.completed, "closed": tally.closed, "cancelled": tally.cancelled,
+        "completion_rate": rate(tally.completed, tally.created),  # 办结率
+        "on_time_completion_rate": rate(tally.completed_in_time, tally.completed),  # 及时办结率
+        "accepted_in_time_rate": rate(tally.accepted_in_time, tally.accepted),
+        "arrived_in_time_rate": rate(tally.arrived_in_time, tally.arrived),
+        "callbacks": tally.callbacks,
+        "satisfaction_rate": rate(tally.satisfied, tally.callbacks),  # 满意率
+        "mean_satisfaction": round(tally.satisfaction_sum / tally.callbacks, 2) if tally.callbacks else None,
+        "complaints": tally.complaints, "escalations": tally.escalations,
     }
 
 
-def report(*, session: Session, tz, date_from: date, date_to: date) -> dict:
-    """Totals and splits per service type, provider and status; subsidy spent per type and street."""
+def created_on(*, session: Session, tz, day: date) -> dict:
+    """The wallboard's orders of the day: created and (of those) completed, per service type."""
+    start, end = day_start_utc(day, tz), day_start_utc(day + timedelta(days=1), tz)
+    rows = session.exec(select(WorkOrder.service_type, func.count(), func.count(WorkOrder.completed_at))
+                        .where(WorkOrder.created_at >= start, WorkOrder.created_at < end)
+                        .group_by(WorkOrder.service_type)).all()
+    kinds = {row.code: row.name for row in session.exec(select(ServiceType))}
+    return {"created_today": sum(row[1] for row in rows), "completed_today": sum(row[2] for row in rows),
+            "by_type_today": [{"service_name": kinds.get(code, code), "created": created} for code, created, _ in sorted(rows)]}
+
+
+def report(*, session: Session, tz, date_from: date, date_to: date, district_id: int | None = None) -> dict:
+    """Totals and splits per service type, provider and status; subsidy spent per type and street.
+    `district_id` keeps the orders (and draws) of elders living in that area."""
     start, end = day_start_utc(date_from, tz), day_start_utc(date_to + timedelta(days=1), tz)
-    rows = list(session.exec(select(WorkOrder).where(WorkOrder.created_at >= start, WorkOrder.created_at < end)))
-    ids = [row.id for row in rows]
-    escalated = set(session.exec(select(WorkOrderEvent.order_id).where(WorkOrderEvent.order_id.in_(ids),
-                                                                       WorkOrderEvent.to_status == "escalated"))) if ids else set()
+    communities = areas_service.communities_under(session=session, area_id=district_id) if district_id else None
+    query = select(WorkOrder.service_type, WorkOrder.provider_id, WorkOrder.status, *_tally_columns()).where(
+        WorkOrder.created_at >= start, WorkOrder.created_at < end)
+    if communities is not None:
+        query = query.where(WorkOrder.community_id.in_(communities))
+    total, by_type, by_provider, by_status = OrderTally(), defaultdict(OrderTally), defaultdict(OrderTally), defaultdict(int)
+    for code, provider_id, status, *values in session.exec(query.group_by(WorkOrder.service_type, WorkOrder.provider_id, WorkOrder.status)):
+        tally = OrderTally(*(int(v) for v in values))
+        for bucket in (total, by_type[code]) + ((by_provider[provider_id],) if provider_id is not None else ()):
+            bucket.add(tally)
+        by_status[status] += tally.created
     kinds = {row.code: row.name for row in session.exec(select(ServiceType))}
     providers = {row.id: row.name for row in session.exec(select(Provider))}
-    by_type, by_provider, by_status = defaultdict(list), defaultdict(list), defaultdict(int)
-    for row in rows:
-        by_type[row.service_type].append(row)
-        if row.provider_id is not None:
-            by_provider[row.provider_id].append(row)
-        by_status[row.status] += 1
     return {
-        "from": date_from.isoformat(), "to": date_to.isoformat(), "total": order_kpis(rows, escalated),
-        "by_type": [{"service_type": code, "service_name": kinds.get(code, code), **order_kpis(group, escalated)}
-                    for code, group in sorted(by_type.items())],
-        "by_provider": [{"provider_id": pid, "provider_name": providers.get(pid, ""), **order_kpis(group, escalated)}
-                        for pid, group in sorted(by_provider.items())],
+        "from": date_from.isoformat(), "to": date_to.isoformat(), "district_id": district_id, "total": order_kpis(total),
+        "by_type": [{"service_type": code, "service_name": kinds.get(code, code), **order_kpis(tally)}
+                    for code, tally in sorted(by_type.items())],
+        "by_provider": [{"provider_id": pid, "provider_name": providers.get(pid, ""), **order_kpis(tally)}
+                        for pid, tally in sorted(by_provider.items())],
         "by_status": dict(sorted(by_status.items())),
-        **_subsidy(session=session, start=start, end=end, kinds=kinds),
+        **_subsidy(session=session, start=start, end=end, kinds=kinds, communities=communities),
     }
 
 
-def _subsidy(*, session: Session, start, end, kinds: dict[str, str]) -> dict:
-    rows = session.exec(select(SubsidyLedger.service_type, Elder.community_id, func.sum(SubsidyLedger.amount))
-                        .join(Elder, Elder.id == SubsidyLedger.elder_id)
-                        .where(SubsidyLedger.at >= start, SubsidyLedger.at < end, SubsidyLedger.order_id.is_not(None))
-                        .group_by(SubsidyLedger.service_type, Elder.community_id)).all()
+def _subsidy(*, session: Session, start, end, kinds: dict[str, str], communities: list[int] | None) -> dict:
+    query = (select(SubsidyLedger.service_type, Elder.community_id, func.sum(SubsidyLedger.amount))
+             .join(Elder, Elder.id == SubsidyLedger.elder_id)
+             .where(SubsidyLedger.at >= start, SubsidyLedger.at < end, SubsidyLedger.order_id.is_not(None)))
+    if communities is not None:
+        query = query.where(Elder.community_id.in_(communities))
+    rows = session.exec(query.group_by(SubsidyLedger.service_type, Elder.community_id)).all()
     by_type, by_street, streets = defaultdict(int), defaultdict(int), {}
     for code, community_id, amount in rows:
         spent = -amount  # draws are negative in the ledger

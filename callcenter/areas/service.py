@@ -42,6 +42,17 @@ def path_of(*, session: Session, area_id: int | None) -> list[Area]:
     return list(reversed(path))
 
 
+def communities_under(*, session: Session, area_id: int) -> list[int]:
+    """Ids of the communities in an area (itself, if it is one); an unknown id has none."""
+    level = [area_id]
+    for _ in range(len(CHILD_LEVEL)):
+        children = list(session.exec(select(Area.id).where(Area.parent_id.in_(level))))
+        if not children:
+            break
+        level = children
+    return list(session.exec(select(Area.id).where(Area.id.in_(level), Area.level == "community")))
+
+
 def get_community_or_raise(*, session: Session, community_id: int) -> Area:
     area = session.get(Area, community_id)
     if area is None or area.level != "community":

@@ -24,10 +24,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -123,8 +125,10 @@ class BridgeStats:
 class Bridge:
     def __init__(self, *, database: Database, redis: aioredis.Redis, area_code: str, host: str, port: int, username: str,
                  secret: str, short_abandon_seconds: int = 5, ping_interval: float = 5.0, ping_timeout: float = 3.0,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0, wrapup_seconds: float = 0):
+                 backoff_initial: float = 0.5, backoff_max: float = 30.0, wrapup_seconds: float = 0,
+                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai")):
         self.database = database
+        self.tz = tz  # agents' time is added up per local day
         self.redis = redis
         self.wrapup_seconds = wrapup_seconds
         self.wrapups: dict[str, _WrapUp] = {}  # agent interface → its wrap-up under way
@@ -174,7 +178,7 @@ class Bridge:
             await self.work.put(_Snapshot(action=item.action, events=item.events, outage_from=self.disconnected_at,
                                           taken_at=utcnow()))
             return
-        await self.work.put((item, utcnow(), asyncio.get_running_loop().time()))
+        await self.work.put((item, event_time(item), asyncio.get_running_loop().time()))
 
     async def _on_disconnect(self) -> None:
         self.disconnected_at = utcnow()
@@ -244,11 +248,14 @@ class Bridge:
         one event per change, to publish once committed."""
         last_call = {c.call.linkedid: c.call for c, _ in changes if c.call is not None}
         last_agent = {c.agent.interface: c.agent for c, _ in changes if c.agent is not None}
-        with self.database.session_scope() as session:
+        with self.database.session_scope() as session, session.no_autoflush:
+            # One flush for the whole batch: the call rollup's hooks then read and write once per batch.
             records = {linkedid: calls_service.record_call(session=session, call=call, area_code=self.area_code)
                        for linkedid, call in last_call.items()}
             for agent in last_agent.values():
                 calls_service.record_agent(session=session, agent=agent)
+            calls_service.log_agent_activities(session=session, agents=[c.agent for c, _ in changes if c.agent is not None],
+                                               tz=self.tz)
             session.flush()  # ids for the events
             return [
                 (CALLS_CHANNEL, calls_service.event_payload(kind=c.kind, call=c.call, record=records[c.call.linkedid]), received)
@@ -355,10 +362,24 @@ class Bridge:
         await asyncio.wait_for(self.idle.wait(), timeout)
 
 
+def event_time(message: Message) -> datetime:
+    """When Asterisk saw the event: its `Timestamp` header (manager.conf `timestampevents = yes`),
+    else now. Asterisk's clock keeps a backlog read after a stall, or a replay, at its real times."""
+    stamp = message.get("Timestamp")
+    if stamp:
+        try:
+            seconds = float(stamp)
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds) and 0 < seconds < 32503680000:  # before the year 3000
+            return datetime.fromtimestamp(seconds, timezone.utc)
+    return utcnow()
+
+
 def from_settings(settings, *, host: str, port: int, username: str, secret: str, database: Database | None = None) -> Bridge:
     """A bridge for `callcenter ami` / `callcenter run`, on the configured database and Redis."""
     from callcenter import redis_conn
 
     return Bridge(database=database or Database(settings), redis=aioredis.from_url(redis_conn.redis_url(settings)),
                   area_code=settings.city_area_code, host=host, port=port, username=username, secret=secret,
-                  short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds)
+                  short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds, tz=settings.tz)

@@ -91,3 +91,24 @@ class AgentStatus(SQLModel, table=True):
     queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     since: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+AGENT_ACTIVITIES = {"ready": "就绪", "ringing": "振铃", "in_call": "通话中", "wrapup": "话后整理", "paused": "暂停",
+                    "unavailable": "离线"}
+
+
+class AgentStateLog(SQLModel, table=True):
+    """Each stretch of time an agent spent in one activity (ready, ringing, in_call, wrapup,
+    paused, unavailable): what occupancy and time-in-state reports are summed from. The open
+    stretch has no `ended_at`; the bridge closes it when the next one starts."""
+
+    __tablename__ = "agent_state_log"
+    __table_args__ = (Index("ix_agent_state_log_ended", "ended_at"), Index("ix_agent_state_log_open", "interface", "ended_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    interface: str = Field(max_length=120)
+    extension: str | None = Field(default=None, max_length=32)
+    activity: str = Field(max_length=16)
+    pause_reason: str | None = Field(default=None, max_length=40)
+    started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ended_at: datetime | None = _ts()

@@ -14,7 +14,8 @@ from sqlmodel import Session, select
 
 from callcenter import db
 from callcenter.auth.models import User
-from callcenter.calls.models import DISPOSITIONS, AgentStatus, CallRecord
+from callcenter.calls.control import WRAPUP_REASON
+from callcenter.calls.models import DISPOSITIONS, AgentStateLog, AgentStatus, CallRecord
 from callcenter.calls.presenter import display_number
 from callcenter.calls.tracker import AgentState, Call
 from callcenter.elders import service as elders_service
@@ -22,6 +23,7 @@ from callcenter.elders.models import Elder
 from callcenter.elders.schemas import PhoneIn
 from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import try_parse_phone
+from callcenter.stats import rollup
 from callcenter.timeutil import as_utc, day_start_utc, utcnow
 
 # Redis channels the bridge publishes on (README, "Live events").
@@ -108,6 +110,40 @@ def record_agent(*, session: Session, agent: AgentState) -> AgentStatus:
     row.updated_at = utcnow()
     session.add(row)
     return row
+
+
+def activity_of(agent: AgentState) -> str:
+    """What the agent is doing, as reports count it: the bridge's wrap-up pause is work, not a pause."""
+    return "wrapup" if agent.state == "paused" and agent.pause_reason == WRAPUP_REASON else agent.state
+
+
+def log_agent_activities(*, session: Session, agents: list[AgentState], tz) -> None:
+    """Close each agent's open stretch in `agent_state_log` and open the next, wherever the
+    activity changed; `agents` are the batch's agent changes in the order they happened, so a
+    short call inside one batch still leaves its stretch. Closed stretches are added to the
+    agents' days (occupancy reads those)."""
+    if not agents:
+        return
+    open_rows = {row.interface: row for row in session.exec(select(AgentStateLog).where(
+        AgentStateLog.interface.in_({agent.interface for agent in agents}), AgentStateLog.ended_at.is_(None)))}
+    closed = []
+    for agent in agents:
+        activity = activity_of(agent)
+        reason = agent.pause_reason if activity == "paused" else None
+        current = open_rows.get(agent.interface)
+        if current is not None and (current.activity, current.pause_reason) == (activity, reason):
+            continue
+        at = as_utc(agent.since or utcnow())
+        if current is not None:
+            current.ended_at = max(at, as_utc(current.started_at))
+            session.add(current)
+            at = current.ended_at
+            closed.append((current.extension or current.interface, current.activity, as_utc(current.started_at), at))
+        row = AgentStateLog(interface=agent.interface, extension=extension_of(agent.interface), activity=activity,
+                            pause_reason=reason, started_at=at)
+        session.add(row)
+        open_rows[agent.interface] = row
+    rollup.add_activity(session, closed, tz)
 
 
 def open_calls(*, session: Session) -> list[Call]:

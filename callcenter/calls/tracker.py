@@ -384,8 +384,8 @@ class CallTracker:
         after = (agent.state, agent.pause_reason, agent.name, frozenset(agent.queues))
         if after == before:
             return []
-        if before[0] != after[0] or before[1] != after[1]:
-            agent.since = at
+        if agent.since is None or before[0] != after[0] or before[1] != after[1]:
+            agent.since = at  # a member first seen already ready is ready since now, not "unknown"
         return [Change(kind="agent.state", agent=replace(agent, queues=set(agent.queues)))]
 
     def _on_QueueMemberStatus(self, message: Message, at: datetime) -> list[Change]:

@@ -4,35 +4,37 @@ timestamps so a definition can change without losing history.
 A call counts on the day and hour (Asia/Shanghai, or the configured zone) it entered the queue;
 only inbound calls that reached a queue are offered. Rates are None when their denominator is
 zero (a day without calls has no service level, not 0 %).
+
+Every figure is a sum, a count or a maximum, so the database does the adding: one GROUP BY per
+quarter hour (`Tally`) and Python folds them into hours, days and the range. With the standard T
+of 15 s the sums come from `call_rollup`, per hour (kept exact by stats/rollup.py), so a report
+reads the rollup's rows, not every call; another T or a district filter sums the calls.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, fields
+from functools import lru_cache
+from datetime import date, datetime, timedelta, timezone
 
+from sqlalchemy import and_, case, func, or_
 from sqlmodel import Session, select
 
-from callcenter.calls.models import CallRecord
+from callcenter.areas import service as areas_service
+from callcenter.calls.models import AgentStateLog, CallRecord
+from callcenter.db import epoch
+from callcenter.stats import rollup
+from callcenter.stats.models import AgentActivityDay, CallRollup
+from callcenter.elders.models import Elder
 from callcenter.errors import FieldErrors
-from callcenter.timeutil import as_utc, day_start_utc, today_in
-
-
-@dataclass(frozen=True)
-class CallFacts:
-    """What the KPIs need of one offered call."""
-
-    queued_at: datetime  # local time
-    outcome: str | None
-    wait: int | None
-    talk: int | None
-    wrapup: int | None
-    agent: str | None
-    queue: str | None
-
+from callcenter.timeutil import day_start_utc, today_in, utcnow
 
 MAX_DAYS = 366
+RAW_BUCKET_SECONDS = 900  # raw calls are summed per quarter hour: every time zone's hours are whole quarters
+ABANDONS = ("abandoned", "short_abandon")
+BUSY = ("in_call", "wrapup")  # occupancy's numerator …
+LOGGED_IN = ("ready", "ringing", "in_call", "wrapup")  # … and its denominator: logged in, not paused
 
 
 def resolve_range(date_from: date | None, date_to: date | None, *, tz) -> tuple[date, date]:
@@ -48,78 +50,225 @@ def resolve_range(date_from: date | None, date_to: date | None, *, tz) -> tuple[
     return date_from, date_to
 
 
-def _rate(numerator: int, denominator: int) -> float | None:
+@dataclass
+class Filters:
+    """What a report is narrowed to: a queue, an agent's extension, a district (the matched elder's)."""
+
+    queue: str | None = None
+    agent: str | None = None
+    district_id: int | None = None
+
+
+@dataclass
+class Tally:
+    """Sums over a set of offered calls, from which every call KPI follows; tallies add up, so
+    a day is the sum of its hours and a range the sum of its days."""
+
+    offered: int = 0
+    answered: int = 0
+    within: int = 0
+    abandoned: int = 0
+    short_abandons: int = 0
+    timeouts: int = 0
+    abandoned_within: int = 0
+    answered_wait: int = 0
+    longest_wait: int | None = None
+    handled: int = 0
+    handle: int = 0
+
+    def add(self, other: "Tally") -> None:
+        for field in fields(self):
+            mine, theirs = getattr(self, field.name), getattr(other, field.name)
+            if field.name == "longest_wait":
+                setattr(self, field.name, max((v for v in (mine, theirs) if v is not None), default=None))
+            else:
+                setattr(self, field.name, mine + theirs)
+
+
+def rate(numerator: int, denominator: int) -> float | None:
     return round(numerator / denominator, 4) if denominator else None
 
 
-def _mean(values: list[int]) -> float | None:
-    return round(sum(values) / len(values), 1) if values else None
+def _mean(total: int, count: int) -> float | None:
+    return round(total / count, 1) if count else None
 
 
-def call_kpis(facts: list[CallFacts], *, threshold: int) -> dict:
-    """The call KPIs of a set of offered calls; `threshold` is T (seconds) of the service level."""
-    answered = [f for f in facts if f.outcome == "answered"]
-    within = sum(1 for f in answered if (f.wait or 0) <= threshold)
-    abandoned = sum(1 for f in facts if f.outcome == "abandoned")
-    short = sum(1 for f in facts if f.outcome == "short_abandon")
-    abandoned_within = sum(1 for f in facts if f.outcome in ("abandoned", "short_abandon") and (f.wait or 0) <= threshold)
-    offered = len(facts)
+def call_kpis(tally: Tally, *, threshold: int) -> dict:
+    """The call KPIs of a tally; `threshold` is T (seconds) of the service level."""
     return {
-        "offered": offered, "answered": len(answered), "abandoned": abandoned, "short_abandons": short,
-        "timeouts": sum(1 for f in facts if f.outcome == "timeout"),
-        "answered_within_threshold": within,
-        "answer_rate": _rate(len(answered), offered),  # 人工接通率
-        "timely_answer_rate": _rate(within, len(answered)),  # 人工应答及时率 (GB/T 33358-2016)
-        "service_level": _rate(within, offered - short),  # inclusive definition (DESIGN.md)
-        "service_level_asterisk": _rate(within + abandoned_within, offered),  # Asterisk's SL2, for comparison
-        "abandon_rate": _rate(abandoned, offered),  # short abandons excluded
-        "asa_seconds": _mean([f.wait or 0 for f in answered]),
-        "longest_wait_seconds": max((f.wait or 0 for f in facts), default=None),
-        "aht_seconds": _mean([(f.talk or 0) + (f.wrapup or 0) for f in answered]),
+        "offered": tally.offered, "answered": tally.answered, "abandoned": tally.abandoned,
+        "short_abandons": tally.short_abandons, "timeouts": tally.timeouts, "answered_within_threshold": tally.within,
+        "answer_rate": rate(tally.answered, tally.offered),  # 人工接通率
+        "timely_answer_rate": rate(tally.within, tally.answered),  # 人工应答及时率 (GB/T 33358-2016)
+        "service_level": rate(tally.within, tally.offered - tally.short_abandons),  # inclusive definition (DESIGN.md)
+        "service_level_asterisk": rate(tally.within + tally.abandoned_within, tally.offered),  # Asterisk's SL2, for comparison
+        "abandon_rate": rate(tally.abandoned, tally.offered),  # short abandons excluded
+        "asa_seconds": _mean(tally.answered_wait, tally.answered),
+        "longest_wait_seconds": tally.longest_wait,
+        "aht_seconds": _mean(tally.handle, tally.handled),
         "threshold_seconds": threshold,
     }
 
 
-def offered_calls(*, session: Session, tz, date_from: date, date_to: date, queue: str | None = None,
-                  agent: str | None = None) -> list[CallFacts]:
-    """The inbound calls that entered a queue between the start of `date_from` and the end of
-    `date_to` (local days)."""
-    query = select(CallRecord).where(CallRecord.direction == "inbound", CallRecord.queued_at.is_not(None),
-                                     CallRecord.queued_at >= day_start_utc(date_from, tz),
-                                     CallRecord.queued_at < day_start_utc(date_to + timedelta(days=1), tz))
-    if queue:
-        query = query.where(CallRecord.queue == queue)
+def count_where(condition):
+    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+
+@lru_cache(maxsize=32)
+def tally_columns(threshold: int) -> tuple:
+    """SQL aggregates in `Tally`'s field order. A call is answered once an agent picked it up (so
+    the wallboard counts a call in progress); its handling time (talk + wrap-up, wrap-up = wrap-up
+    ended − agent done, never below 0) once the agent is done with it."""
+    answered = CallRecord.answered_at.is_not(None)
+    handled = and_(answered, CallRecord.agent_done_at.is_not(None))
+    wait = func.coalesce(CallRecord.wait_seconds, 0)
+    wrapup = case((and_(CallRecord.wrapup_ended_at.is_not(None), CallRecord.agent_done_at.is_not(None),
+                        CallRecord.wrapup_ended_at > CallRecord.agent_done_at),
+                   epoch(CallRecord.wrapup_ended_at) - epoch(CallRecord.agent_done_at)), else_=0)
+    return (
+        func.count(), count_where(answered), count_where(and_(answered, wait <= threshold)), count_where(CallRecord.outcome == "abandoned"),
+        count_where(CallRecord.outcome == "short_abandon"), count_where(CallRecord.outcome == "timeout"),
+        count_where(and_(CallRecord.outcome.in_(ABANDONS), wait <= threshold)),
+        func.coalesce(func.sum(case((answered, wait), else_=0)), 0), func.max(CallRecord.wait_seconds), count_where(handled),
+        func.coalesce(func.sum(case((handled, func.coalesce(CallRecord.talk_seconds, 0) + wrapup), else_=0)), 0),
+    )
+
+
+def _tally(values) -> Tally:
+    return Tally(*(int(v) if v is not None else None for v in values))
+
+
+def _offered_where(query, *, session: Session, start: datetime, end: datetime, filters: Filters):
+    """Inbound calls that entered a queue in [start, end), narrowed by `filters`."""
+    query = query.where(CallRecord.direction == "inbound", CallRecord.queued_at >= start, CallRecord.queued_at < end)
+    if filters.queue:
+        query = query.where(CallRecord.queue == filters.queue)
+    if filters.agent:
+        query = query.where(CallRecord.agent_extension == filters.agent)
+    if filters.district_id:
+        communities = areas_service.communities_under(session=session, area_id=filters.district_id)
+        query = query.where(CallRecord.elder_id.in_(select(Elder.id).where(Elder.community_id.in_(communities))))
+    return query
+
+
+def tally_until_now(*, session: Session, start: datetime, now: datetime, threshold: int) -> Tally:
+    """One tally of the calls queued since `start` (the wallboard's last hour). A caller still
+    waiting is left out until the wait passes T: until then the call may yet be answered in time."""
+    undecided = and_(CallRecord.state.in_(("queued", "offered")), CallRecord.queued_at > now - timedelta(seconds=threshold))
+    query = _offered_where(select(*tally_columns(threshold)), session=session, start=start, end=now, filters=Filters())
+    return _tally(session.exec(query.where(~undecided)).one())
+
+
+def _uses_rollup(threshold: int, filters: Filters) -> bool:
+    """The rollup holds T = ROLLUP_THRESHOLD per hour, queue and agent; a district needs the raw calls."""
+    return threshold == rollup.ROLLUP_THRESHOLD and not filters.district_id
+
+
+def _rollup_where(query, *, start: datetime, end: datetime, filters: Filters):
+    query = query.where(CallRollup.bucket >= rollup.bucket_of(start), CallRollup.bucket < rollup.bucket_of(end))
+    if filters.queue:
+        query = query.where(CallRollup.queue == filters.queue)
+    if filters.agent:
+        query = query.where(CallRollup.agent == filters.agent)
+    return query
+
+
+@lru_cache(maxsize=1)
+def _rollup_sums() -> tuple:
+    return tuple(func.max(CallRollup.longest_wait) if field.name == "longest_wait" else func.sum(getattr(CallRollup, field.name))
+                 for field in fields(Tally))
+
+
+def buckets(*, session: Session, start: datetime, end: datetime, threshold: int,
+            filters: Filters) -> list[tuple[datetime, Tally]]:
+    """(start in UTC, tally) of each hour (from the rollup) or quarter hour (from the raw calls)
+    in [start, end) with calls; either lies within one local hour."""
+    if _uses_rollup(threshold, filters) and rollup.covers(start, end):
+        seconds = rollup.BUCKET_SECONDS
+        query = _rollup_where(select(CallRollup.bucket, *_rollup_sums()), start=start, end=end, filters=filters)
+        rows = session.exec(query.group_by(CallRollup.bucket)).all()
+    else:
+        seconds = RAW_BUCKET_SECONDS
+        bucket = rollup.bucket_column(seconds).label("bucket")
+        query = _offered_where(select(bucket, *tally_columns(threshold)), session=session, start=start, end=end, filters=filters)
+        rows = session.exec(query.group_by(bucket)).all()
+    return [(datetime.fromtimestamp(int(row[0]) * seconds, timezone.utc), _tally(row[1:])) for row in rows]
+
+
+def per_agent(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters) -> dict[str, dict]:
+    """Answered calls, mean wait and handling time per agent extension."""
+    if _uses_rollup(threshold, filters) and rollup.covers(start, end):
+        query = _rollup_where(select(CallRollup.agent, *_rollup_sums()).where(CallRollup.agent != ""),
+                              start=start, end=end, filters=filters).group_by(CallRollup.agent)
+    else:
+        query = select(CallRecord.agent_extension, *tally_columns(threshold)).where(CallRecord.agent_extension.is_not(None))
+        query = _offered_where(query, session=session, start=start, end=end, filters=filters).group_by(CallRecord.agent_extension)
+    agents = {}
+    for agent, *values in session.exec(query).all():
+        tally = _tally(values)
+        if tally.answered:
+            agents[agent] = {"answered": tally.answered, "asa_seconds": _mean(tally.answered_wait, tally.answered),
+                             "aht_seconds": _mean(tally.handle, tally.handled)}
+    return agents
+
+
+def agent_activity_seconds(*, session: Session, tz, date_from: date, date_to: date, now: datetime | None = None,
+                           agent: str | None = None) -> dict[str, dict[str, int]]:
+    """Seconds each agent spent in each activity on the local days `date_from`…`date_to`: the
+    closed stretches from their daily rollup, the open one (one per agent at most) up to `now`."""
+    now = now or utcnow()
+    query = (select(AgentActivityDay.extension, AgentActivityDay.activity, func.sum(AgentActivityDay.seconds))
+             .where(AgentActivityDay.day >= date_from, AgentActivityDay.day <= date_to)
+             .group_by(AgentActivityDay.extension, AgentActivityDay.activity))
+    open_query = select(AgentStateLog).where(AgentStateLog.ended_at.is_(None))
     if agent:
-        query = query.where(CallRecord.agent_extension == agent)
-    return [_facts(row, tz) for row in session.exec(query)]
+        query = query.where(AgentActivityDay.extension == agent)
+        open_query = open_query.where(AgentStateLog.extension == agent)
+    seconds: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for name, activity, total in session.exec(query).all():
+        seconds[name][activity] += int(total or 0)
+    for stretch in session.exec(open_query):
+        for day, part in rollup.split_by_day(stretch.started_at, now, tz):
+            if date_from <= day <= date_to:
+                seconds[stretch.extension or stretch.interface][stretch.activity] += part
+    return seconds
 
 
-def _facts(row: CallRecord, tz) -> CallFacts:
-    wrapup = None
-    if row.wrapup_ended_at is not None and row.agent_done_at is not None:
-        wrapup = max(0, round((as_utc(row.wrapup_ended_at) - as_utc(row.agent_done_at)).total_seconds()))
-    return CallFacts(queued_at=as_utc(row.queued_at).astimezone(tz), outcome=row.outcome, wait=row.wait_seconds, talk=row.talk_seconds,
-                     wrapup=wrapup, agent=row.agent_extension, queue=row.queue)
+def occupancy(activity: dict[str, int]) -> float | None:
+    """Time in calls and wrap-up / time logged in and not paused (DESIGN.md)."""
+    return rate(sum(activity.get(a, 0) for a in BUSY), sum(activity.get(a, 0) for a in LOGGED_IN))
 
 
-def report(*, session: Session, tz, date_from: date, date_to: date, threshold: int, queue: str | None = None,
-           agent: str | None = None) -> dict:
-    """The KPIs of the range, and split per day, per hour of day and per agent."""
-    facts = offered_calls(session=session, tz=tz, date_from=date_from, date_to=date_to, queue=queue, agent=agent)
-    by_day, by_hour, by_agent = defaultdict(list), defaultdict(list), defaultdict(list)
-    for f in facts:
-        by_day[f.queued_at.date().isoformat()].append(f)
-        by_hour[f.queued_at.hour].append(f)
-        if f.outcome == "answered" and f.agent:
-            by_agent[f.agent].append(f)
+def report(*, session: Session, tz, date_from: date, date_to: date, threshold: int, filters: Filters | None = None,
+           now: datetime | None = None) -> dict:
+    """The KPIs of the range, and split per day, per hour of day and per agent (with occupancy).
+    A call counts on the local day and hour it entered the queue."""
+    filters = filters or Filters()
+    start, end = day_start_utc(date_from, tz), day_start_utc(date_to + timedelta(days=1), tz)
+    total, by_day, by_hour = Tally(), defaultdict(Tally), defaultdict(Tally)
+    for at, tally in buckets(session=session, start=start, end=end, threshold=threshold, filters=filters):
+        local = at.astimezone(tz)
+        total.add(tally)
+        by_day[local.date().isoformat()].add(tally)
+        by_hour[local.hour].add(tally)
+    agents = per_agent(session=session, start=start, end=end, threshold=threshold, filters=filters)
+    activity = {} if filters.queue or filters.district_id else agent_activity_seconds(
+        session=session, tz=tz, date_from=date_from, date_to=date_to, now=now, agent=filters.agent)
     return {
-        "from": date_from.isoformat(), "to": date_to.isoformat(), "queue": queue, "agent": agent,
-        "total": call_kpis(facts, threshold=threshold),
-        "by_day": [{"day": day, **call_kpis(rows, threshold=threshold)} for day, rows in sorted(by_day.items())],
-        "by_hour": [{"hour": hour, **call_kpis(by_hour.get(hour, []), threshold=threshold)} for hour in range(24)],
-        "by_agent": [{"agent": name, "answered": len(rows), "aht_seconds": _mean([(f.talk or 0) + (f.wrapup or 0) for f in rows]),
-                      "asa_seconds": _mean([f.wait or 0 for f in rows])} for name, rows in sorted(by_agent.items())],
+        "from": date_from.isoformat(), "to": date_to.isoformat(), "queue": filters.queue, "agent": filters.agent,
+        "district_id": filters.district_id,
+        "total": call_kpis(total, threshold=threshold),
+        "by_day": [{"day": day, **call_kpis(tally, threshold=threshold)} for day, tally in sorted(by_day.items())],
+        "by_hour": [{"hour": hour, **call_kpis(by_hour[hour], threshold=threshold)} for hour in range(24)],
+        "by_agent": [_agent_row(name, agents.get(name), activity.get(name, {})) for name in sorted(set(agents) | set(activity))],
     }
+
+
+def _agent_row(name: str, calls: dict | None, activity: dict[str, int]) -> dict:
+    calls = calls or {"answered": 0, "asa_seconds": None, "aht_seconds": None}
+    return {"agent": name, **calls, "logged_in_seconds": sum(activity.get(a, 0) for a in LOGGED_IN),
+            "busy_seconds": sum(activity.get(a, 0) for a in BUSY), "paused_seconds": activity.get("paused", 0),
+            "occupancy": occupancy(activity)}
 
 
 # Export headers (Chinese), in column order; rates are exported as percentages.
@@ -132,7 +281,9 @@ CALL_COLUMNS = {
 }
 CALL_TABLES = {"total": ({}, "合计"), "by_day": ({"day": "日期"}, "按日"), "by_hour": ({"hour": "时段"}, "按时段"),
                "by_agent": ({"agent": "坐席分机", "answered": "接通量", "asa_seconds": "平均应答时长（秒）",
-                             "aht_seconds": "平均处理时长（秒）"}, "按坐席")}
+                             "aht_seconds": "平均处理时长（秒）", "logged_in_seconds": "在线时长（秒）",
+                             "busy_seconds": "通话及整理时长（秒）", "paused_seconds": "暂停时长（秒）",
+                             "occupancy": "占用率"}, "按坐席")}
 
 
 def table_rows(items: list[dict], columns: dict[str, str]) -> list[list]:
@@ -140,7 +291,7 @@ def table_rows(items: list[dict], columns: dict[str, str]) -> list[list]:
     def cell(key, value):
         if value is None:
             return ""
-        if key.endswith("_rate") or key.startswith("service_level"):
+        if key.endswith("_rate") or key.startswith("service_level") or key == "occupancy":
             return f"{value * 100:.2f}%"
         if key == "hour":
             return f"{value:02d}:00-{value:02d}:59"

@@ -1,0 +1,44 @@
+"""Rollups the reports and the wallboard read instead of raw rows (DESIGN.md, "KPIs"): kept
+exact in the same transaction as the rows they sum, so a report never disagrees with the calls."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy import BigInteger, Column
+from sqlmodel import Field, SQLModel
+
+
+class CallRollup(SQLModel, table=True):
+    """The call tally (stats.service.Tally, with T = ROLLUP_THRESHOLD) of one hour (UTC) of queue
+    entries, per queue and agent extension ('' for none)."""
+
+    __tablename__ = "call_rollup"
+
+    bucket: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False),
+                        description="epoch seconds of queued_at // 3600")
+    queue: str = Field(default="", primary_key=True, max_length=80)
+    agent: str = Field(default="", primary_key=True, max_length=32)
+    offered: int = 0
+    answered: int = 0
+    within: int = 0
+    abandoned: int = 0
+    short_abandons: int = 0
+    timeouts: int = 0
+    abandoned_within: int = 0
+    answered_wait: int = 0
+    longest_wait: int | None = None
+    handled: int = 0
+    handle: int = 0
+
+
+class AgentActivityDay(SQLModel, table=True):
+    """Seconds an agent spent in an activity on a local day, from the closed stretches of
+    agent_state_log (the open one is added when read)."""
+
+    __tablename__ = "agent_activity_days"
+
+    day: date = Field(primary_key=True)
+    extension: str = Field(primary_key=True, max_length=120)
+    activity: str = Field(primary_key=True, max_length=16)
+    seconds: int = 0

@@ -1,0 +1,105 @@
+"""The supervisors' live wallboard: one snapshot of the centre now (callers waiting, agents by
+activity and time in it, today's KPIs, open and escalated orders) and the alerts a supervisor
+must act on. The page loads it, then reloads it within a second of each live event.
+
+Today's KPIs are `stats_service.report` for today, so the wallboard at the end of a day and that
+day's report are the same figures by construction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, select
+
+from callcenter.calls import presenter as calls_presenter
+from callcenter.calls.control import PAUSE_REASONS, WRAPUP_REASON
+from callcenter.calls.models import AGENT_ACTIVITIES, IVR_ROUTES, AgentStatus, CallRecord
+from callcenter.elders.models import Elder
+from callcenter.stats import service as stats_service
+from callcenter.timeutil import as_utc, local_iso, utcnow
+from workorders.models import WorkOrder
+from workorders.models import STATUSES as ORDER_STATUSES
+from workorders import stats as order_stats
+
+WAITING_STATES = ("queued", "offered")
+OPEN_ORDER_STATES = ("new", "rejected", "dispatched", "accepted", "in_service", "completed", "escalated")
+EMERGENCY_ROUTE = "emergency"
+
+
+def is_emergency(call: CallRecord) -> bool:
+    """An emergency key in the IVR, or a priority raised above everyone (a high-risk elder)."""
+    return call.ivr_route == EMERGENCY_ROUTE or call.priority > 0 or call.queue == EMERGENCY_ROUTE
+
+
+def waiting_calls(*, session: Session, tz, now: datetime) -> list[dict]:
+    """Callers in a queue now, emergencies first, then the longest waiting."""
+    rows = session.exec(select(CallRecord, Elder.name).outerjoin(Elder, Elder.id == CallRecord.elder_id)
+                        .where(CallRecord.state.in_(WAITING_STATES), CallRecord.queued_at.is_not(None))).all()
+    calls = [{
+        "id": call.id, "call_id": call.linkedid, "queue": call.queue, "priority": call.priority,
+        "caller_display": calls_presenter.display_number(call.caller_e164, call.caller_number),
+        "elder_name": elder_name, "ivr_route_label": IVR_ROUTES.get(call.ivr_route, ""),
+        "emergency": is_emergency(call), "state": call.state, "agent": call.agent_extension,
+        "queued_at": local_iso(call.queued_at, tz),
+        "wait_seconds": max(0, round((now - as_utc(call.queued_at)).total_seconds())),
+    } for call, elder_name in rows]
+    return sorted(calls, key=lambda c: (not c["emergency"], -c["wait_seconds"]))
+
+
+def agents_now(*, session: Session, tz, now: datetime) -> list[dict]:
+    """Each queue member's activity (wrap-up apart from pauses), its reason and time in it."""
+    agents = []
+    for row in session.exec(select(AgentStatus).order_by(AgentStatus.extension, AgentStatus.interface)):
+        activity = "wrapup" if row.state == "paused" and row.pause_reason == WRAPUP_REASON else row.state
+        agents.append({
+            "agent": row.extension or row.interface, "name": row.name, "activity": activity,
+            "activity_label": AGENT_ACTIVITIES.get(activity, activity),
+            "pause_reason_label": PAUSE_REASONS.get(row.pause_reason, row.pause_reason or "") if activity == "paused" else "",
+            "since": local_iso(row.since, tz),
+            "seconds_in_state": max(0, round((now - as_utc(row.since)).total_seconds())) if row.since else None,
+        })
+    return agents
+
+
+def open_orders(*, session: Session) -> dict:
+    counts = dict(session.exec(select(WorkOrder.status, func.count()).where(WorkOrder.status.in_(OPEN_ORDER_STATES))
+                               .group_by(WorkOrder.status)).all())
+    return {"by_status": [{"status": status, "label": ORDER_STATUSES.get(status, status), "count": counts.get(status, 0)}
+                          for status in OPEN_ORDER_STATES],
+            "open": sum(counts.values()), "escalated": counts.get("escalated", 0)}
+
+
+def alerts(*, waiting: list[dict], last_hour: dict, target: float, long_wait: int) -> list[dict]:
+    """What a supervisor must act on now, the most urgent first."""
+    found = [{"kind": "emergency_waiting", "call_id": c["call_id"],
+              "message": f"紧急呼叫等待中：{c['elder_name'] or c['caller_display'] or '未知来电'}，已等待 {c['wait_seconds']} 秒"}
+             for c in waiting if c["emergency"]]
+    found += [{"kind": "long_wait", "call_id": c["call_id"],
+               "message": f"来电 {c['caller_display'] or '未知号码'} 已等待 {c['wait_seconds']} 秒（超过 {long_wait} 秒）"}
+              for c in waiting if c["wait_seconds"] > long_wait]
+    level = last_hour["service_level"]
+    if level is not None and level < target:
+        found.append({"kind": "service_level", "message": f"近一小时服务水平 {level * 100:.1f}%，低于目标 {target * 100:.0f}%"})
+    return found
+
+
+def snapshot(*, session: Session, settings, now: datetime | None = None) -> dict:
+    tz, now = settings.tz, now or utcnow()
+    today = now.astimezone(tz).date()
+    threshold = settings.service_level_seconds
+    report = stats_service.report(session=session, tz=tz, date_from=today, date_to=today, threshold=threshold, now=now)
+    last_hour = stats_service.call_kpis(stats_service.tally_until_now(session=session, start=now - timedelta(hours=1), now=now,
+                                                                      threshold=threshold), threshold=threshold)
+    waiting = waiting_calls(session=session, tz=tz, now=now)
+    return {
+        "at": local_iso(now, tz), "day": today.isoformat(),
+        "settings": {"threshold_seconds": threshold, "service_level_target": settings.service_level_target,
+                     "long_wait_alert_seconds": settings.long_wait_alert_seconds},
+        "today": report["total"], "by_hour": report["by_hour"], "by_agent": report["by_agent"], "last_hour": last_hour,
+        "waiting": waiting, "agents": agents_now(session=session, tz=tz, now=now),
+        "orders": open_orders(session=session) | order_stats.created_on(session=session, tz=tz, day=today),
+        "alerts": alerts(waiting=waiting, last_hour=last_hour, target=settings.service_level_target,
+                         long_wait=settings.long_wait_alert_seconds),
+    }

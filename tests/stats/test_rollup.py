@@ -1,0 +1,51 @@
+"""The call rollup stays equal to the calls it sums through every kind of write: a new call, its
+answer and end, a move to another agent or queue (taking the longest wait with it), a deletion."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from sqlmodel import select
+
+from callcenter.calls.models import CallRecord
+from callcenter.stats import rollup
+from callcenter.stats.models import CallRollup
+
+NINE = datetime(2026, 11, 20, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai
+DAY = (NINE - timedelta(hours=9), NINE + timedelta(hours=15))
+
+
+def rows(services) -> dict[tuple, tuple]:
+    with services.db.session_scope() as session:
+        assert rollup.differences(session, *DAY) == []  # the rollup equals the calls summed afresh
+        return {(r.queue, r.agent): (r.offered, r.answered, r.longest_wait, r.handled, r.handle)
+                for r in session.exec(select(CallRollup)) if r.offered}
+
+
+def test_the_rollup_follows_each_write_of_a_call(services):
+    with services.db.session_scope() as session:
+        waiting = CallRecord(linkedid="x", direction="inbound", state="queued", started_at=NINE, queued_at=NINE, queue="hotline")
+        other = CallRecord(linkedid="y", direction="inbound", state="ended", started_at=NINE, queued_at=NINE + timedelta(minutes=5),
+                           queue="hotline", outcome="abandoned", wait_seconds=20)
+        session.add_all([waiting, other])
+    assert rows(services) == {("hotline", ""): (2, 0, 20, 0, 0)}  # waiting: offered, no wait yet
+
+    with services.db.session_scope() as session:  # answered by 8001 after 50 s, talks 100 s, 10 s wrap-up
+        call = session.exec(select(CallRecord).where(CallRecord.linkedid == "x")).one()
+        call.answered_at, call.wait_seconds, call.agent_extension, call.state = NINE + timedelta(seconds=50), 50, "8001", "talking"
+        session.add(call)
+        session.flush()
+        call.agent_done_at, call.talk_seconds, call.outcome = call.answered_at + timedelta(seconds=100), 100, "answered"
+        call.wrapup_ended_at = call.agent_done_at + timedelta(seconds=10)
+        session.add(call)
+    assert rows(services) == {("hotline", ""): (1, 0, 20, 0, 0), ("hotline", "8001"): (1, 1, 50, 1, 110)}
+
+    with services.db.session_scope() as session:  # recorded against the wrong agent and queue: moved
+        call = session.exec(select(CallRecord).where(CallRecord.linkedid == "x")).one()
+        call.agent_extension, call.queue = "8002", "emergency"
+        session.add(call)
+    assert rows(services) == {("hotline", ""): (1, 0, 20, 0, 0), ("emergency", "8002"): (1, 1, 50, 1, 110)}
+
+    with services.db.session_scope() as session:
+        session.delete(session.exec(select(CallRecord).where(CallRecord.linkedid == "y")).one())
+    assert rows(services) == {("emergency", "8002"): (1, 1, 50, 1, 110)}
