@@ -3,12 +3,12 @@ the figures come from the same services as /api/stats/*."""
 
 from __future__ import annotations
 
-from datetime import date
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from sqlmodel import select
 
+from agent_ui import forms
 from agent_ui.pages import render
 from callcenter.areas.models import Area
 from callcenter.deps import DbSession, ServicesDep, SupervisorUser
@@ -38,7 +38,7 @@ def reports_page(request: Request, session: DbSession, services: ServicesDep, us
     form = {"from": date_from, "to": date_to, "queue": queue, "agent": agent, "district": district}
     context = {"user": user, "form": form, "districts": districts, "error": None, "calls": None, "orders": None, "tables": []}
     try:
-        first, last = stats_service.resolve_range(_day(date_from, "from"), _day(date_to, "to"), tz=tz)
+        first, last = stats_service.resolve_range(forms.date_field(date_from, "from"), forms.date_field(date_to, "to"), tz=tz)
         district_id = _district(district, districts)
     except FieldErrors as exc:
         return render(request, "reports.html", context | {"error": exc.message}, status_code=422)
@@ -58,15 +58,6 @@ def reports_page(request: Request, session: DbSession, services: ServicesDep, us
 def _table(rows: list[list], title: str, export: str) -> dict:
     """A report table as the page shows it: the export's own header and cells, so both agree."""
     return {"title": title, "header": rows[0], "rows": rows[1:], "export": export}
-
-
-def _day(text: str, field: str) -> date | None:
-    if not text:
-        return None
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise FieldErrors.single(field, f"日期格式应为 YYYY-MM-DD：{text}") from None
 
 
 def _district(text: str, districts: list[Area]) -> int | None:

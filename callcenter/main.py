@@ -65,6 +65,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_access_log(app)
 
     from agent_ui import pages
+    from agent_ui import manage as manage_pages
     from agent_ui import supervisor as supervisor_pages
     from workorders.api import router as workorders_router
     from workorders.mobile import router as mobile_router
@@ -80,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stats_router)
     app.include_router(pages.router)
     app.include_router(supervisor_pages.router)
+    app.include_router(manage_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     @app.get("/docs", include_in_schema=False)

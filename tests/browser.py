@@ -70,3 +70,12 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def sign_in(page, url: str, path: str, user, password: str) -> None:
+    """Open `path`, get the login form, sign in as `user`, land back on `path`."""
+    page.goto(f"{url}{path}")
+    page.fill("input[name=username]", user.username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**{path}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query
@@ -35,6 +36,23 @@ def list_service_types(session: DbSession, user: AgentUser):
     return [presenter.service_type_dict(row) for row in orders_service.service_types(session=session)]
 
 
+class ServiceTypeUpdate(BaseModel):
+    name: str | None = Field(default=None, max_length=40)
+    accept_minutes: int | None = None
+    arrive_minutes: int | None = None
+    complete_minutes: int | None = None
+    government_purchased: bool | None = None
+    unit_cost: Decimal | None = None
+    active: bool | None = None
+
+
+@router.patch("/api/service-types/{code}")
+def update_service_type(code: str, body: ServiceTypeUpdate, session: DbSession, user: SupervisorUser):
+    """SLA minutes, cost, government purchase, active; orders already made keep their deadlines."""
+    row = orders_service.update_service_type(session=session, code=code, fields=body.model_dump(exclude_unset=True))
+    return presenter.service_type_dict(row)
+
+
 class ProviderIn(BaseModel):
     name: str | None = Field(default=None, max_length=100)
     contact_name: str | None = Field(default=None, max_length=50)
@@ -45,6 +63,7 @@ class ProviderIn(BaseModel):
     contract_start: date | None = None
     contract_end: date | None = None
     status: str | None = None
+    status_reason: str | None = Field(default=None, max_length=200)
 
 
 @router.get("/api/providers")

@@ -63,6 +63,7 @@ class Provider(SQLModel, table=True):
     contract_end: date | None = None
     rating: Decimal = Field(default=Decimal("5.0"), sa_column=Column(Numeric(3, 2), nullable=False))
     status: str = Field(default="active", max_length=16)
+    status_reason: str = Field(default="", max_length=200, description="why it was suspended or exited")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 

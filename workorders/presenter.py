@@ -44,7 +44,8 @@ def provider_dict(row: Provider) -> dict:
             "service_types": row.service_types, "coverage": row.coverage, "daily_capacity": row.daily_capacity,
             "contract_start": row.contract_start.isoformat() if row.contract_start else None,
             "contract_end": row.contract_end.isoformat() if row.contract_end else None, "rating": str(row.rating),
-            "status": row.status, "status_label": PROVIDER_STATUSES.get(row.status, row.status)}
+            "status": row.status, "status_label": PROVIDER_STATUSES.get(row.status, row.status),
+            "status_reason": row.status_reason}
 
 
 def staff_dict(row: ProviderStaff) -> dict:

@@ -83,6 +83,11 @@ def save_provider(*, session: Session, fields: dict, area_code: str, provider_id
             errors.append(("service_types", f"服务类型无效：{code}"))
     if "status" in fields and fields["status"] not in PROVIDER_STATUSES:
         errors.append(("status", f"状态无效：{fields['status']}（可选：{'、'.join(PROVIDER_STATUSES)}）"))
+    elif provider_id and fields.get("status", provider.status) not in ("active", provider.status) \
+            and not (fields.get("status_reason") or "").strip():  # suspending or ending a working provider
+        errors.append(("status_reason", f"请填写{PROVIDER_STATUSES[fields['status']]}的原因"))
+    if fields.get("status") == "active":
+        fields["status_reason"] = ""
     if fields.get("daily_capacity") is not None and fields["daily_capacity"] < 0:
         errors.append(("daily_capacity", "每日接单上限不能为负数"))
     start, end = fields.get("contract_start", provider.contract_start), fields.get("contract_end", provider.contract_end)
@@ -103,6 +108,32 @@ def save_provider(*, session: Session, fields: dict, area_code: str, provider_id
         staff_service.create_staff(session=session, provider_id=provider.id, name=provider.contact_name or provider.name,
                                    phone=provider.phone, area_code=area_code)
     return provider
+
+
+SLA_FIELDS = {"accept_minutes": "接单时限", "arrive_minutes": "上门时限", "complete_minutes": "完成时限"}
+
+
+def update_service_type(*, session: Session, code: str, fields: dict) -> ServiceType:
+    """Change a service type's name, SLA minutes, cost, purchase flag or active flag; the SLA
+    must run accept ≤ arrive ≤ complete. Orders already made keep their deadlines."""
+    row = db.get_or_raise(session, ServiceType, code, "服务类型")
+    errors = []
+    if "name" in fields and not 1 <= len((fields["name"] or "").strip()) <= 40:
+        errors.append(("name", "名称须为 1 到 40 个字"))
+    for name, label in SLA_FIELDS.items():
+        if name in fields and not 1 <= (fields[name] or 0) <= 30 * 24 * 60:
+            errors.append((name, f"{label}须在 1 分钟到 30 天之间"))
+    minutes = [fields.get(name, getattr(row, name)) for name in SLA_FIELDS]
+    if not errors and not minutes[0] <= minutes[1] <= minutes[2]:
+        errors.append(("complete_minutes", "时限应满足：接单 ≤ 上门 ≤ 完成"))
+    if "unit_cost" in fields and (fields["unit_cost"] is None or fields["unit_cost"] < 0):
+        errors.append(("unit_cost", "单价不能为负数"))
+    if errors:
+        raise FieldErrors(errors)
+    for key, value in fields.items():
+        setattr(row, key, value.strip() if isinstance(value, str) else value)
+    session.add(row)
+    return row
 
 
 def list_providers(*, session: Session) -> list[Provider]:

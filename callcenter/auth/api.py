@@ -8,8 +8,8 @@ from pydantic import BaseModel, Field
 
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES, User
+from callcenter.calls import service as calls_service
 from callcenter.deps import SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, client_ip
-from callcenter.errors import PermissionDenied
 
 router = APIRouter(tags=["auth"])
 
@@ -34,6 +34,8 @@ class UserUpdate(BaseModel):
     active: bool | None = None
     password: str | None = Field(default=None, min_length=1)
     sip_secret: str | None = Field(default=None, max_length=128, description="web softphone SIP password; empty clears it")
+    queues: list[str] | None = Field(default=None, description="queues the agent joins when ready ([]: QUEUE_NAME)")
+    queue_penalty: int | None = None
 
 
 def user_dict(user: User) -> dict:
@@ -46,6 +48,8 @@ def user_dict(user: User) -> dict:
         "sip_extension": user.sip_extension,
         "active": user.active,
         "softphone": user.sip_secret_sealed is not None,  # the secret itself never leaves except to its agent
+        "queues": user.queues,
+        "queue_penalty": user.queue_penalty,
     }
 
 
@@ -88,14 +92,9 @@ def list_users(session: DbSession, user: SupervisorUser):
     return [user_dict(u) for u in auth_service.list_users(session=session)]
 
 
-def _may_manage(actor: User, role: str) -> None:
-    if role != "agent" and not auth_service.has_role(actor, "admin"):
-        raise PermissionDenied("只有管理员可以管理班长和管理员账号")
-
-
 @router.post("/api/users", status_code=201)
 def create_user(body: UserIn, session: DbSession, user: SupervisorUser):
-    _may_manage(user, body.role)
+    auth_service.check_may_manage(user, body.role)
     created = auth_service.create_user(session=session, username=body.username, role=body.role, password=body.password,
                                        display_name=body.display_name, sip_extension=body.sip_extension)
     return user_dict(created)
@@ -104,10 +103,11 @@ def create_user(body: UserIn, session: DbSession, user: SupervisorUser):
 @router.patch("/api/users/{user_id}")
 def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser):
     target = auth_service.get_user_or_raise(session=session, user_id=user_id)
-    _may_manage(user, target.role)
+    auth_service.check_may_manage(user, target.role)
     changes = body.model_dump(exclude_unset=True)
     if "role" in changes:
-        _may_manage(user, changes["role"])
+        auth_service.check_may_manage(user, changes["role"])
     if "sip_secret" in changes:
         auth_service.set_sip_secret(user=target, secret=changes.pop("sip_secret"), sealer=services.sealer)
-    return user_dict(auth_service.update_user(session=session, user_id=user_id, changes=changes))
+    return user_dict(calls_service.update_agent(session=session, redis=services.redis, settings=services.settings,
+                                                user_id=user_id, changes=changes))

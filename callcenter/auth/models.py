@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime
+from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
 from callcenter.timeutil import utcnow
@@ -24,5 +24,8 @@ class User(SQLModel, table=True):
     sip_extension: str | None = Field(default=None, max_length=32, unique=True)
     active: bool = Field(default=True)
     sip_secret_sealed: str | None = Field(default=None, max_length=512, description="web softphone SIP password, encrypted")
+    queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False),
+                              description="the queues an agent joins when ready; empty: the configured QUEUE_NAME")
+    queue_penalty: int = Field(default=0, description="Asterisk member penalty: higher is offered calls later")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from callcenter import db
 
 from callcenter.auth.models import ROLE_RANK, ROLES, User
-from callcenter.errors import Conflict, DomainError, FieldErrors
+from callcenter.errors import Conflict, DomainError, FieldErrors, PermissionDenied
 from callcenter.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def create_user(
 
 
 def update_user(*, session: Session, user_id: int, changes: dict) -> User:
-    """Change role, display name, extension, active flag or password (keys present only)."""
+    """Change role, display name, extension, active flag, password, queues or penalty (keys present only)."""
     user = get_user_or_raise(session=session, user_id=user_id)
     if "role" in changes and changes["role"] not in ROLES:
         raise FieldErrors.single("role", f"角色无效：{changes['role']}")
@@ -87,9 +87,15 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
         if len(changes["password"]) < MIN_PASSWORD_LENGTH:
             raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
         user.password_hash = hash_password(changes.pop("password"))
-    for name in ("role", "display_name", "sip_extension", "active"):
+    if "queues" in changes:
+        from callcenter.calls.control import check_queue_names
+
+        changes["queues"] = check_queue_names(changes["queues"] or [])
+    if "queue_penalty" in changes and not 0 <= (changes["queue_penalty"] or 0) <= 100:
+        raise FieldErrors.single("queue_penalty", "优先级惩罚值须在 0 到 100 之间")
+    for name in ("role", "display_name", "sip_extension", "active", "queues", "queue_penalty"):
         if name in changes:
-            setattr(user, name, changes[name])
+            setattr(user, name, changes[name] if changes[name] is not None else (0 if name == "queue_penalty" else None))
     session.add(user)
     session.flush()
     return user
@@ -102,6 +108,12 @@ def set_sip_secret(*, user: User, secret: str | None, sealer) -> None:
 
 def get_user_or_raise(*, session: Session, user_id: int) -> User:
     return db.get_or_raise(session, User, user_id, "用户")
+
+
+def check_may_manage(actor: User, role: str) -> None:
+    """Supervisors manage agents; only admins manage supervisors and admins."""
+    if role != "agent" and not has_role(actor, "admin"):
+        raise PermissionDenied("只有管理员可以管理班长和管理员账号")
 
 
 def list_users(*, session: Session) -> list[User]:

@@ -22,7 +22,7 @@ COMMANDS_KEY = "hotline:ami:commands"
 REPLY_PREFIX = "hotline:ami:reply:"
 REPLY_TTL_SECONDS = 60
 # What a web process may ask for; anything else is refused by the bridge.
-ALLOWED_ACTIONS = frozenset({"QueuePause", "QueueAdd", "QueueRemove", "Hangup", "Redirect", "Originate"})
+ALLOWED_ACTIONS = frozenset({"QueuePause", "QueueAdd", "QueueRemove", "QueuePenalty", "Hangup", "Redirect", "Originate"})
 
 
 @dataclass

@@ -33,26 +33,66 @@ def agent_interface(settings, extension: str) -> str:
     return settings.agent_interface.format(extension=extension)
 
 
-def set_agent_state(*, redis, settings, extension: str | None, state: str, reason: str | None = None) -> Outcome:
-    """ready: join the queue if needed and unpause; paused: the same, paused with a reason;
-    offline: leave the queue."""
+def agent_queues(settings, queues: list[str] | None) -> list[str]:
+    """An agent's queues: their own, or the configured one."""
+    return list(queues) if queues else [settings.queue_name]
+
+
+def set_agent_state(*, redis, settings, extension: str | None, state: str, reason: str | None = None,
+                    queues: list[str] | None = None, penalty: int = 0) -> Outcome:
+    """ready: join the agent's queues if needed and unpause; paused: the same, paused with a
+    reason; offline: leave the queues."""
     if not extension:
         raise NoExtension()
     interface = agent_interface(settings, extension)
-    queue = settings.queue_name
-    join = lambda paused: Step("QueueAdd", [("Queue", queue), ("Interface", interface), ("Paused", paused)],  # noqa: E731
-                               tolerate=("Already there",))
+    queues = agent_queues(settings, queues)
+    join = lambda paused: [_join(queue, interface, penalty=penalty, paused=paused) for queue in queues]  # noqa: E731
     if state == "ready":
-        steps = [join("false"), Step("QueuePause", [("Interface", interface), ("Paused", "false")])]
+        steps = [*join(False), Step("QueuePause", [("Interface", interface), ("Paused", "false")])]
     elif state == "paused":
         if reason not in PAUSE_REASONS:
             raise FieldErrors.single("reason", f"请选择暂停原因：{'、'.join(PAUSE_REASONS.values())}")
-        steps = [join("true"), Step("QueuePause", [("Interface", interface), ("Paused", "true"), ("Reason", reason)])]
+        steps = [*join(True), Step("QueuePause", [("Interface", interface), ("Paused", "true"), ("Reason", reason)])]
     elif state == "offline":
-        steps = [Step("QueueRemove", [("Queue", queue), ("Interface", interface)], tolerate=("Not there",))]
+        steps = [_leave(queue, interface) for queue in queues]
     else:
         raise FieldErrors.single("state", f"状态无效：{state}（可选：{'、'.join(AGENT_STATES)}）")
     return run(redis, steps, timeout=settings.ami_command_timeout)
+
+
+def _join(queue: str, interface: str, *, penalty: int, paused: bool) -> Step:
+    return Step("QueueAdd", [("Queue", queue), ("Interface", interface), ("Penalty", str(penalty)),
+                             ("Paused", "true" if paused else "false")], tolerate=("Already there",))
+
+
+def _leave(queue: str, interface: str) -> Step:
+    return Step("QueueRemove", [("Queue", queue), ("Interface", interface)], tolerate=("Not there",))
+
+
+def change_membership(*, redis, settings, extension: str | None, live_queues: list[str], paused: bool,
+                      queues: list[str], penalty: int, old_penalty: int) -> Outcome | None:
+    """A supervisor changed an agent's queues or penalty: an agent logged into queues now leaves
+    the dropped ones, joins the added ones (paused as they are) and takes the new penalty where
+    they stay; an agent logged out takes them when next ready (None: nothing to tell Asterisk)."""
+    if not extension or not live_queues:
+        return None
+    interface = agent_interface(settings, extension)
+    queues = agent_queues(settings, queues)
+    steps = [_leave(queue, interface) for queue in live_queues if queue not in queues]
+    steps += [_join(queue, interface, penalty=penalty, paused=paused) for queue in queues if queue not in live_queues]
+    if penalty != old_penalty:
+        steps += [Step("QueuePenalty", [("Queue", queue), ("Interface", interface), ("Penalty", str(penalty))])
+                  for queue in queues if queue in live_queues]
+    return run(redis, steps, timeout=settings.ami_command_timeout) if steps else None
+
+
+def check_queue_names(queues: list[str]) -> list[str]:
+    """Queue names as Asterisk's queues.conf has them; refused in Chinese otherwise."""
+    cleaned = list(dict.fromkeys(queue.strip() for queue in queues if queue.strip()))
+    bad = [queue for queue in cleaned if not _QUEUE_NAME.match(queue)]
+    if bad or len(cleaned) > 10:
+        raise FieldErrors.single("queues", f"队列名只能含字母、数字、- 和 _，最多 10 个：{'、'.join(bad) or len(cleaned)}")
+    return cleaned
 
 
 def _require_live(call: CallRecord) -> None:

@@ -14,6 +14,8 @@ from sqlmodel import Session, select
 
 from callcenter import db
 from callcenter.auth.models import User
+from callcenter.auth import service as auth_service
+from callcenter.calls import control
 from callcenter.calls.control import WRAPUP_REASON
 from callcenter.calls.models import DISPOSITIONS, AgentStateLog, AgentStatus, CallRecord
 from callcenter.calls.presenter import display_number
@@ -144,6 +146,23 @@ def log_agent_activities(*, session: Session, agents: list[AgentState], tz) -> N
         session.add(row)
         open_rows[agent.interface] = row
     rollup.add_activity(session, closed, tz)
+
+
+def update_agent(*, session: Session, redis, settings, user_id: int, changes: dict) -> User:
+    """Change an account (auth_service.update_user); when an agent's queues or penalty changed and
+    the agent is logged into queues now, Asterisk is told through the bridge at once. If Asterisk
+    refuses or the bridge does not answer, the error rolls the change back: the account never
+    claims queues the agent is not in."""
+    before = auth_service.get_user_or_raise(session=session, user_id=user_id)
+    old_queues, old_penalty = list(before.queues), before.queue_penalty
+    user = auth_service.update_user(session=session, user_id=user_id, changes=changes)
+    if (user.queues, user.queue_penalty) != (old_queues, old_penalty) and user.sip_extension:
+        live = session.get(AgentStatus, control.agent_interface(settings, user.sip_extension))
+        session.flush()
+        control.change_membership(redis=redis, settings=settings, extension=user.sip_extension,
+                                  live_queues=list(live.queues) if live else [], paused=bool(live and live.paused),
+                                  queues=user.queues, penalty=user.queue_penalty, old_penalty=old_penalty)
+    return user
 
 
 def open_calls(*, session: Session) -> list[Call]:

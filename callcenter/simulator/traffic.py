@@ -50,11 +50,16 @@ class Member:
     reason: str = ""
     status: str = "free"  # free | ringing | busy
     calls_taken: int = 0
-    in_queue: bool = True
+    in_queue: bool = True  # in the hotline queue, the one simulated callers join
+    other_queues: dict[str, int] = field(default_factory=dict)  # further queues it is a member of → penalty
+    penalty: int = 0
 
     @property
     def interface(self) -> str:
         return f"Local/{self.extension}@agents"
+
+    def member_of(self, queue: str) -> bool:
+        return self.in_queue if queue == QUEUE else queue in self.other_queues
 
 
 @dataclass
@@ -403,28 +408,51 @@ class Simulator(AMIServer):
         self._dispatch.set()
 
     def _action_queueadd(self, session: Session, message: Message) -> None:
-        interface = message.get("Interface", "")
+        interface, queue = message.get("Interface", ""), message.get("Queue") or QUEUE
         member = self.members.get(interface)
-        if member is not None and member.in_queue:
+        if member is not None and member.member_of(queue):
             session.send(self.response(message.action_id, "Error", Message="Unable to add interface: Already there"))
             return
         if member is None:
             extension = interface.split("/", 1)[-1].split("@", 1)[0]
-            member = self.members[interface] = Member(extension=extension, name=message.get("MemberName") or extension)
-        member.in_queue = True
+            member = self.members[interface] = Member(extension=extension, name=message.get("MemberName") or extension,
+                                                      in_queue=False)
+        penalty = int(message.get("Penalty") or 0)
+        if queue == QUEUE:
+            member.in_queue, member.penalty = True, penalty
+        else:
+            member.other_queues[queue] = penalty
         member.paused = (message.get("Paused") or "").lower() == "true"
         session.send(self.response(message.action_id, "Success", Message="Added interface to queue"))
-        self.emit("QueueMemberAdded", None, Queue=QUEUE, MemberName=member.name, Interface=member.interface,
-                  StateInterface=member.interface, Status=MEMBER_STATUS[member.status], Paused=1 if member.paused else 0)
+        self.emit("QueueMemberAdded", None, Queue=queue, MemberName=member.name, Interface=member.interface,
+                  StateInterface=member.interface, Penalty=penalty, Status=MEMBER_STATUS[member.status],
+                  Paused=1 if member.paused else 0)
         self._dispatch.set()
 
     def _action_queueremove(self, session: Session, message: Message) -> None:
-        member = self._member_or_error(session, message)
-        if member is None:
+        member, queue = self.members.get(message.get("Interface", "")), message.get("Queue") or QUEUE
+        if member is None or not member.member_of(queue):
+            session.send(self.response(message.action_id, "Error", Message="Unable to remove interface: Not there"))
             return
-        member.in_queue = False
+        if queue == QUEUE:
+            member.in_queue = False
+        else:
+            member.other_queues.pop(queue)
         session.send(self.response(message.action_id, "Success", Message="Removed interface from queue"))
-        self.emit("QueueMemberRemoved", None, Queue=QUEUE, MemberName=member.name, Interface=member.interface)
+        self.emit("QueueMemberRemoved", None, Queue=queue, MemberName=member.name, Interface=member.interface)
+
+    def _action_queuepenalty(self, session: Session, message: Message) -> None:
+        member, queue = self.members.get(message.get("Interface", "")), message.get("Queue") or QUEUE
+        if member is None or not member.member_of(queue):
+            session.send(self.response(message.action_id, "Error", Message="Invalid interface, queuename or penalty"))
+            return
+        penalty = int(message.get("Penalty") or 0)
+        if queue == QUEUE:
+            member.penalty = penalty
+        else:
+            member.other_queues[queue] = penalty
+        session.send(self.response(message.action_id, "Success", Message="Interface penalty set successfully"))
+        self.emit("QueueMemberPenalty", None, Queue=queue, Interface=member.interface, Penalty=penalty)
 
     def _action_originate(self, session: Session, message: Message) -> None:
         channel = message.get("Channel", "")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, func, or_
+from sqlalchemy import and_, case, func
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service

@@ -12,7 +12,7 @@ from sqlmodel import select
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import ElderPhone
 from callcenter.elders.schemas import ContactIn, ElderIn, PhoneIn
-from tests.browser import screenshot
+from tests.browser import screenshot, sign_in
 from tests.conftest import PASSWORD, make_user
 from tests.telephony import LiveTelephony, call_rows, wait_for
 
@@ -41,11 +41,7 @@ def agent(services):
 
 
 def sign_in_to_console(page, url, user):
-    page.goto(f"{url}/console")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{url}/console")
+    sign_in(page, url, "/console", user, PASSWORD)
 
 
 def open_console(page, live_server, user):

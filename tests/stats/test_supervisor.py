@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from callcenter.stats import rollup
-from tests.browser import screenshot
+from tests.browser import screenshot, sign_in
 from tests.conftest import PASSWORD, login, make_user
 from tests.stats.scripted import Script, ScriptedAsterisk
 
@@ -160,11 +160,7 @@ def test_wallboard_shows_todays_hand_computed_kpis_and_live_alerts(page, live_se
     today = datetime.now(SH).date()
     play(settings, services, today, prefix="today-")
     user = make_user(services, "supervisor")
-    page.goto(f"{live_server}/supervisor")
-    page.fill("input[name=username]", user.username)
-    page.fill("input[name=password]", PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/supervisor")
+    sign_in(page, live_server, "/supervisor", user, PASSWORD)
     page.wait_for_function("document.getElementById('kpi-offered').textContent === '8'")
     figures = {key: tile(page, key) for key in ("offered", "answered", "answer_rate", "service_level", "timely_answer_rate",
                                                  "abandon_rate", "asa_seconds", "longest_wait_seconds", "aht_seconds")}
@@ -215,3 +211,17 @@ def test_wallboard_shows_todays_hand_computed_kpis_and_live_alerts(page, live_se
 
 def _stamp(message: bytes) -> float:
     return float(re.search(rb"Timestamp: ([0-9.]+)", message).group(1))
+
+
+def test_reports_page_draws_its_charts_in_chromium(page, live_server, settings, services):
+    play(settings, services, date(2026, 11, 20))
+    user = make_user(services, "supervisor")
+    sign_in(page, live_server, "/supervisor/reports", user, PASSWORD)
+    page.fill("input[name=from]", "2026-11-20")
+    page.fill("input[name=to]", "2026-11-21")
+    page.click("#report-filters button[type=submit]")
+    page.wait_for_selector("#chart-days canvas")
+    assert page.locator(".chart canvas").count() == 3  # calls per hour, service level per day, orders per type
+    by_day = page.locator("table[data-title=按日] tbody tr")
+    assert by_day.count() == 2 and by_day.nth(0).inner_text().split("\t")[:3] == ["2026-11-20", "8", "5"]
+    screenshot(page, "reports")

@@ -116,8 +116,10 @@ def test_providers_are_managed_by_supervisors_with_checked_fields(app, services,
                                                             "contract_end": "2025-01-01"})
         assert bad.status_code == 422
         assert {d["loc"][-1] for d in bad.json()["detail"]} == {"phone", "service_types", "contract_end"}
-        suspended = client.patch(f"/api/providers/{created.json()['id']}", json={"status": "suspended"})
-        assert suspended.json()["status_label"] == "暂停派单"
+        no_reason = client.patch(f"/api/providers/{created.json()['id']}", json={"status": "suspended"})
+        assert no_reason.status_code == 422 and no_reason.json()["detail"][0]["msg"] == "请填写暂停派单的原因"
+        suspended = client.patch(f"/api/providers/{created.json()['id']}", json={"status": "suspended", "status_reason": "资质年检"})
+        assert (suspended.json()["status_label"], suspended.json()["status_reason"]) == ("暂停派单", "资质年检")
         assert [p["name"] for p in client.get("/api/providers").json()] == ["幸福里助餐中心"]
 
 

@@ -1,4 +1,4 @@
-"""agent activity log (occupancy), call and activity rollups, report indexes
+"""agent activity log (occupancy), call and activity rollups, report indexes, agents' queues, providers' status reasons
 
 Revision ID: 0006
 Revises: 0005
@@ -46,6 +46,12 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('day', 'extension', 'activity')
     )
     _backfill_call_rollup()
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('queues', sa.JSON(), nullable=False, server_default='[]'))
+        batch_op.add_column(sa.Column('queue_penalty', sa.Integer(), nullable=False, server_default='0'))
+    with op.batch_alter_table('providers', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('status_reason', sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False,
+                                      server_default=''))
 
 
 # The tally's sums in column order (stats.service.Tally), as of this revision.
@@ -82,6 +88,11 @@ def _backfill_call_rollup() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('providers', schema=None) as batch_op:
+        batch_op.drop_column('status_reason')
+    with op.batch_alter_table('users', schema=None) as batch_op:
+        batch_op.drop_column('queue_penalty')
+        batch_op.drop_column('queues')
     op.drop_table('agent_activity_days')
     op.drop_table('call_rollup')
     op.drop_index('ix_work_orders_created', table_name='work_orders')
