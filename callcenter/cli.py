@@ -97,6 +97,8 @@ def stats_check(
             rollup.refresh_calls(session.connection(), {row[0] for row in found})
             typer.echo(f"repaired {len({row[0] for row in found})} hours")
             return
+        if repair:
+            typer.echo(f"summed {rollup.refresh_dirty(session)} hours marked as written since")
     if found:
         _fail(f"{len(found)} rollup rows differ from the calls (run again with --repair)")
     typer.echo(f"rollup matches the calls from {first} to {last}")

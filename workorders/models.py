@@ -69,7 +69,8 @@ class Provider(SQLModel, table=True):
 
 class WorkOrder(SQLModel, table=True):
     __tablename__ = "work_orders"
-    __table_args__ = (Index("ix_work_orders_status_created", "status", "created_at"), Index("ix_work_orders_created", "created_at"))
+    __table_args__ = (Index("ix_work_orders_status_created", "status", "created_at"), 
+                      Index("ix_work_orders_created", "created_at", "service_type", "completed_at"))  # the wallboard's day: index only
 
     id: int | None = Field(default=None, primary_key=True)
     number: str = Field(max_length=20, unique=True, description="GD20261122-0007")

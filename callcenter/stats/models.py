@@ -42,3 +42,14 @@ class AgentActivityDay(SQLModel, table=True):
     extension: str = Field(primary_key=True, max_length=120)
     activity: str = Field(primary_key=True, max_length=16)
     seconds: int = 0
+
+
+class CallRollupDirty(SQLModel, table=True):
+    """An hour of call_rollup that no longer equals its calls: marked in the transaction that
+    wrote one of its calls, cleared by the bridge once it summed the hour again. Readers take a
+    marked hour from the calls themselves, so a report is exact at every moment."""
+
+    __tablename__ = "call_rollup_dirty"
+
+    bucket: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    version: int = Field(default=1, description="bumped by each write: a refresh clears only the version it summed")

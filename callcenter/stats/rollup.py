@@ -1,12 +1,13 @@
 """Keeping the rollups exact (stats/models.py), in the transaction that changes what they sum.
 
-Calls: around every flush that writes a call's queue entry, answer, end, wrap-up, outcome, wait,
-talk, queue or agent, the calls' contributions to the rollup are summed before and after by the
-same SQL as the raw report (`stats.service.tally_columns`: one definition), and the difference
-is added to the rollup rows (hour in UTC, queue, agent). The cost is that of the flush's own
-calls, not of the hour's. The ORM hooks catch every writer (the bridge, the wrap-up end, tests'
-factories); only a Core UPDATE on `calls` would bypass them, and there is none; `callcenter
-stats check` compares the rollup with the calls and repairs it.
+Calls: every flush that writes a call's queue entry, answer, end, wrap-up, outcome, wait, talk,
+queue or agent marks the hours (UTC) those calls entered the queue in as dirty, in the same
+transaction (one upsert, no reads: the bridge's latency barely moves). Readers take marked hours
+from the calls themselves, so a report is exact at every moment; the bridge sums marked hours
+again a second later with the same SQL as the raw report (`stats.service.tally_columns`: one
+definition) and clears their marks (`refresh_dirty`). The ORM hook catches every writer (the
+bridge, the wrap-up end, tests' factories); only a Core UPDATE on `calls` would bypass it, and
+there is none; `callcenter stats check` compares the rollup with the calls and repairs it.
 
 Agent activity: the bridge closes each stretch of agent_state_log exactly once, and adds its
 seconds to the local days it spans (`add_activity`).
@@ -18,13 +19,13 @@ from dataclasses import fields
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import bindparam, case, delete, event, func, insert, inspect, literal_column, select, text
+from sqlalchemy import bindparam, delete, event, func, insert, inspect, literal_column, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from callcenter.calls.models import CallRecord
-from callcenter.db import epoch
-from callcenter.stats.models import AgentActivityDay, CallRollup
+from callcenter.db import epoch, write_lock
+from callcenter.stats.models import AgentActivityDay, CallRollup, CallRollupDirty
 from callcenter.timeutil import as_utc, day_start_utc
 
 ROLLUP_THRESHOLD = 15  # T of the rolled-up service level (GB/T 33358-2016); another T reads the raw calls
@@ -48,91 +49,54 @@ def covers(start: datetime, end: datetime) -> bool:
     return all(int(as_utc(at).timestamp()) % BUCKET_SECONDS == 0 for at in (start, end))
 
 
-def _tracked_change(obj: CallRecord) -> bool:
-    state = inspect(obj)
-    return any(state.attrs[name].history.has_changes() for name in TRACKED)
-
-
-def _touched_ids(session: Session, *, with_new: bool) -> list[int]:
-    """Ids of the calls this flush writes in a way the tally can see (new ones once inserted)."""
-    candidates = (*session.dirty, *session.deleted, *(session.new if with_new else ()))
-    return [obj.id for obj in candidates if isinstance(obj, CallRecord) and obj.id is not None
-            and (obj in session.new or obj in session.deleted or _tracked_change(obj))]
-
-
-@lru_cache(maxsize=1)
-def _statements():
-    """Built once: (lock the calls' rows, their contributions per rollup row), both taking `ids`."""
-    from callcenter.stats.service import tally_columns
-
-    ids = bindparam("ids", expanding=True)
-    bucket = bucket_column()
-    queue = func.coalesce(CallRecord.queue, literal_column("''"))
-    agent = func.coalesce(CallRecord.agent_extension, literal_column("''"))
-    lock = select(CallRecord.id).where(CallRecord.id.in_(ids)).with_for_update()
-    sums = (select(bucket, queue, agent, *tally_columns(ROLLUP_THRESHOLD))
-            .where(CallRecord.id.in_(ids), CallRecord.direction == "inbound", CallRecord.queued_at.is_not(None))
-            .group_by(bucket, queue, agent))
-    return lock, sums
-
-
-def _contributions(connection, ids: list[int], *, lock: bool = False) -> dict[tuple, tuple]:
-    """What these calls add to each rollup row, by the rollup's own SQL; with `lock`, their rows
-    are locked first (PostgreSQL), so no other writer changes them between this and the flush."""
-    lock_rows, sums = _statements()
-    if lock and connection.dialect.name == "postgresql":
-        connection.execute(lock_rows, {"ids": ids})
-    return {(int(row[0]), row[1], row[2]): tuple(row[3:]) for row in connection.execute(sums, {"ids": ids})}
-
-
-@event.listens_for(Session, "before_flush")
-def _calls_before_flush(session: Session, _context, _instances) -> None:
-    ids = _touched_ids(session, with_new=False)
-    session.info["call_rollup_before"] = _contributions(session.connection(), ids, lock=True) if ids else {}
+def _touched_buckets(session: Session) -> set[int]:
+    """The hours this flush changes for the rollup: of calls new, deleted, or changed in a column
+    the tally reads (the hour they were queued in before and after)."""
+    buckets: set[int] = set()
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if not isinstance(obj, CallRecord):
+            continue
+        state = inspect(obj)
+        if obj in session.dirty and not any(state.attrs[name].history.has_changes() for name in TRACKED):
+            continue
+        history = state.attrs.queued_at.history
+        buckets.update(bucket_of(value) for value in (*history.added, *history.unchanged, *history.deleted) if value)
+    return buckets
 
 
 @event.listens_for(Session, "after_flush")
-def _calls_after_flush(session: Session, _context) -> None:
-    before = session.info.pop("call_rollup_before", {})
-    ids = _touched_ids(session, with_new=True)
-    after = _contributions(session.connection(), ids) if ids else {}
-    if before or after:
-        _apply(session.connection(), before, after)
-
-
-def _apply(connection, before: dict[tuple, tuple], after: dict[tuple, tuple]) -> None:
-    """Add (after − before) to each row. A maximum cannot be taken back: where a call that held
-    a row's longest wait left that row (its queue or agent changed), the hour is summed again."""
-    names = _columns()[3:]
-    longest = names.index("longest_wait")
-    rows, refresh = [], set()
-    for key in before.keys() | after.keys():
-        old, new = before.get(key), after.get(key)
-        if old == new:
-            continue  # e.g. a call that went from ringing an agent to talking: nothing the tally sees
-        if old is not None and old[longest] is not None and (new is None or (new[longest] or 0) < old[longest]):
-            refresh.add(key[0])
-        values = {name: (new[n] if new else 0) - (old[n] if old else 0) for n, name in enumerate(names) if n != longest}
-        rows.append({"bucket": key[0], "queue": key[1], "agent": key[2], **values,
-                     "longest_wait": new[longest] if new else None})
-    rows = [row for row in rows if row["bucket"] not in refresh]
-    if rows:
-        connection.execute(_add_to_rollup(connection.dialect.name), rows)
-    if refresh:
-        refresh_calls(connection, refresh)
+def _mark_dirty(session: Session, _context) -> None:
+    buckets = _touched_buckets(session)
+    if buckets:
+        connection = session.connection()
+        connection.execute(_mark_statement(connection.dialect.name), [{"bucket": b, "version": 1} for b in sorted(buckets)])
 
 
 @lru_cache(maxsize=2)
-def _add_to_rollup(dialect_name: str):
-    """INSERT … ON CONFLICT DO UPDATE adding each sum and keeping the larger longest wait."""
-    table = CallRollup.__table__
-    names = _columns()[3:]
-    return _upsert_statement(dialect_name, table, ["bucket", "queue", "agent"], lambda excluded: {
-        **{name: table.c[name] + excluded[name] for name in names if name != "longest_wait"},
-        "longest_wait": case((excluded.longest_wait.is_(None), table.c.longest_wait),
-                             (table.c.longest_wait.is_(None), excluded.longest_wait),
-                             (excluded.longest_wait > table.c.longest_wait, excluded.longest_wait),
-                             else_=table.c.longest_wait)})
+def _mark_statement(dialect_name: str):
+    table = CallRollupDirty.__table__
+    return _upsert_statement(dialect_name, table, ["bucket"], lambda excluded: {"version": table.c.version + 1})
+
+
+def dirty_buckets(session: Session, low: int, high: int) -> set[int]:
+    """The marked hours in [low, high): readers take them from the calls."""
+    return set(session.execute(select(CallRollupDirty.bucket).where(CallRollupDirty.bucket >= low,
+                                                                    CallRollupDirty.bucket < high)).scalars())
+
+
+def refresh_dirty(session: Session) -> int:
+    """Sum every marked hour again from the calls and clear its mark, unless a write marked it
+    again meanwhile (its version moved on); returns how many hours were summed. The bridge
+    runs this a second after it writes."""
+    write_lock(session)  # SQLite: read the marks and the calls under the writer's lock
+    marks = dict(session.execute(select(CallRollupDirty.bucket, CallRollupDirty.version)).all())
+    if marks:
+        connection = session.connection()
+        refresh_calls(connection, set(marks))
+        table = CallRollupDirty.__table__
+        connection.execute(delete(table).where(table.c.bucket == bindparam("b"), table.c.version == bindparam("v")),
+                           [{"b": bucket, "v": version} for bucket, version in marks.items()])
+    return len(marks)
 
 
 def _upsert_statement(dialect_name: str, table, keys: list[str], updates):
@@ -175,15 +139,16 @@ def refresh_calls(connection, buckets: set[int]) -> None:
 
 def differences(session: Session, start: datetime, end: datetime) -> list[tuple]:
     """(bucket, queue, agent, stored, summed) for each rollup row of [start, end) that differs
-    from the calls; `callcenter stats check` prints them."""
+    from the calls, marked hours aside; `callcenter stats check` prints them."""
     low, high = bucket_of(start), bucket_of(end)
+    dirty = dirty_buckets(session, low, high)
     names = _columns()
     stored = {tuple(row[:3]): tuple(row[3:]) for row in session.execute(
         select(*(getattr(CallRollup, name) for name in names)).where(CallRollup.bucket >= low, CallRollup.bucket < high))}
     summed = {(int(row[0]), row[1], row[2]): tuple(int(v) if v is not None else None for v in row[3:])
               for row in session.execute(_sums_of_calls(low, high))}
     return [(*key, stored.get(key), summed.get(key)) for key in sorted(set(stored) | set(summed), key=str)
-            if stored.get(key) != summed.get(key)]
+            if key[0] not in dirty and stored.get(key) != summed.get(key)]
 
 
 def rebuild_calls(session: Session, start: datetime, end: datetime) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, func
+from sqlalchemy import and_, case, func, literal_column, or_
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
@@ -179,37 +179,55 @@ def _rollup_sums() -> tuple:
                  for field in fields(Tally))
 
 
+def _dirty_hours(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters) -> set[int] | None:
+    """None: the whole range is read from the calls; otherwise the hours the rollup must not be
+    trusted for (marked dirty by a write the bridge has not summed yet), read from the calls."""
+    if not (_uses_rollup(threshold, filters) and rollup.covers(start, end)):
+        return None
+    return rollup.dirty_buckets(session, rollup.bucket_of(start), rollup.bucket_of(end))
+
+
+def _in_hours(hours: set[int]):
+    size = rollup.BUCKET_SECONDS
+    return or_(*(and_(CallRecord.queued_at >= datetime.fromtimestamp(hour * size, timezone.utc),
+                      CallRecord.queued_at < datetime.fromtimestamp((hour + 1) * size, timezone.utc)) for hour in sorted(hours)))
+
+
+def _grouped(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters, rollup_key, raw_key) -> list:
+    """(key, *Tally values) rows: from the rollup, with the dirty hours from the calls; or all
+    from the calls. `rollup_key` / `raw_key` group them (a bucket or the agent)."""
+    dirty = _dirty_hours(session=session, start=start, end=end, threshold=threshold, filters=filters)
+    raw = _offered_where(select(raw_key, *tally_columns(threshold)), session=session, start=start, end=end, filters=filters)
+    if dirty is None:
+        return session.exec(raw.group_by(raw_key)).all()
+    query = _rollup_where(select(rollup_key, *_rollup_sums()), start=start, end=end, filters=filters)
+    if dirty:
+        query = query.where(CallRollup.bucket.not_in(dirty))
+    rows = session.exec(query.group_by(rollup_key)).all()
+    return rows + (session.exec(raw.where(_in_hours(dirty)).group_by(raw_key)).all() if dirty else [])
+
+
 def buckets(*, session: Session, start: datetime, end: datetime, threshold: int,
             filters: Filters) -> list[tuple[datetime, Tally]]:
-    """(start in UTC, tally) of each hour (from the rollup) or quarter hour (from the raw calls)
-    in [start, end) with calls; either lies within one local hour."""
-    if _uses_rollup(threshold, filters) and rollup.covers(start, end):
-        seconds = rollup.BUCKET_SECONDS
-        query = _rollup_where(select(CallRollup.bucket, *_rollup_sums()), start=start, end=end, filters=filters)
-        rows = session.exec(query.group_by(CallRollup.bucket)).all()
-    else:
-        seconds = RAW_BUCKET_SECONDS
-        bucket = rollup.bucket_column(seconds).label("bucket")
-        query = _offered_where(select(bucket, *tally_columns(threshold)), session=session, start=start, end=end, filters=filters)
-        rows = session.exec(query.group_by(bucket)).all()
+    """(start in UTC, tally) of each hour (rollup) or quarter hour (calls only) in [start, end)
+    with calls; either lies within one local hour."""
+    exact = _dirty_hours(session=session, start=start, end=end, threshold=threshold, filters=filters) is None
+    seconds = RAW_BUCKET_SECONDS if exact else rollup.BUCKET_SECONDS
+    rows = _grouped(session=session, start=start, end=end, threshold=threshold, filters=filters,
+                    rollup_key=CallRollup.bucket, raw_key=rollup.bucket_column(seconds).label("bucket"))
     return [(datetime.fromtimestamp(int(row[0]) * seconds, timezone.utc), _tally(row[1:])) for row in rows]
 
 
 def per_agent(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters) -> dict[str, dict]:
     """Answered calls, mean wait and handling time per agent extension."""
-    if _uses_rollup(threshold, filters) and rollup.covers(start, end):
-        query = _rollup_where(select(CallRollup.agent, *_rollup_sums()).where(CallRollup.agent != ""),
-                              start=start, end=end, filters=filters).group_by(CallRollup.agent)
-    else:
-        query = select(CallRecord.agent_extension, *tally_columns(threshold)).where(CallRecord.agent_extension.is_not(None))
-        query = _offered_where(query, session=session, start=start, end=end, filters=filters).group_by(CallRecord.agent_extension)
-    agents = {}
-    for agent, *values in session.exec(query).all():
-        tally = _tally(values)
-        if tally.answered:
-            agents[agent] = {"answered": tally.answered, "asa_seconds": _mean(tally.answered_wait, tally.answered),
-                             "aht_seconds": _mean(tally.handle, tally.handled)}
-    return agents
+    tallies: dict[str, Tally] = defaultdict(Tally)
+    rows = _grouped(session=session, start=start, end=end, threshold=threshold, filters=filters,
+                    rollup_key=CallRollup.agent, raw_key=func.coalesce(CallRecord.agent_extension, literal_column("''")))
+    for agent, *values in rows:
+        if agent:
+            tallies[agent].add(_tally(values))
+    return {agent: {"answered": t.answered, "asa_seconds": _mean(t.answered_wait, t.answered),
+                    "aht_seconds": _mean(t.handle, t.handled)} for agent, t in tallies.items() if t.answered}
 
 
 def agent_activity_seconds(*, session: Session, tz, date_from: date, date_to: date, now: datetime | None = None,
@@ -220,17 +238,18 @@ def agent_activity_seconds(*, session: Session, tz, date_from: date, date_to: da
     query = (select(AgentActivityDay.extension, AgentActivityDay.activity, func.sum(AgentActivityDay.seconds))
              .where(AgentActivityDay.day >= date_from, AgentActivityDay.day <= date_to)
              .group_by(AgentActivityDay.extension, AgentActivityDay.activity))
-    open_query = select(AgentStateLog).where(AgentStateLog.ended_at.is_(None))
+    open_query = select(AgentStateLog.extension, AgentStateLog.interface, AgentStateLog.activity,
+                        AgentStateLog.started_at).where(AgentStateLog.ended_at.is_(None))
     if agent:
         query = query.where(AgentActivityDay.extension == agent)
         open_query = open_query.where(AgentStateLog.extension == agent)
     seconds: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for name, activity, total in session.exec(query).all():
         seconds[name][activity] += int(total or 0)
-    for stretch in session.exec(open_query):
-        for day, part in rollup.split_by_day(stretch.started_at, now, tz):
+    for extension, interface, activity, started_at in session.exec(open_query).all():
+        for day, part in rollup.split_by_day(started_at, now, tz):
             if date_from <= day <= date_to:
-                seconds[stretch.extension or stretch.interface][stretch.activity] += part
+                seconds[extension or interface][activity] += part
     return seconds
 
 

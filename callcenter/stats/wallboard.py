@@ -51,14 +51,17 @@ def waiting_calls(*, session: Session, tz, now: datetime) -> list[dict]:
 def agents_now(*, session: Session, tz, now: datetime) -> list[dict]:
     """Each queue member's activity (wrap-up apart from pauses), its reason and time in it."""
     agents = []
-    for row in session.exec(select(AgentStatus).order_by(AgentStatus.extension, AgentStatus.interface)):
-        activity = "wrapup" if row.state == "paused" and row.pause_reason == WRAPUP_REASON else row.state
+    rows = session.exec(select(AgentStatus.extension, AgentStatus.interface, AgentStatus.name, AgentStatus.state,
+                               AgentStatus.pause_reason, AgentStatus.since)
+                        .order_by(AgentStatus.extension, AgentStatus.interface)).all()
+    for extension, interface, name, state, reason, since in rows:
+        activity = "wrapup" if state == "paused" and reason == WRAPUP_REASON else state
         agents.append({
-            "agent": row.extension or row.interface, "name": row.name, "activity": activity,
+            "agent": extension or interface, "name": name, "activity": activity,
             "activity_label": AGENT_ACTIVITIES.get(activity, activity),
-            "pause_reason_label": PAUSE_REASONS.get(row.pause_reason, row.pause_reason or "") if activity == "paused" else "",
-            "since": local_iso(row.since, tz),
-            "seconds_in_state": max(0, round((now - as_utc(row.since)).total_seconds())) if row.since else None,
+            "pause_reason_label": PAUSE_REASONS.get(reason, reason or "") if activity == "paused" else "",
+            "since": local_iso(since, tz),
+            "seconds_in_state": max(0, round((now - as_utc(since)).total_seconds())) if since else None,
         })
     return agents
 

@@ -1,25 +1,45 @@
-"""The call rollup stays equal to the calls it sums through every kind of write: a new call, its
-answer and end, a move to another agent or queue (taking the longest wait with it), a deletion."""
+"""The call rollup through every kind of write (a new call, its answer and end, a move to another
+agent or queue taking the longest wait with it, a deletion): each write marks its hour dirty,
+reports stay exact meanwhile (they read a marked hour from the calls), and summing the marked
+hours again (what the bridge does a second later) leaves the rollup equal to the calls."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
 from callcenter.calls.models import CallRecord
 from callcenter.stats import rollup
-from callcenter.stats.models import CallRollup
+from callcenter.stats import service as stats_service
+from callcenter.stats.models import CallRollup, CallRollupDirty
+
+SH = ZoneInfo("Asia/Shanghai")
 
 NINE = datetime(2026, 11, 20, 1, 0, tzinfo=timezone.utc)  # 09:00 in Shanghai
 DAY = (NINE - timedelta(hours=9), NINE + timedelta(hours=15))
 
 
 def rows(services) -> dict[tuple, tuple]:
+    """Refresh as the bridge would, checking the report is the same before and after."""
     with services.db.session_scope() as session:
+        assert session.exec(select(CallRollupDirty)).all(), "the write did not mark its hour"
+        before = report(session)
+    with services.db.session_scope() as session:
+        assert rollup.refresh_dirty(session) == 1
+    with services.db.session_scope() as session:
+        assert session.exec(select(CallRollupDirty)).all() == []
         assert rollup.differences(session, *DAY) == []  # the rollup equals the calls summed afresh
+        assert report(session) == before  # read from the rollup now, from the calls before
         return {(r.queue, r.agent): (r.offered, r.answered, r.longest_wait, r.handled, r.handle)
                 for r in session.exec(select(CallRollup)) if r.offered}
+
+
+def report(session) -> dict:
+    day = (NINE + timedelta(hours=8)).date()
+    result = stats_service.report(session=session, tz=SH, date_from=day, date_to=day, threshold=15)
+    return {"total": result["total"], "by_agent": result["by_agent"], "by_hour": result["by_hour"][9]}
 
 
 def test_the_rollup_follows_each_write_of_a_call(services):

@@ -28,7 +28,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_agent_state_log_ended', 'agent_state_log', ['ended_at'], unique=False)
     op.create_index('ix_agent_state_log_open', 'agent_state_log', ['interface', 'ended_at'], unique=False)
-    op.create_index('ix_work_orders_created', 'work_orders', ['created_at'], unique=False)
+    op.create_index('ix_work_orders_created', 'work_orders', ['created_at', 'service_type', 'completed_at'], unique=False)
     op.create_table('call_rollup',
     sa.Column('bucket', sa.BigInteger(), autoincrement=False, nullable=False),
     sa.Column('queue', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
@@ -44,6 +44,11 @@ def upgrade() -> None:
     sa.Column('activity', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('seconds', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('day', 'extension', 'activity')
+    )
+    op.create_table('call_rollup_dirty',
+    sa.Column('bucket', sa.BigInteger(), autoincrement=False, nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('bucket')
     )
     _backfill_call_rollup()
     with op.batch_alter_table('users', schema=None) as batch_op:
@@ -93,6 +98,7 @@ def downgrade() -> None:
     with op.batch_alter_table('users', schema=None) as batch_op:
         batch_op.drop_column('queue_penalty')
         batch_op.drop_column('queues')
+    op.drop_table('call_rollup_dirty')
     op.drop_table('agent_activity_days')
     op.drop_table('call_rollup')
     op.drop_index('ix_work_orders_created', table_name='work_orders')
