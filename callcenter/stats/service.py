@@ -193,41 +193,40 @@ def _in_hours(hours: set[int]):
                       CallRecord.queued_at < datetime.fromtimestamp((hour + 1) * size, timezone.utc)) for hour in sorted(hours)))
 
 
-def _grouped(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters, rollup_key, raw_key) -> list:
-    """(key, *Tally values) rows: from the rollup, with the dirty hours from the calls; or all
-    from the calls. `rollup_key` / `raw_key` group them (a bucket or the agent)."""
+def tallies(*, session: Session, start: datetime, end: datetime, threshold: int,
+            filters: Filters) -> tuple[dict[datetime, Tally], dict[str, Tally]]:
+    """The tallies of [start, end) per hour or quarter hour (keyed by its start in UTC; either
+    lies within one local hour) and per agent extension. From the rollup, with the hours marked
+    dirty from the calls in one query grouped by hour and agent; or, where the rollup does not
+    apply, all from the calls."""
+    per_bucket: dict[datetime, Tally] = defaultdict(Tally)
+    per_agent: dict[str, Tally] = defaultdict(Tally)
     dirty = _dirty_hours(session=session, start=start, end=end, threshold=threshold, filters=filters)
-    raw = _offered_where(select(raw_key, *tally_columns(threshold)), session=session, start=start, end=end, filters=filters)
-    if dirty is None:
-        return session.exec(raw.group_by(raw_key)).all()
-    query = _rollup_where(select(rollup_key, *_rollup_sums()), start=start, end=end, filters=filters)
-    if dirty:
-        query = query.where(CallRollup.bucket.not_in(dirty))
-    rows = session.exec(query.group_by(rollup_key)).all()
-    return rows + (session.exec(raw.where(_in_hours(dirty)).group_by(raw_key)).all() if dirty else [])
+    agent = func.coalesce(CallRecord.agent_extension, literal_column("''"))
+    seconds = RAW_BUCKET_SECONDS if dirty is None else rollup.BUCKET_SECONDS
+    bucket = rollup.bucket_column(seconds).label("bucket")
+    def raw(*columns):
+        return _offered_where(select(*columns, *tally_columns(threshold)), session=session, start=start, end=end, filters=filters)
 
-
-def buckets(*, session: Session, start: datetime, end: datetime, threshold: int,
-            filters: Filters) -> list[tuple[datetime, Tally]]:
-    """(start in UTC, tally) of each hour (rollup) or quarter hour (calls only) in [start, end)
-    with calls; either lies within one local hour."""
-    exact = _dirty_hours(session=session, start=start, end=end, threshold=threshold, filters=filters) is None
-    seconds = RAW_BUCKET_SECONDS if exact else rollup.BUCKET_SECONDS
-    rows = _grouped(session=session, start=start, end=end, threshold=threshold, filters=filters,
-                    rollup_key=CallRollup.bucket, raw_key=rollup.bucket_column(seconds).label("bucket"))
-    return [(datetime.fromtimestamp(int(row[0]) * seconds, timezone.utc), _tally(row[1:])) for row in rows]
-
-
-def per_agent(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters) -> dict[str, dict]:
-    """Answered calls, mean wait and handling time per agent extension."""
-    tallies: dict[str, Tally] = defaultdict(Tally)
-    rows = _grouped(session=session, start=start, end=end, threshold=threshold, filters=filters,
-                    rollup_key=CallRollup.agent, raw_key=func.coalesce(CallRecord.agent_extension, literal_column("''")))
-    for agent, *values in rows:
-        if agent:
-            tallies[agent].add(_tally(values))
-    return {agent: {"answered": t.answered, "asa_seconds": _mean(t.answered_wait, t.answered),
-                    "aht_seconds": _mean(t.handle, t.handled)} for agent, t in tallies.items() if t.answered}
+    if dirty is None:  # two sums, per bucket and per agent: a month by both at once would be a row per agent-hour
+        rows = session.exec(raw(bucket, literal_column("''")).group_by(bucket)).all()
+        rows += session.exec(raw(literal_column("NULL"), agent).group_by(agent)).all()
+    else:
+        rows = session.exec(raw(bucket, agent).where(_in_hours(dirty)).group_by(bucket, agent)).all() if dirty else []
+        clean = _rollup_where(select(CallRollup.bucket, literal_column("''"), *_rollup_sums()), start=start, end=end,
+                              filters=filters)
+        by_agent = _rollup_where(select(literal_column("NULL"), CallRollup.agent, *_rollup_sums()).where(CallRollup.agent != ""),
+                                 start=start, end=end, filters=filters)
+        if dirty:
+            clean, by_agent = (q.where(CallRollup.bucket.not_in(dirty)) for q in (clean, by_agent))
+        rows += session.exec(clean.group_by(CallRollup.bucket)).all() + session.exec(by_agent.group_by(CallRollup.agent)).all()
+    for hour, name, *values in rows:
+        tally = _tally(values)
+        if hour is not None:
+            per_bucket[datetime.fromtimestamp(int(hour) * seconds, timezone.utc)].add(tally)
+        if name:
+            per_agent[name].add(tally)
+    return per_bucket, per_agent
 
 
 def agent_activity_seconds(*, session: Session, tz, date_from: date, date_to: date, now: datetime | None = None,
@@ -265,12 +264,14 @@ def report(*, session: Session, tz, date_from: date, date_to: date, threshold: i
     filters = filters or Filters()
     start, end = day_start_utc(date_from, tz), day_start_utc(date_to + timedelta(days=1), tz)
     total, by_day, by_hour = Tally(), defaultdict(Tally), defaultdict(Tally)
-    for at, tally in buckets(session=session, start=start, end=end, threshold=threshold, filters=filters):
+    per_bucket, agent_tallies = tallies(session=session, start=start, end=end, threshold=threshold, filters=filters)
+    for at, tally in per_bucket.items():
         local = at.astimezone(tz)
         total.add(tally)
         by_day[local.date().isoformat()].add(tally)
         by_hour[local.hour].add(tally)
-    agents = per_agent(session=session, start=start, end=end, threshold=threshold, filters=filters)
+    agents = {name: {"answered": t.answered, "asa_seconds": _mean(t.answered_wait, t.answered),
+                     "aht_seconds": _mean(t.handle, t.handled)} for name, t in agent_tallies.items() if t.answered}
     activity = {} if filters.queue or filters.district_id else agent_activity_seconds(
         session=session, tz=tz, date_from=date_from, date_to=date_to, now=now, agent=filters.agent)
     return {

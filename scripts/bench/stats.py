@@ -9,7 +9,8 @@ talking, wrap-up and ready stretches in the agent log for occupancy), `--orders`
 over the same days (with their escalation events and subsidy draws; orders older than two days are
 closed or cancelled but for 0.5 % still escalated), then times, `--runs` times
 each after one warm-up, what the pages ask for:
-- the wallboard snapshot (today's KPIs and occupancy, the last hour, callers waiting, agents, orders);
+- the wallboard snapshot (today's KPIs and occupancy, the last hour, callers waiting, agents, orders),
+  with the current hour marked dirty as the bridge's writes leave it (read from the calls);
 - one day's report (call KPIs per hour from the rollup, per agent with occupancy, and the
   work-order report), i.e. /supervisor/reports for yesterday;
 - the 30-day report, the same for the whole range.
@@ -40,9 +41,10 @@ from callcenter.db import Database, create_postgres_database  # noqa: E402
 from callcenter.elders import service as elders_service  # noqa: E402
 from callcenter.elders.schemas import ElderIn, PhoneIn  # noqa: E402
 from callcenter.stats import rollup  # noqa: E402
+from callcenter.stats.models import CallRollupDirty  # noqa: E402
 from callcenter.stats import service as stats_service  # noqa: E402
 from callcenter.stats import wallboard  # noqa: E402
-from callcenter.timeutil import day_start_utc, today_in  # noqa: E402
+from callcenter.timeutil import day_start_utc, today_in, utcnow  # noqa: E402
 from workorders import service as orders_service  # noqa: E402
 from workorders import stats as order_stats  # noqa: E402
 
@@ -157,6 +159,9 @@ def fill(database: Database, settings: Settings, *, calls: int, orders: int, day
     with database.session_scope() as session:
         hours = rollup.rebuild_calls(session, start, start + timedelta(seconds=span))
     print(f"  call rollup: {hours:,} hours summed in {time.perf_counter() - began:.1f} s")
+    with database.session_scope() as session:  # as in service: the bridge's last writes leave this hour marked
+        session.add(CallRollupDirty(bucket=rollup.bucket_of(utcnow())))
+    print("  the current hour is marked dirty: the wallboard reads it from the calls")
     # Agents on the wallboard now: their current state rows.
     with database.engine.begin() as connection:
         connection.execute(text(
