@@ -77,13 +77,17 @@ def order_kpis(tally: OrderTally) -> dict:
     }
 
 
+def _service_names(session: Session) -> dict[str, str]:
+    return {row.code: row.name for row in session.exec(select(ServiceType))}
+
+
 def created_on(*, session: Session, tz, day: date) -> dict:
     """The wallboard's orders of the day: created and (of those) completed, per service type."""
     start, end = day_start_utc(day, tz), day_start_utc(day + timedelta(days=1), tz)
     rows = session.exec(select(WorkOrder.service_type, func.count(), func.count(WorkOrder.completed_at))
                         .where(WorkOrder.created_at >= start, WorkOrder.created_at < end)
                         .group_by(WorkOrder.service_type)).all()
-    kinds = {row.code: row.name for row in session.exec(select(ServiceType))}
+    kinds = _service_names(session)
     return {"created_today": sum(row[1] for row in rows), "completed_today": sum(row[2] for row in rows),
             "by_type_today": [{"service_name": kinds.get(code, code), "created": created} for code, created, _ in sorted(rows)]}
 
@@ -103,7 +107,7 @@ def report(*, session: Session, tz, date_from: date, date_to: date, district_id:
         for bucket in (total, by_type[code]) + ((by_provider[provider_id],) if provider_id is not None else ()):
             bucket.add(tally)
         by_status[status] += tally.created
-    kinds = {row.code: row.name for row in session.exec(select(ServiceType))}
+    kinds = _service_names(session)
     providers = {row.id: row.name for row in session.exec(select(Provider))}
     return {
         "from": date_from.isoformat(), "to": date_to.isoformat(), "district_id": district_id, "total": order_kpis(total),

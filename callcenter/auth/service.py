@@ -91,11 +91,13 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
         from callcenter.calls.control import check_queue_names
 
         changes["queues"] = check_queue_names(changes["queues"] or [])
-    if "queue_penalty" in changes and not 0 <= (changes["queue_penalty"] or 0) <= 100:
-        raise FieldErrors.single("queue_penalty", "优先级惩罚值须在 0 到 100 之间")
+    if "queue_penalty" in changes:
+        changes["queue_penalty"] = changes["queue_penalty"] or 0
+        if not 0 <= changes["queue_penalty"] <= 100:
+            raise FieldErrors.single("queue_penalty", "优先级惩罚值须在 0 到 100 之间")
     for name in ("role", "display_name", "sip_extension", "active", "queues", "queue_penalty"):
         if name in changes:
-            setattr(user, name, changes[name] if changes[name] is not None else (0 if name == "queue_penalty" else None))
+            setattr(user, name, changes[name])
     session.add(user)
     session.flush()
     return user

@@ -254,7 +254,7 @@ class Bridge:
         last_call = {c.call.linkedid: c.call for c, _ in changes if c.call is not None}
         last_agent = {c.agent.interface: c.agent for c, _ in changes if c.agent is not None}
         with self.database.session_scope() as session, session.no_autoflush:
-            # One flush for the whole batch: the call rollup's hooks then read and write once per batch.
+            # One flush for the whole batch: the call rollup's hook then marks the batch's hours once.
             records = {linkedid: calls_service.record_call(session=session, call=call, area_code=self.area_code)
                        for linkedid, call in last_call.items()}
             for agent in last_agent.values():

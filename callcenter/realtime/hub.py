@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from callcenter.calls.models import WAITING_STATES
 from callcenter.calls.service import AGENTS_CHANNEL, CALLS_CHANNEL
 
 log = logging.getLogger(__name__)
-WAITING_STATES = frozenset({"queued", "offered"})
 SEND_QUEUE_LIMIT = 256
 TOO_SLOW = 1013  # "try again later": the browser reconnects and reloads the snapshot
 WAITING_INTERVAL = 0.25

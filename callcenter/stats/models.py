@@ -1,5 +1,6 @@
-"""Rollups the reports and the wallboard read instead of raw rows (DESIGN.md, "KPIs"): kept
-exact in the same transaction as the rows they sum, so a report never disagrees with the calls."""
+"""Rollups the reports and the wallboard read instead of raw rows (DESIGN.md, "KPIs"). A write
+marks its hour dirty in its own transaction and readers take marked hours from the calls
+(stats/rollup.py), so a report never disagrees with the calls."""
 
 from __future__ import annotations
 

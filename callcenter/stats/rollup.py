@@ -1,4 +1,4 @@
-"""Keeping the rollups exact (stats/models.py), in the transaction that changes what they sum.
+"""Keeping the rollups (stats/models.py) exact for every reader.
 
 Calls: every flush that writes a call's queue entry, answer, end, wrap-up, outcome, wait, talk,
 queue or agent marks the hours (UTC) those calls entered the queue in as dirty, in the same
@@ -32,6 +32,10 @@ ROLLUP_THRESHOLD = 15  # T of the rolled-up service level (GB/T 33358-2016); ano
 BUCKET_SECONDS = 3600  # an hour: a day of 100 agents is 2,400 rows at most
 TRACKED = ("queued_at", "answered_at", "agent_done_at", "wrapup_ended_at", "outcome", "wait_seconds", "talk_seconds",
            "queue", "agent_extension", "direction")
+# A call's queue and agent as rollup keys ('' for none); one expression object each, so that
+# PostgreSQL finds a query's GROUP BY terms in its select list.
+QUEUE_KEY = func.coalesce(CallRecord.queue, literal_column("''"))
+AGENT_KEY = func.coalesce(CallRecord.agent_extension, literal_column("''"))
 LOCK_KEY = 12349001  # PostgreSQL advisory lock: one rollup refresh at a time (SQLite's writer lock does it there)
 
 
@@ -111,9 +115,7 @@ def _sums_of_calls(low: int, high: int, buckets: set[int] | None = None):
     from callcenter.stats.service import tally_columns
 
     bucket = bucket_column()
-    # One expression object each, so that PostgreSQL sees the GROUP BY terms in the select list.
-    queue = func.coalesce(CallRecord.queue, literal_column("''"))
-    agent = func.coalesce(CallRecord.agent_extension, literal_column("''"))
+    queue, agent = QUEUE_KEY, AGENT_KEY
     query = select(bucket, queue, agent, *tally_columns(ROLLUP_THRESHOLD)).where(
         CallRecord.direction == "inbound", CallRecord.queued_at >= datetime.fromtimestamp(low * BUCKET_SECONDS, timezone.utc),
         CallRecord.queued_at < datetime.fromtimestamp(high * BUCKET_SECONDS, timezone.utc))

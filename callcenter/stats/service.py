@@ -22,7 +22,7 @@ from sqlalchemy import and_, case, func, literal_column, or_
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
-from callcenter.calls.models import AgentStateLog, CallRecord
+from callcenter.calls.models import WAITING_STATES, AgentStateLog, CallRecord
 from callcenter.db import epoch
 from callcenter.stats import rollup
 from callcenter.stats.models import AgentActivityDay, CallRollup
@@ -154,7 +154,7 @@ def _offered_where(query, *, session: Session, start: datetime, end: datetime, f
 def tally_until_now(*, session: Session, start: datetime, now: datetime, threshold: int) -> Tally:
     """One tally of the calls queued since `start` (the wallboard's last hour). A caller still
     waiting is left out until the wait passes T: until then the call may yet be answered in time."""
-    undecided = and_(CallRecord.state.in_(("queued", "offered")), CallRecord.queued_at > now - timedelta(seconds=threshold))
+    undecided = and_(CallRecord.state.in_(WAITING_STATES), CallRecord.queued_at > now - timedelta(seconds=threshold))
     query = _offered_where(select(*tally_columns(threshold)), session=session, start=start, end=now, filters=Filters())
     return _tally(session.exec(query.where(~undecided)).one())
 
@@ -202,7 +202,7 @@ def tallies(*, session: Session, start: datetime, end: datetime, threshold: int,
     per_bucket: dict[datetime, Tally] = defaultdict(Tally)
     per_agent: dict[str, Tally] = defaultdict(Tally)
     dirty = _dirty_hours(session=session, start=start, end=end, threshold=threshold, filters=filters)
-    agent = func.coalesce(CallRecord.agent_extension, literal_column("''"))
+    agent = rollup.AGENT_KEY
     seconds = RAW_BUCKET_SECONDS if dirty is None else rollup.BUCKET_SECONDS
     bucket = rollup.bucket_column(seconds).label("bucket")
     def raw(*columns):

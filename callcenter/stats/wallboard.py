@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 
 from callcenter.calls import presenter as calls_presenter
 from callcenter.calls.control import PAUSE_REASONS, WRAPUP_REASON
-from callcenter.calls.models import AGENT_ACTIVITIES, IVR_ROUTES, AgentStatus, CallRecord
+from callcenter.calls.models import AGENT_ACTIVITIES, IVR_ROUTES, WAITING_STATES, AgentStatus, CallRecord
 from callcenter.elders.models import Elder
 from callcenter.stats import service as stats_service
 from callcenter.timeutil import as_utc, local_iso, utcnow
@@ -23,7 +23,6 @@ from workorders.models import WorkOrder
 from workorders.models import STATUSES as ORDER_STATUSES
 from workorders import stats as order_stats
 
-WAITING_STATES = ("queued", "offered")
 OPEN_ORDER_STATES = ("new", "rejected", "dispatched", "accepted", "in_service", "completed", "escalated")
 EMERGENCY_ROUTE = "emergency"
 
