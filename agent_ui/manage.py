@@ -1,5 +1,5 @@
 """Supervisor management pages: agents (accounts, queues and penalty), service types and their
-SLAs, providers. Plain forms (POST, then a redirect with the outcome); the rules live in the
+SLAs, providers, the IVR menu and business hours. Plain forms (POST, then a redirect with the outcome); the rules live in the
 services the JSON API uses too."""
 
 from __future__ import annotations
@@ -16,9 +16,13 @@ from callcenter.areas import service as areas_service
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES
 from callcenter.calls import service as calls_service
-from callcenter.calls.models import AGENT_ACTIVITIES, AgentStatus
+from callcenter.calls.models import AGENT_ACTIVITIES, IVR_ROUTES, AgentStatus
 from callcenter.deps import DbSession, ServicesDep, SupervisorUser
-from callcenter.errors import DomainError, FieldErrors
+from callcenter.errors import Conflict, DomainError, FieldErrors
+from callcenter.timeutil import utcnow
+from ivr import menu as ivr_menu
+from ivr import prompts as ivr_prompts
+from ivr import service as ivr_service
 from workorders import service as orders_service
 from workorders.models import PROVIDER_STATUSES
 
@@ -168,3 +172,53 @@ async def save_provider(request: Request, session: DbSession, services: Services
         message = _problem(exc) if isinstance(exc, DomainError) else "覆盖区域无效"
         return _providers_page(request, session, user, error=message, form=shown, status_code=422)
     return _done("/supervisor/providers", f"已保存服务商：{provider.name}")
+
+
+# --- IVR menu and business hours -------------------------------------------------------------------
+
+def _ivr_page(request: Request, session, services, user, *, error: str | None = None, status_code: int = 200):
+    config = ivr_service.load_config(session=session, menu_file=services.settings.ivr_menu_file)
+    now = utcnow().astimezone(services.settings.tz)
+    return render(request, "manage_ivr.html", {
+        "user": user, "data": ivr_menu.to_data(config), "versions": ivr_service.setting_versions(session=session),
+        "routes": {route: IVR_ROUTES[route] for route in ivr_menu.MENU_ROUTES}, "weekdays": ivr_menu.WEEKDAYS,
+        "prompts": ivr_prompts.PROMPTS, "open_now": config.hours.is_open(now), "hours_text": config.hours.describe(),
+        "next_opening": config.hours.next_opening(now), "callbacks_waiting": ivr_service.callbacks_waiting(session=session),
+        "error": error, "ok": request.query_params.get("ok"),
+    }, status_code=status_code)
+
+
+@router.get("/supervisor/ivr")
+def ivr_page(request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    return _ivr_page(request, session, services, user)
+
+
+@router.post("/supervisor/ivr")
+async def save_ivr(request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """The menu (keys, waits, queues, priority), business hours (days, periods, holidays, 调休
+    workdays) and prompt texts, in one form; a page saved after someone else's save is refused."""
+    form = await request.form()
+    text = lambda name: str(form.get(name, "")).strip()  # noqa: E731
+    try:
+        data = {
+            "menu": {"keys": {digit: text(f"key_{digit}") for digit in "0123456789"},
+                     **{name: forms.integer_field(text(name), name, label) for name, label in IVR_NUMBERS.items()},
+                     "queue": text("queue"), "on_duty_queue": text("on_duty_queue"),
+                     "high_risk_skip_menu": form.get("high_risk_skip_menu") == "true"},
+            "hours": {"always_open": form.get("always_open") == "true", "open_days": form.getlist("open_days"),
+                      "periods": text("periods").replace("，", " ").replace(",", " ").split(),
+                      "holidays": text("holidays").replace(",", " ").split(), "workdays": text("workdays").replace(",", " ").split()},
+            "prompts": {name: text(f"prompt_{name}") for name in ivr_prompts.PROMPTS},
+        }
+        versions = {key: int(form.get(f"version_{key}") or 0) for key in ivr_service.SETTING_KEYS}
+        ivr_service.save_config(session=session, data=data, user=user, versions=versions,
+                                menu_file=services.settings.ivr_menu_file)
+    except DomainError as exc:
+        session.rollback()
+        return _ivr_page(request, session, services, user, error=_problem(exc),
+                         status_code=409 if isinstance(exc, Conflict) else 422)
+    return _done("/supervisor/ivr", "已保存语音导航与工作时间设置，下一通来电起生效")
+
+
+IVR_NUMBERS = {"digit_timeout_seconds": "按键等待秒数", "retries": "按错重听次数", "emergency_priority": "紧急优先级",
+               "survey_timeout_seconds": "评价等待秒数"}

@@ -6,6 +6,7 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
 
 import typer
 
@@ -19,6 +20,9 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 stats_app = typer.Typer(help="Report rollups.", no_args_is_help=True)
 app.add_typer(stats_app, name="stats")
+ivr_app = typer.Typer(help="The FastAGI server (IVR menu, survey, callback requests) and its prompts.",
+                      invoke_without_command=True)
+app.add_typer(ivr_app, name="ivr")
 
 
 def _fail(message: str) -> None:
@@ -175,9 +179,13 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
     async def main() -> None:
         database = Database(settings)
         tasks = []
-        if simulate:
+        agi = _agi_server(settings, database)
+        await agi.start()
+        typer.echo(f"FastAGI (IVR) on {settings.ivr_host}:{agi.port}: agi://{settings.ivr_host}:{agi.port}/ivr")
+        if simulate:  # its IVR callers go through our FastAGI server, as Asterisk's would
             sim = traffic.from_database(database, username=ami_user, secret=ami_secret, host=ami_host, port=ami_port,
-                                        mix=traffic.TrafficMix(calls_per_minute=settings.simulator_calls_per_minute))
+                                        mix=traffic.TrafficMix(calls_per_minute=settings.simulator_calls_per_minute),
+                                        agi=(settings.ivr_host, agi.port))
             await sim.start()
             tasks.append(asyncio.create_task(sim.run(), name="simulator"))
             typer.echo(f"AMI simulator on {ami_host}:{sim.port} ({settings.simulator_calls_per_minute:g} calls/min)")
@@ -192,6 +200,7 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
             await server.serve()
         finally:
             bridge.stop()
+            await agi.close()
             worker.terminate()
             for task in tasks:
                 task.cancel()
@@ -199,6 +208,98 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
             worker.wait(10)
 
     asyncio.run(main())
+
+
+def _agi_server(settings, database):
+    """The FastAGI server with its scripts, on IVR_HOST:IVR_PORT."""
+    import redis.asyncio as aioredis
+
+    from callcenter import redis_conn
+    from ivr.scripts import IvrScripts
+
+    scripts = IvrScripts(database=database, settings=settings, redis=aioredis.from_url(redis_conn.redis_url(settings)),
+                         menu_file=settings.ivr_menu_file)
+    return scripts.server(host=settings.ivr_host, port=settings.ivr_port)
+
+
+@ivr_app.callback()
+def ivr(ctx: typer.Context) -> None:
+    """The FastAGI server alone (`agi://IVR_HOST:IVR_PORT/ivr`, `/survey`, `/afterhours`)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import asyncio
+
+    from callcenter.db import Database
+
+    _setup_logging()
+    settings = get_settings()
+
+    async def main() -> None:
+        server = _agi_server(settings, Database(settings))
+        await server.start()
+        typer.echo(f"FastAGI (IVR) listening on {settings.ivr_host}:{server.port}")
+        sys.stdout.flush()
+        await server.serve_forever()
+
+    asyncio.run(main())
+
+
+@ivr_app.command("prompts")
+def ivr_prompts(synthesize: Path = typer.Option(None, "--synthesize", help="write placeholder recordings here (espeak-ng)")
+                ) -> None:
+    """The prompts to record: sound file, text (as configured now) and when each plays."""
+    from ivr import menu, prompts
+
+    texts = _prompt_texts(menu)
+    for name, prompt in prompts.PROMPTS.items():
+        typer.echo(f"{prompt.file}.wav\t{texts[name]}\t({prompt.purpose})")
+    if synthesize is not None:
+        try:
+            written = prompts.synthesize(synthesize, texts)
+        except prompts.SynthesisUnavailable as exc:
+            _fail(str(exc))
+        typer.echo(f"wrote {len(written)} placeholder recordings (8 kHz WAV) under {synthesize}")
+
+
+def _prompt_texts(menu) -> dict[str, str]:
+    """The texts in force: from the database when it is there, else the menu file's."""
+    from callcenter.db import Database
+    from ivr import service as ivr_service
+
+    settings = get_settings()
+    try:
+        with Database(settings).session_scope() as session:
+            return ivr_service.load_config(session=session, menu_file=settings.ivr_menu_file).prompt_texts
+    except Exception:  # no database yet: the file's texts
+        return menu.parse(menu.read_file(settings.ivr_menu_file)).prompt_texts
+
+
+@app.command("asterisk-config")
+def asterisk_config(
+    out: Path = typer.Option(..., "--out", help="directory to write extensions.conf, queues.conf, manager.conf, pjsip.conf"),
+    agi_host: str = typer.Option(None, "--agi-host", help="how Asterisk reaches the FastAGI server (default IVR_HOST)"),
+    ami_permit: list[str] = typer.Option(["127.0.0.1/255.255.255.255"], "--ami-permit",
+                                         help="hosts the bridge connects from (repeatable)"),
+) -> None:
+    """Asterisk configuration for this hotline: dialplan, queues with the agents, the bridge's
+    AMI user, and a WebRTC sample for agents. The AMI secret is AMI_SECRET (or a new one, printed once)."""
+    import secrets as secrets_module
+
+    from callcenter.db import Database
+    from ivr import asterisk_config as generator
+
+    settings = get_settings()
+    secret = settings.ami_secret.get_secret_value() if settings.ami_secret else secrets_module.token_urlsafe(24)
+    with Database(settings).session_scope() as session:
+        files = generator.generate(session=session, settings=settings, ami_secret=secret, ami_permit=ami_permit,
+                                   agi_host=agi_host or settings.ivr_host)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {out / name}")
+    os.chmod(out / "manager.conf", 0o600)
+    if not settings.ami_secret:  # never printed: terminals end up in logs
+        typer.echo("AMI_SECRET is not set: manager.conf holds a new secret; give the bridge the same one (AMI_SECRET in .env)")
 
 
 def _start_worker_process():
@@ -327,6 +428,7 @@ def simulate(
     speed: float = typer.Option(1.0, "--speed", help="clock speed-up (2 = twice as fast)"),
     calls: int = typer.Option(None, "--calls", help="stop after this many calls"),
     seed: int = typer.Option(None, "--seed"),
+    agi: str = typer.Option(None, "--agi", help="send IVR callers to this FastAGI server (host:port, e.g. 127.0.0.1:4573)"),
 ) -> None:
     """An AMI server that behaves like the hotline's Asterisk (login with AMI_USER / AMI_SECRET)."""
     import asyncio
@@ -338,12 +440,18 @@ def simulate(
     settings = get_settings()
     if not settings.ami_user or settings.ami_secret is None:
         _fail("set AMI_USER and AMI_SECRET: the simulator accepts the bridge's login with them")
+    agi_target = None
+    if agi:
+        agi_host, _, agi_port = agi.rpartition(":")
+        if not agi_host or not agi_port.isdigit():
+            _fail("--agi wants host:port, e.g. 127.0.0.1:4573")
+        agi_target = (agi_host, int(agi_port))
     mix = traffic.TrafficMix(calls_per_minute=calls_per_minute, ivr_share=ivr_share, emergency_share=emergency_share,
                              unknown_share=unknown_share, talk_seconds=(talk_min, talk_max))
 
     async def main() -> None:
         sim = traffic.from_database(Database(settings), username=settings.ami_user, secret=settings.ami_secret.get_secret_value(),
-                                    host=host, port=port, mix=mix, speed=speed, seed=seed, agents=agents)
+                                    host=host, port=port, mix=mix, speed=speed, seed=seed, agents=agents, agi=agi_target)
         await sim.start()
         typer.echo(f"AMI simulator listening on {host}:{sim.port}, {len(sim.members)} agents, {calls_per_minute:g} calls/min")
         sys.stdout.flush()

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     sip_ws_url: str | None = Field(default=None, description="Asterisk's SIP-over-WebSocket URL, e.g. wss://pbx:8089/ws")
     sip_domain: str | None = Field(default=None, description="SIP domain of agent accounts (default: the ws host)")
 
+    # FastAGI server (ivr/): Asterisk's dialplan runs AGI(agi://IVR_HOST:IVR_PORT/ivr).
+    ivr_host: str = Field(default="127.0.0.1", description="where the FastAGI server listens")
+    ivr_port: int = Field(default=4573, description="FastAGI port (Asterisk's default)")
+    ivr_menu_file: Path | None = Field(default=None, description="the IVR menu and business hours (default: ivr/menu.toml)")
+
     # Provider mobile pages (/m/): the dispatch SMS carries a signed login link to PUBLIC_URL.
     public_url: str = Field(default="http://127.0.0.1:8000", description="how phones reach this site, for SMS links")
     provider_link_hours: int = Field(default=24, description="a login link in a dispatch SMS works this long")

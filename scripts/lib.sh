@@ -86,6 +86,15 @@ ensure_redis() {
   return 1
 }
 
+ensure_espeak() {
+  # Placeholder IVR recordings (`callcenter ivr prompts --synthesize`) are tested with it.
+  if command -v espeak-ng >/dev/null 2>&1; then
+    return 0
+  fi
+  echo "installing espeak-ng for the IVR prompt test ..."
+  apt_install espeak-ng
+}
+
 ensure_chromium() {
   if [ -x /usr/bin/chromium ]; then
     return 0

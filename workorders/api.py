@@ -157,6 +157,21 @@ def _move(order_id: int, to: str, body: NoteIn, session, services, user) -> dict
     return _order(session, services, order, events=True)
 
 
+class ConfirmIn(BaseModel):
+    description: str | None = Field(default=None, max_length=2000)
+
+
+@router.post("/api/workorders/{order_id}/confirm")
+def confirm_draft(order_id: int, body: ConfirmIn, background: BackgroundTasks, session: DbSession, services: ServicesDep,
+                  user: AgentUser):
+    """Confirm the IVR's emergency draft (待确认 → 待派单): it is routed from now. A false alarm is
+    cancelled instead (`/cancel` with the reason)."""
+    order = orders_service.get_or_raise(session=session, order_id=order_id)
+    orders_service.confirm_draft(session=session, order=order, user=user, description=body.description)
+    background.add_task(_enqueue_route, services.redis, order.id)
+    return _order(session, services, order, events=True)
+
+
 @router.post("/api/workorders/{order_id}/cancel")
 def cancel_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
     """Cancel with a reason (the elder no longer needs it, a duplicate …)."""

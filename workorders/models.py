@@ -11,10 +11,11 @@ from sqlmodel import Field, SQLModel
 
 from callcenter.timeutil import utcnow
 
-STATUSES = {"new": "待派单", "dispatched": "已派单", "accepted": "已接单", "in_service": "服务中", "completed": "已完成",
+STATUSES = {"draft": "待确认", "new": "待派单", "dispatched": "已派单", "accepted": "已接单", "in_service": "服务中", "completed": "已完成",
             "closed": "已回访办结", "rejected": "服务商拒单", "cancelled": "已取消", "escalated": "已升级督办"}
 # Who may move an order where. Routing (#5's RQ jobs) and the provider pages use the same table.
 TRANSITIONS = {
+    "draft": {"new", "cancelled"},  # the IVR's emergency draft: an agent confirms or cancels it
     "new": {"dispatched", "cancelled", "escalated"},
     "dispatched": {"accepted", "rejected", "cancelled", "escalated"},
     "rejected": {"dispatched", "cancelled", "escalated"},

@@ -23,7 +23,7 @@ from callcenter.auth import service as auth_service
 from callcenter.auth.models import User
 from callcenter.calls import service as calls_service
 from callcenter.elders import service as elders_service
-from callcenter.elders.models import ElderPhone
+from callcenter.elders.models import Elder, ElderPhone
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone
 from callcenter.timeutil import as_utc, day_start_utc, utcnow
@@ -176,14 +176,46 @@ def create_order(*, session: Session, user: User, service_type: str, elder_id: i
         number="", elder_id=elder.id, call_id=call_id, service_type=kind.code, urgency=urgency, address=elder.address or "",
         community_id=elder.community_id, window_start=window_start, window_end=window_end, description=description.strip(),
         created_by=user.id, created_at=now, updated_at=now, self_paid=self_paid,
-        overdraw_approved_by=user.id if approve_overdraw else None, accept_due=now + timedelta(minutes=kind.accept_minutes),
-        arrive_due=now + timedelta(minutes=kind.arrive_minutes), complete_due=now + timedelta(minutes=kind.complete_minutes),
+        overdraw_approved_by=user.id if approve_overdraw else None, **deadlines(kind, now),
     )
     _insert_numbered(session=session, order=order, day=now.astimezone(tz).date())
     session.add(WorkOrderEvent(order_id=order.id, at=now, actor_user_id=user.id, actor=user.display_name or user.username,
                                from_status=None, to_status="new", note="来电建单" if call_id else "建单"))
     session.flush()
     return order
+
+
+def deadlines(kind: ServiceType, start: datetime) -> dict[str, datetime]:
+    """The SLA's deadlines for an order that starts waiting at `start`."""
+    return {"accept_due": start + timedelta(minutes=kind.accept_minutes),
+            "arrive_due": start + timedelta(minutes=kind.arrive_minutes),
+            "complete_due": start + timedelta(minutes=kind.complete_minutes)}
+
+
+def create_draft(*, session: Session, elder: Elder, service_type: str, call_id: int | None, description: str, actor: str,
+                 tz) -> WorkOrder:
+    """A draft order nobody has confirmed yet (the IVR's emergency draft for a call): it is not
+    routed until an agent confirms it (`confirm_draft`) or cancels it as a false alarm."""
+    kind = service_type_or_raise(session=session, code=service_type)
+    now = utcnow()
+    order = WorkOrder(number="", elder_id=elder.id, call_id=call_id, service_type=kind.code, urgency="emergency", status="draft",
+                      address=elder.address or "", community_id=elder.community_id, description=description.strip(),
+                      created_at=now, updated_at=now, **deadlines(kind, now))
+    _insert_numbered(session=session, order=order, day=now.astimezone(tz).date())
+    session.add(WorkOrderEvent(order_id=order.id, at=now, actor=actor, from_status=None, to_status="draft", note=description))
+    session.flush()
+    return order
+
+
+def confirm_draft(*, session: Session, order: WorkOrder, user: User, description: str | None = None) -> WorkOrderEvent:
+    """An agent confirms a draft: it becomes a new order, routed from now, with deadlines from now."""
+    if order.status != "draft":
+        raise IllegalTransition(order, "new")
+    changes = {**deadlines(service_type_or_raise(session=session, code=order.service_type), utcnow()), "created_by": user.id}
+    if description is not None and description.strip():
+        changes["description"] = description.strip()
+    return transition(session=session, order=order, to="new", actor=user.display_name or user.username,
+                      actor_user_id=user.id, note="坐席确认紧急工单", changes=changes)
 
 
 def _insert_numbered(*, session: Session, order: WorkOrder, day: date, attempts: int = 5) -> None:

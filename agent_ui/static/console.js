@@ -193,9 +193,19 @@
     if (!elder) { renderList("open-orders", [], "—", null); return Promise.resolve(); }
     return api("GET", "/api/workorders?open=true&elder_id=" + elder.id).then(function (data) {
       renderList("open-orders", data.items, "暂无未办结工单", function (o) {
-        return [o.number + " " + o.service_name + " · " + o.status_label, o.description];
+        return [o.number + " " + o.service_name + " · " + o.status_label, o.description, o.status === "draft" ? draftActions(o) : null];
       });
     }).catch(function (err) { say("无法加载工单：" + err.message, false); });
+  }
+  // The IVR's emergency draft (待确认): confirm it (routed from now) or cancel it as a false alarm.
+  function draftActions(order) {
+    var confirm = el("button", { type: "button", className: "small", text: "确认派单", onclick: function () {
+      act("POST", "/api/workorders/" + order.id + "/confirm", {}).then(function (o) { say("紧急工单 " + o.number + " 已确认，正在派单", true); loadOrders(); }).catch(function () {});
+    } });
+    var cancel = el("button", { type: "button", className: "secondary small", text: "误报取消", onclick: function () {
+      act("POST", "/api/workorders/" + order.id + "/cancel", { note: "语音导航紧急求助误报" }).then(function () { say("已取消", true); loadOrders(); }).catch(function () {});
+    } });
+    return el("span", { className: "draft-actions" }, [" ", confirm, " ", cancel]);
   }
   var serviceTypes = null;
   $("btn-workorder").addEventListener("click", function () {
@@ -223,7 +233,7 @@
     if (!items || !items.length) { list.replaceChildren(el("li", { className: "muted", text: emptyText })); return; }
     list.replaceChildren.apply(list, items.map(function (item) {
       var parts = line(item);
-      return el("li", {}, [parts[0], parts[1] ? el("span", { className: "notes", text: parts[1] }) : null]);
+      return el("li", {}, [parts[0], parts[2] || null, parts[1] ? el("span", { className: "notes", text: parts[1] }) : null]);
     }));
   }
 
@@ -333,6 +343,28 @@
     }).catch(function (err) { say("无法加载通话记录：" + err.message, false); });
   }
   $("history-q").addEventListener("input", function () { clearTimeout(st.historyTimer); st.historyTimer = setTimeout(loadHistory, 300); });
+
+  // --- callback requests (回电): callers who asked out of hours or when nobody answered --------------
+  function loadCallbackRequests() {
+    return api("GET", "/api/callback-requests").then(function (data) {
+      text("callback-requests-total", data.waiting ? data.items.length + " / " + data.waiting + " 个" : "");
+      var list = $("callback-requests");
+      if (!data.items.length) { list.replaceChildren(el("li", { className: "muted", text: "暂无到期的回电请求" })); return; }
+      list.replaceChildren.apply(list, data.items.map(function (r) {
+        var finish = function (status) {
+          act("POST", "/api/callback-requests/" + r.id + "/finish", { status: status, note: "" })
+            .then(function (row) { say("回电请求：" + row.status_label, true); loadCallbackRequests(); }).catch(function () {});
+        };
+        return el("li", { "data-request": r.id }, [(r.elder_name || "未建档") + " · " + r.caller_number + " ",
+          el("button", { type: "button", className: "secondary small", text: "回拨", onclick: function () {
+            act("POST", "/api/callback-requests/" + r.id + "/dial", {}).catch(function () {}); } }), " ",
+          el("button", { type: "button", className: "small", text: "已回电", onclick: function () { finish("done"); } }), " ",
+          el("button", { type: "button", className: "secondary small", text: "未接通", onclick: function () { finish("unreached"); } }),
+          el("span", { className: "notes", text: r.reason_label + " " + hhmmDate(r.requested_at) + (r.requests > 1 ? "，来电 " + r.requests + " 次" : "") })]);
+      }));
+    }).catch(function (err) { say("无法加载回电请求：" + err.message, false); });
+  }
+  setInterval(loadCallbackRequests, 60000);
 
   // --- callbacks (回访): completed orders; call the elder, record the satisfaction ----------------
   function loadCallbacks() {
@@ -510,5 +542,6 @@
 
   renderAgent();
   loadCallbacks();
+  loadCallbackRequests();
   connect();
 })();

@@ -179,6 +179,7 @@
     socket.onopen = function () { st.retry = 0; text("wb-link", "实时连接正常"); $("wb-link").className = "link-state"; load(); };
     socket.onmessage = function (message) {
       var event = JSON.parse(message.data);
+      if (event.type === "ivr.emergency") { schedule(0); return; }  // the IVR's emergency alert: show it at once
       if (event.type && (event.type.indexOf("call.") === 0 || event.type === "agent.state")) schedule(REFRESH_AFTER_EVENT_MS);
     };
     socket.onclose = function (event) {

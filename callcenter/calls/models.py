@@ -17,7 +17,8 @@ CALL_OUTCOMES = {"answered": "已接听", "abandoned": "放弃", "short_abandon"
 
 DISPOSITIONS = {"consultation": "咨询", "service_request": "服务申请", "emergency": "紧急求助", "complaint": "投诉",
                 "companionship": "精神慰藉", "wrong_number": "打错电话", "other": "其他"}
-IVR_ROUTES = {"emergency": "紧急求助", "meal": "助餐", "home_service": "居家服务", "medical": "助医", "agent": "人工服务"}
+IVR_ROUTES = {"emergency": "紧急求助", "meal": "助餐", "home_service": "居家服务", "medical": "助医", "agent": "人工服务",
+              "high_risk": "高风险老人直通", "callback": "登记回电"}
 
 
 def _ts(**kwargs):

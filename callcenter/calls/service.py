@@ -39,6 +39,10 @@ COPIED_FIELDS = (
     "hangup_by", "outage_from", "outage_to",
 )
 
+# Written by the IVR straight to the row too (ivr/service.py): a tracker that never saw the
+# VarSet (filtered, or the bridge was away) must not blank them.
+KEPT_FIELDS = frozenset({"survey_score"})
+
 
 def extension_of(interface: str | None) -> str | None:
     """`Local/8001@agents`, `PJSIP/8001` → `8001`."""
@@ -54,7 +58,10 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
         record = CallRecord(linkedid=call.linkedid, direction=call.direction, state=call.state, started_at=call.started_at)
     number_before = record.caller_number
     for name in COPIED_FIELDS:
-        setattr(record, name, getattr(call, name))
+        value = getattr(call, name)
+        if value is None and name in KEPT_FIELDS:
+            continue
+        setattr(record, name, value)
     record.channels = sorted(call.channels)
     if record.caller_number != number_before:
         _match_elder(session=session, record=record, area_code=area_code)

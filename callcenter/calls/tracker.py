@@ -22,6 +22,9 @@ from datetime import datetime, timedelta
 from callcenter.ami.protocol import Message
 
 INBOUND_CONTEXTS = frozenset({"from-elders", "from-elders-ivr"})
+# Channel variables read from VarSet (the IVR's, and the console's callbacks): Asterisk's event
+# filter for the bridge lets these through and drops every other VarSet (ivr/asterisk_config.py).
+TRACKED_VARIABLES = ("IVR_ROUTE", "QUEUE_PRIO", "ELDER_ID", "CC_AGENT", "SURVEY_SCORE")
 IVR_CONTEXTS = frozenset({"from-elders-ivr"})
 MEMBER_STATUS = {"0": "unknown", "1": "not_in_use", "2": "in_use", "3": "busy", "4": "invalid", "5": "unavailable",
                  "6": "ringing", "7": "ringinuse", "8": "on_hold"}
@@ -115,6 +118,11 @@ class CallTracker:
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended Linkedids, for replays
         self._remember_ended = remember_ended
         self._queue_entries: dict[str, tuple[int, int]] = {}  # Uniqueid → (waited s, priority), last QueueStatus
+
+    @classmethod
+    def handled_events(cls) -> list[str]:
+        """The AMI events the tracker reads (the rest it ignores)."""
+        return sorted(name.removeprefix("_on_") for name in dir(cls) if name.startswith("_on_"))
 
     # --- entry point ------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 from alembic import context
 
 import callcenter.models  # noqa: F401  (registers every table)
-import workorders.models  # noqa: F401  (the one import back from callcenter besides main.py: autogenerate sees its tables)
+import ivr.models  # noqa: F401  (the imports back from callcenter besides main.py: autogenerate sees their tables)
+import workorders.models  # noqa: F401
 from callcenter.db import make_engine
 from callcenter.models import metadata
 

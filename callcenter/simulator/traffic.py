@@ -1,8 +1,10 @@
 """The AMI simulator (`callcenter simulate`): a fake Asterisk whose callers and agents behave
 like a hotline's, sending events of the same shapes as the recorded traces.
 
-Callers arrive at random (Poisson) at `calls_per_minute`; some go through the IVR (a share of
-them press 9 and get queue priority 10), all queue on `hotline`, wait for a free agent who is
+Callers arrive at random (Poisson) at `calls_per_minute`; some go through the IVR: with `agi`
+set, a real FastAGI session with our IVR server (`ivr/`), whose channel variables decide the
+route and the queue priority, and the survey after an agent hangs up; without it, a share press
+9 and get priority 10. All queue on `hotline` (one simulated queue), wait for a free agent who is
 neither paused nor busy (highest priority first), or give up after their patience runs out.
 Agents answer after a short ring and talk for a random time. The simulator answers the actions
 the bridge and the console send: QueueStatus, QueueSummary, CoreShowChannels, BridgeList,
@@ -21,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from callcenter.ami.protocol import Message
+from callcenter.simulator import agi as agi_peer
 from callcenter.simulator.server import AMIServer, Session, encode_message
 
 log = logging.getLogger(__name__)
@@ -91,8 +94,10 @@ class TrafficMix:
 class Simulator(AMIServer):
     def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1", port: int = 5038,
                  agents: list[tuple[str, str]], callers: list[tuple[str, str]] | None = None, mix: TrafficMix | None = None,
-                 speed: float = 1.0, seed: int | None = None, start_in_queue: bool = True):
+                 speed: float = 1.0, seed: int | None = None, start_in_queue: bool = True,
+                 agi: tuple[str, int] | None = None):
         super().__init__(username=username, secret=secret, host=host, port=port)
+        self.agi = agi  # (host, port) of the FastAGI server the IVR calls go to; None: IVR simulated here
         self.members = {m.interface: m for m in (Member(extension=ext, name=name, in_queue=start_in_queue) for ext, name in agents)}
         self.callers_pool = callers or []
         self.mix = mix or TrafficMix()
@@ -206,7 +211,11 @@ class Simulator(AMIServer):
         for channel in pair:
             channel.state = 6
         agent_side = pair[1]
-        if ivr:
+        if ivr and self.agi:
+            if not await self._ivr_over_agi(caller, agent_side):
+                self.calls.pop(caller.linkedid, None)
+                return
+        elif ivr:
             await self._ivr(caller, agent_side)
         await self.sleep(0.5)
         await self._queue(caller, agent_side)
@@ -224,6 +233,43 @@ class Simulator(AMIServer):
                 ch.caller_name = caller.name
                 self.emit("NewCallerid", ch, **{"CID-CallingPres": "0 (Presentation Allowed, Not Screened)"})
         caller.priority = priority
+
+    async def _ivr_over_agi(self, caller: Caller, channel: Channel) -> bool:
+        """The dialplan's AGI(agi://…/ivr): the caller listens and presses a key (or nothing);
+        False when the call ends in the IVR (a callback request)."""
+        self.emit("AGIExecStart", channel, Command="ANSWER", CommandId=1)
+        await self.sleep(self.rng.uniform(2, 6))
+        emergency = self.rng.random() < self.mix.emergency_share
+        presses = ["9"] if emergency else [self.rng.choice(["1", "2", "3", "0", None, None])]
+        call = await self._agi_session("ivr", caller, channel, agi_peer.keys_from(presses))
+        if call is None:
+            return True  # the AGI server did not answer: the dialplan goes on to the queue
+        caller.priority = int(call.variables.get("QUEUE_PRIO") or 0)
+        if call.variables.get("IVR_ROUTE") == "callback":
+            self._hangup(list(reversed(caller.channels)))
+            return False
+        return True
+
+    async def _agi_session(self, script: str, caller: Caller, channel: Channel, keys, **channel_vars) -> agi_peer.AgiCall | None:
+        env = {"agi_network": "yes", "agi_network_script": script, "agi_request": f"agi://{self.agi[0]}:{self.agi[1]}/{script}",
+               "agi_channel": channel.name, "agi_language": "zh", "agi_type": "Local", "agi_uniqueid": channel.uniqueid,
+               "agi_callerid": caller.number, "agi_calleridname": caller.name or "unknown", "agi_context": channel.context,
+               "agi_extension": "12349", "agi_priority": "5"}
+
+        def on_set(name: str, value: str) -> None:
+            if name == "CALLERID(name)":  # a function, not a variable: Asterisk reports NewCallerid
+                for ch in caller.channels:
+                    ch.caller_name = value
+                    self.emit("NewCallerid", ch, **{"CID-CallingPres": "0 (Presentation Allowed, Not Screened)"})
+            else:
+                self.emit("VarSet", channel, Variable=name, Value=value)
+
+        try:
+            return await agi_peer.run_session(*self.agi, env, keys=keys, on_set=on_set,
+                                              channel={"CHANNEL(linkedid)": caller.linkedid, **channel_vars})
+        except (OSError, asyncio.TimeoutError) as exc:
+            log.warning("simulated call %s: FastAGI server unreachable (%s)", caller.linkedid, type(exc).__name__)
+            return None
 
     async def _queue(self, caller: Caller, channel: Channel) -> None:
         caller.joined = time.monotonic()
@@ -320,10 +366,19 @@ class Simulator(AMIServer):
             caller.requeue, caller.legs, caller.finished = None, [], None
             await self._queue(caller, channel)
             return
-        if channel.context == "from-elders-ivr" and reason != "caller" and self.rng.random() < self.mix.survey_share:
-            await self.sleep(self.rng.uniform(2, 5))
-            self.emit("VarSet", channel, Variable="SURVEY_SCORE", Value=self.rng.choices([5, 4, 3, 2, 1], [60, 25, 8, 4, 3])[0])
+        if channel.context == "from-elders-ivr" and reason != "caller":
+            await self._survey(caller, channel, member)
         self._hangup(list(reversed(caller.channels)))
+
+    async def _survey(self, caller: Caller, channel: Channel, member: Member) -> None:
+        """After the agent hung up: a score by key for a share of callers (over AGI when set)."""
+        rates = self.rng.random() < self.mix.survey_share
+        score = str(self.rng.choices([5, 4, 3, 2, 1], [60, 25, 8, 4, 3])[0]) if rates else None
+        await self.sleep(self.rng.uniform(2, 5))
+        if self.agi:
+            await self._agi_session("survey", caller, channel, agi_peer.keys_from([score]), MEMBERINTERFACE=member.interface)
+        elif score:
+            self.emit("VarSet", channel, Variable="SURVEY_SCORE", Value=score)
 
     def end_talk(self, linkedid: str, reason: str) -> bool:
         """End an answered call now: `agent` or `caller` hung up, or it was `transfer`red."""
@@ -512,7 +567,8 @@ def numbered_agents(count: int) -> list[tuple[str, str]]:
 
 
 def from_database(database, *, username: str, secret: str, host: str, port: int, mix: TrafficMix, speed: float = 1.0,
-                  seed: int | None = None, sample: int = 500, agents: int | None = None) -> Simulator:
+                  seed: int | None = None, sample: int = 500, agents: int | None = None,
+                  agi: tuple[str, int] | None = None) -> Simulator:
     """A simulator whose agents are the active agents with an extension (or `agents` of them,
     8001 up; 8001–8005 when the database has none) and whose callers are elders' and relatives'
     numbers from the database."""
@@ -530,7 +586,7 @@ def from_database(database, *, username: str, secret: str, host: str, port: int,
     # Caller ID as a Chinese trunk delivers it: national digits, landlines with their trunk 0.
     callers = [(_national(number), name if relation == "self" else "") for number, relation, name in rows]
     return Simulator(username=username, secret=secret, host=host, port=port, agents=members or numbered_agents(5),
-                     callers=callers, mix=mix, speed=speed, seed=seed)
+                     callers=callers, mix=mix, speed=speed, seed=seed, agi=agi)
 
 
 def _national(e164: str) -> str:

@@ -23,7 +23,7 @@ from workorders.models import WorkOrder
 from workorders.models import STATUSES as ORDER_STATUSES
 from workorders import stats as order_stats
 
-OPEN_ORDER_STATES = ("new", "rejected", "dispatched", "accepted", "in_service", "completed", "escalated")
+OPEN_ORDER_STATES = ("draft", "new", "rejected", "dispatched", "accepted", "in_service", "completed", "escalated")
 EMERGENCY_ROUTE = "emergency"
 
 
@@ -73,11 +73,22 @@ def open_orders(*, session: Session) -> dict:
             "open": sum(counts.values()), "escalated": counts.get("escalated", 0)}
 
 
-def alerts(*, waiting: list[dict], last_hour: dict, target: float, long_wait: int) -> list[dict]:
+def emergency_drafts(*, session: Session, now: datetime) -> list[dict]:
+    """The IVR's emergency drafts no agent has confirmed or cancelled yet, the oldest first."""
+    rows = session.exec(select(WorkOrder.id, WorkOrder.number, WorkOrder.created_at, Elder.name)
+                        .join(Elder, Elder.id == WorkOrder.elder_id).where(WorkOrder.status == "draft")
+                        .order_by(WorkOrder.created_at)).all()
+    return [{"order_id": order_id, "number": number, "elder_name": name,
+             "minutes": max(0, int((now - as_utc(created)).total_seconds() // 60))} for order_id, number, created, name in rows]
+
+
+def alerts(*, waiting: list[dict], last_hour: dict, target: float, long_wait: int, drafts: list[dict] = ()) -> list[dict]:
     """What a supervisor must act on now, the most urgent first."""
     found = [{"kind": "emergency_waiting", "call_id": c["call_id"],
               "message": f"紧急呼叫等待中：{c['elder_name'] or c['caller_display'] or '未知来电'}，已等待 {c['wait_seconds']} 秒"}
              for c in waiting if c["emergency"]]
+    found += [{"kind": "emergency_draft", "order_id": d["order_id"],
+               "message": f"语音导航紧急求助待确认：{d['elder_name']}（工单 {d['number']}，{d['minutes']} 分钟前）"} for d in drafts]
     found += [{"kind": "long_wait", "call_id": c["call_id"],
                "message": f"来电 {c['caller_display'] or '未知号码'} 已等待 {c['wait_seconds']} 秒（超过 {long_wait} 秒）"}
               for c in waiting if c["wait_seconds"] > long_wait]
@@ -103,5 +114,5 @@ def snapshot(*, session: Session, settings, now: datetime | None = None) -> dict
         "waiting": waiting, "agents": agents_now(session=session, tz=tz, now=now),
         "orders": open_orders(session=session) | order_stats.created_on(session=session, tz=tz, day=today),
         "alerts": alerts(waiting=waiting, last_hour=last_hour, target=settings.service_level_target,
-                         long_wait=settings.long_wait_alert_seconds),
+                         long_wait=settings.long_wait_alert_seconds, drafts=emergency_drafts(session=session, now=now)),
     }

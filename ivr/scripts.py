@@ -1,0 +1,246 @@
+"""The AGI scripts: `/ivr` (the 12349 menu), `/survey` (1–5 after the agent hangs up) and
+`/afterhours` (a callback request, out of hours or when nobody answered).
+
+Rules they keep, for callers who are often over 80, some confused or hard of hearing:
+- silence leads to a person: no key → an agent; an invalid key repeats the menu once, then an agent;
+- nothing stands between an emergency and a person: the channel variables that send the caller
+  to the queue are set before anything is written; the database, Redis or a slow query may fail
+  or lag and the caller still reaches a queue (unknown caller, business hours from the file);
+- the emergency key, or a high-risk elder, puts the caller above everyone in the queue, alerts
+  the supervisors and leaves a draft emergency order on the call for the agent to confirm;
+- a caller hanging up ends the script where it is: nothing is written for a menu left half-way.
+
+Variables set for the dialplan (see `ivr/asterisk_config.py`): IVR_ROUTE, QUEUE_PRIO, IVR_QUEUE,
+ELDER_ID, CALLERID(name), and SURVEY_SCORE after the survey.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+
+from callcenter.calls.service import CALLS_CHANNEL
+from callcenter.db import Database
+from callcenter.timeutil import utcnow
+from ivr import menu
+from ivr import service as ivr_service
+from ivr.agi import AgiServer, AgiSession
+from ivr.prompts import PROMPTS
+from ivr.service import Caller
+
+log = logging.getLogger(__name__)
+
+DB_TIMEOUT = 2.0  # seconds the menu waits for the database before going on without it
+CALL_RECORD_WAIT = 3.0  # the bridge records the call from AMI: wait this long for its row
+SURVEY_KEYS = "12345"
+
+
+class IvrScripts:
+    def __init__(self, *, database: Database, settings, redis=None, menu_file: Path | None = None):
+        self.database = database
+        self.settings = settings
+        self.redis = redis  # redis.asyncio client for the supervisors' alert (None: no alert)
+        self.menu_file = menu_file
+        self.pending: set[asyncio.Task] = set()
+
+    def handlers(self) -> dict:
+        return {"ivr": self.ivr, "survey": self.survey, "afterhours": self.afterhours}
+
+    def server(self, *, host: str, port: int) -> AgiServer:
+        return AgiServer(self.handlers(), host=host, port=port)
+
+    async def settle(self) -> None:
+        """Wait for the emergency records still being written (tests, shutdown)."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)
+
+    # --- the scripts -----------------------------------------------------------------------------
+
+    async def ivr(self, session: AgiSession) -> None:
+        await session.answer()
+        linkedid = await self._linkedid(session)
+        config, caller = await self._config_and_caller(session.caller_number)
+        await self._name_the_caller(session, caller)
+        if not config.hours.is_open(self._local_now()):
+            await self._callback_menu(session, config, caller, linkedid, reason="after_hours")
+            return
+        if caller.high_risk and config.menu.high_risk_skip_menu:
+            await self._send_to_queue(session, config, caller, linkedid, route="high_risk", queue=config.menu.queue)
+            return
+        digit = await self._play(session, config, "welcome_known" if caller.known else "welcome", config.menu.escape_digits)
+        route = await self._choose(session, config, "menu", digit)
+        await self._send_to_queue(session, config, caller, linkedid, route=route, queue=config.menu.queue)
+
+    async def afterhours(self, session: AgiSession) -> None:
+        """Out of hours, or back from a queue nobody answered (`busy`)."""
+        linkedid = await self._linkedid(session)
+        config, caller = await self._config_and_caller(session.caller_number)
+        reason = "busy" if config.hours.is_open(self._local_now()) else "after_hours"
+        await self._callback_menu(session, config, caller, linkedid, reason=reason)
+
+    async def survey(self, session: AgiSession) -> None:
+        """1–5 by key after the agent hung up; no key (or keys outside 1–5 twice) → no score."""
+        linkedid = await self._linkedid(session)
+        agent = await session.get_variable("MEMBERINTERFACE")
+        if not agent:
+            return  # nobody talked to the caller: nothing to rate
+        config = await self._config_only()
+        score = None
+        for attempt in range(config.menu.retries + 1):
+            digit = await self._play(session, config, "survey", config.menu.escape_digits)
+            if digit is None:
+                digit = await session.wait_for_digit(config.menu.survey_timeout_seconds * 1000)
+            if digit is None or digit in SURVEY_KEYS:
+                score = int(digit) if digit else None
+                break
+            if attempt < config.menu.retries:
+                await self._play(session, config, "invalid")
+        if score is None:
+            await self._play(session, config, "goodbye")
+            return
+        await session.set_variable("SURVEY_SCORE", score)
+        saved = await self._db(ivr_service.save_survey, linkedid=linkedid, score=score)
+        if not saved:
+            log.warning("survey score for call %s kept on the channel only (not in the database yet)", linkedid)
+        await session.verbose(f"12349 survey call={linkedid} score={score}")
+        await self._play(session, config, "survey_thanks")
+
+    # --- steps -----------------------------------------------------------------------------------
+
+    async def _choose(self, session: AgiSession, config: menu.IvrConfig, prompt: str, digit: str | None,
+                      choices: dict[str, str] | None = None) -> str:
+        """Play `prompt` (unless a key already came), wait for a key, and map it: no key → agent,
+        an invalid key → `invalid` and the prompt again, `retries` times, then an agent."""
+        for attempt in range(config.menu.retries + 1):
+            if digit is None:
+                digit = await self._play(session, config, prompt, config.menu.escape_digits)
+            if digit is None:
+                digit = await session.wait_for_digit(config.menu.digit_timeout_seconds * 1000)
+            route = (choices or config.menu.keys).get(digit) if digit is not None else "agent"
+            if route is not None:
+                return route
+            if attempt < config.menu.retries:
+                digit = await self._play(session, config, "invalid", config.menu.escape_digits)
+        return "agent"
+
+    async def _callback_menu(self, session: AgiSession, config: menu.IvrConfig, caller: Caller, linkedid: str, *,
+                             reason: str) -> None:
+        """Out of hours: 9 emergency (on-duty queue), 1 callback request, 0 or nothing the on-duty
+        person. Busy: 1 callback request, 0 or nothing back to the queue."""
+        queue = config.menu.on_duty_queue if reason == "after_hours" else config.menu.queue
+        if caller.high_risk:
+            await self._send_to_queue(session, config, caller, linkedid, route="high_risk", queue=config.menu.on_duty_queue)
+            return
+        choices = {"9": "emergency", "1": "callback", "0": "agent"}
+        route = await self._choose(session, config, "closed" if reason == "after_hours" else "busy", None, choices)
+        if route == "emergency":
+            await self._send_to_queue(session, config, caller, linkedid, route="emergency", queue=config.menu.on_duty_queue)
+            return
+        if route == "callback":
+            if caller.number and await self._record_callback(config, caller, linkedid, reason):
+                await session.set_variable("IVR_ROUTE", "callback")
+                await session.verbose(f"12349 callback request call={linkedid} reason={reason}")
+                await self._play(session, config, "callback_saved")
+                return
+            await self._play(session, config, "callback_no_number")
+            queue = config.menu.on_duty_queue
+        await self._send_to_queue(session, config, caller, linkedid, route="agent", queue=queue)
+
+    async def _send_to_queue(self, session: AgiSession, config: menu.IvrConfig, caller: Caller, linkedid: str, *,
+                             route: str, queue: str) -> None:
+        emergency = route in ("emergency", "high_risk") or caller.high_risk
+        priority = config.menu.emergency_priority if emergency else 0
+        await session.set_variable("IVR_ROUTE", route)
+        await session.set_variable("QUEUE_PRIO", priority)
+        await session.set_variable("IVR_QUEUE", queue)
+        if emergency:  # recorded while the caller hears the prompt; a hang-up now does not stop it
+            task = asyncio.create_task(self._record_emergency(caller, linkedid, route))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+        await session.verbose(f"12349 IVR route={route} queue={queue} priority={priority} elder={caller.elder_id or '-'}")
+        await self._play(session, config, "emergency" if emergency else "to_agent")
+
+    async def _record_emergency(self, caller: Caller, linkedid: str, route: str) -> None:
+        reason = "按键9" if route == "emergency" else "高风险老人来电"
+        order = None
+        try:
+            call_id = await self._call_id(linkedid)
+            order = await self._db(ivr_service.draft_emergency, caller=caller, linkedid=linkedid, call_id=call_id,
+                                   reason=reason, tz=self.settings.tz, timeout=10.0)
+        except Exception:
+            log.exception("emergency draft for call %s could not be written", linkedid)
+        await self._alert(caller, linkedid, reason, order)
+
+    async def _alert(self, caller: Caller, linkedid: str, reason: str, order) -> None:
+        if self.redis is None:
+            return
+        event = {"type": "ivr.emergency", "call_id": linkedid, "caller": caller.e164 or caller.number, "elder_id": caller.elder_id,
+                 "elder_name": caller.elder_name, "reason": reason, "order_id": order.id if order else None,
+                 "order_number": order.number if order else None, "at": utcnow().isoformat()}
+        try:
+            await self.redis.publish(CALLS_CHANNEL, json.dumps(event, ensure_ascii=False))
+        except Exception as exc:  # Redis away: the draft order and the caller's priority still stand
+            log.warning("emergency alert for call %s not published (%s)", linkedid, type(exc).__name__)
+
+    async def _record_callback(self, config: menu.IvrConfig, caller: Caller, linkedid: str, reason: str) -> bool:
+        due = config.hours.next_opening(self._local_now())
+        try:
+            await self._db(ivr_service.request_callback, caller=caller, linkedid=linkedid, reason=reason, due_at=due)
+            return True
+        except Exception:
+            log.exception("callback request of call %s could not be recorded", linkedid)
+            return False
+
+    async def _name_the_caller(self, session: AgiSession, caller: Caller) -> None:
+        if caller.known:
+            await session.set_variable("ELDER_ID", caller.elder_id)
+            await session.set_variable("CALLERID(name)", caller.greeting_name if caller.own_phone else f"{caller.greeting_name}（亲属）")
+
+    async def _play(self, session: AgiSession, config: menu.IvrConfig, prompt: str, escape: str = "") -> str | None:
+        return await session.stream_file(PROMPTS[prompt].file, escape)
+
+    # --- data, never in the caller's way -------------------------------------------------------
+
+    async def _linkedid(self, session: AgiSession) -> str:
+        """The call's key (Linkedid): the AGI channel may be a second leg (Local;2)."""
+        return await session.get_variable("CHANNEL(linkedid)") or session.uniqueid
+
+    async def _config_and_caller(self, number: str | None) -> tuple[menu.IvrConfig, Caller]:
+        def load(session):
+            config = ivr_service.load_config(session=session, menu_file=self.menu_file)
+            caller = ivr_service.identify_caller(session=session, number=number, area_code=self.settings.city_area_code)
+            return config, caller
+
+        try:
+            return await self._db(load)
+        except Exception as exc:
+            log.warning("IVR goes on without the database (%s): unknown caller, menu from the file", type(exc).__name__)
+            return menu.parse(menu.read_file(self.menu_file)), Caller(number=number)
+
+    async def _config_only(self) -> menu.IvrConfig:
+        try:
+            return await self._db(lambda session: ivr_service.load_config(session=session, menu_file=self.menu_file))
+        except Exception:
+            return menu.parse(menu.read_file(self.menu_file))
+
+    async def _call_id(self, linkedid: str) -> int | None:
+        deadline = asyncio.get_running_loop().time() + CALL_RECORD_WAIT
+        while True:
+            call_id = await self._db(ivr_service.call_id_for, linkedid=linkedid)
+            if call_id is not None or asyncio.get_running_loop().time() > deadline:
+                return call_id
+            await asyncio.sleep(0.2)
+
+    async def _db(self, function, *, timeout: float = DB_TIMEOUT, **kwargs):
+        """Run `function(session=…, **kwargs)` (or `function(session)`) in one transaction, in a thread."""
+        def run():
+            with self.database.session_scope() as session:
+                return function(session=session, **kwargs) if kwargs else function(session)
+
+        return await asyncio.wait_for(asyncio.to_thread(run), timeout)
+
+    def _local_now(self) -> datetime:
+        return utcnow().astimezone(self.settings.tz)
