@@ -145,11 +145,12 @@ periodic-announce-frequency = 0
 
 
 def manager_conf(*, user: str, secret: str, permit: list[str]) -> str:
-    lines = [HEADER, """
+    loopback_only = all(host.startswith("127.") for host in permit)
+    lines = [HEADER, f"""
 [general]
 enabled = yes
 port = 5038
-bindaddr = 0.0.0.0
+bindaddr = {"127.0.0.1" if loopback_only else "0.0.0.0"}   ; the user below is also limited to its permitted hosts
 timestampevents = yes     ; the bridge takes each event's time from its Timestamp header
 displayconnects = no
 """, f"""

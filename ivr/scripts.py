@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DB_TIMEOUT = 2.0  # seconds the menu waits for the database before going on without it
 CALL_RECORD_WAIT = 3.0  # the bridge records the call from AMI: wait this long for its row
+CONFIG_SECONDS = 1.0  # a supervisor's change reaches calls within this long
 SURVEY_KEYS = "12345"
 
 
@@ -45,6 +47,7 @@ class IvrScripts:
         self.redis = redis  # redis.asyncio client for the supervisors' alert (None: no alert)
         self.menu_file = menu_file
         self.pending: set[asyncio.Task] = set()
+        self._config: tuple[float, menu.IvrConfig] | None = None  # (when read, settings)
 
     def handlers(self) -> dict:
         return {"ivr": self.ivr, "survey": self.survey, "afterhours": self.afterhours}
@@ -168,8 +171,8 @@ class IvrScripts:
         order = None
         try:
             call_id = await self._call_id(linkedid)
-            order = await self._db(ivr_service.draft_emergency, caller=caller, linkedid=linkedid, call_id=call_id,
-                                   reason=reason, tz=self.settings.tz, timeout=10.0)
+            order = await self._db(ivr_service.draft_emergency, caller=caller, call_id=call_id, reason=reason,
+                                   tz=self.settings.tz, timeout=10.0)
         except Exception:
             log.exception("emergency draft for call %s could not be written", linkedid)
         await self._alert(caller, linkedid, reason, order)
@@ -197,7 +200,7 @@ class IvrScripts:
     async def _name_the_caller(self, session: AgiSession, caller: Caller) -> None:
         if caller.known:
             await session.set_variable("ELDER_ID", caller.elder_id)
-            await session.set_variable("CALLERID(name)", caller.greeting_name if caller.own_phone else f"{caller.greeting_name}（亲属）")
+            await session.set_variable("CALLERID(name)", caller.elder_name if caller.own_phone else f"{caller.elder_name}（亲属）")
 
     async def _play(self, session: AgiSession, config: menu.IvrConfig, prompt: str, escape: str = "") -> str | None:
         return await session.stream_file(PROMPTS[prompt].file, escape)
@@ -208,9 +211,16 @@ class IvrScripts:
         """The call's key (Linkedid): the AGI channel may be a second leg (Local;2)."""
         return await session.get_variable("CHANNEL(linkedid)") or session.uniqueid
 
+    def _current_config(self, session) -> menu.IvrConfig:
+        """The settings in force, read again at most every CONFIG_SECONDS (one query less per call)."""
+        now = time.monotonic()
+        if self._config is None or now - self._config[0] >= CONFIG_SECONDS:
+            self._config = (now, ivr_service.load_config(session=session, menu_file=self.menu_file))
+        return self._config[1]
+
     async def _config_and_caller(self, number: str | None) -> tuple[menu.IvrConfig, Caller]:
         def load(session):
-            config = ivr_service.load_config(session=session, menu_file=self.menu_file)
+            config = self._current_config(session)
             caller = ivr_service.identify_caller(session=session, number=number, area_code=self.settings.city_area_code)
             return config, caller
 
@@ -222,7 +232,7 @@ class IvrScripts:
 
     async def _config_only(self) -> menu.IvrConfig:
         try:
-            return await self._db(lambda session: ivr_service.load_config(session=session, menu_file=self.menu_file))
+            return await self._db(self._current_config)
         except Exception:
             return menu.parse(menu.read_file(self.menu_file))
 

@@ -76,18 +76,13 @@ class Caller:
     number: str | None
     e164: str | None = None
     elder_id: int | None = None
-    elder_name: str | None = None
+    elder_name: str | None = None  # as hotline staff address the elder: 张大爷, 李奶奶
     own_phone: bool = False  # the number is on the elder's own phones (not a relative's)
     high_risk: bool = False
 
     @property
     def known(self) -> bool:
         return self.elder_id is not None
-
-    @property
-    def greeting_name(self) -> str | None:
-        """How the IVR and the agent's screen address the elder: 张大爷, 李奶奶."""
-        return self.elder_name
 
 
 def is_high_risk(elder: Elder) -> bool:
@@ -123,8 +118,7 @@ def call_id_for(*, session: Session, linkedid: str) -> int | None:
     return session.exec(select(CallRecord.id).where(CallRecord.linkedid == linkedid)).first()
 
 
-def draft_emergency(*, session: Session, caller: Caller, linkedid: str, call_id: int | None, reason: str, tz
-                    ) -> WorkOrder | None:
+def draft_emergency(*, session: Session, caller: Caller, call_id: int | None, reason: str, tz) -> WorkOrder | None:
     """The emergency draft for a known elder's call (one per call): an agent confirms or cancels
     it. None for an unknown caller: an order needs an elder, the alert and priority still stand."""
     if caller.elder_id is None:

@@ -68,6 +68,17 @@ class Provider(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
+class WorkOrderNumber(SQLModel, table=True):
+    """The last order number handed out each local day (GD<day>-<last>): an atomic counter, so
+    orders created at the same moment (the IVR's emergency drafts, a burst of agents) never
+    compete for a number."""
+
+    __tablename__ = "work_order_numbers"
+
+    day: date = Field(primary_key=True)
+    last: int
+
+
 class WorkOrder(SQLModel, table=True):
     __tablename__ = "work_orders"
     __table_args__ = (Index("ix_work_orders_status_created", "status", "created_at"), 

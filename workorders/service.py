@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
@@ -40,6 +41,7 @@ from workorders.models import (
     SmsMessage,
     WorkOrder,
     WorkOrderEvent,
+    WorkOrderNumber,
 )
 
 OPEN_STATUSES = frozenset(STATUSES) - {"closed", "cancelled"}
@@ -219,12 +221,11 @@ def confirm_draft(*, session: Session, order: WorkOrder, user: User, description
 
 
 def _insert_numbered(*, session: Session, order: WorkOrder, day: date, attempts: int = 5) -> None:
-    """Number the order `GD<day>-<n>` (n counts the day's orders) and insert it; two orders
-    numbered at once collide on the unique number, and the later one takes the next."""
+    """Number the order `GD<day>-<n>` (n counts the day's orders, from the day's counter) and
+    insert it. A number already taken (an order written behind the counter's back) is skipped."""
     prefix = f"GD{day:%Y%m%d}-"
     for _ in range(attempts):
-        last = session.exec(select(func.max(WorkOrder.number)).where(WorkOrder.number.startswith(prefix))).one()
-        order.number = f"{prefix}{int(last.rsplit('-', 1)[1]) + 1 if last else 1:04d}"
+        order.number = f"{prefix}{_next_number(session=session, day=day, prefix=prefix):04d}"
         try:
             with session.begin_nested():
                 session.add(order)
@@ -233,6 +234,23 @@ def _insert_numbered(*, session: Session, order: WorkOrder, day: date, attempts:
         except IntegrityError:
             continue
     raise Conflict("工单编号分配冲突，请重试")
+
+
+def _next_number(*, session: Session, day: date, prefix: str) -> int:
+    """The day's next order number: the counter row goes up by one (locked until commit, so two
+    transactions never get the same number); the day's first order starts it after any orders
+    already numbered that day."""
+    table = WorkOrderNumber.__table__
+    bumped = session.connection().execute(update(table).where(table.c.day == day).values(last=table.c.last + 1)
+                                          .returning(table.c.last)).scalar()
+    if bumped is not None:
+        return bumped
+    numbers = session.exec(select(WorkOrder.number).where(WorkOrder.number.startswith(prefix))).all()
+    start = max((int(number.rsplit("-", 1)[1]) for number in numbers), default=0) + 1
+    dialect = session.connection().dialect.name
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(day=day, last=start)
+    statement = statement.on_conflict_do_update(index_elements=["day"], set_={"last": table.c.last + 1})
+    return session.connection().execute(statement.returning(table.c.last)).scalar()
 
 
 def get_or_raise(*, session: Session, order_id: int) -> WorkOrder:

@@ -9,15 +9,19 @@ ANSWER, CHANNEL(linkedid), the caller lookup, the menu prompts, a key, the varia
 playback taking no time, so the figures are the server's own cost. One caller in ten presses 9
 (the emergency draft order and the supervisors' alert are written as well).
 Prints, per concurrency: sessions/s, and p50/p99 of connect → IVR_ROUTE set (what delays the
-caller reaching the queue) and of the whole session.
+caller reaching the queue) and of the whole session. The server is `callcenter ivr` in its own
+process, as deployed; the callers run in this one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import random
+import socket
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -26,8 +30,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-import redis.asyncio as aioredis  # noqa: E402
-
 from callcenter import migrate  # noqa: E402
 from callcenter.config import Settings  # noqa: E402
 from callcenter.crypto import Sealer  # noqa: E402
@@ -35,7 +37,7 @@ from callcenter.db import Database, create_postgres_database  # noqa: E402
 from callcenter.elders import service as elders_service  # noqa: E402
 from callcenter.elders.schemas import ElderIn, PhoneIn  # noqa: E402
 from callcenter.simulator.agi import keys_from, run_session  # noqa: E402
-from ivr.scripts import IvrScripts  # noqa: E402
+from ivr.scripts import DB_TIMEOUT  # noqa: E402
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 REDIS_URL = "redis://127.0.0.1:6379/13"
@@ -69,9 +71,7 @@ async def one_call(port: int, number: str, rng: random.Random) -> tuple[float, f
     return (routed[0] if routed else end) - start, end - start
 
 
-async def run_level(scripts: IvrScripts, numbers: list[str], calls: int, concurrency: int, seed: int) -> dict:
-    server = scripts.server(host="127.0.0.1", port=0)
-    await server.start()
+async def run_level(port: int, numbers: list[str], calls: int, concurrency: int, seed: int) -> dict:
     rng = random.Random(seed)
     callers = [rng.choice(numbers) if rng.random() < 0.8 else f"137{rng.randrange(10**8):08d}" for _ in range(calls)]
     gate = asyncio.Semaphore(concurrency)
@@ -79,18 +79,39 @@ async def run_level(scripts: IvrScripts, numbers: list[str], calls: int, concurr
 
     async def limited(number):
         async with gate:
-            results.append(await one_call(server.port, number, rng))
+            results.append(await one_call(port, number, rng))
 
     start = time.perf_counter()
     await asyncio.gather(*(limited(n) for n in callers))
     elapsed = time.perf_counter() - start
-    await scripts.settle()
-    await server.close()
     routed = sorted(r for r, _ in results)
     whole = sorted(w for _, w in results)
     pct = lambda values, p: values[min(len(values) - 1, int(len(values) * p))] * 1000  # noqa: E731
     return {"rate": calls / elapsed, "routed_p50": pct(routed, 0.5), "routed_p99": pct(routed, 0.99),
             "whole_p50": pct(whole, 0.5), "whole_p99": pct(whole, 0.99), "mean": statistics.mean(whole) * 1000}
+
+
+def start_server(settings: Settings, port: int) -> subprocess.Popen:
+    """`callcenter ivr` in its own process, as deployed (the callers' side runs in this one)."""
+    env = {**os.environ, "DATABASE_URL": settings.database_url, "REDIS_URL": REDIS_URL, "SECRET_KEY": "bench-secret",
+           "IVR_PORT": str(port), "DATA_DIR": "/tmp"}
+    server = subprocess.Popen([sys.executable, "-c", "from callcenter.cli import app; app()", "ivr"], env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=open("/tmp/bench-ivr-server.log", "w"))
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return server
+        except OSError:
+            time.sleep(0.2)
+    server.kill()
+    raise SystemExit("callcenter ivr did not start (see /tmp/bench-ivr-server.log)")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def main() -> None:
@@ -101,20 +122,25 @@ def main() -> None:
     args = parser.parse_args()
     print(f"setting up {args.elders} elders on PostgreSQL …", flush=True)
     settings, database, numbers, drop = setup(args.elders)
+    port = free_port()
+    server = start_server(settings, port)
     try:
         async def bench():
-            scripts = IvrScripts(database=database, settings=settings, redis=aioredis.from_url(REDIS_URL))
-            await run_level(scripts, numbers, 100, 10, seed=0)  # warm-up
+            await run_level(port, numbers, 100, 10, seed=0)  # warm-up
             print(f"{'concurrent':>10} {'sessions/s':>11} {'route p50':>10} {'route p99':>10} {'whole p50':>10} {'whole p99':>10}")
             for level in args.concurrency:
-                figures = await run_level(scripts, numbers, args.calls, level, seed=level)
+                figures = await run_level(port, numbers, args.calls, level, seed=level)
                 print(f"{level:>10} {figures['rate']:>11.0f} {figures['routed_p50']:>8.1f}ms {figures['routed_p99']:>8.1f}ms "
                       f"{figures['whole_p50']:>8.1f}ms {figures['whole_p99']:>8.1f}ms", flush=True)
 
         asyncio.run(bench())
     finally:
+        server.terminate()
+        server.wait(10)
         database.engine.dispose()
         drop()
+    fallbacks = open("/tmp/bench-ivr-server.log").read().count("without the database")
+    print(f"calls that went on without the database (lookup slower than {DB_TIMEOUT:g} s): {fallbacks}")
 
 
 if __name__ == "__main__":

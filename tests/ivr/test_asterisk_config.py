@@ -83,6 +83,7 @@ def test_the_files_parse_and_hold_contexts_queues_and_the_ami_user(generated):
     assert [v for k, v in user if k == "permit"] == ["127.0.0.1/255.255.255.255", "10.0.0.7/255.255.255.255"]
     assert dict(user)["read"] == "call,agent,dialplan,agi" and "system" not in dict(user)["write"]
     assert dict(manager["general"])["timestampevents"] == "yes"
+    assert dict(manager["general"])["bindaddr"] == "0.0.0.0"  # 10.0.0.7 must reach it; the user's permits limit who
 
     endpoints = [name for name, lines in parsed["pjsip.conf"] if ("webrtc", "yes") in lines]
     assert endpoints == ["8001", "8002"]

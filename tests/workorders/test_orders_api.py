@@ -140,3 +140,24 @@ def test_an_order_made_on_the_elders_page_is_listed_there_and_routed(services, c
         orders = session.exec(select(WorkOrder).where(WorkOrder.elder_id == elder_id).order_by(WorkOrder.id)).all()
         assert [(o.urgency, o.self_paid, o.description) for o in orders] == [("urgent", False, "送午餐"), ("urgent", True, "送午餐")]
     assert "自费" in console.get(f"/elders/{elder_id}").text
+
+
+def test_orders_created_at_the_same_moment_get_distinct_numbers(app, services, agent):
+    """Twenty agents' orders at once: each gets the day's next number, none is refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    elder_id = add_elder(services)
+    with services.db.session_scope() as session:
+        session.add(WorkOrder(number=f"GD{today_in(services.settings.tz):%Y%m%d}-0007", elder_id=elder_id, service_type="meal",
+                              accept_due=utcnow(), arrive_due=utcnow(), complete_due=utcnow()))  # numbered before the counter
+
+    def create(_):
+        with TestClient(app) as client:
+            login(client, agent)
+            return client.post("/api/workorders", json={"service_type": "meal", "elder_id": elder_id, "self_paid": True})
+
+    with ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(create, range(20)))
+    assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses if r.status_code != 201]
+    suffixes = sorted(int(r.json()["number"].rsplit("-", 1)[1]) for r in responses)
+    assert suffixes == list(range(8, 28))

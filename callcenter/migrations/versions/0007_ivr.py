@@ -1,4 +1,4 @@
-"""IVR settings edited by supervisors, callers' callback requests
+"""IVR settings edited by supervisors, callers' callback requests, the work-order number counter
 
 Revision ID: 0007
 Revises: 0006
@@ -43,6 +43,11 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['handled_by'], ['users.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
+    op.create_table('work_order_numbers',
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('last', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('day')
+    )
     op.create_index('ix_callback_requests_waiting', 'callback_requests', ['status', 'due_at'], unique=False)
     op.create_index(op.f('ix_callback_requests_caller_e164'), 'callback_requests', ['caller_e164'], unique=False)
     op.create_index(op.f('ix_callback_requests_elder_id'), 'callback_requests', ['elder_id'], unique=False)
@@ -52,5 +57,6 @@ def downgrade() -> None:
     op.drop_index(op.f('ix_callback_requests_elder_id'), table_name='callback_requests')
     op.drop_index(op.f('ix_callback_requests_caller_e164'), table_name='callback_requests')
     op.drop_index('ix_callback_requests_waiting', table_name='callback_requests')
+    op.drop_table('work_order_numbers')
     op.drop_table('callback_requests')
     op.drop_table('ivr_settings')
