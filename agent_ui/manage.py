@@ -217,7 +217,7 @@ async def save_ivr(request: Request, session: DbSession, services: ServicesDep, 
         session.rollback()
         return _ivr_page(request, session, services, user, error=_problem(exc),
                          status_code=409 if isinstance(exc, Conflict) else 422)
-    return _done("/supervisor/ivr", "已保存语音导航与工作时间设置，下一通来电起生效")
+    return _done("/supervisor/ivr", "已保存语音导航与工作时间设置，一秒内对新来电生效")
 
 
 IVR_NUMBERS = {"digit_timeout_seconds": "按键等待秒数", "retries": "按错重听次数", "emergency_priority": "紧急优先级",

@@ -73,7 +73,7 @@ class IvrScripts:
         if caller.high_risk and config.menu.high_risk_skip_menu:
             await self._send_to_queue(session, config, caller, linkedid, route="high_risk", queue=config.menu.queue)
             return
-        digit = await self._play(session, config, "welcome_known" if caller.known else "welcome", config.menu.escape_digits)
+        digit = await self._play(session, "welcome_known" if caller.known else "welcome", config.menu.escape_digits)
         route = await self._choose(session, config, "menu", digit)
         await self._send_to_queue(session, config, caller, linkedid, route=route, queue=config.menu.queue)
 
@@ -93,23 +93,27 @@ class IvrScripts:
         config = await self._config_only()
         score = None
         for attempt in range(config.menu.retries + 1):
-            digit = await self._play(session, config, "survey", config.menu.escape_digits)
+            digit = await self._play(session, "survey", config.menu.escape_digits)
             if digit is None:
                 digit = await session.wait_for_digit(config.menu.survey_timeout_seconds * 1000)
             if digit is None or digit in SURVEY_KEYS:
                 score = int(digit) if digit else None
                 break
             if attempt < config.menu.retries:
-                await self._play(session, config, "invalid")
+                await self._play(session, "invalid")
         if score is None:
-            await self._play(session, config, "goodbye")
+            await self._play(session, "goodbye")
             return
-        await session.set_variable("SURVEY_SCORE", score)
-        saved = await self._db(ivr_service.save_survey, linkedid=linkedid, score=score)
+        await session.set_variable("SURVEY_SCORE", score)  # the bridge records it from VarSet too
+        try:
+            saved = await self._db(ivr_service.save_survey, linkedid=linkedid, score=score)
+        except Exception as exc:  # the database away: the channel variable still carries it
+            log.warning("survey score for call %s not written here (%s)", linkedid, type(exc).__name__)
+            saved = True
         if not saved:
             log.warning("survey score for call %s kept on the channel only (not in the database yet)", linkedid)
         await session.verbose(f"12349 survey call={linkedid} score={score}")
-        await self._play(session, config, "survey_thanks")
+        await self._play(session, "survey_thanks")
 
     # --- steps -----------------------------------------------------------------------------------
 
@@ -119,14 +123,14 @@ class IvrScripts:
         an invalid key → `invalid` and the prompt again, `retries` times, then an agent."""
         for attempt in range(config.menu.retries + 1):
             if digit is None:
-                digit = await self._play(session, config, prompt, config.menu.escape_digits)
+                digit = await self._play(session, prompt, config.menu.escape_digits)
             if digit is None:
                 digit = await session.wait_for_digit(config.menu.digit_timeout_seconds * 1000)
             route = (choices or config.menu.keys).get(digit) if digit is not None else "agent"
             if route is not None:
                 return route
             if attempt < config.menu.retries:
-                digit = await self._play(session, config, "invalid", config.menu.escape_digits)
+                digit = await self._play(session, "invalid", config.menu.escape_digits)
         return "agent"
 
     async def _callback_menu(self, session: AgiSession, config: menu.IvrConfig, caller: Caller, linkedid: str, *,
@@ -135,20 +139,20 @@ class IvrScripts:
         person. Busy: 1 callback request, 0 or nothing back to the queue."""
         queue = config.menu.on_duty_queue if reason == "after_hours" else config.menu.queue
         if caller.high_risk:
-            await self._send_to_queue(session, config, caller, linkedid, route="high_risk", queue=config.menu.on_duty_queue)
+            await self._send_to_queue(session, config, caller, linkedid, route="high_risk", queue=queue)
             return
         choices = {"9": "emergency", "1": "callback", "0": "agent"}
         route = await self._choose(session, config, "closed" if reason == "after_hours" else "busy", None, choices)
         if route == "emergency":
-            await self._send_to_queue(session, config, caller, linkedid, route="emergency", queue=config.menu.on_duty_queue)
+            await self._send_to_queue(session, config, caller, linkedid, route="emergency", queue=queue)
             return
         if route == "callback":
             if caller.number and await self._record_callback(config, caller, linkedid, reason):
                 await session.set_variable("IVR_ROUTE", "callback")
                 await session.verbose(f"12349 callback request call={linkedid} reason={reason}")
-                await self._play(session, config, "callback_saved")
+                await self._play(session, "callback_saved")
                 return
-            await self._play(session, config, "callback_no_number")
+            await self._play(session, "callback_no_number")
             queue = config.menu.on_duty_queue
         await self._send_to_queue(session, config, caller, linkedid, route="agent", queue=queue)
 
@@ -164,7 +168,7 @@ class IvrScripts:
             self.pending.add(task)
             task.add_done_callback(self.pending.discard)
         await session.verbose(f"12349 IVR route={route} queue={queue} priority={priority} elder={caller.elder_id or '-'}")
-        await self._play(session, config, "emergency" if emergency else "to_agent")
+        await self._play(session, "emergency" if emergency else "to_agent")
 
     async def _record_emergency(self, caller: Caller, linkedid: str, route: str) -> None:
         reason = "按键9" if route == "emergency" else "高风险老人来电"
@@ -202,7 +206,7 @@ class IvrScripts:
             await session.set_variable("ELDER_ID", caller.elder_id)
             await session.set_variable("CALLERID(name)", caller.elder_name if caller.own_phone else f"{caller.elder_name}（亲属）")
 
-    async def _play(self, session: AgiSession, config: menu.IvrConfig, prompt: str, escape: str = "") -> str | None:
+    async def _play(self, session: AgiSession, prompt: str, escape: str = "") -> str | None:
         return await session.stream_file(PROMPTS[prompt].file, escape)
 
     # --- data, never in the caller's way -------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy import update
 from sqlmodel import Session, select
 
+from callcenter import db
 from callcenter.auth.models import User
 from callcenter.calls.models import CallRecord
 from callcenter.elders import service as elders_service
@@ -52,6 +53,7 @@ def save_config(*, session: Session, data: dict, user: User, versions: dict[str,
     """Store a supervisor's settings (validated as a whole first; a field left out keeps its value).
     `versions` are the ones the page was built from: a part someone saved meanwhile is refused,
     not silently overwritten."""
+    db.write_lock(session)  # SQLite: read the versions under the write lock (PostgreSQL: FOR UPDATE below)
     merged = _merged(session=session, menu_file=menu_file)
     config = menu.parse({key: {**merged[key], **data.get(key, {})} for key in SETTING_KEYS})
     stored = menu.to_data(config)

@@ -14,7 +14,7 @@ from tests.conftest import PASSWORD, csrf_headers, make_user
 from tests.telephony import LiveTelephony, agent_row, wait_for
 from workorders.models import Provider, ServiceType
 
-PAGES = ("/supervisor/agents", "/supervisor/service-types", "/supervisor/providers")
+PAGES = ("/supervisor/agents", "/supervisor/service-types", "/supervisor/providers", "/supervisor/ivr")
 
 
 def post(client, path: str, data: dict):
@@ -33,6 +33,7 @@ def test_agents_cannot_open_management_pages_or_post_to_them(console, agent):
     assert post(console, "/supervisor/agents", {"username": "x", "password": "long-password"}).status_code == 403
     assert post(console, f"/supervisor/agents/{agent.id}", {"action": "deactivate"}).status_code == 403
     assert post(console, "/supervisor/service-types/meal", {"accept_minutes": 1, "arrive_minutes": 1, "complete_minutes": 1}).status_code == 403
+    assert post(console, "/supervisor/ivr", {"periods": "00:00-24:00"}).status_code == 403
 
 
 def test_supervisor_creates_resets_and_deactivates_an_agent(app, services, supervisor_client):

@@ -251,10 +251,12 @@ def test_after_hours_emergency_and_silence_go_to_the_on_duty_queue(services, set
 def test_nobody_answered_the_callback_request_is_on_the_list_at_once(services, settings, client):
     open_all_day(services)
     make_elder(services)
-    (call, waits), _ = run_calls(services, settings, {"script": "afterhours", "keys": ["1"]},
-                                 {"script": "afterhours", "keys": [None], "caller": "13911112222"})
+    (call, waits, emergency), _ = run_calls(services, settings, {"script": "afterhours", "keys": ["1"]},
+                                            {"script": "afterhours", "keys": [None], "caller": "13911112222"},
+                                            {"script": "afterhours", "keys": ["9"], "caller": "13911113333"})
     assert call.played[0] == "12349/busy" and call.variables["IVR_ROUTE"] == "callback"
     assert (waits.variables["IVR_ROUTE"], waits.variables["IVR_QUEUE"]) == ("agent", "hotline")  # back to the queue
+    assert (emergency.variables["IVR_QUEUE"], emergency.variables["QUEUE_PRIO"]) == ("hotline", "10")  # in hours: the hotline, on top
     agent = make_user(services, "agent")
     login(client, agent)
     (item,) = client.get("/api/callback-requests").json()["items"]
