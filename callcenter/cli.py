@@ -282,7 +282,8 @@ def asterisk_config(
                                          help="hosts the bridge connects from (repeatable)"),
 ) -> None:
     """Asterisk configuration for this hotline: dialplan, queues with the agents, the bridge's
-    AMI user, and a WebRTC sample for agents. The AMI secret is AMI_SECRET (or a new one, printed once)."""
+    AMI user, and a WebRTC sample for agents. The AMI secret is AMI_SECRET, or a new one written
+    only to manager.conf (mode 0600 from its creation)."""
     import secrets as secrets_module
 
     from callcenter.db import Database
@@ -295,9 +296,12 @@ def asterisk_config(
                                    agi_host=agi_host or settings.ivr_host)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        (out / name).write_text(text, encoding="utf-8")
+        mode = 0o600 if name == "manager.conf" else 0o644  # the AMI secret is readable by its owner only
+        descriptor = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        os.fchmod(descriptor, mode)  # an existing file keeps its mode through O_CREAT: set it
+        with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
         typer.echo(f"wrote {out / name}")
-    os.chmod(out / "manager.conf", 0o600)
     if not settings.ami_secret:  # never printed: terminals end up in logs
         typer.echo("AMI_SECRET is not set: manager.conf holds a new secret; give the bridge the same one (AMI_SECRET in .env)")
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from callcenter import db
@@ -25,6 +26,7 @@ from workorders import service as orders_service
 from workorders.models import WorkOrder
 
 SETTING_KEYS = ("menu", "hours", "prompts")
+STALE_SETTINGS = "语音导航设置已被他人修改，请刷新页面后重新编辑"
 EMERGENCY_SERVICE = "emergency"  # 助急: the service type of the IVR's emergency draft
 IVR_ACTOR = "语音导航"
 
@@ -62,12 +64,15 @@ def save_config(*, session: Session, data: dict, user: User, versions: dict[str,
             continue
         row = session.get(IvrSetting, key, with_for_update=True)
         if (row.version if row else 0) != versions.get(key, 0):
-            raise Conflict("语音导航设置已被他人修改，请刷新页面后重新编辑")
+            raise Conflict(STALE_SETTINGS)
         if row is None:
             row = IvrSetting(key=key, version=0)
         row.value, row.version, row.updated_by, row.updated_at = stored[key], row.version + 1, user.id, utcnow()
         session.add(row)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError as exc:  # two first saves of a part at once: the later one is the stale one
+        raise Conflict(STALE_SETTINGS) from exc
     return config
 
 

@@ -52,6 +52,7 @@ def generated(services, settings, tmp_path, monkeypatch):
                                  "--ami-permit", "127.0.0.1/255.255.255.255", "--ami-permit", "10.0.0.7/255.255.255.255"])
     assert result.exit_code == 0, result.output
     assert "s3cret-for-tests" not in result.output
+    assert (tmp_path / "manager.conf").stat().st_mode & 0o077 == 0  # the secret: its owner only
     return {path.name: path.read_text(encoding="utf-8") for path in tmp_path.iterdir()}
 
 

@@ -104,3 +104,20 @@ def test_the_settings_page_saves_and_tells_what_is_wrong(services, settings, cli
     assert bad.status_code == 422 and "按键等待秒数应为整数" in bad.text
     assert client.post("/supervisor/ivr", data={**form, "version_menu": "1", "version_hours": "1", "version_prompts": "1",
                                                 "key_9": ""}).status_code == 422
+
+
+def test_first_saves_at_the_same_moment_one_wins_the_rest_are_told(app, services):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    supervisor = make_user(services, "supervisor")
+
+    def save(retries):
+        with TestClient(app) as client:
+            login(client, supervisor)
+            return client.put("/api/ivr/settings", json={"menu": {"retries": retries % 3}, "versions": {}}).status_code
+
+    with ThreadPoolExecutor(10) as pool:
+        statuses = sorted(pool.map(save, range(10)))
+    assert statuses == [200] + [409] * 9
