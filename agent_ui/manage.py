@@ -177,14 +177,11 @@ async def save_provider(request: Request, session: DbSession, services: Services
 # --- IVR menu and business hours -------------------------------------------------------------------
 
 def _ivr_page(request: Request, session, services, user, *, error: str | None = None, status_code: int = 200):
-    config = ivr_service.load_config(session=session, menu_file=services.settings.ivr_menu_file)
-    now = utcnow().astimezone(services.settings.tz)
+    view = ivr_service.settings_view(session=session, now=utcnow().astimezone(services.settings.tz),
+                                     menu_file=services.settings.ivr_menu_file)
     return render(request, "manage_ivr.html", {
-        "user": user, "data": ivr_menu.to_data(config), "versions": ivr_service.setting_versions(session=session),
-        "routes": {route: IVR_ROUTES[route] for route in ivr_menu.MENU_ROUTES}, "weekdays": ivr_menu.WEEKDAYS,
-        "prompts": ivr_prompts.PROMPTS, "open_now": config.hours.is_open(now), "hours_text": config.hours.describe(),
-        "next_opening": config.hours.next_opening(now), "callbacks_waiting": ivr_service.callbacks_waiting(session=session),
-        "error": error, "ok": request.query_params.get("ok"),
+        "user": user, "data": view, "routes": {route: IVR_ROUTES[route] for route in ivr_menu.MENU_ROUTES},
+        "weekdays": ivr_menu.WEEKDAYS, "prompts": ivr_prompts.PROMPTS, "error": error, "ok": request.query_params.get("ok"),
     }, status_code=status_code)
 
 

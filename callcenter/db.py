@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from typing import TypeVar
 
 from sqlalchemy import BigInteger, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -38,6 +39,12 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     # Prefix searches (`LIKE 'zdy%'`) can use an ordinary index only when LIKE is case-sensitive.
     cursor.execute("PRAGMA case_sensitive_like=ON")
     cursor.close()
+
+
+def upsert_statement(dialect_name: str, table, keys: list[str], updates):
+    """INSERT … ON CONFLICT (keys) DO UPDATE SET updates(excluded), on SQLite or PostgreSQL."""
+    statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
+    return statement.on_conflict_do_update(index_elements=keys, set_=updates(statement.excluded))
 
 
 def write_lock(session: Session) -> None:

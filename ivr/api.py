@@ -16,7 +16,6 @@ from callcenter.errors import Conflict
 from callcenter.phones import try_parse_phone
 from callcenter.elders.models import Elder
 from callcenter.timeutil import local_iso, utcnow
-from ivr import menu
 from ivr import service as ivr_service
 from ivr.models import CALLBACK_REASONS, CALLBACK_STATUSES, CallbackRequest
 
@@ -60,9 +59,7 @@ def finish_callback_request(request_id: int, body: CallbackDone, session: DbSess
 @router.post("/api/callback-requests/{request_id}/dial")
 def dial_callback_request(request_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     """Ring the agent's phone, then the number that asked for the callback (a waiting request only)."""
-    row = ivr_service.callback_request_or_raise(session=session, request_id=request_id)
-    if row.status != "waiting":
-        raise Conflict(f"该回电请求已处理（{CALLBACK_STATUSES[row.status]}）")
+    row = ivr_service.waiting_callback_or_raise(session=session, request_id=request_id)
     phone = try_parse_phone(row.caller_e164 or row.caller_number, default_area_code=services.settings.city_area_code)
     if phone is None:
         raise Conflict("该号码无法外呼")
@@ -77,9 +74,8 @@ def dial_callback_request(request_id: int, request: Request, session: DbSession,
 @router.get("/api/ivr/settings")
 def ivr_settings(session: DbSession, services: ServicesDep, user: SupervisorUser):
     """The menu, business hours and prompt texts in force, and the version of each saved part."""
-    config = ivr_service.load_config(session=session, menu_file=services.settings.ivr_menu_file)
-    return {**menu.to_data(config), "versions": ivr_service.setting_versions(session=session),
-            "open_now": config.hours.is_open(utcnow().astimezone(services.settings.tz)), "hours_text": config.hours.describe()}
+    return ivr_service.settings_view(session=session, now=utcnow().astimezone(services.settings.tz),
+                                     menu_file=services.settings.ivr_menu_file)
 
 
 class SettingsIn(BaseModel):

@@ -35,12 +35,6 @@ class Menu:
     high_risk_skip_menu: bool = True
     survey_timeout_seconds: int = 8
 
-    def route_for(self, digit: str | None) -> str | None:
-        """The route of a key: no key → agent (silence must reach a person); None: invalid key."""
-        if digit is None:
-            return "agent"
-        return self.keys.get(digit)
-
     @property
     def escape_digits(self) -> str:
         """Keys that cut a prompt short: every key, so an invalid one is heard and answered."""
@@ -88,7 +82,12 @@ class Hours:
         if self.always_open:
             return "全天24小时"
         days = "每天" if self.open_days == frozenset(range(7)) else "、".join(WEEKDAYS[d] for d in sorted(self.open_days))
-        return days + " " + "、".join(f"{a:%H:%M}-{b:%H:%M}" if b != time.max else f"{a:%H:%M}-24:00" for a, b in self.periods)
+        return days + " " + "、".join(period_text(start, end) for start, end in self.periods)
+
+
+def period_text(start: time, end: time) -> str:
+    """`08:00-20:00`; a period to midnight ends `24:00` (stored as time.max)."""
+    return f"{start:%H:%M}-{'24:00' if end == time.max else f'{end:%H:%M}'}"
 
 
 @dataclass(frozen=True)
@@ -217,7 +216,7 @@ def to_data(config: IvrConfig) -> dict:
                  "emergency_priority": menu.emergency_priority, "high_risk_skip_menu": menu.high_risk_skip_menu,
                  "survey_timeout_seconds": menu.survey_timeout_seconds},
         "hours": {"always_open": hours.always_open, "open_days": sorted(hours.open_days),
-                  "periods": [f"{a:%H:%M}-{'24:00' if b == time.max else f'{b:%H:%M}'}" for a, b in hours.periods],
+                  "periods": [period_text(start, end) for start, end in hours.periods],
                   "holidays": sorted(d.isoformat() for d in hours.holidays),
                   "workdays": sorted(d.isoformat() for d in hours.workdays)},
         "prompts": dict(config.prompt_texts),

@@ -106,12 +106,10 @@ class IvrScripts:
             return
         await session.set_variable("SURVEY_SCORE", score)  # the bridge records it from VarSet too
         try:
-            saved = await self._db(ivr_service.save_survey, linkedid=linkedid, score=score)
+            if not await self._db(ivr_service.save_survey, linkedid=linkedid, score=score):
+                log.warning("survey score for call %s kept on the channel only (no call row yet)", linkedid)
         except Exception as exc:  # the database away: the channel variable still carries it
             log.warning("survey score for call %s not written here (%s)", linkedid, type(exc).__name__)
-            saved = True
-        if not saved:
-            log.warning("survey score for call %s kept on the channel only (not in the database yet)", linkedid)
         await session.verbose(f"12349 survey call={linkedid} score={score}")
         await self._play(session, "survey_thanks")
 
@@ -215,7 +213,7 @@ class IvrScripts:
         """The call's key (Linkedid): the AGI channel may be a second leg (Local;2)."""
         return await session.get_variable("CHANNEL(linkedid)") or session.uniqueid
 
-    def _current_config(self, session) -> menu.IvrConfig:
+    def _current_config(self, *, session) -> menu.IvrConfig:
         """The settings in force, read again at most every CONFIG_SECONDS (one query less per call)."""
         now = time.monotonic()
         if self._config is None or now - self._config[0] >= CONFIG_SECONDS:
@@ -223,8 +221,8 @@ class IvrScripts:
         return self._config[1]
 
     async def _config_and_caller(self, number: str | None) -> tuple[menu.IvrConfig, Caller]:
-        def load(session):
-            config = self._current_config(session)
+        def load(*, session):
+            config = self._current_config(session=session)
             caller = ivr_service.identify_caller(session=session, number=number, area_code=self.settings.city_area_code)
             return config, caller
 
@@ -249,10 +247,10 @@ class IvrScripts:
             await asyncio.sleep(0.2)
 
     async def _db(self, function, *, timeout: float = DB_TIMEOUT, **kwargs):
-        """Run `function(session=…, **kwargs)` (or `function(session)`) in one transaction, in a thread."""
+        """Run `function(session=…, **kwargs)` in one transaction, in a thread."""
         def run():
             with self.database.session_scope() as session:
-                return function(session=session, **kwargs) if kwargs else function(session)
+                return function(session=session, **kwargs)
 
         return await asyncio.wait_for(asyncio.to_thread(run), timeout)
 

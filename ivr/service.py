@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -48,6 +48,16 @@ def _merged(*, session: Session, menu_file: Path | None) -> dict:
 
 def setting_versions(*, session: Session) -> dict[str, int]:
     return {row.key: row.version for row in session.exec(select(IvrSetting))}
+
+
+def settings_view(*, session: Session, now: datetime, menu_file: Path | None = None) -> dict:
+    """What supervisors see (the page and GET /api/ivr/settings): the settings in force, the
+    version of each saved part, and whether the centre is open at `now` (local)."""
+    config = load_config(session=session, menu_file=menu_file)
+    open_now = config.hours.is_open(now)
+    return {**menu.to_data(config), "versions": setting_versions(session=session), "open_now": open_now,
+            "hours_text": config.hours.describe(), "next_opening": None if open_now else config.hours.next_opening(now),
+            "callbacks_waiting": callbacks_waiting(session=session)}
 
 
 def save_config(*, session: Session, data: dict, user: User, versions: dict[str, int], menu_file: Path | None = None
@@ -172,15 +182,16 @@ def callbacks_due(*, session: Session, now: datetime, limit: int = 100) -> list[
 
 
 def callbacks_waiting(*, session: Session) -> int:
-    from sqlalchemy import func
-
     return session.exec(select(func.count()).select_from(CallbackRequest).where(CallbackRequest.status == "waiting")).one()
 
 
-def callback_request_or_raise(*, session: Session, request_id: int) -> CallbackRequest:
+def waiting_callback_or_raise(*, session: Session, request_id: int) -> CallbackRequest:
+    """A callback request nobody has handled yet (404 unknown, 409 handled)."""
     request = session.get(CallbackRequest, request_id)
     if request is None:
         raise NotFound("没有这个回电请求")
+    if request.status != "waiting":
+        raise Conflict(f"该回电请求已处理（{CALLBACK_STATUSES[request.status]}）")
     return request
 
 
@@ -189,9 +200,7 @@ def finish_callback(*, session: Session, request_id: int, user: User, status: st
     if status not in CALLBACK_STATUSES or status == "waiting":
         choices = "、".join(label for key, label in CALLBACK_STATUSES.items() if key != "waiting")
         raise FieldErrors.single("status", f"处理结果无效：{status}（可选：{choices}）")
-    request = callback_request_or_raise(session=session, request_id=request_id)
-    if request.status != "waiting":
-        raise Conflict(f"该回电请求已处理（{CALLBACK_STATUSES[request.status]}）")
+    request = waiting_callback_or_raise(session=session, request_id=request_id)
     moved = session.connection().execute(
         update(CallbackRequest.__table__).where(CallbackRequest.__table__.c.id == request_id,
                                                 CallbackRequest.__table__.c.status == "waiting")

@@ -13,7 +13,6 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 
 from sqlalchemy import func, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from sqlmodel import Session, select
@@ -180,11 +179,17 @@ def create_order(*, session: Session, user: User, service_type: str, elder_id: i
         created_by=user.id, created_at=now, updated_at=now, self_paid=self_paid,
         overdraw_approved_by=user.id if approve_overdraw else None, **deadlines(kind, now),
     )
-    _insert_numbered(session=session, order=order, day=now.astimezone(tz).date())
-    session.add(WorkOrderEvent(order_id=order.id, at=now, actor_user_id=user.id, actor=user.display_name or user.username,
-                               from_status=None, to_status="new", note="来电建单" if call_id else "建单"))
-    session.flush()
+    _insert_recorded(session=session, order=order, tz=tz, actor=user.display_name or user.username, actor_user_id=user.id,
+                     note="来电建单" if call_id else "建单")
     return order
+
+
+def _insert_recorded(*, session: Session, order: WorkOrder, tz, actor: str, actor_user_id: int | None, note: str) -> None:
+    """Number and insert a new order, with the event of its first status."""
+    _insert_numbered(session=session, order=order, day=order.created_at.astimezone(tz).date())
+    session.add(WorkOrderEvent(order_id=order.id, at=order.created_at, actor_user_id=actor_user_id, actor=actor,
+                               from_status=None, to_status=order.status, note=note))
+    session.flush()
 
 
 def deadlines(kind: ServiceType, start: datetime) -> dict[str, datetime]:
@@ -203,9 +208,7 @@ def create_draft(*, session: Session, elder: Elder, service_type: str, call_id: 
     order = WorkOrder(number="", elder_id=elder.id, call_id=call_id, service_type=kind.code, urgency="emergency", status="draft",
                       address=elder.address or "", community_id=elder.community_id, description=description.strip(),
                       created_at=now, updated_at=now, **deadlines(kind, now))
-    _insert_numbered(session=session, order=order, day=now.astimezone(tz).date())
-    session.add(WorkOrderEvent(order_id=order.id, at=now, actor=actor, from_status=None, to_status="draft", note=description))
-    session.flush()
+    _insert_recorded(session=session, order=order, tz=tz, actor=actor, actor_user_id=None, note=description)
     return order
 
 
@@ -247,10 +250,9 @@ def _next_number(*, session: Session, day: date, prefix: str) -> int:
         return bumped
     numbers = session.exec(select(WorkOrder.number).where(WorkOrder.number.startswith(prefix))).all()
     start = max((int(number.rsplit("-", 1)[1]) for number in numbers), default=0) + 1
-    dialect = session.connection().dialect.name
-    statement = (postgresql if dialect == "postgresql" else sqlite).insert(table).values(day=day, last=start)
-    statement = statement.on_conflict_do_update(index_elements=["day"], set_={"last": table.c.last + 1})
-    return session.connection().execute(statement.returning(table.c.last)).scalar()
+    statement = db.upsert_statement(session.connection().dialect.name, table, ["day"],
+                                    lambda excluded: {"last": table.c.last + 1})
+    return session.connection().execute(statement.values(day=day, last=start).returning(table.c.last)).scalar()
 
 
 def get_or_raise(*, session: Session, order_id: int) -> WorkOrder:

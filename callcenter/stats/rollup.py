@@ -20,11 +20,10 @@ from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 
 from sqlalchemy import bindparam, delete, event, func, insert, inspect, literal_column, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from callcenter.calls.models import CallRecord
-from callcenter.db import epoch, write_lock
+from callcenter.db import epoch, upsert_statement, write_lock
 from callcenter.stats.models import AgentActivityDay, CallRollup, CallRollupDirty
 from callcenter.timeutil import as_utc, day_start_utc
 
@@ -79,7 +78,7 @@ def _mark_dirty(session: Session, _context) -> None:
 @lru_cache(maxsize=2)
 def _mark_statement(dialect_name: str):
     table = CallRollupDirty.__table__
-    return _upsert_statement(dialect_name, table, ["bucket"], lambda excluded: {"version": table.c.version + 1})
+    return upsert_statement(dialect_name, table, ["bucket"], lambda excluded: {"version": table.c.version + 1})
 
 
 def dirty_buckets(session: Session, low: int, high: int) -> set[int]:
@@ -101,13 +100,6 @@ def refresh_dirty(session: Session) -> int:
         connection.execute(delete(table).where(table.c.bucket == bindparam("b"), table.c.version == bindparam("v")),
                            [{"b": bucket, "v": version} for bucket, version in marks.items()])
     return len(marks)
-
-
-def _upsert_statement(dialect_name: str, table, keys: list[str], updates):
-    """INSERT … ON CONFLICT (keys) DO UPDATE SET updates(excluded), on SQLite or PostgreSQL; run
-    with a list of rows (executemany)."""
-    statement = (postgresql if dialect_name == "postgresql" else sqlite).insert(table)
-    return statement.on_conflict_do_update(index_elements=keys, set_=updates(statement.excluded))
 
 
 def _sums_of_calls(low: int, high: int, buckets: set[int] | None = None):
@@ -189,5 +181,5 @@ def add_activity(session: Session, stretches: list[tuple[str, str, datetime, dat
             for (day, extension, activity), seconds in totals.items()]
     table = AgentActivityDay.__table__
     connection = session.connection()
-    connection.execute(_upsert_statement(connection.dialect.name, table, ["day", "extension", "activity"],
+    connection.execute(upsert_statement(connection.dialect.name, table, ["day", "extension", "activity"],
                                          lambda excluded: {"seconds": table.c.seconds + excluded.seconds}), rows)
