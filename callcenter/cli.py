@@ -276,34 +276,71 @@ def _prompt_texts(menu) -> dict[str, str]:
 
 @app.command("asterisk-config")
 def asterisk_config(
-    out: Path = typer.Option(..., "--out", help="directory to write extensions.conf, queues.conf, manager.conf, pjsip.conf"),
+    out: Path = typer.Option(..., "--out", help="directory to write Asterisk's configuration into"),
     agi_host: str = typer.Option(None, "--agi-host", help="how Asterisk reaches the FastAGI server (default IVR_HOST)"),
     ami_permit: list[str] = typer.Option(["127.0.0.1/255.255.255.255"], "--ami-permit",
                                          help="hosts the bridge connects from (repeatable)"),
 ) -> None:
-    """Asterisk configuration for this hotline: dialplan, queues with the agents, the bridge's
-    AMI user, and a WebRTC sample for agents. The AMI secret is AMI_SECRET, or a new one written
-    only to manager.conf (mode 0600 from its creation)."""
+    """Asterisk's configuration for this hotline (README, "Connecting a real Asterisk"): dialplan,
+    queues, agents' phones, the softphones' WebSocket, RTP, the bridge's AMI user, modules and
+    logging. Agents and the IVR's saved settings come from the database when there is one; without
+    it, the settings and the menu file's defaults (no agents). The AMI secret is AMI_SECRET, or a new
+    one written only to manager.conf; files with passwords are mode 0600 from their creation."""
     import secrets as secrets_module
 
-    from callcenter.db import Database
     from ivr import asterisk_config as generator
 
     settings = get_settings()
     secret = settings.ami_secret.get_secret_value() if settings.ami_secret else secrets_module.token_urlsafe(24)
-    with Database(settings).session_scope() as session:
-        files = generator.generate(session=session, settings=settings, ami_secret=secret, ami_permit=ami_permit,
-                                   agi_host=agi_host or settings.ivr_host)
+    config, agents, source = _asterisk_inputs(settings)
+    files = generator.generate(settings=settings, config=config, agents=agents, ami_secret=secret, ami_permit=ami_permit,
+                               agi_host=agi_host or settings.ivr_host)
     out.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
-        mode = 0o600 if name == "manager.conf" else 0o644  # the AMI secret is readable by its owner only
+        mode = 0o600 if name in generator.SECRET_FILES else 0o644
         descriptor = os.open(out / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
         os.fchmod(descriptor, mode)  # an existing file keeps its mode through O_CREAT: set it
         with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
             handle.write(text)
         typer.echo(f"wrote {out / name}")
+    typer.echo(source)
+    described = [f"{a.extension} {a.name} ({'web softphone' if a.webrtc else 'desk phone'})" for a in agents]
+    typer.echo(f"agents: {', '.join(described) or 'none'}")
     if not settings.ami_secret:  # never printed: terminals end up in logs
         typer.echo("AMI_SECRET is not set: manager.conf holds a new secret; give the bridge the same one (AMI_SECRET in .env)")
+
+
+def _asterisk_inputs(settings):
+    """(IVR config, agents, a line saying where they came from) for `asterisk-config`: from the
+    database when it exists and is migrated, else the menu file's defaults and no agents. An
+    empty folder gets no database file and no data/ folder."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from ivr import asterisk_config as generator
+    from ivr import menu
+
+    sqlite_file = settings.data_dir / "hotline.sqlite3"
+    if settings.database_url or sqlite_file.exists():
+        from sqlmodel import select
+
+        from callcenter.auth.models import User
+        from callcenter.crypto import Sealer
+        from callcenter.db import Database
+        from ivr import service as ivr_service
+
+        try:
+            with Database(settings).session_scope() as session:
+                config = ivr_service.load_config(session=session, menu_file=settings.ivr_menu_file)
+                users = session.exec(select(User).where(User.active, User.sip_extension.is_not(None)).order_by(User.sip_extension))
+                agents = [generator.Agent(extension=u.sip_extension, name=u.display_name or u.username, queues=list(u.queues or []),
+                                          penalty=u.queue_penalty or 0,
+                                          sip_password=Sealer(settings.secret).decrypt(u.sip_secret_sealed) if u.sip_secret_sealed else None)
+                          for u in users]
+            return config, agents, "agents and IVR settings: from the database"
+        except SQLAlchemyError as exc:
+            typer.secho(f"database not usable ({type(exc).__name__}): using the menu file's defaults and no agents "
+                        "(run `callcenter db upgrade` first to include them)", fg=typer.colors.YELLOW, err=True)
+    return menu.parse(menu.read_file(settings.ivr_menu_file)), [], "no database: the menu file's defaults, no agents"
 
 
 def _start_worker_process():

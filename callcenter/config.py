@@ -37,17 +37,39 @@ class Settings(BaseSettings):
 
     # How the console's buttons map onto the dialplan (see README, "Asterisk dialplan the console uses").
     queue_name: str = Field(default="hotline", description="the queue agents join when they go ready")
-    agent_interface: str = Field(default="Local/{extension}@agents", description="queue member interface of an agent")
+    agent_interface: str = Field(default="PJSIP/{extension}", description="queue member interface of an agent (its "
+                                 "device state tells the queue whether the agent is on a call)")
     agent_phone: str = Field(default="PJSIP/{extension}", description="the agent's phone, rung first for a callback")
     transfer_context: str = Field(default="hotline-transfer", description="Redirect target context: exten = agent or queue")
     outbound_context: str = Field(default="hotline-outbound", description="Originate context: exten = number to dial")
     hotline_caller_id: str = Field(default="12349", description="caller ID shown to elders we call back")
     wrapup_seconds: int = Field(default=30, description="after a call the agent is paused this long (0: never)")
     ami_command_timeout: float = Field(default=5.0, description="how long the web waits for the bridge to act")
+    events_prefix: str = Field(default="hotline", pattern=r"^[A-Za-z0-9_.-]{1,40}$",
+                               description="prefix of the Redis pub/sub channel names: pub/sub ignores the database "
+                                           "number, so deployments sharing one Redis server need different prefixes")
 
     # Web softphone (JsSIP). Unset: agents use their desk phones.
     sip_ws_url: str | None = Field(default=None, description="Asterisk's SIP-over-WebSocket URL, e.g. wss://pbx:8089/ws")
     sip_domain: str | None = Field(default=None, description="SIP domain of agent accounts (default: the ws host)")
+
+    # Asterisk as `callcenter asterisk-config` writes it (README, "Connecting a real Asterisk").
+    ami_bind: str | None = Field(default=None, description="manager.conf bindaddr (default: loopback when only "
+                                                            "loopback is permitted, else 0.0.0.0)")
+    sip_codecs: str = Field(default="ulaw,alaw", pattern=r"^[a-z0-9]+(,[a-z0-9]+)*$",
+                            description="codecs offered to agents' phones and the trunk (no opus in a stock Asterisk)")
+    sip_port: int = Field(default=5060, description="PJSIP UDP port (desk phones and the trunk)")
+    sip_rtp_timeout: int = Field(default=30, description="hang up a call whose phone sent no media this long (a closed "
+                                                         "browser tab leaves no zombie call)")
+    asterisk_http_bind: str = Field(default="0.0.0.0", description="Asterisk's HTTP server (the softphones' WebSocket)")
+    asterisk_http_port: int = Field(default=8088, description="ws://…:PORT/ws (plain, for a LAN without TLS)")
+    asterisk_tls_cert: Path | None = Field(default=None, description="certificate (PEM) for wss://…:ASTERISK_TLS_PORT/ws")
+    asterisk_tls_key: Path | None = Field(default=None, description="its private key (PEM)")
+    asterisk_tls_port: int = Field(default=8089, description="wss:// port when a certificate is set")
+    rtp_port_start: int = Field(default=10000, description="Asterisk's RTP port range (open it in the firewall)")
+    rtp_port_end: int = Field(default=20000)
+    trunk_host: str | None = Field(default=None, description="the carrier's SIP host or IP delivering 12349 "
+                                                             "(matched by `identify`, dialled for callbacks)")
 
     # FastAGI server (ivr/): Asterisk's dialplan runs AGI(agi://IVR_HOST:IVR_PORT/ivr).
     ivr_host: str = Field(default="127.0.0.1", description="where the FastAGI server listens")

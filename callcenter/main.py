@@ -59,7 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="12349 养老服务热线", lifespan=lifespan, dependencies=[Depends(csrf_protect)], docs_url=None, redoc_url=None)
     app.state.services = services
-    app.state.hub = Hub(redis_conn.redis_url(settings))
+    app.state.hub = Hub(redis_conn.redis_url(settings), events_prefix=settings.events_prefix)
     _install_error_handlers(app)
     _install_csrf_cookie(app, settings)
     _install_access_log(app)

@@ -23,7 +23,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from callcenter.calls.service import CALLS_CHANNEL
+from callcenter.calls.service import event_channels
 from callcenter.db import Database
 from callcenter.timeutil import utcnow
 from ivr import menu
@@ -186,7 +186,7 @@ class IvrScripts:
                  "elder_name": caller.elder_name, "reason": reason, "order_id": order.id if order else None,
                  "order_number": order.number if order else None, "at": utcnow().isoformat()}
         try:
-            await self.redis.publish(CALLS_CHANNEL, json.dumps(event, ensure_ascii=False))
+            await self.redis.publish(event_channels(self.settings.events_prefix).calls, json.dumps(event, ensure_ascii=False))
         except Exception as exc:  # Redis away: the draft order and the caller's priority still stand
             log.warning("emergency alert for call %s not published (%s)", linkedid, type(exc).__name__)
 

@@ -96,9 +96,25 @@ ensure_espeak() {
 }
 
 ensure_chromium() {
-  if [ -x /usr/bin/chromium ]; then
+  # fonts-noto-cjk: screenshots show Chinese, not boxes.
+  if [ -x /usr/bin/chromium ] && [ -d /usr/share/fonts/opentype/noto ]; then
     return 0
   fi
-  echo "installing Chromium for the browser tests ..."
+  echo "installing Chromium (and CJK fonts) for the browser tests ..."
   apt_install chromium chromium-driver fonts-noto-cjk
+}
+
+# The real-PBX tier runs ../shared/asterisk (ASTERISK_DIR): install the libraries it links
+# against (its README) when ldd finds one missing.
+ASTERISK_PACKAGES="libedit2 libjansson4 libxml2 libxslt1.1 libsqlite3-0 libssl3 libsrtp2-1 libcurl4 libpq5"
+ensure_asterisk_runtime() {
+  local dir="${ASTERISK_DIR:-../shared/asterisk}"
+  if [ ! -x "$dir/sbin/asterisk" ]; then
+    echo "no Asterisk at $dir (the real-PBX tier needs ../shared/asterisk)" >&2
+    return 1
+  fi
+  if LD_LIBRARY_PATH="$dir/lib" ldd "$dir/sbin/asterisk" "$dir"/modules/*.so 2>/dev/null | grep -q "not found"; then
+    echo "installing Asterisk's runtime libraries ..."
+    apt_install --no-install-recommends $ASTERISK_PACKAGES
+  fi
 }

@@ -21,9 +21,57 @@ from tests.browser import browser, live_server, page  # noqa: F401  (fixtures fo
 
 BACKEND = os.environ.get("TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
+REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
 PASSWORD = "correct-horse-1"
 REFERENCE_TABLES = {"service_types"}  # seeded by the migrations, kept between tests
+
+
+def claim_redis_db() -> str:
+    """A Redis database of this run's own, emptied: runs at the same time (two developers'
+    suites, a benchmark, CI) would otherwise take each other's telephony commands and empty each
+    other's data. A claim is a key in db 0 naming this process; a claim whose process is gone is
+    taken over. Each call claims one more database."""
+    import atexit
+
+    import redis
+
+    claims = redis.Redis.from_url(f"{REDIS_SERVER}/0")
+    for db in range(15, 0, -1):
+        key = f"cc-test-run:db{db}"
+        holder = claims.get(key)
+        if holder is not None and _alive(int(holder)):
+            continue
+        if holder is not None:
+            claims.delete(key)
+        if claims.set(key, os.getpid(), nx=True, ex=6 * 3600):
+            atexit.register(lambda key=key: claims.delete(key) if claims.get(key) == str(os.getpid()).encode() else None)
+            redis.Redis.from_url(f"{REDIS_SERVER}/{db}").flushdb()
+            return f"{REDIS_SERVER}/{db}"
+    raise RuntimeError("every Redis database 1-15 is claimed by a running test suite")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or claim_redis_db()
+
+
+def pytest_collection_modifyitems(config, items):
+    """The real-PBX tier runs once, in the PostgreSQL pass of scripts/test (REALPBX=1 runs it on
+    SQLite too): it checks Asterisk, our processes and the browser, not the SQL backend."""
+    if BACKEND == "postgresql" or os.environ.get("REALPBX") == "1":
+        return
+    skipped = [item for item in items if item.get_closest_marker("realpbx")]
+    if skipped:
+        config.hook.pytest_deselected(items=skipped)
+        items[:] = [item for item in items if not item.get_closest_marker("realpbx")]
 
 
 def fresh_database_url(tmp_path_factory, label: str):

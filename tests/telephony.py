@@ -62,7 +62,7 @@ class LiveTelephony:
         self.loop.call_soon_threadsafe(self.sim.end_talk, linkedid, "caller")
 
     def member(self, extension: str):
-        return self.sim.members[f"Local/{extension}@agents"]
+        return self.sim.members[f"PJSIP/{extension}"]
 
     def actions(self, name: str) -> list:
         return [m for m in list(self.sim.actions_seen) if (m.get("Action") or "").lower() == name.lower()]

@@ -164,7 +164,7 @@ def test_simulate_serves_ami_with_the_configured_login(cli_env):
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=20)
-    assert members == ["Local/8001@agents", "Local/8002@agents"]
+    assert members == ["PJSIP/8001", "PJSIP/8002"]
     assert "Newchannel" in events and "QueueCallerJoin" in events
     assert "sim-secret" not in output
 

@@ -13,8 +13,8 @@
 
   var me = { extension: root.getAttribute("data-extension") || null, wrapup: Number(root.getAttribute("data-wrapup")) || 0,
              today: root.getAttribute("data-today") };
-  var STATE_LABELS = { ready: "就绪", paused: "暂停", ringing: "振铃中", in_call: "通话中", unavailable: "已签出", unknown: "未知" };
-  var PAUSE_LABELS = { wrapup: "话后整理" };
+  var STATE_LABELS = { ready: "就绪", paused: "暂停", ringing: "振铃中", in_call: "通话中", unavailable: "话机离线", unknown: "未知" };
+  var PAUSE_LABELS = { wrapup: "话后整理", phone_offline: "话机离线" };
   Array.prototype.forEach.call(document.querySelectorAll("#pause-reason option"), function (o) { PAUSE_LABELS[o.value] = o.textContent; });
   var CALL_LABELS = { ringing: "振铃", ivr: "语音导航", queued: "排队中", offered: "来电振铃", talking: "通话中", wrapup: "通话已结束", ended: "通话已结束" };
   var LIVE = { offered: true, talking: true };
@@ -148,15 +148,22 @@
     else if (fresh) say("", true);
     if (fresh) { $("disposition").value = ""; $("notes").value = ""; $("order-form").hidden = true; }
     if (moved) loadHistory();
+    if (fresh) hidePop();  // never the previous caller's card under this caller's number
     if (fresh || st.popElder !== (call.elder_id || null)) loadPop(call.id);
+    if (ended && st.phone) st.phone.callEnded();
+  }
+  function hidePop() {
+    st.pop = null; st.popElder = null;
+    ["elder-card", "candidates", "unknown", "btn-workorder"].forEach(function (id) { show(id, false); });
+    $("recent-calls").replaceChildren(el("li", { className: "muted", text: "—" }));
+    $("open-orders").replaceChildren(el("li", { className: "muted", text: "—" }));
   }
 
   function clearCall(message) {
-    st.current = null; st.pop = null; st.popElder = null;
+    st.current = null;
+    hidePop();
     show("call", false);
     show("no-call", true);
-    $("recent-calls").replaceChildren(el("li", { className: "muted", text: "—" }));
-    $("open-orders").replaceChildren(el("li", { className: "muted", text: "—" }));
     if (message) say(message, true);
   }
   $("btn-done").addEventListener("click", function () { clearCall(""); say("", true); });
@@ -167,7 +174,10 @@
       st.pop = pop;
       st.popElder = pop.elder ? pop.elder.id : null;
       renderPop(pop);
-    }, function (err) { say("无法加载来电信息：" + err.message, false); });
+    }, function (err) {
+      if (st.current && st.current.id === callId) hidePop();
+      say("无法加载来电信息：" + err.message, false);
+    });
   }
 
   function renderPop(pop) {
@@ -313,7 +323,13 @@
   });
 
   // --- call handling ---------------------------------------------------------------------------
-  $("btn-hangup").addEventListener("click", function () { if (st.current) act("POST", "/api/calls/" + st.current.id + "/hangup").catch(function () {}); });
+  // 挂断: the web softphone hangs up as a phone does (a BYE: Asterisk's queue records the agent
+  // ending the call); a desk phone's call is ended by Asterisk (AMI Hangup of the agent's leg).
+  $("btn-hangup").addEventListener("click", function () {
+    if (!st.current) return;
+    if (st.phone && st.phone.hangUp()) { say("已挂断", true); return; }
+    act("POST", "/api/calls/" + st.current.id + "/hangup").catch(function () {});
+  });
   $("btn-transfer").addEventListener("click", function () {
     var target = $("transfer-target").value.trim();
     if (!target) { say("请输入转接目标（坐席分机号或队列名）", false); return; }
@@ -473,6 +489,7 @@
                      "User Denied Media Access": "未获得麦克风权限" };
   function cause(c) { return SIP_CAUSES[c] || c || "未知原因"; }
 
+  var KEEPALIVE_MS = 15000, KEEPALIVE_TIMEOUT_MS = 5000;
   function startSoftphone(cfg) {
     var script = el("script", { src: "/static/vendor/jssip/jssip.min.js" });
     script.onload = function () {
@@ -480,17 +497,31 @@
       document.body.appendChild(audio);
       try {
         ua = new JsSIP.UA({ sockets: [new JsSIP.WebSocketInterface(cfg.ws_url)], uri: cfg.uri, password: cfg.password,
-                            display_name: cfg.display_name, register: true, connection_recovery_max_interval: 30 });
+                            display_name: cfg.display_name, register: true, connection_recovery_min_interval: 2, connection_recovery_max_interval: 8 });
       } catch (err) { text("phone-mode", "软电话配置错误：" + err.message); $("phone-mode").className = "error"; return; }
       text("phone-mode", "软电话：正在注册分机 " + cfg.extension + "…");
       var registered = "";
       function phoneText(message, cls) { text("phone-mode", message); $("phone-mode").className = cls || "ok"; }
       ua.on("registered", function () { registered = "软电话已注册（分机 " + cfg.extension + "）"; phoneText(registered); });
       ua.on("registrationFailed", function (e) { text("phone-mode", "软电话注册失败：" + cause(e.cause)); $("phone-mode").className = "error"; });
-      ua.on("disconnected", function () { text("phone-mode", "软电话注册失败：" + cause("Connection Error") + "（" + cfg.ws_url + "）");
-                                          $("phone-mode").className = "error"; });
+      ua.on("disconnected", function () {
+        registered = "";
+        text("phone-mode", "软电话注册失败：" + cause("Connection Error") + "（" + cfg.ws_url + "），正在重连…");
+        $("phone-mode").className = "error";
+        // A call cannot outlive its WebSocket here: Asterisk ends it (its BYE cannot reach us) and
+        // a session kept "in call" would refuse every later call with 486.
+        dropSession();
+      });
+      function dropSession() {
+        if (!session) return;
+        var old = session;
+        session = null;
+        show("softphone-controls", false);
+        try { if (!old.isEnded()) old.terminate(); } catch (err) { /* no transport: nothing to tell */ }
+      }
       ua.on("newRTCSession", function (e) {
         if (e.originator !== "remote") return;
+        if (session && session.isEnded()) session = null;
         if (session) { e.session.terminate({ status_code: 486 }); return; }  // one call at a time
         session = e.session;
         show("softphone-controls", true);
@@ -508,8 +539,10 @@
         session.on("muted", function () { text("sp-mute", "取消静音"); });
         session.on("unmuted", function () { text("sp-mute", "静音"); });
         ["ended", "failed"].forEach(function (name) {
+          var mine = session;
           session.on(name, function (ev) {
             if (name === "failed") say("软电话通话失败：" + cause(ev.cause), false);
+            if (session !== mine) return;  // already dropped
             session = null;
             show("softphone-controls", false);
             phoneText(registered || "软电话已挂机");
@@ -529,6 +562,41 @@
         if (session.isOnHold().local) session.unhold(); else session.hold();
       });
       $("sp-hangup").addEventListener("click", function () { if (session) session.terminate(); });
+      st.phone = {
+        hangUp: function () {
+          if (!session || !session.isEstablished()) return false;
+          session.terminate();
+          return true;
+        },
+        // The call ended in Asterisk (the live event) while this phone still holds it: drop it.
+        callEnded: function () { if (session && session.isEstablished()) dropSession(); },
+      };
+      // Leaving or reloading the page hangs up (BYE) rather than leaving the caller with silence;
+      // Asterisk's rtp_timeout ends the call if the BYE is lost.
+      window.addEventListener("pagehide", function () { dropSession(); try { ua.stop(); } catch (err) { /* closing */ } });
+      // A half-open WebSocket (a NAT or proxy that dropped it silently) is only found by sending:
+      // an OPTIONS every KEEPALIVE_MS; no answer within KEEPALIVE_TIMEOUT_MS → reconnect and
+      // register again (JsSIP itself would wait 32 s for a lost request).
+      function reconnect() {
+        phoneText("软电话连接中断，正在重连…", "error");
+        registered = "";
+        dropSession();
+        try { ua.stop(); } catch (err) { /* already closing */ }
+        setTimeout(function () { ua.start(); }, 1000);
+      }
+      setInterval(function () {
+        if (!ua.isConnected() || (session && !session.isEnded())) return;  // media flowing tells Asterisk enough
+        var answered = false;
+        var late = setTimeout(function () { if (!answered) reconnect(); }, KEEPALIVE_TIMEOUT_MS);
+        function done() { answered = true; clearTimeout(late); }
+        ua.sendOptions(cfg.uri.replace(/^sip:[^@]*@/, "sip:"), null, { eventHandlers: {
+          succeeded: done,
+          failed: function (ev) {
+            done();
+            if (ev.cause === "Request Timeout" || ev.cause === "Connection Error") reconnect();
+          },
+        } });
+      }, KEEPALIVE_MS);
       ua.start();
     };
     script.onerror = function () { text("phone-mode", "软电话组件加载失败"); $("phone-mode").className = "error"; };

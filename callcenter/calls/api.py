@@ -178,7 +178,8 @@ class StateIn(BaseModel):
 @agent_router.post("/state")
 def set_state(body: StateIn, services: ServicesDep, user: AgentUser):
     control.set_agent_state(redis=services.redis, settings=services.settings, extension=user.sip_extension,
-                            state=body.state, reason=body.reason, queues=user.queues, penalty=user.queue_penalty)
+                            state=body.state, reason=body.reason, queues=user.queues, penalty=user.queue_penalty,
+                            name=user.display_name or user.username)
     label = control.PAUSE_REASONS.get(body.reason or "", "") if body.state == "paused" else ""
     return {"ok": True, "state": body.state, "reason": body.reason,
             "message": f"已切换为：{control.AGENT_STATES[body.state]}{('（' + label + '）') if label else ''}"}

@@ -12,11 +12,11 @@ The bridge also runs the console's telephony commands (`calls.commands`: pause, 
 transfer, call back) and the wrap-up: after each answered queue call the agent is paused with
 reason `wrapup` for `wrapup_seconds`, then made ready again unless they chose otherwise meanwhile.
 
-Redis channels (JSON messages):
-- `hotline:calls`  — call.started, call.ivr, call.queued, call.offered, call.ring_no_answer,
+Redis pub/sub channels (JSON messages), named after `events_prefix` (EVENTS_PREFIX, default `hotline`):
+- `<prefix>:calls`  — call.started, call.ivr, call.queued, call.offered, call.ring_no_answer,
   call.answered, call.agent_done, call.abandoned, call.transferred,
   call.updated, call.ended (see `calls.service.event_payload`)
-- `hotline:agents` — agent.state (see `calls.service.agent_payload`)
+- `<prefix>:agents` — agent.state (see `calls.service.agent_payload`)
 """
 
 from __future__ import annotations
@@ -38,14 +38,13 @@ from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIErro
 from callcenter.ami.protocol import Message
 from callcenter.calls import commands
 from callcenter.calls import service as calls_service
-from callcenter.calls.control import WRAPUP_REASON
+from callcenter.calls.control import PHONE_OFFLINE_REASON, WRAPUP_REASON
 from callcenter.calls.tracker import CallTracker, Change
 from callcenter.db import Database
 from callcenter.stats import rollup
 from callcenter.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-CALLS_CHANNEL, AGENTS_CHANNEL = calls_service.CALLS_CHANNEL, calls_service.AGENTS_CHANNEL
 MAX_BATCH = 500
 ROLLUP_REFRESH_SECONDS = 1.0
 
@@ -128,12 +127,14 @@ class Bridge:
     def __init__(self, *, database: Database, redis: aioredis.Redis, area_code: str, host: str, port: int, username: str,
                  secret: str, short_abandon_seconds: int = 5, ping_interval: float = 5.0, ping_timeout: float = 3.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0, wrapup_seconds: float = 0,
-                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai")):
+                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), events_prefix: str = "hotline"):
         self.database = database
+        self.channels = calls_service.event_channels(events_prefix)
         self.tz = tz  # agents' time is added up per local day
         self.redis = redis
         self.wrapup_seconds = wrapup_seconds
         self.wrapups: dict[str, _WrapUp] = {}  # agent interface → its wrap-up under way
+        self._phone_tasks: dict[str, asyncio.Task] = {}  # agent interface → its phone pause under way
         self.area_code = area_code
         self.tracker = CallTracker(short_abandon_seconds=short_abandon_seconds)
         self.publisher = Publisher(redis)
@@ -237,6 +238,7 @@ class Bridge:
             self.publisher.add(channel, payload, received)
         await self.publisher.flush()
         await self._follow_wrapups([change for change, _ in changes])
+        self._follow_phones([change for change, _ in changes])
 
     def _reconcile(self, snapshot: _Snapshot) -> list[Change]:
         if snapshot.action == "QueueStatus":
@@ -263,8 +265,9 @@ class Bridge:
                                                tz=self.tz)
             session.flush()  # ids for the events
             return [
-                (CALLS_CHANNEL, calls_service.event_payload(kind=c.kind, call=c.call, record=records[c.call.linkedid]), received)
-                if c.call is not None else (AGENTS_CHANNEL, calls_service.agent_payload(c.agent), received)
+                (self.channels.calls, calls_service.event_payload(kind=c.kind, call=c.call, record=records[c.call.linkedid]),
+                 received)
+                if c.call is not None else (self.channels.agents, calls_service.agent_payload(c.agent), received)
                 for c, received in changes
             ]
 
@@ -337,6 +340,37 @@ class Bridge:
                 return commands.Outcome(ok=False, message=f"{step['action']}：{message}", results=results)
         return commands.Outcome(ok=True, results=results)
 
+    # --- phones ------------------------------------------------------------------------------
+
+    def _follow_phones(self, changes: list[Change]) -> None:
+        """An agent in a queue whose phone is gone (a softphone not registered, a closed console,
+        a dead WebSocket, a desk phone unplugged: device state unavailable) is paused with reason
+        `phone_offline`, so consoles and the wallboard do not call them ready; they are made ready
+        again when the phone registers. A pause the agent chose is left alone."""
+        for change in changes:
+            agent = change.agent
+            if change.kind != "agent.state" or not agent.queues:
+                continue
+            offline = agent.status in ("unavailable", "invalid")
+            if offline and not agent.paused:
+                self._spawn_pause(agent.interface, True, PHONE_OFFLINE_REASON)
+            elif not offline and agent.status != "unknown" and agent.paused and agent.pause_reason == PHONE_OFFLINE_REASON:
+                self._spawn_pause(agent.interface, False, None)
+
+    def _spawn_pause(self, interface: str, paused: bool, reason: str | None) -> None:
+        if interface in self._phone_tasks:
+            return  # one under way: the state it brings decides whether another is needed
+
+        async def pause() -> None:
+            try:
+                await self.client.queue_pause(interface, paused, reason=reason)
+            except (AMIError, asyncio.TimeoutError, OSError) as exc:
+                log.warning("could not %s %s (phone %s): %s", "pause" if paused else "unpause", interface,
+                            "offline" if paused else "back", exc or type(exc).__name__)
+        task = asyncio.create_task(pause(), name=f"phone-{interface}")
+        self._phone_tasks[interface] = task
+        task.add_done_callback(lambda _: self._phone_tasks.pop(interface, None))
+
     # --- wrap-up ----------------------------------------------------------------------------
 
     async def _follow_wrapups(self, changes: list[Change]) -> None:
@@ -404,4 +438,5 @@ def from_settings(settings, *, host: str, port: int, username: str, secret: str,
 
     return Bridge(database=database or Database(settings), redis=aioredis.from_url(redis_conn.redis_url(settings)),
                   area_code=settings.city_area_code, host=host, port=port, username=username, secret=secret,
-                  short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds, tz=settings.tz)
+                  short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds, tz=settings.tz,
+                  events_prefix=settings.events_prefix)

@@ -18,6 +18,8 @@ from redis.exceptions import RedisError
 
 from callcenter.errors import Conflict, Unavailable
 
+# Redis lists (not pub/sub): they belong to the Redis database, so unlike the live events'
+# channels (`service.event_channels`) they need no deployment prefix.
 COMMANDS_KEY = "hotline:ami:commands"
 REPLY_PREFIX = "hotline:ami:reply:"
 REPLY_TTL_SECONDS = 60

@@ -2,7 +2,8 @@
 transfer, call back. Each builds the AMI actions and has the bridge run them (`commands.run`).
 
 Dialplan contract (README, "Asterisk dialplan the console uses"):
-- queue member interface `AGENT_INTERFACE` (default `Local/{extension}@agents`);
+- queue member interface `AGENT_INTERFACE` (default `PJSIP/{extension}`), named after the agent,
+  its device state read from the agent's phone (`AGENT_PHONE`) when the interface is a Local channel;
 - a transfer redirects the caller's channel to `TRANSFER_CONTEXT`, exten = agent extension or queue;
 - a callback rings `AGENT_PHONE` first, then dials the number in `OUTBOUND_CONTEXT`, with CC_AGENT
   and ELDER_ID set on the channel (the bridge reads them back from VarSet).
@@ -11,6 +12,7 @@ Dialplan contract (README, "Asterisk dialplan the console uses"):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from callcenter.calls.commands import Outcome, Step, run
 from callcenter.calls.models import CallRecord
@@ -19,6 +21,7 @@ from callcenter.phones import Phone
 
 PAUSE_REASONS = {"break": "小休", "meal": "就餐", "training": "培训", "meeting": "会议"}
 WRAPUP_REASON = "wrapup"
+PHONE_OFFLINE_REASON = "phone_offline"  # set by the bridge while the agent's phone is unregistered
 AGENT_STATES = {"ready": "就绪", "paused": "暂停", "offline": "签出"}
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _EXTENSION = re.compile(r"^\d{2,8}$")
@@ -38,15 +41,23 @@ def agent_queues(settings, queues: list[str] | None) -> list[str]:
     return list(queues) if queues else [settings.queue_name]
 
 
+def state_interface(settings, extension: str) -> str:
+    """Where the queue reads whether the agent is on a call: the member interface itself, or the
+    agent's phone behind a Local channel (whose own state is lost once Asterisk optimises it away)."""
+    interface = agent_interface(settings, extension)
+    return settings.agent_phone.format(extension=extension) if interface.startswith("Local/") else interface
+
+
 def set_agent_state(*, redis, settings, extension: str | None, state: str, reason: str | None = None,
-                    queues: list[str] | None = None, penalty: int = 0) -> Outcome:
+                    queues: list[str] | None = None, penalty: int = 0, name: str | None = None) -> Outcome:
     """ready: join the agent's queues if needed and unpause; paused: the same, paused with a
-    reason; offline: leave the queues."""
+    reason; offline: leave the queues. `name`: the member's name in Asterisk (the wallboard's)."""
     if not extension:
         raise NoExtension()
     interface = agent_interface(settings, extension)
     queues = agent_queues(settings, queues)
-    join = lambda paused: [_join(queue, interface, penalty=penalty, paused=paused) for queue in queues]  # noqa: E731
+    member = _Member(interface, state_interface(settings, extension), name or extension)
+    join = lambda paused: [_join(queue, member, penalty=penalty, paused=paused) for queue in queues]  # noqa: E731
     if state == "ready":
         steps = [*join(False), Step("QueuePause", [("Interface", interface), ("Paused", "false")])]
     elif state == "paused":
@@ -60,9 +71,17 @@ def set_agent_state(*, redis, settings, extension: str | None, state: str, reaso
     return run(redis, steps, timeout=settings.ami_command_timeout)
 
 
-def _join(queue: str, interface: str, *, penalty: int, paused: bool) -> Step:
-    return Step("QueueAdd", [("Queue", queue), ("Interface", interface), ("Penalty", str(penalty)),
-                             ("Paused", "true" if paused else "false")], tolerate=("Already there",))
+@dataclass(frozen=True)
+class _Member:
+    interface: str
+    state_interface: str
+    name: str
+
+
+def _join(queue: str, member: _Member, *, penalty: int, paused: bool) -> Step:
+    return Step("QueueAdd", [("Queue", queue), ("Interface", member.interface), ("Penalty", str(penalty)),
+                             ("Paused", "true" if paused else "false"), ("MemberName", member.name),
+                             ("StateInterface", member.state_interface)], tolerate=("Already there",))
 
 
 def _leave(queue: str, interface: str) -> Step:
@@ -70,7 +89,7 @@ def _leave(queue: str, interface: str) -> Step:
 
 
 def change_membership(*, redis, settings, extension: str | None, live_queues: list[str], paused: bool,
-                      queues: list[str], penalty: int, old_penalty: int) -> Outcome | None:
+                      queues: list[str], penalty: int, old_penalty: int, name: str | None = None) -> Outcome | None:
     """A supervisor changed an agent's queues or penalty: an agent logged into queues now leaves
     the dropped ones, joins the added ones (paused as they are) and takes the new penalty where
     they stay; an agent logged out takes them when next ready (None: nothing to tell Asterisk)."""
@@ -78,8 +97,9 @@ def change_membership(*, redis, settings, extension: str | None, live_queues: li
         return None
     interface = agent_interface(settings, extension)
     queues = agent_queues(settings, queues)
+    member = _Member(interface, state_interface(settings, extension), name or extension)
     steps = [_leave(queue, interface) for queue in live_queues if queue not in queues]
-    steps += [_join(queue, interface, penalty=penalty, paused=paused) for queue in queues if queue not in live_queues]
+    steps += [_join(queue, member, penalty=penalty, paused=paused) for queue in queues if queue not in live_queues]
     if penalty != old_penalty:
         steps += [Step("QueuePenalty", [("Queue", queue), ("Interface", interface), ("Penalty", str(penalty))])
                   for queue in queues if queue in live_queues]

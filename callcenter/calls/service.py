@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import urlparse
 
 from sqlalchemy import func
@@ -28,9 +29,21 @@ from callcenter.phones import try_parse_phone
 from callcenter.stats import rollup
 from callcenter.timeutil import as_utc, day_start_utc, utcnow
 
-# Redis channels the bridge publishes on (README, "Live events").
-CALLS_CHANNEL = "hotline:calls"
-AGENTS_CHANNEL = "hotline:agents"
+
+class EventChannels(NamedTuple):
+    """The Redis pub/sub channels of live events (README, "Live events")."""
+
+    calls: str  # call.* from the bridge, ivr.emergency from the IVR
+    agents: str  # agent.state from the bridge
+
+
+def event_channels(prefix: str) -> EventChannels:
+    """The channels of one deployment (`Settings.events_prefix`). Pub/sub ignores the database
+    number: two deployments sharing one Redis server hear each other's events unless their
+    channel names differ."""
+    return EventChannels(calls=f"{prefix}:calls", agents=f"{prefix}:agents")
+
+
 _EXTENSION = re.compile(r"^(?:Local|PJSIP|SIP|IAX2)/(\d+)")
 COPIED_FIELDS = (
     "direction", "context", "state", "outcome", "caller_number", "caller_name", "queue", "position", "priority", "ivr_route",
@@ -168,7 +181,8 @@ def update_agent(*, session: Session, redis, settings, user_id: int, changes: di
         session.flush()
         control.change_membership(redis=redis, settings=settings, extension=user.sip_extension,
                                   live_queues=list(live.queues) if live else [], paused=bool(live and live.paused),
-                                  queues=user.queues, penalty=user.queue_penalty, old_penalty=old_penalty)
+                                  queues=user.queues, penalty=user.queue_penalty, old_penalty=old_penalty,
+                                  name=user.display_name or user.username)
     return user
 
 

@@ -49,6 +49,8 @@ class Call:
     survey_score: int | None = None
     agent_interface: str | None = None
     agent_name: str | None = None
+    agent_channel: str | None = None  # Uniqueid of the answering agent's leg (AgentConnect's DestUniqueid)
+    connected_at: datetime | None = None  # when this agent's leg was connected (answered_at: the first one)
     rang_interface: str | None = None  # the agent that last let it ring unanswered (who must drop it)
     ring_attempts: int = 0
     transfers: int = 0
@@ -235,9 +237,24 @@ class CallTracker:
             return []
         call.channels.discard(uniqueid)
         self._channel_call.pop(uniqueid, None)
+        changes = self._agent_leg_ended(call, at) if uniqueid == call.agent_channel else []
         if call.channels:
-            return []
+            return changes
         return self._end(call, at)
+
+    def _agent_leg_ended(self, call: Call, at: datetime) -> list[Change]:
+        """The agent's leg hung up while the caller stays (the survey follows): the talk ends now.
+        app_queue reports nothing when that leg is hung up from outside (AMI Hangup, the
+        console's 挂断): its AgentComplete comes when the caller hangs up, after the survey, with
+        the survey counted as talk and Reason caller. The Hangup of the leg is the truth."""
+        if call.state != "talking" or call.agent_done_at is not None:
+            return []
+        call.agent_done_at = at
+        talk = seconds_between(call.connected_at or call.answered_at or at, at)
+        call.talk_seconds = talk if call.talk_seconds is None else call.talk_seconds + talk
+        call.hangup_by, call.outcome, call.state = "agent", "answered", "wrapup"
+        call.agent_channel = None
+        return self._changed("call.agent_done", call)
 
     def _end(self, call: Call, at: datetime, outcome: str | None = None) -> list[Change]:
         call.ended_at = at
@@ -315,6 +332,8 @@ class CallTracker:
         call.state = "talking"
         call.agent_interface = message.get("Interface")
         call.agent_name = message.get("MemberName")
+        call.agent_channel = message.get("DestUniqueid") or None
+        call.connected_at = at
         if call.answered_at is None:
             call.answered_at = at
             call.wait_seconds = _int(message.get("HoldTime"))
@@ -325,6 +344,7 @@ class CallTracker:
         if call is None or call.agent_done_at is not None or not self._first_time(call, message):
             return []
         call.agent_done_at = at
+        call.agent_channel = None
         talk = _int(message.get("TalkTime"))
         call.talk_seconds = talk if call.talk_seconds is None else call.talk_seconds + (talk or 0)  # every leg of a transferred call
         call.hangup_by = message.get("Reason")

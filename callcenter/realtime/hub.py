@@ -1,7 +1,8 @@
 """The realtime hub: Redis pub/sub → websockets, one hub per web process.
 
-Every web process subscribes to the bridge's channels once and fans the events out to its own
-sockets, so an event reaches an agent whichever process holds the agent's socket. Who gets what:
+Every web process subscribes to the bridge's channels (`<events_prefix>:calls` and `:agents`) once
+and fans the events out to its own sockets, so an event reaches an agent whichever process holds
+the agent's socket. Who gets what:
 - a supervisor (or admin): every call and agent event;
 - an agent: events of calls offered to / answered by their extension, their own agent state,
   and the number of callers waiting in each queue (`queue.waiting`).
@@ -25,7 +26,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from callcenter.calls.models import WAITING_STATES
-from callcenter.calls.service import AGENTS_CHANNEL, CALLS_CHANNEL
+from callcenter.calls.service import event_channels
 
 log = logging.getLogger(__name__)
 SEND_QUEUE_LIMIT = 256
@@ -66,8 +67,9 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis_url: str):
+    def __init__(self, redis_url: str, *, events_prefix: str = "hotline"):
         self.redis_url = redis_url
+        self.channels = event_channels(events_prefix)
         self.subscribers: set[Subscriber] = set()
         self.waiting: dict[str, dict[str, str]] = {}  # queue → {call_id: state} of callers waiting
         self._waiting_changed: set[str] = set()  # queues whose count changed since it was last sent
@@ -104,7 +106,7 @@ class Hub:
             client = aioredis.from_url(self.redis_url)
             try:
                 pubsub = client.pubsub()
-                await pubsub.subscribe(CALLS_CHANNEL, AGENTS_CHANNEL)
+                await pubsub.subscribe(*self.channels)
                 delay = 0.5
                 async for message in pubsub.listen():
                     if message.get("type") == "message":

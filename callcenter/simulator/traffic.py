@@ -59,7 +59,8 @@ class Member:
 
     @property
     def interface(self) -> str:
-        return f"Local/{self.extension}@agents"
+        """As the generated queues.conf has agents: their phone's PJSIP endpoint."""
+        return f"PJSIP/{self.extension}"
 
     def member_of(self, queue: str) -> bool:
         return self.in_queue if queue == QUEUE else queue in self.other_queues
@@ -176,6 +177,14 @@ class Simulator(AMIServer):
             self.channels[channel.uniqueid] = channel
             self.emit("Newchannel", channel)
         return pair
+
+    def _phone_leg(self, endpoint: str, context: str, exten: str, linkedid: str | None, number: str, name: str) -> Channel:
+        """A PJSIP channel (`PJSIP/8001-0000000a`), as Asterisk names a call to or from a phone."""
+        uniqueid = self._uniqueid()
+        channel = Channel(f"PJSIP/{endpoint}-{next(self._locals):08x}", uniqueid, linkedid or uniqueid, context, exten, number, name)
+        self.channels[channel.uniqueid] = channel
+        self.emit("Newchannel", channel)
+        return channel
 
     def _hangup(self, channels: list[Channel], cause: int = 16) -> None:
         for channel in channels:
@@ -322,7 +331,7 @@ class Simulator(AMIServer):
 
     async def _ring(self, caller: Caller, member: Member) -> None:
         channel = caller.channels[1]
-        legs = self._local_pair(member.extension, "agents", caller.linkedid, caller.number, caller.name or "")
+        legs = [self._phone_leg(member.extension, "agents", member.extension, caller.linkedid, caller.number, caller.name or "")]
         dest = self._channel_fields(legs[0], prefix="Dest")
         self.emit("AgentCalled", channel, **dict(dest), Queue=QUEUE, Interface=member.interface, MemberName=member.name)
         self._member_status(member)
@@ -389,8 +398,10 @@ class Simulator(AMIServer):
         return True
 
     async def outbound_call(self, *, exten: str, number: str, talk: float, variables: list[str] = ()) -> None:
-        """Originate from an agent's extension to a number (a callback)."""
-        pair = self._local_pair(exten, "agents", None, number, "")
+        """Originate from an agent's extension to a number (a callback): the agent's phone rings
+        first, then the trunk dials the number."""
+        agent = self._phone_leg(exten, "hotline-outbound", exten, None, number, "")
+        pair = [agent, self._phone_leg("trunk", "hotline-outbound", number, agent.linkedid, number, "")]
         self.stats["outbound"] += 1
         for text in variables:
             name, _, value = text.partition("=")

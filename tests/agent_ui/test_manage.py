@@ -77,7 +77,7 @@ def test_queue_membership_and_penalty_reach_asterisk_through_the_bridge(services
                                                                            "queue_penalty": "3"})
     assert changed.status_code == 303, changed.text
     added = [a for a in telephony.actions("QueueAdd") if a.get("Queue") == "emergency"]
-    assert [(a.get("Interface"), a.get("Penalty"), a.get("Paused")) for a in added] == [("Local/8001@agents", "3", "false")]
+    assert [(a.get("Interface"), a.get("Penalty"), a.get("Paused")) for a in added] == [("PJSIP/8001", "3", "false")]
     assert [(a.get("Queue"), a.get("Penalty")) for a in telephony.actions("QueuePenalty")] == [("hotline", "3")]
     assert (member.other_queues, member.penalty) == ({"emergency": 3}, 3)
     wait_for(lambda: sorted(agent_row(services, "8001").queues) == ["emergency", "hotline"], message="bridge did not see the join")

@@ -237,7 +237,7 @@ def test_an_unreachable_sip_server_is_shown_in_chinese(page, settings, services)
     with serving(app) as url:
         agent = agent_with_secret(app, services, "8003", "whatever-secret")
         sign_in_to_console(page, url, agent)
-        expect(page.locator("#phone-mode")).to_have_text(f"软电话注册失败：无法连接 SIP 服务器（{dead}）", timeout=TIMEOUT)
+        expect(page.locator("#phone-mode")).to_have_text(f"软电话注册失败：无法连接 SIP 服务器（{dead}），正在重连…", timeout=TIMEOUT)
 
 
 def test_without_sip_settings_the_console_says_desk_phone(app, services):

@@ -12,8 +12,9 @@ import redis
 import redis.asyncio as aioredis
 from sqlmodel import select
 
-from callcenter.calls.bridge import AGENTS_CHANNEL, CALLS_CHANNEL, Bridge, Publisher
+from callcenter.calls.bridge import Bridge, Publisher
 from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls.service import event_channels
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ElderIn, PhoneIn
 from tests.ami.fake_asterisk import SECRET, USER, FakeAsterisk, channel_row, random_chunks, trace_events
@@ -36,7 +37,7 @@ async def eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
 def make_bridge(settings, services, port: int, **options) -> Bridge:
     defaults = {"ping_interval": 5.0, "ping_timeout": 2.0, "backoff_initial": 0.05, "backoff_max": 0.5}
     return Bridge(database=services.db, redis=aioredis.from_url(settings.redis_url), area_code="0411", host="127.0.0.1",
-                  port=port, username=USER, secret=SECRET, **(defaults | options))
+                  port=port, username=USER, secret=SECRET, events_prefix=settings.events_prefix, **(defaults | options))
 
 
 async def run_replay(settings, services, scripts, *, until, fake_options=None, bridge_options=None, between=None):
@@ -96,7 +97,7 @@ def test_ivr_trace_priority_route_survey_and_chinese_name(settings, services):
     async def listen(fake, bridge):
         client = aioredis.from_url(settings.redis_url)
         pubsub = client.pubsub()
-        await pubsub.subscribe(CALLS_CHANNEL, AGENTS_CHANNEL)
+        await pubsub.subscribe(*event_channels(settings.events_prefix))
 
         async def collect():
             async for message in pubsub.listen():
@@ -280,7 +281,7 @@ def test_events_wait_while_redis_is_down_and_go_out_when_it_returns(settings, se
             client = redis.Redis.from_url(url)
             await eventually(lambda: _ping(client), timeout=10)
             pubsub = client.pubsub()
-            pubsub.subscribe(CALLS_CHANNEL)
+            pubsub.subscribe(event_channels("hotline").calls)  # the bridge's default prefix
             received = []
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and not any(m.get("type") == "call.ended" for m in received):
@@ -316,7 +317,7 @@ def test_every_published_event_is_already_in_the_database(settings, services):
     async def listen(fake, bridge):
         client = aioredis.from_url(settings.redis_url)
         pubsub = client.pubsub()
-        await pubsub.subscribe(CALLS_CHANNEL)
+        await pubsub.subscribe(event_channels(settings.events_prefix).calls)
 
         def state_in_database(call_id):
             with services.db.session_scope() as session:

@@ -14,7 +14,7 @@ from sqlmodel import select
 
 from callcenter.audit.models import AuditLog
 from callcenter.calls import commands
-from callcenter.calls.service import CALLS_CHANNEL
+from callcenter.calls.service import event_channels
 from callcenter.elders.models import ElderPhone
 from tests.calls.test_bridge import add_elder
 from tests.conftest import csrf_headers, login, make_user
@@ -96,7 +96,7 @@ def test_an_offered_call_pops_the_elder_and_takes_notes_hangup_and_wrapup(servic
 def test_another_agent_cannot_read_notes_or_act_on_the_call(app, services, telephony, console):
     published = []
     listener = redis.Redis.from_url(services.settings.redis_url).pubsub()
-    listener.subscribe(CALLS_CHANNEL)
+    listener.subscribe(event_channels(services.settings.events_prefix).calls)
     call = answered_call(services, telephony, console)
     console.put(f"/api/calls/{call.id}/summary", json={"disposition": "complaint", "notes": "投诉送餐迟到"})
     hang_up(console, call)

@@ -30,7 +30,7 @@ def test_simulated_traffic_is_recorded_call_by_call(settings, services):
         bridge.client.username, bridge.client._secret = USER, SECRET
         task = asyncio.create_task(bridge.run())
         await asyncio.wait_for(bridge.client.connected.wait(), 5)
-        await bridge.client.queue_pause("Local/8003@agents", True, queue="hotline", reason="小休")
+        await bridge.client.queue_pause("PJSIP/8003", True, queue="hotline", reason="小休")
         await asyncio.wait_for(sim.run(calls=25), 60)
         await eventually(lambda: sum(c.state == "ended" for c in calls(services).values()) == 25)
         await bridge.wait_idle()
@@ -53,7 +53,7 @@ def test_simulated_traffic_is_recorded_call_by_call(settings, services):
     known = [r for r in rows if r.caller_e164 == "+8613800138000"]
     assert all(r.elder_id == elder_id for r in known)
     with services.db.session_scope() as session:
-        paused = session.get(AgentStatus, "Local/8003@agents")
+        paused = session.get(AgentStatus, "PJSIP/8003")
     assert (paused.state, paused.pause_reason) == ("paused", "小休")
 
 
@@ -69,14 +69,14 @@ def test_actions_get_their_answers(settings, services):
         client = AMIClient("127.0.0.1", port, USER, SECRET, on_event=on_event)
         task = asyncio.create_task(client.run())
         await asyncio.wait_for(client.connected.wait(), 5)
-        paused = await client.queue_pause("Local/8001@agents", True, queue="hotline", reason="会议")
-        added = await client.queue_add("hotline", "Local/8009@agents", member_name="Agent 8009")
+        paused = await client.queue_pause("PJSIP/8001", True, queue="hotline", reason="会议")
+        added = await client.queue_add("hotline", "PJSIP/8009", member_name="Agent 8009")
         with pytest.raises(ActionFailed, match="Already there"):
-            await client.queue_add("hotline", "Local/8009@agents")
+            await client.queue_add("hotline", "PJSIP/8009")
         with pytest.raises(ActionFailed, match="Interface not found"):
-            await client.queue_pause("Local/9999@agents", True)
+            await client.queue_pause("PJSIP/9999", True)
         status = await client.queue_status("hotline")
-        originate = await client.originate(channel="Local/8001@agents", context="outbound", exten="13800138000",
+        originate = await client.originate(channel="PJSIP/8001", context="outbound", exten="13800138000",
                                            variables={"ELDER_ID": "42", "CALL_PURPOSE": "callback"})
         await asyncio.sleep(0.1)
         client.stop()
@@ -88,10 +88,10 @@ def test_actions_get_their_answers(settings, services):
     assert paused.ok and paused.response["Message"] == "Interface paused successfully"
     assert added.response["Message"] == "Added interface to queue"
     members = {e["Location"]: e for e in status.events if e.event == "QueueMember"}
-    assert members["Local/8001@agents"]["Paused"] == "1" and members["Local/8001@agents"]["PausedReason"] == "会议"
-    assert "Local/8009@agents" in members
+    assert members["PJSIP/8001"]["Paused"] == "1" and members["PJSIP/8001"]["PausedReason"] == "会议"
+    assert "PJSIP/8009" in members
     assert originate.response["Message"] == "Originate successfully queued"
     sent = next(m for m in sim.actions_seen if m.get("Action") == "Originate")
     assert sent.getall("Variable") == ["ELDER_ID=42", "CALL_PURPOSE=callback"]
     assert [e.event for e in events if e.event in ("QueueMemberPause", "QueueMemberAdded")] == ["QueueMemberPause", "QueueMemberAdded"]
-    assert any(e.event == "Newchannel" and e.get("Context") == "agents" for e in events)  # the callback's channels
+    assert any(e.event == "Newchannel" and e.get("Channel", "").startswith("PJSIP/8001-") for e in events)  # the callback rings the agent's phone

@@ -28,7 +28,7 @@ def parse_asterisk_config(text: str) -> list[tuple[str, list[tuple[str, str]]]]:
     sections: list[tuple[str, list[tuple[str, str]]]] = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = re.sub(r"(?<!\\);.*$", "", raw).strip()
-        if not line:
+        if not line or re.fullmatch(r"#(try)?include\s+\S+", line):
             continue
         if match := re.fullmatch(r"\[([^\]]+)\](\(.*\))?", line):
             sections.append((match.group(1), []))
@@ -47,17 +47,20 @@ def generated(services, settings, tmp_path, monkeypatch):
     make_user(services, "agent", username="wangfang", display_name="王芳", sip_extension="8001")
     lina = make_user(services, "agent", username="lina", display_name="李娜", sip_extension="8002")
     with services.db.session_scope() as session:
-        auth_service.update_user(session=session, user_id=lina.id, changes={"queues": ["hotline", "emergency"], "queue_penalty": 2})
+        user = auth_service.update_user(session=session, user_id=lina.id, changes={"queues": ["hotline", "emergency"], "queue_penalty": 2})
+        auth_service.set_sip_secret(user=user, secret="lina-sip-secret", sealer=services.sealer)
     result = runner.invoke(app, ["asterisk-config", "--out", str(tmp_path), "--agi-host", "10.0.0.5",
                                  "--ami-permit", "127.0.0.1/255.255.255.255", "--ami-permit", "10.0.0.7/255.255.255.255"])
     assert result.exit_code == 0, result.output
     assert "s3cret-for-tests" not in result.output
-    assert (tmp_path / "manager.conf").stat().st_mode & 0o077 == 0  # the secret: its owner only
+    for name in ("manager.conf", "pjsip.conf"):  # secrets: their owner only
+        assert (tmp_path / name).stat().st_mode & 0o077 == 0
     return {path.name: path.read_text(encoding="utf-8") for path in tmp_path.iterdir()}
 
 
 def test_the_files_parse_and_hold_contexts_queues_and_the_ami_user(generated):
-    assert set(generated) == {"extensions.conf", "queues.conf", "manager.conf", "pjsip.conf"}
+    assert set(generated) == {"extensions.conf", "queues.conf", "manager.conf", "pjsip.conf", "http.conf", "rtp.conf",
+                              "cdr.conf", "modules.conf", "logger.conf"}
     parsed = {name: parse_asterisk_config(text) for name, text in generated.items()}
 
     contexts = dict(parsed["extensions.conf"])
@@ -74,8 +77,11 @@ def test_the_files_parse_and_hold_contexts_queues_and_the_ami_user(generated):
     queues = dict(parsed["queues.conf"])
     assert {"general", "hotline", "emergency"} <= set(queues)
     assert dict(queues["hotline"])["strategy"] == "rrmemory"
-    assert "Local/8001@agents,0,王芳" in generated["queues.conf"].split("[emergency]")[0]
-    assert "Local/8002@agents,2,李娜" in generated["queues.conf"].split("[emergency]")[1]
+    assert "PJSIP/8001,0,王芳" in generated["queues.conf"].split("[emergency]")[0]
+    assert "PJSIP/8002,2,李娜" in generated["queues.conf"].split("[emergency]")[1]
+    for name in ("hotline", "emergency"):
+        options = dict(queues[name])
+        assert (options["setinterfacevar"], options["autofill"], options["ringinuse"]) == ("yes", "yes", "no")
 
     manager = dict(parsed["manager.conf"])
     user = manager["bridge"]
@@ -86,8 +92,17 @@ def test_the_files_parse_and_hold_contexts_queues_and_the_ami_user(generated):
     assert dict(manager["general"])["timestampevents"] == "yes"
     assert dict(manager["general"])["bindaddr"] == "0.0.0.0"  # 10.0.0.7 must reach it; the user's permits limit who
 
-    endpoints = [name for name, lines in parsed["pjsip.conf"] if ("webrtc", "yes") in lines]
-    assert endpoints == ["8001", "8002"]
+    pjsip = parsed["pjsip.conf"]
+    templates = dict(pjsip)
+    assert ("allow", "ulaw,alaw") in templates["agent-phone"] and ("webrtc", "yes") in templates["agent-softphone"]
+    assert ("rtp_timeout", "30") in templates["agent-phone"] and ("qualify_frequency", "15") in templates["agent-contact"]
+    # 李娜 has a SIP secret: the web softphone, with that password; 王芳 a desk phone
+    assert "[8002](agent-softphone)" in generated["pjsip.conf"] and "[8001](agent-phone)" in generated["pjsip.conf"]
+    auths = {name: dict(lines) for name, lines in pjsip if ("type", "auth") in lines}
+    assert auths["8002-auth"]["password"] == "lina-sip-secret" and len(auths["8001-auth"]["password"]) >= 20
+    assert "type = identify" not in generated["pjsip.conf"]  # no TRUNK_HOST: no trunk (nothing to match)
+    http = dict(dict(parse_asterisk_config(generated["http.conf"]))["general"])
+    assert (http["enabled"], http["bindport"]) == ("yes", "8088") and "tlsenable" not in http
 
 
 def event_filter(manager_conf: str):
@@ -151,3 +166,40 @@ def test_placeholder_recordings_are_synthesized(services, settings, monkeypatch,
         with wave.open(str(tmp_path / f"{prompt.file}.wav")) as sound:
             assert (sound.getframerate(), sound.getnchannels(), sound.getsampwidth()) == (8000, 1, 2)
             assert sound.getnframes() / 8000 > 0.5  # seconds of speech
+
+
+def test_settings_change_ports_codecs_tls_and_the_trunk(tmp_path, monkeypatch):
+    """Only settings change the files: AMI_PORT / AMI_BIND, SIP codecs and port, the WebSocket's
+    TLS certificate, the RTP range and the carrier's trunk (matched by its address)."""
+    for name, value in {"AMI_PORT": "15038", "AMI_BIND": "10.0.0.2", "AMI_SECRET": "s3cret", "SIP_CODECS": "alaw",
+                        "SIP_PORT": "5070", "ASTERISK_TLS_CERT": "/etc/asterisk/keys/pbx.pem",
+                        "ASTERISK_TLS_KEY": "/etc/asterisk/keys/pbx.key", "RTP_PORT_START": "30000", "RTP_PORT_END": "30999",
+                        "TRUNK_HOST": "203.0.113.9", "DATA_DIR": str(tmp_path / "data")}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["asterisk-config", "--out", str(tmp_path / "conf")])
+    assert result.exit_code == 0, result.output
+    files = {path.name: path.read_text(encoding="utf-8") for path in (tmp_path / "conf").iterdir()}
+    manager = dict(dict(parse_asterisk_config(files["manager.conf"]))["general"])
+    assert (manager["port"], manager["bindaddr"]) == ("15038", "10.0.0.2")
+    http = dict(dict(parse_asterisk_config(files["http.conf"]))["general"])
+    assert (http["tlsenable"], http["tlsbindaddr"], http["tlscertfile"]) == ("yes", "0.0.0.0:8089", "/etc/asterisk/keys/pbx.pem")
+    assert "protocol = wss" in files["pjsip.conf"] and "bind = 0.0.0.0:5070" in files["pjsip.conf"]
+    assert "allow = alaw\n" in files["pjsip.conf"] and "match = 203.0.113.9" in files["pjsip.conf"]
+    assert "rtpstart = 30000" in files["rtp.conf"] and "rtpend = 30999" in files["rtp.conf"]
+
+
+def test_runs_in_an_empty_folder_without_a_database(tmp_path, monkeypatch):
+    """No database yet (a deployer preparing the PBX first): the settings and the menu file's
+    defaults, no agents, and nothing left behind but the files asked for."""
+    for name in ("DATABASE_URL", "AMI_SECRET", "DATA_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["asterisk-config", "--out", "pbx"])
+    assert result.exit_code == 0, result.output
+    assert "no database" in result.output and "agents: none" in result.output
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pbx"]  # no data/ folder, no database file
+    assert "[hotline]" in (tmp_path / "pbx" / "queues.conf").read_text(encoding="utf-8")
+    assert re.search(r"^secret = \S{20,}$", (tmp_path / "pbx" / "manager.conf").read_text(encoding="utf-8"), re.M)
+    assert "secret" not in result.output.replace("AMI_SECRET", "").replace("a new secret", "")

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from sqlmodel import select
 
 from callcenter.calls.models import CallRecord
-from callcenter.calls.service import CALLS_CHANNEL
+from callcenter.calls.service import event_channels
 from callcenter.db import Database
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ElderIn, PhoneIn
@@ -67,7 +67,7 @@ def run_calls(services, settings, *calls, database=None):
     """Serve the IVR, place the calls one after another (each: dial kwargs), wait for what they
     write; returns (calls as Asterisk saw them, the alerts published on Redis)."""
     listener = redis.Redis.from_url(settings.redis_url).pubsub()
-    listener.subscribe(CALLS_CHANNEL)
+    listener.subscribe(event_channels(settings.events_prefix).calls)
     listener.get_message(timeout=1)
 
     async def main():

@@ -8,25 +8,30 @@ import json
 import os
 import subprocess
 import time
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import redis
 import websockets
 
 from tests.ami.fake_asterisk import trace_events
 from tests.calls.test_bridge import ended, run_replay
-from tests.conftest import PASSWORD, make_user
+from tests.conftest import PASSWORD, claim_redis_db, make_user
 from tests.test_cli import CALLCENTER, free_port
 
 
-@pytest.fixture
-def two_web_processes(settings, services):
+@contextmanager
+def web_processes(settings, *overrides: dict):
+    """`callcenter web` processes on the test settings, one per dict of environment overrides;
+    yields their hosts."""
     env = {k: v for k, v in os.environ.items() if k not in ("AMI_HOST",)}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
             "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir)}
-    ports = [free_port(), free_port()]
-    processes = [subprocess.Popen([CALLCENTER, "web", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.DEVNULL) for port in ports]
+    ports = [free_port() for _ in overrides]
+    processes = [subprocess.Popen([CALLCENTER, "web", "--port", str(port)], env=env | extra, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL) for port, extra in zip(ports, overrides)]
     try:
         for port in ports:
             deadline = time.monotonic() + 30
@@ -43,6 +48,12 @@ def two_web_processes(settings, services):
         for process in processes:
             process.terminate()
             process.wait(10)
+
+
+@pytest.fixture
+def two_web_processes(settings, services):
+    with web_processes(settings, {}, {}) as hosts:
+        yield hosts
 
 
 def session_cookie(host: str, user) -> str:
@@ -201,3 +212,66 @@ def test_waiting_counts_are_coalesced_to_the_latest_per_queue():
     assert json.loads(agent.queue.get_nowait()) == {"type": "queue.waiting", "queue": "hotline", "waiting": 1}
     hub.flush_waiting()
     assert agent.queue.empty()  # unchanged since: nothing more
+
+
+def other_redis_db(url: str) -> str:
+    """The same Redis server as `url`, another database of this run's own."""
+    other = claim_redis_db()
+    assert urlsplit(other).netloc == urlsplit(url).netloc and other != url
+    return other
+
+
+def test_deployments_sharing_a_redis_server_hear_only_their_own_events(settings, services):
+    """Two cities on one Redis server, each on its own database, EVENTS_PREFIX cityA / cityB:
+    pub/sub ignores the database number, so only the prefix keeps a console from popping the
+    other city's calls and an emergency alert from naming the other city's elder. (Both share
+    the test's SQL database: what is under test is Redis.)"""
+    from tests.ivr.fake_agi import LINKEDID as IVR_CALL
+    from tests.ivr.test_scripts import make_elder, open_all_day, record_call, run_calls
+
+    url_b = other_redis_db(settings.redis_url)
+    redis.Redis.from_url(url_b).flushdb()
+    city = {"a": settings.model_copy(update={"events_prefix": "cityA"}),
+            "b": settings.model_copy(update={"events_prefix": "cityB", "redis_url": url_b})}
+    call_of = {"a": "1795363528.0", "b": "1795363538.4"}  # the answered and the abandoned traces
+    boss = make_user(services, "supervisor")
+    open_all_day(services)
+    make_elder(services)
+    record_call(services)  # the IVR call, as the bridge recorded it
+    received = {"a": [], "b": []}
+
+    def has(name: str, kind: str, call_id: str) -> bool:
+        return any(e.get("type") == kind and e.get("call_id") == call_id for e in received[name])
+
+    with web_processes(settings, {"EVENTS_PREFIX": "cityA"}, {"EVENTS_PREFIX": "cityB", "REDIS_URL": url_b}) as hosts:
+        host = dict(zip("ab", hosts))
+        cookies = {name: session_cookie(host[name], boss) for name in host}
+
+        async def scenario():
+            stop = asyncio.Event()
+            ready = {name: asyncio.Event() for name in received}
+            tasks = [asyncio.create_task(collect(host[n], cookies[n], received[n], ready[n], stop)) for n in received]
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in ready.values())), 10)
+            await asyncio.sleep(0.5)  # the hubs' subscriptions are up before the first event
+            for name, trace in (("a", "answered"), ("b", "abandoned")):
+                await run_replay(city[name], services, [trace_events(trace)],
+                                 until=lambda rows, c=call_of[name]: c in rows and rows[c].state == "ended")
+            _, alerts = await asyncio.to_thread(run_calls, services, city["a"], {"keys": ["9"]})  # city A's elder presses 9
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not (
+                    has("a", "call.ended", call_of["a"]) and has("b", "call.ended", call_of["b"])
+                    and has("a", "ivr.emergency", IVR_CALL)):
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.5)  # time for a stray event to arrive
+            stop.set()
+            await asyncio.gather(*tasks)
+            return alerts
+
+        alerts = asyncio.run(scenario())
+
+    call_ids = {name: {e.get("call_id") for e in received[name]} - {None} for name in received}
+    assert has("a", "call.ended", call_of["a"]) and has("b", "call.ended", call_of["b"])
+    assert call_ids["a"] == {call_of["a"], IVR_CALL}  # nothing of city B
+    assert call_ids["b"] == {call_of["b"]}  # nothing of city A: neither its call nor its alert
+    assert [a["call_id"] for a in alerts] == [IVR_CALL]  # published on cityA:calls
+    assert has("a", "ivr.emergency", IVR_CALL) and not any(e.get("type") == "ivr.emergency" for e in received["b"])

@@ -1,0 +1,323 @@
+"""The real-PBX tier's parts: a real Asterisk 22 (`../shared/asterisk`) configured by exactly what
+`callcenter asterisk-config` writes (run as the CLI, files used verbatim) plus test-only caller
+contexts in `extensions_custom.conf` (which the generated dialplan includes), our own processes
+(`callcenter ami`, `callcenter ivr`) started against it, and a small blocking AMI client with
+which tests play the callers (Originate, DTMF, hang-up) and read Asterisk's own view."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from callcenter.ami.protocol import FrameParser, Message, encode_action
+
+REPO = Path(__file__).resolve().parents[2]
+ASTERISK_DIR = Path(os.environ.get("ASTERISK_DIR", REPO.parent / "shared" / "asterisk"))
+RUN_ASTERISK = ASTERISK_DIR / "run-asterisk"
+RUN_CLI = ASTERISK_DIR / "run-asterisk-cli"
+CLI = [sys.executable, "-c", "from callcenter.cli import app; app()"]
+
+# The elder's side of a test call. Originate `Local/s@test-caller` into `from-elders-ivr,12349`:
+# the `;1` half (whose Uniqueid is the call's Linkedid, as a trunk's channel would be) runs the
+# hotline's dialplan; the `;2` half, here, is the elder: once the IVR answers it waits
+# CALLER_DELAY seconds, presses CALLER_KEYS, then makes a sound until it is hung up or the test
+# presses more keys (AMI PlayDTMF on it).
+CALLER_CONTEXT = """; Test-only: the elders' side of calls originated by the real-PBX tests.
+[test-caller]
+exten => s,1,Answer()
+ same => n,Wait(${IF($["${CALLER_DELAY}" = ""]?1:${CALLER_DELAY})})
+ same => n,ExecIf($["${CALLER_KEYS}" != ""]?SendDTMF(${CALLER_KEYS},250))
+ same => n,Playtones(440/300,0/300)
+ same => n,Wait(3600)
+"""
+
+
+def free_tcp_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def missing_runtime_libraries() -> list[str]:
+    """Shared libraries Asterisk or its modules cannot find (scripts/test installs them)."""
+    binaries = [str(ASTERISK_DIR / "sbin" / "asterisk"), *map(str, (ASTERISK_DIR / "modules").glob("*.so"))]
+    env = {**os.environ, "LD_LIBRARY_PATH": str(ASTERISK_DIR / "lib")}
+    output = subprocess.run(["ldd", *binaries], capture_output=True, text=True, env=env).stdout
+    return sorted({line.split("=>")[0].strip() for line in output.splitlines() if "not found" in line})
+
+
+def pbx_environment(*, database_url: str, redis_url: str, secret_key: str, data_dir: Path, events_prefix: str,
+                    ports: dict[str, int], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment our processes and `asterisk-config` run with: one deployment."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("AMI_", "SIP_", "ASTERISK_", "IVR_"))}
+    env.update({
+        "DATABASE_URL": database_url, "REDIS_URL": redis_url, "SECRET_KEY": secret_key, "DATA_DIR": str(data_dir),
+        "EVENTS_PREFIX": events_prefix, "AMI_HOST": "127.0.0.1", "AMI_PORT": str(ports["ami"]), "AMI_USER": "hotline-bridge",
+        "AMI_SECRET": "pbx-tier-secret", "AMI_BIND": "127.0.0.1", "SIP_PORT": str(ports["sip"]),
+        "ASTERISK_HTTP_BIND": "127.0.0.1", "ASTERISK_HTTP_PORT": str(ports["http"]), "IVR_HOST": "127.0.0.1",
+        "IVR_PORT": str(ports["agi"]), "RTP_PORT_START": str(ports["rtp"]), "RTP_PORT_END": str(ports["rtp"] + 198),
+        "SIP_WS_URL": f"ws://127.0.0.1:{ports['http']}/ws", "SIP_DOMAIN": "127.0.0.1", "SIP_RTP_TIMEOUT": "8",
+        "PYTHONUNBUFFERED": "1",
+    })
+    env.update(extra or {})
+    return env
+
+
+def pick_ports() -> dict[str, int]:
+    return {"ami": free_tcp_port(), "sip": free_udp_port(), "http": free_tcp_port(), "agi": free_tcp_port(),
+            "rtp": random.randrange(20000, 60000, 200)}
+
+
+class Asterisk:
+    """One Asterisk, its configuration from `callcenter asterisk-config --out CONF` verbatim."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]):
+        self.workdir, self.env = workdir, env
+        self.conf, self.state = workdir / "conf", workdir / "state"
+        self.process: subprocess.Popen | None = None
+        self.generated: dict[str, str] = {}
+
+    def configure(self) -> str:
+        """Run `callcenter asterisk-config` (what a deployer runs) and add the test callers."""
+        result = subprocess.run([*CLI, "asterisk-config", "--out", str(self.conf)], env=self.env, capture_output=True,
+                                text=True, timeout=60, cwd=self.workdir)
+        assert result.returncode == 0, result.stderr + result.stdout
+        self.generated = {path.name: path.read_text(encoding="utf-8") for path in self.conf.iterdir()}
+        (self.conf / "extensions_custom.conf").write_text(CALLER_CONTEXT, encoding="utf-8")
+        return result.stdout
+
+    def synthesize_prompts(self) -> None:
+        """The IVR's prompts as placeholder recordings, where Asterisk looks for language zh."""
+        target = self.state / "data" / "sounds" / "zh"
+        result = subprocess.run([*CLI, "ivr", "prompts", "--synthesize", str(target)], env=self.env, capture_output=True,
+                                text=True, timeout=120, cwd=self.workdir)
+        assert result.returncode == 0, result.stderr + result.stdout
+
+    def start(self) -> None:
+        self.state.mkdir(parents=True, exist_ok=True)
+        log = open(self.workdir / "asterisk.out", "ab")
+        self.process = subprocess.Popen([str(RUN_ASTERISK), str(self.conf), str(self.state)], stdout=log, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"Asterisk exited: {(self.workdir / 'asterisk.out').read_text(errors='replace')[-2000:]}"
+            if "fully booted" in self.cli("core waitfullybooted", timeout=5):
+                return
+            time.sleep(0.3)
+        raise AssertionError("Asterisk did not boot in 30 s")
+
+    def cli(self, *commands: str, timeout: float = 10) -> str:
+        result = subprocess.run([str(RUN_CLI), str(self.state), *commands], capture_output=True, text=True, timeout=timeout)
+        return result.stdout + result.stderr
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+    def queue_log(self) -> list[list[str]]:
+        """Asterisk's queue_log: time|callid|queue|agent|event|data…"""
+        path = self.state / "log" / "queue_log"
+        return [line.split("|") for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+    def cdr(self) -> list[list[str]]:
+        path = self.state / "log" / "cdr-csv" / "Master.csv"
+        return list(csv.reader(path.open(encoding="utf-8"))) if path.exists() else []
+
+
+class Process:
+    """One of our processes (`callcenter ami`, `callcenter ivr` …) with its output kept."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], workdir: Path):
+        self.name, self.log_path = name, workdir / f"{name}.log"
+        self.process = subprocess.Popen([*CLI, *args], env=env, cwd=workdir, stdout=open(self.log_path, "ab"),
+                                        stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def output(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def wait_for_port(port: int, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise AssertionError(f"nothing listens on {port}")
+
+
+class Ami:
+    """A blocking AMI client for the tests (the callers' side and Asterisk's own view): not the
+    bridge, which is `callcenter ami` in its own process."""
+
+    def __init__(self, port: int, username: str, secret: str):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.parser = FrameParser()
+        self.events: list[Message] = []
+        self._serial = 0
+        response = self.action("Login", Username=username, Secret=secret, Events="off")
+        assert response.get("Response") == "Success", response
+
+    def _read(self) -> list[Message]:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("AMI closed")
+        return [m for m in self.parser.feed(data) if isinstance(m, Message)]
+
+    def action(self, name: str, *pairs: tuple[str, str], **fields: str) -> Message:
+        """Send an action, return its response (events of an event list land in self.events)."""
+        self._serial += 1
+        action_id = f"t{self._serial}"
+        self.sock.sendall(encode_action(name, [("ActionID", action_id), *fields.items(), *pairs]))
+        while True:
+            for index, message in enumerate(self.events):
+                if message.action_id == action_id and message.response:
+                    return self.events.pop(index)
+            self.events.extend(self._read())
+
+    def originate_caller(self, *, call_id: str, number: str, name: str = "", keys: str = "", delay: float = 1,
+                         context: str = "from-elders-ivr") -> Message:
+        """An elder dials 12349 now. `call_id` is the Uniqueid of the hotline's side of the call,
+        so the call's Linkedid; the elder's side is `<call_id>.elder`."""
+        return self.action("Originate", ("Variable", f"CALLER_KEYS={keys}"), ("Variable", f"CALLER_DELAY={delay}"),
+                           Channel="Local/s@test-caller", Context=context, Exten="12349", Priority="1",
+                           CallerID=f'"{name}" <{number}>' if name else number, Async="true", Timeout="30000",
+                           ChannelId=call_id, OtherChannelId=f"{call_id}.elder")
+
+    def press(self, call_id: str, digit: str) -> Message:
+        """The elder presses a key."""
+        return self.action("PlayDTMF", Channel=self.channel_of(f"{call_id}.elder"), Digit=digit, Duration="250")
+
+    def hang_up_caller(self, call_id: str) -> Message:
+        """The elder hangs up."""
+        return self.action("Hangup", Channel=self.channel_of(f"{call_id}.elder"))
+
+    def channel_of(self, uniqueid: str) -> str:
+        """The channel name of a Uniqueid (CoreShowChannels)."""
+        for channel in self.channels():
+            if channel.get("Uniqueid") == uniqueid:
+                return channel["Channel"]
+        raise AssertionError(f"no channel {uniqueid}")
+
+    def channels(self) -> list[Message]:
+        self.events.clear()
+        response = self.action("CoreShowChannels")
+        assert response.get("Response") == "Success", response
+        while not any(m.event == "CoreShowChannelsComplete" for m in self.events):
+            self.events.extend(self._read())
+        listed = [m for m in self.events if m.event == "CoreShowChannel" and m.action_id == response.action_id]
+        self.events.clear()
+        return listed
+
+    def close(self) -> None:
+        try:
+            self.action("Logoff")
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+class TcpProxy:
+    """A loopback TCP proxy the tests own, between the softphones and Asterisk's WebSocket:
+    `cut()` closes every connection (a network blip), `blackhole()` keeps them open but passes
+    nothing either way (a half-open connection: a NAT or proxy that forgot it), `heal()` goes
+    back to passing traffic."""
+
+    def __init__(self, target_port: int):
+        self.target_port = target_port
+        self.mode = "pass"  # pass | blackhole
+        self.connections: list[tuple[socket.socket, socket.socket]] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self.connections.append((client, upstream))
+            for source, sink in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                if self.mode == "pass":
+                    sink.sendall(data)
+        except OSError:
+            pass
+        for sock in (source, sink):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def cut(self) -> None:
+        with self._lock:
+            connections, self.connections = self.connections, []
+        for pair in connections:
+            for sock in pair:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                sock.close()
+
+    def blackhole(self) -> None:
+        self.mode = "blackhole"
+
+    def heal(self) -> None:
+        """Pass traffic again; connections black-holed meanwhile are dropped (their data is lost)."""
+        if self.mode == "blackhole":
+            self.cut()
+        self.mode = "pass"
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()

@@ -1,0 +1,183 @@
+"""The main call flow on a real Asterisk 22 with the generated configuration used verbatim:
+elders dial 12349 (Local channels that press keys on cue), agents answer in the console's web
+softphone (JsSIP in Chromium, fake microphone), and what we record is checked against
+Asterisk's own queue_log, CDR and `queue show`."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.pbx.conftest import TIMEOUT
+from tests.telephony import wait_for
+
+pytestmark = pytest.mark.realpbx
+
+
+def ended(pbx, call_id: str, **expected):
+    """Wait for the call to be recorded as ended (with `expected` fields); returns its row."""
+    def check():
+        row = pbx.call(call_id)
+        return row if row and row["state"] == "ended" and all(row.get(k) == v for k, v in expected.items()) else None
+    return wait_for(check, 20, f"call {call_id} not recorded as {expected}: {pbx.call(call_id)}\n{pbx.diagnostics()}")
+
+
+def test_answered_call_rated_after_the_agent_hangs_up(pbx, consoles):
+    """#1 (setinterfacevar): the caller still on the line after the agent's 挂断 is asked to rate
+    the call, not queued again; #9: the member's name is the agent's; #2: the softphone answers
+    (ulaw/alaw: no Opus in a stock Asterisk) and audio flows both ways."""
+    console = consoles("8001")
+    console.ready()
+    wait_for(lambda: "王芳 (PJSIP/8001)" in pbx.queue_show(), 10, f"agent not in the queue by name: {pbx.queue_show()}")
+
+    call_id = pbx.call_id()
+    pbx.ami.originate_caller(call_id=call_id, number="13800138000", keys="1", delay=1)
+    console.answer()
+    expect(console.page.locator("#call-caller")).to_contain_text("138", timeout=TIMEOUT)
+    wait_for(lambda: min(console.audio_packets().values()) > 20, 10, f"no audio both ways: {console.audio_packets()}")
+
+    console.page.click("#btn-hangup")
+    wait_for(lambda: not pbx.agent_channels("8001"), 10, "挂断 left the agent's channel up")
+    wait_for(lambda: pbx.in_script(call_id, "survey"), 10, f"no survey after the agent hung up\n{pbx.diagnostics()}")
+    time.sleep(1.0)  # the survey prompt starts
+    pbx.ami.press(call_id, "5")
+    row = ended(pbx, call_id, survey_score=5)
+    assert (row["outcome"], row["agent"], row["ivr_route"], row["hangup_by"]) == ("answered", "8001", "meal", "agent")
+    events = [r[4] for r in pbx.queue_events(call_id)]
+    assert events.count("ENTERQUEUE") == 1, events  # not queued again after the agent hung up
+    assert "CONNECT" in events and "COMPLETEAGENT" in events, events
+
+
+def test_hangup_from_the_server_ends_the_agent_leg_and_the_talk(pbx, consoles):
+    """#3: 挂断 for a desk phone (AMI Hangup of the agent's leg) ends the call in Asterisk; the talk
+    ends then (app_queue only reports it when the caller hangs up, survey included), the agent
+    goes into wrap-up at once, and the caller still gets the survey."""
+    console = consoles("8002")
+    console.ready()
+    call_id = pbx.call_id()
+    pbx.ami.originate_caller(call_id=call_id, number="13900139000", keys="0", delay=1)
+    console.answer()
+    time.sleep(3)
+    row = pbx.talking(call_id)
+    with pbx.api("lina") as client:
+        response = client.post(f"/api/calls/{row['id']}/hangup")
+        assert response.status_code == 200, response.text
+        wait_for(lambda: not pbx.agent_channels("8002"), 10, "the agent's leg is still up")
+        talking = wait_for(lambda: (r := pbx.call(call_id)) and r["state"] == "wrapup" and r, 10,
+                           f"the agent's end was not recorded while the caller is in the survey: {pbx.call(call_id)}")
+        assert talking["hangup_by"] == "agent" and 2 <= talking["talk_seconds"] <= 6, talking
+        wait_for(lambda: pbx.in_script(call_id, "survey"), 10, "no survey after the agent's leg was hung up")
+        time.sleep(4)  # the caller listens to the survey, then hangs up without rating
+        pbx.ami.hang_up_caller(call_id)
+        row = ended(pbx, call_id)
+        assert row["talk_seconds"] == talking["talk_seconds"] and row["survey_score"] is None  # the survey is not talk
+        again = client.post(f"/api/calls/{row['id']}/hangup")
+        assert again.status_code == 409 and "已结束" in again.json()["detail"]
+    agent_leg = [r for r in pbx.asterisk.cdr() if r[6].startswith("PJSIP/8002-") or r[5].startswith("PJSIP/8002-")]
+    assert agent_leg, pbx.asterisk.cdr()
+
+
+def test_abandoned_in_the_queue(pbx, consoles):
+    """Nobody ready: the caller waits and hangs up: abandoned with Asterisk's wait."""
+    call_id = pbx.call_id()
+    pbx.ami.originate_caller(call_id=call_id, number="13700137000", keys="0", delay=1)
+    wait_for(lambda: pbx.in_queue(call_id), 15, f"caller not in the queue\n{pbx.diagnostics()}")
+    time.sleep(6.5)
+    pbx.ami.hang_up_caller(call_id)
+    row = ended(pbx, call_id)
+    abandon = [r for r in pbx.queue_events(call_id) if r[4] == "ABANDON"]
+    assert abandon, pbx.queue_events(call_id)
+    assert row["outcome"] == "abandoned" and row["wait_seconds"] == int(abandon[0][7]), (row, abandon)
+
+
+def test_an_emergency_caller_jumps_the_queue(pbx, consoles):
+    """Key 9 gives priority 10: the emergency caller, who came second, is answered first."""
+    first, emergency = pbx.call_id(), pbx.call_id()
+    pbx.ami.originate_caller(call_id=first, number="13600136000", keys="0", delay=1)
+    wait_for(lambda: pbx.in_queue(first), 15, "first caller not queued")
+    pbx.ami.originate_caller(call_id=emergency, number="13500135000", keys="9", delay=1)
+    wait_for(lambda: pbx.in_queue(emergency), 15, "emergency caller not queued")
+    assert "wait:" in pbx.queue_show()
+    console = consoles("8001")
+    console.ready()
+    console.answer()
+    expect(console.page.locator("#call-caller")).to_contain_text("135", timeout=TIMEOUT)
+    connects = [r[1] for r in pbx.asterisk.queue_log() if len(r) > 4 and r[4] == "CONNECT" and r[1] in (first, emergency)]
+    assert connects[:1] == [emergency], connects
+    row = pbx.talking(emergency)
+    assert row["priority"] == 10 and row["ivr_route"] == "emergency"
+
+
+def test_free_agents_are_all_offered_callers_and_a_busy_agent_is_not(pbx, consoles):
+    """#4 autofill: two ready agents take two waiting callers at once; ringinuse = no: an agent
+    on a call is not rung for the third caller, who waits."""
+    callers = [pbx.call_id() for _ in range(3)]
+    for call_id, number in zip(callers[:2], ("13100131000", "13200132000")):
+        pbx.ami.originate_caller(call_id=call_id, number=number, keys="0", delay=1)
+    for call_id in callers[:2]:
+        wait_for(lambda c=call_id: pbx.in_queue(c), 15, "callers not queued")
+    wang, li = consoles("8001"), consoles("8002")
+    wang.ready()
+    li.ready()
+    started = time.monotonic()
+    wang.answer()
+    li.answer()
+    assert time.monotonic() - started < 15  # both rung together, not one after the other
+    pbx.ami.originate_caller(call_id=callers[2], number="13300133000", keys="0", delay=1)
+    wait_for(lambda: pbx.in_queue(callers[2]), 15, "third caller not queued")
+    time.sleep(5)
+    assert pbx.in_queue(callers[2])  # still waiting: nobody free
+    rung = [r for r in pbx.queue_events(callers[2]) if r[4] == "RINGNOANSWER"]
+    assert not rung, rung
+    assert pbx.queue_show().count("(in call)") == 2, pbx.queue_show()  # both busy, neither rung again
+
+
+def test_pause_ready_and_sign_out_reach_the_queue(pbx, consoles):
+    console = consoles("8001")
+    console.ready()
+    wait_for(lambda: "王芳 (PJSIP/8001)" in pbx.queue_show(), 10, pbx.queue_show())
+    console.page.select_option("#pause-reason", "meal")
+    console.page.click("#btn-pause")
+    wait_for(lambda: "(paused:meal" in pbx.queue_show(), 10, f"not paused in Asterisk: {pbx.queue_show()}")
+    console.ready()
+    wait_for(lambda: "paused" not in pbx.queue_show() and "王芳" in pbx.queue_show(), 10, pbx.queue_show())
+    console.page.click("#btn-offline")
+    wait_for(lambda: "王芳" not in pbx.queue_show(), 10, f"still a member after 签出: {pbx.queue_show()}")
+
+
+def test_transfer_to_an_agent_and_to_a_queue(pbx, consoles):
+    """转接 redirects the caller: to an extension, that agent's softphone rings and talks with the
+    caller, who is asked to rate the call afterwards; to a queue, the next free agent's console
+    pops the caller."""
+    wang, li = consoles("8001"), consoles("8002")
+    wang.ready()
+    call_id = pbx.call_id()
+    pbx.ami.originate_caller(call_id=call_id, number="13800138000", keys="0", delay=1)
+    wang.answer()
+    row = pbx.talking(call_id)
+    with pbx.api("wangfang") as client:
+        response = client.post(f"/api/calls/{row['id']}/transfer", json={"target": "8002"})
+        assert response.status_code == 200, response.text
+    li.answer()
+    wait_for(lambda: pbx.agent_channels("8002") and not pbx.agent_channels("8001"), 10, "not with 李娜 now")
+    wait_for(lambda: min(li.audio_packets().values()) > 20, 10, f"no audio with 李娜: {li.audio_packets()}")
+    li.page.click("#sp-hangup")
+    wait_for(lambda: pbx.in_script(call_id, "survey"), 10, f"no survey after the transfer\n{pbx.diagnostics()}")
+    pbx.ami.hang_up_caller(call_id)
+
+    wait_for(lambda: "(paused" not in pbx.member_line("王芳"), 15, pbx.queue_show())
+    second = pbx.call_id()
+    pbx.ami.originate_caller(call_id=second, number="13900139000", keys="0", delay=1)
+    wang.answer()
+    row = pbx.talking(second)
+    li.ready()
+    with pbx.api("wangfang") as client:
+        response = client.post(f"/api/calls/{row['id']}/transfer", json={"target": "hotline"})
+        assert response.status_code == 200, response.text
+    li.answer()
+    expect(li.page.locator("#call-caller")).to_contain_text("139", timeout=TIMEOUT)
+    moved = pbx.talking(second, agent="8002")
+    assert moved["wait_seconds"] == row["wait_seconds"]  # the caller's first wait stays the call's wait
+    assert [r[4] for r in pbx.queue_events(second)].count("CONNECT") == 2
