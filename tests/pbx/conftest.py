@@ -22,13 +22,14 @@ from callcenter.models import metadata
 from tests.browser import CHROMIUM, CHROMIUM_FLAGS, serving, sign_in
 from tests.conftest import PASSWORD, REFERENCE_TABLES, TEST_REDIS_URL
 from tests.pbx.harness import (Ami, Asterisk, Process, TcpProxy, missing_runtime_libraries, pbx_environment, pick_ports,
-                               wait_for_port)
+                               self_signed_certificate, wait_for_port)
 from tests.telephony import wait_for
 
 pytestmark = pytest.mark.realpbx
 TIMEOUT = 20_000
 SECRET_KEY = "pbx-tier-secret-key-not-for-production"
 AGENTS = (("8001", "wangfang", "王芳"), ("8002", "lina", "李娜"))
+TRUNK_ADDRESS = "127.0.0.2"  # the carrier, on a loopback address of its own (agents come from 127.0.0.1)
 # Fake microphone and camera, no permission prompt; Chromium 156 refuses ws://127.0.0.1 from a
 # page without the last flag (Asterisk README).
 MEDIA_FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
@@ -148,6 +149,9 @@ def pbx(database_url, tmp_path_factory):
     env = pbx_environment(database_url=database_url, redis_url=TEST_REDIS_URL, secret_key=SECRET_KEY,
                           data_dir=workdir / "data", events_prefix=prefix, ports=ports,
                           extra={"IVR_MENU_FILE": str(_menu_file(workdir)), "WRAPUP_SECONDS": "2"})
+    cert, key = self_signed_certificate(workdir)
+    env.update({"ASTERISK_TLS_CERT": str(cert), "ASTERISK_TLS_KEY": str(key), "ASTERISK_TLS_PORT": str(ports["tls"]),
+                "TRUNK_HOST": TRUNK_ADDRESS})
     ws_proxy = TcpProxy(ports["http"])
     env["SIP_WS_URL"] = f"ws://127.0.0.1:{ws_proxy.port}/ws"
     settings = Settings(_env_file=None, **{key.lower(): value for key, value in env.items()

@@ -79,8 +79,8 @@ def pbx_environment(*, database_url: str, redis_url: str, secret_key: str, data_
 
 
 def pick_ports() -> dict[str, int]:
-    return {"ami": free_tcp_port(), "sip": free_udp_port(), "http": free_tcp_port(), "agi": free_tcp_port(),
-            "rtp": random.randrange(20000, 60000, 200)}
+    return {"ami": free_tcp_port(), "sip": free_udp_port(), "http": free_tcp_port(), "tls": free_tcp_port(),
+            "agi": free_tcp_port(), "rtp": random.randrange(20000, 60000, 200)}
 
 
 class Asterisk:
@@ -321,3 +321,92 @@ class TcpProxy:
     def close(self) -> None:
         self.listener.close()
         self.cut()
+
+
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A throw-away certificate for Asterisk's WSS (ASTERISK_TLS_CERT / ASTERISK_TLS_KEY)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+                   .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(hours=1))
+                   .not_valid_after(now + datetime.timedelta(days=2)).sign(key, hashes.SHA256()))
+    cert_path, key_path = folder / "pbx-cert.pem", folder / "pbx-key.pem"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL,
+                                           serialization.NoEncryption()))
+    return cert_path, key_path
+
+
+class SipTrunk:
+    """The carrier's side of the trunk, as far as a test needs it: a UDP SIP peer on its own
+    loopback address that sends an INVITE for 12349 (with an audio offer), ACKs the answer and
+    hangs up with BYE."""
+
+    def __init__(self, address: str, pbx_port: int):
+        self.address, self.pbx_port = address, pbx_port
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((address, 0))
+        self.sock.settimeout(10)
+        self.port = self.sock.getsockname()[1]
+        self.call_id = f"{random.getrandbits(64):x}@{address}"
+        self.tag = f"{random.getrandbits(32):x}"
+        self.to = ""
+        self.cseq = 0
+
+    def _send(self, method: str, body: str = "", *, extra: str = "") -> None:
+        self.cseq += 1 if method != "ACK" else 0
+        branch = f"z9hG4bK{random.getrandbits(48):x}"
+        headers = [f"{method} sip:12349@127.0.0.1:{self.pbx_port} SIP/2.0",
+                   f"Via: SIP/2.0/UDP {self.address}:{self.port};branch={branch};rport", "Max-Forwards: 70",
+                   f'From: "Elder" <sip:{self.number}@{self.address}>;tag={self.tag}', f"To: {self.to or '<sip:12349@127.0.0.1>'}",
+                   f"Call-ID: {self.call_id}", f"CSeq: {self.cseq} {method}", f"Contact: <sip:{self.number}@{self.address}:{self.port}>"]
+        if extra:
+            headers.append(extra)
+        headers.append(f"Content-Length: {len(body.encode())}")
+        self.sock.sendto(("\r\n".join(headers) + "\r\n\r\n" + body).encode(), ("127.0.0.1", self.pbx_port))
+
+    def call(self, number: str) -> str:
+        """INVITE and wait for the final answer; returns its status line (ACKed when 2xx)."""
+        self.number = number
+        sdp = "\r\n".join(["v=0", f"o=- 1 1 IN IP4 {self.address}", "s=trunk", f"c=IN IP4 {self.address}", "t=0 0",
+                           f"m=audio {self.port + 2} RTP/AVP 0 8 101", "a=rtpmap:0 PCMU/8000", "a=rtpmap:8 PCMA/8000",
+                           "a=rtpmap:101 telephone-event/8000", "a=sendrecv", ""])
+        self._send("INVITE", sdp, extra="Content-Type: application/sdp")
+        while True:
+            data, _ = self.sock.recvfrom(65536)
+            text = data.decode(errors="replace")
+            status = text.split("\r\n", 1)[0]
+            if not status.startswith("SIP/2.0 ") or " INVITE" not in _header(text, "CSeq"):
+                continue
+            code = int(status.split()[1])
+            if code < 200:
+                continue
+            self.to = _header(text, "To")
+            self._send("ACK")
+            return status
+
+    def hang_up(self) -> str:
+        self._send("BYE")
+        while True:
+            text = self.sock.recvfrom(65536)[0].decode(errors="replace")
+            if text.startswith("SIP/2.0 ") and " BYE" in _header(text, "CSeq"):
+                return text.split("\r\n", 1)[0]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _header(message: str, name: str) -> str:
+    for line in message.split("\r\n"):
+        key, _, value = line.partition(":")
+        if key.strip().lower() == name.lower():
+            return value.strip()
+    return ""
