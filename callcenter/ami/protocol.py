@@ -130,10 +130,7 @@ class FrameParser:
 
 def parse_message(chunk: bytes) -> Message | BadFrame:
     """One message (without its terminating empty line) from bytes."""
-    try:
-        text = chunk.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return BadFrame(f"not UTF-8 at byte {exc.start}", len(chunk), _preview(chunk))
+    text = decode(chunk)
     fields = [line.split(": ", 1) for line in text.split("\r\n")]
     if min(map(len, fields)) < 2:  # rare: `Key:` with nothing after it, or no colon at all
         lines = text.split("\r\n")
@@ -142,6 +139,20 @@ def parse_message(chunk: bytes) -> Message | BadFrame:
         if bad is not None:
             return BadFrame("line without 'Key: value'", len(chunk), _preview(bad.encode("utf-8", "replace")))
     return Message(fields, text)
+
+
+def decode(chunk: bytes) -> str:
+    """UTF-8, as Asterisk sends; a caller name from an old trunk in GBK (GB 18030 covers it) is
+    read as such; anything else gets replacement characters. Never a dropped event: a Hangup
+    whose caller name is not UTF-8 is still a hang-up."""
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    try:
+        return chunk.decode("gb18030")
+    except UnicodeDecodeError:
+        return chunk.decode("utf-8", "replace")
 
 
 def _slow_field(line: str) -> list[str] | None:

@@ -59,8 +59,19 @@ def test_bad_frames_are_reported_and_the_next_message_survives():
     for i in range(0, len(data), 512):
         out += parser.feed(data[i:i + 512])
     reasons = [m.reason for m in out if isinstance(m, BadFrame)]
-    assert reasons == ["line without 'Key: value'", "not UTF-8 at byte 0", "message longer than 1000 bytes"]
+    assert reasons == ["line without 'Key: value'", "line without 'Key: value'", "message longer than 1000 bytes"]
     assert [m.event for m in out if isinstance(m, Message)] == ["Hangup"]
+
+
+def test_an_event_that_is_not_utf8_is_decoded_not_dropped():
+    """A GBK caller name from an old trunk: the hang-up it carries must not be lost."""
+    parser = FrameParser()
+    parser._expect_banner = False
+    gbk = "Event: Hangup\r\nUniqueid: 1.2\r\nCallerIDName: 张大爷\r\n\r\n".encode("gbk")
+    broken = b"Event: Hangup\r\nUniqueid: 1.3\r\nCallerIDName: \xff\xff\xff\r\n\r\n"
+    first, second = parser.feed(gbk + broken)
+    assert (first.event, first["Uniqueid"], first["CallerIDName"]) == ("Hangup", "1.2", "张大爷")
+    assert (second.event, second["Uniqueid"]) == ("Hangup", "1.3") and "\ufffd" in second["CallerIDName"]
 
 
 def test_actions_encode_repeated_keys_and_refuse_line_breaks():
