@@ -46,6 +46,8 @@ from callcenter.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
+HELD_RETRY_SECONDS = 1.0
+MAX_HELD_CHANGES = 50_000  # changes kept through a database outage before compacting them
 ROLLUP_REFRESH_SECONDS = 1.0
 
 
@@ -140,6 +142,8 @@ class Bridge:
         self.publisher = Publisher(redis)
         self.stats = BridgeStats()
         self.work: asyncio.Queue = asyncio.Queue()
+        self.held: list[tuple[Change, float | None]] = []  # changes a database outage kept back, in order
+        self.failures_in_a_row = 0
         self.idle = asyncio.Event()
         self.rollups_pending = True  # marks may be left from before a restart
         self.disconnected_at: datetime | None = None
@@ -198,8 +202,14 @@ class Bridge:
 
     async def _process(self) -> None:
         while True:
-            item = await self.work.get()
+            try:  # with changes held back by a database outage, retry them every second
+                item = await asyncio.wait_for(self.work.get(), HELD_RETRY_SECONDS) if self.held else await self.work.get()
+            except asyncio.TimeoutError:
+                await self._handle([])
+                continue
             if item is None:
+                if self.held:
+                    await self._handle([])  # one last try before stopping
                 return
             batch = [item]
             while len(batch) < MAX_BATCH and not self.work.empty():
@@ -221,24 +231,49 @@ class Bridge:
             message, at, received = item
             self.stats.events += 1
             changes += [(change, received) for change in self.tracker.apply(message, at)]
+        changes, self.held = self.held + changes, []
         if not changes:
             return
         self.stats.batches += 1
         self.stats.changes += len(changes)
         try:
             payloads = await asyncio.to_thread(self._persist, changes)
-        except Exception:
-            # The database is the record: without it we publish nothing rather than events
-            # nobody can look up. The tracker keeps the state; the next change rewrites the row.
+        except Exception as exc:
+            # The database is the record: without it we publish nothing rather than events nobody
+            # can look up, and keep the changes, in order, to write them first once it is back (a
+            # call that ended meanwhile would otherwise stay open forever).
             self.stats.errors += 1
-            log.exception("could not record %d call changes", len(changes))
+            self.failures_in_a_row += 1
+            self.held = self._bounded(changes)
+            if self.failures_in_a_row == 1 or self.failures_in_a_row % 30 == 0:
+                log.error("could not record %d call changes (%s): kept, retried every %.0f s", len(self.held),
+                          type(exc).__name__, HELD_RETRY_SECONDS, exc_info=self.failures_in_a_row == 1)
             return
+        if self.failures_in_a_row:
+            log.info("the database is back: recorded the %d call changes kept", len(changes))
+            self.failures_in_a_row = 0
         self.rollups_pending = True
         for channel, payload, received in payloads:
             self.publisher.add(channel, payload, received)
         await self.publisher.flush()
         await self._follow_wrapups([change for change, _ in changes])
         self._follow_phones([change for change, _ in changes])
+
+    @staticmethod
+    def _bounded(changes: list[tuple[Change, float | None]]) -> list[tuple[Change, float | None]]:
+        """At most MAX_HELD_CHANGES kept through an outage: past that, each call's and agent's last
+        change only (what the database needs: every row is written from its latest state; the
+        live events in between are dropped, consoles resnapshot)."""
+        if len(changes) <= MAX_HELD_CHANGES:
+            return changes
+        last: dict[tuple[str, str], tuple[Change, float | None]] = {}
+        for change, received in changes:
+            key = ("call", change.call.linkedid) if change.call is not None else ("agent", change.agent.interface)
+            last.pop(key, None)
+            last[key] = (change, received)
+        log.warning("%d call changes held back by the database outage: compacted to the last state of %d calls and agents",
+                    len(changes), len(last))
+        return list(last.values())
 
     def _reconcile(self, snapshot: _Snapshot) -> list[Change]:
         if snapshot.action == "QueueStatus":

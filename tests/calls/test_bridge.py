@@ -10,14 +10,18 @@ import time
 import pytest
 import redis
 import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from callcenter.calls.bridge import Bridge, Publisher
 from callcenter.calls.models import AgentStatus, CallRecord
 from callcenter.calls.service import event_channels
 from callcenter.elders import service as elders_service
+from callcenter.db import Database
 from callcenter.elders.schemas import ElderIn, PhoneIn
 from tests.ami.fake_asterisk import SECRET, USER, FakeAsterisk, channel_row, random_chunks, trace_events
+from tests.conftest import BACKEND
+from tests.faults import TcpProxy
 
 
 def calls(services) -> dict[str, CallRecord]:
@@ -35,8 +39,8 @@ async def eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 def make_bridge(settings, services, port: int, **options) -> Bridge:
-    defaults = {"ping_interval": 5.0, "ping_timeout": 2.0, "backoff_initial": 0.05, "backoff_max": 0.5}
-    return Bridge(database=services.db, redis=aioredis.from_url(settings.redis_url), area_code="0411", host="127.0.0.1",
+    defaults = {"ping_interval": 5.0, "ping_timeout": 2.0, "backoff_initial": 0.05, "backoff_max": 0.5, "database": services.db}
+    return Bridge(redis=aioredis.from_url(settings.redis_url), area_code="0411", host="127.0.0.1",
                   port=port, username=USER, secret=SECRET, events_prefix=settings.events_prefix, **(defaults | options))
 
 
@@ -360,3 +364,33 @@ def test_concurrent_flushes_publish_each_event_once_in_order(settings, services)
     results, received, published = asyncio.run(scenario())
     assert results == [True, True, True] and published == 3000
     assert received == list(range(3000))
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="the outage is a cut connection to PostgreSQL (SQLite is a file)")
+def test_calls_that_end_during_a_database_outage_are_recorded_when_it_returns(settings, services):
+    """The database goes away just as calls come and end: the bridge keeps the changes, in order,
+    retries, and records every call as it ended once the database is back (it used to drop the
+    batch: those calls stayed open forever)."""
+    url = make_url(settings.database_url)
+    proxy = TcpProxy(url.port or 5432)
+    database = Database(settings.model_copy(update={"database_url": url.set(port=proxy.port).render_as_string(hide_password=False)}))
+
+    async def outage(fake, bridge):
+        await asyncio.wait_for(bridge.client.connected.wait(), 5)
+        proxy.reject()  # before the first event arrives (the fake waits 50 ms after the login)
+        await asyncio.wait_for(fake.script_done.wait(), 5)
+        await eventually(lambda: bridge.stats.errors >= 3 and bridge.held, 10)  # retried, still held
+        proxy.heal()
+
+    try:
+        bridge, _ = asyncio.run(run_replay(settings, services, [trace_events("answered") + trace_events("abandoned")],
+                                           until=lambda rows: ended(rows, 2), between=outage,
+                                           bridge_options={"database": database}))
+    finally:
+        proxy.close()
+        database.engine.dispose()
+    rows = calls(services)
+    answered, abandoned = rows["1795363528.0"], rows["1795363538.4"]
+    assert (answered.outcome, answered.talk_seconds, answered.agent_extension) == ("answered", 5, "8001")
+    assert (abandoned.outcome, abandoned.wait_seconds) == ("short_abandon", 4)
+    assert not bridge.held

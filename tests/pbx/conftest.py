@@ -21,7 +21,8 @@ from callcenter.main import create_app
 from callcenter.models import metadata
 from tests.browser import CHROMIUM, CHROMIUM_FLAGS, serving, sign_in
 from tests.conftest import PASSWORD, REFERENCE_TABLES, TEST_REDIS_URL
-from tests.pbx.harness import (Ami, Asterisk, Process, TcpProxy, missing_runtime_libraries, pbx_environment, pick_ports,
+from tests.faults import TcpProxy
+from tests.pbx.harness import (Ami, Asterisk, Process, missing_runtime_libraries, pbx_environment, pick_ports,
                                self_signed_certificate, wait_for_port)
 from tests.telephony import wait_for
 

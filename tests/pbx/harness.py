@@ -14,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -252,75 +251,6 @@ class Ami:
 
 def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
-
-
-class TcpProxy:
-    """A loopback TCP proxy the tests own, between the softphones and Asterisk's WebSocket:
-    `cut()` closes every connection (a network blip), `blackhole()` keeps them open but passes
-    nothing either way (a half-open connection: a NAT or proxy that forgot it), `heal()` goes
-    back to passing traffic."""
-
-    def __init__(self, target_port: int):
-        self.target_port = target_port
-        self.mode = "pass"  # pass | blackhole
-        self.connections: list[tuple[socket.socket, socket.socket]] = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self._lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self.connections.append((client, upstream))
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
-
-    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                if self.mode == "pass":
-                    sink.sendall(data)
-        except OSError:
-            pass
-        for sock in (source, sink):
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-
-    def cut(self) -> None:
-        with self._lock:
-            connections, self.connections = self.connections, []
-        for pair in connections:
-            for sock in pair:
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                sock.close()
-
-    def blackhole(self) -> None:
-        self.mode = "blackhole"
-
-    def heal(self) -> None:
-        """Pass traffic again; connections black-holed meanwhile are dropped (their data is lost)."""
-        if self.mode == "blackhole":
-            self.cut()
-        self.mode = "pass"
-
-    def close(self) -> None:
-        self.listener.close()
-        self.cut()
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
