@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 
 from callcenter import redis_conn
@@ -166,6 +167,9 @@ def _wants_html(request: Request) -> bool:
     return not request.url.path.startswith("/api") and "text/html" in request.headers.get("accept", "")
 
 
+DATABASE_UNAVAILABLE = "数据库暂时无法访问，请稍后重试；正在通话的电话不受影响"
+
+
 def _install_error_handlers(app: FastAPI) -> None:
     status_of = {NotFound: 404, Conflict: 409, PermissionDenied: 403, CsrfRejected: 403, NotAuthenticated: 401,
                  auth_service.BadCredentials: 401, auth_service.TooManyAttempts: 429, Unavailable: 503}
@@ -185,6 +189,14 @@ def _install_error_handlers(app: FastAPI) -> None:
             return render_error(request, status, exc.message)
         headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, auth_service.TooManyAttempts) else None
         return JSONResponse({"detail": exc.message}, status_code=status, headers=headers)
+
+    @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
+    @app.exception_handler(sa_exc.TimeoutError)
+    async def database_unreachable(request: Request, exc: Exception):
+        """The database is down or out of reach: a 503 in Chinese (a page, or JSON), not a bare 500."""
+        log.warning("database unavailable for %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return await domain_error(request, Unavailable(DATABASE_UNAVAILABLE))
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):

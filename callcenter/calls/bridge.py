@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIError
+from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIError, NotConnected
 from callcenter.ami.protocol import Message
 from callcenter.calls import commands
 from callcenter.calls import service as calls_service
@@ -153,6 +153,7 @@ class Bridge:
 
     async def run(self) -> None:
         """Restore open calls from the database, then follow Asterisk until stopped."""
+        await self._beat()
         for call in await asyncio.to_thread(self._open_calls):
             self.tracker.restore(call)
         if self.tracker.calls:
@@ -161,7 +162,8 @@ class Bridge:
         worker = asyncio.create_task(self._process(), name="bridge-process")
         helpers = [asyncio.create_task(self._retry_publish(), name="bridge-publish-retry"),
                    asyncio.create_task(self._serve_commands(), name="bridge-commands"),
-                   asyncio.create_task(self._refresh_rollups(), name="bridge-rollups")]
+                   asyncio.create_task(self._refresh_rollups(), name="bridge-rollups"),
+                   asyncio.create_task(self._heartbeat(), name="bridge-heartbeat")]
         try:
             await self.client.run()
         finally:
@@ -171,6 +173,10 @@ class Bridge:
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.publisher.flush()
+            try:  # the web knows at once that no bridge runs
+                await self.redis.delete(commands.BRIDGE_KEY)
+            except (RedisError, OSError):
+                pass
 
     def stop(self) -> None:
         self.client.stop()
@@ -191,10 +197,12 @@ class Bridge:
 
     async def _on_disconnect(self) -> None:
         self.disconnected_at = utcnow()
+        await self._beat()
         log.warning("AMI connection lost at %s", self.disconnected_at.isoformat())
 
     async def _on_connect(self, client: AMIClient) -> None:
         """Snapshot what Asterisk has now (applied in event order, see AMIClient.action)."""
+        await self._beat()
         await client.queue_status(ordered=True)
         await client.core_show_channels(ordered=True)
 
@@ -331,6 +339,18 @@ class Bridge:
 
     # --- console commands -------------------------------------------------------------------
 
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(commands.BRIDGE_TTL_SECONDS / 4)
+            await self._beat()
+
+    async def _beat(self) -> None:
+        try:
+            await self.redis.set(commands.BRIDGE_KEY, commands.heartbeat(ami_connected=self.client.connected.is_set()),
+                                 ex=commands.BRIDGE_TTL_SECONDS)
+        except (RedisError, OSError):
+            pass  # Redis is down: the web cannot send commands either
+
     async def _serve_commands(self) -> None:
         """Run the web's commands one at a time, in the order they were sent."""
         while True:
@@ -366,6 +386,8 @@ class Bridge:
                                                      timeout=timeout)).response
             except ActionFailed as exc:  # Asterisk said no
                 response = exc.response
+            except NotConnected:  # not refused: Asterisk is out of reach (the web answers 503)
+                return commands.Outcome(ok=False, message=commands.NO_ASTERISK, results=results, unavailable=True)
             except (AMIError, asyncio.TimeoutError, OSError) as exc:
                 return commands.Outcome(ok=False, message=f"{step['action']}：{exc or type(exc).__name__}", results=results)
             message = response.get("Message", "")

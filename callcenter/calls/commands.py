@@ -10,11 +10,13 @@ the bridge picks up too late (it was down, or busy) is dropped, never run behind
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
 
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from callcenter.errors import Conflict, Unavailable
 
@@ -22,6 +24,12 @@ from callcenter.errors import Conflict, Unavailable
 # channels (`service.event_channels`) they need no deployment prefix.
 COMMANDS_KEY = "hotline:ami:commands"
 REPLY_PREFIX = "hotline:ami:reply:"
+# The bridge's heartbeat ({"ami": connected?}, refreshed every few seconds, expiring): a button
+# fails at once when no bridge runs, and says why when a command goes unanswered.
+BRIDGE_KEY = "hotline:ami:bridge"
+BRIDGE_TTL_SECONDS = 10
+NO_BRIDGE = "呼叫中心桥接服务（callcenter ami）未运行"
+NO_ASTERISK = "桥接服务与电话交换机（Asterisk）的连接已中断，正在重连"
 REPLY_TTL_SECONDS = 60
 # What a web process may ask for; anything else is refused by the bridge.
 ALLOWED_ACTIONS = frozenset({"QueuePause", "QueueAdd", "QueueRemove", "QueuePenalty", "Hangup", "Redirect", "Originate"})
@@ -46,6 +54,7 @@ class Outcome:
     ok: bool
     message: str = ""
     results: list[dict] = field(default_factory=list)
+    unavailable: bool = False  # not run: Asterisk out of reach (503), rather than refused (409)
 
 
 class TelephonyUnavailable(Unavailable):
@@ -64,17 +73,38 @@ def run(redis, steps: list[Step], *, timeout: float) -> Outcome:
     command_id = uuid.uuid4().hex
     command = {"id": command_id, "deadline": time.time() + timeout, "steps": [step.as_dict() for step in steps]}
     try:
+        if redis.get(BRIDGE_KEY) is None:
+            raise TelephonyUnavailable(NO_BRIDGE)
         redis.rpush(COMMANDS_KEY, json.dumps(command, ensure_ascii=False))
-        reply = redis.blpop([REPLY_PREFIX + command_id], timeout=max(1, int(timeout)))
+        reply = redis.blpop([REPLY_PREFIX + command_id], timeout=max(1, math.ceil(timeout)))
+    except RedisTimeoutError:  # the client's socket timeout ran out first: no answer, Redis is fine
+        reply = None
     except (RedisError, OSError) as exc:
         raise TelephonyUnavailable(f"Redis 不可用（{type(exc).__name__}）") from exc
     if reply is None:
-        raise TelephonyUnavailable()
+        raise TelephonyUnavailable(_why_unanswered(redis))
     data = json.loads(reply[1])
-    outcome = Outcome(ok=bool(data.get("ok")), message=data.get("message", ""), results=data.get("results", []))
+    outcome = Outcome(ok=bool(data.get("ok")), message=data.get("message", ""), results=data.get("results", []),
+                      unavailable=bool(data.get("unavailable")))
+    if outcome.unavailable:
+        raise TelephonyUnavailable(outcome.message)
     if not outcome.ok:
         raise TelephonyRefused(outcome.message or "未知错误")
     return outcome
+
+
+def _why_unanswered(redis) -> str:
+    try:
+        beat = redis.get(BRIDGE_KEY)
+    except (RedisError, OSError):
+        return ""
+    if beat is None:
+        return NO_BRIDGE
+    return "" if json.loads(beat).get("ami") else NO_ASTERISK
+
+
+def heartbeat(*, ami_connected: bool) -> str:
+    return json.dumps({"ami": ami_connected, "at": time.time()})
 
 
 def parse(text: bytes | str) -> tuple[dict | None, str]:
@@ -97,4 +127,5 @@ def reply_key(command: dict) -> str:
 
 
 def encode_reply(outcome: Outcome) -> str:
-    return json.dumps({"ok": outcome.ok, "message": outcome.message, "results": outcome.results}, ensure_ascii=False)
+    return json.dumps({"ok": outcome.ok, "message": outcome.message, "results": outcome.results,
+                       "unavailable": outcome.unavailable}, ensure_ascii=False)
