@@ -34,6 +34,7 @@ from ivr.menu import IvrConfig
 
 DEFAULT_AMI_USER = "hotline-bridge"
 QUEUE_WAIT_SECONDS = 180  # then the callback menu (keep waiting with 0)
+WRAPUP_GUARD_SECONDS = 2  # Asterisk's own wrap-up: no call this soon after the last, while the bridge pauses the agent
 CUSTOM_DIALPLAN = "extensions_custom.conf"
 # Action replies the bridge reads after its snapshot actions (QueueStatus, CoreShowChannels).
 SNAPSHOT_EVENTS = ("QueueParams", "QueueMember", "QueueEntry", "QueueStatusComplete", "CoreShowChannel",
@@ -172,6 +173,7 @@ persistentmembers = yes   ; dynamic members (added by the console) survive an As
 shared_lastcall = yes
 log_membername_as_agent = yes
 """]
+    guard = min(WRAPUP_GUARD_SECONDS, settings.wrapup_seconds)
     for name in names:
         role = "on-duty queue: emergencies out of hours" if name == config.menu.on_duty_queue else "hotline queue"
         parts.append(f"""
@@ -180,7 +182,8 @@ log_membername_as_agent = yes
 strategy = rrmemory
 timeout = 20              ; ring an agent this long, then the next (AgentRingNoAnswer)
 retry = 2
-wrapuptime = 0            ; the bridge pauses the agent for wrap-up itself (WRAPUP_SECONDS)
+wrapuptime = {guard}            ; the bridge pauses the agent for wrap-up (WRAPUP_SECONDS, ended early by 就绪); this
+                          ; keeps the queue from offering the next caller before that pause lands
 ringinuse = no            ; an agent on a call (device state in use) is not rung
 autofill = yes            ; every free agent is offered a waiting caller at once, not one at a time
 setinterfacevar = yes     ; MEMBERINTERFACE on the caller: the dialplan runs the survey after the agent hangs up

@@ -110,7 +110,7 @@ class _Snapshot:
 
 @dataclass
 class _WrapUp:
-    linkedid: str
+    linkedid: str | None  # the call it follows (None: taken over after a restart)
     timer: asyncio.Task
     confirmed: bool = False  # Asterisk has reported the wrap-up pause
 
@@ -431,7 +431,8 @@ class Bridge:
     # --- wrap-up ----------------------------------------------------------------------------
 
     async def _follow_wrapups(self, changes: list[Change]) -> None:
-        """Start a wrap-up when an agent finishes a queue call; notice when it ends."""
+        """Start a wrap-up when an agent finishes a queue call; notice when it ends; take over a
+        wrap-up pause this bridge did not start (it was restarted, or another bridge stopped)."""
         for change in changes:
             if change.kind == "call.agent_done" and self.wrapup_seconds > 0 and change.call.agent_interface:
                 self._start_wrapup(change.call.agent_interface, change.call.linkedid)
@@ -441,27 +442,46 @@ class Bridge:
                     wrapup.confirmed = True
                 elif wrapup.confirmed:  # ended: by the timer, or the agent chose ready / another pause
                     self.wrapups.pop(agent.interface).timer.cancel()
-                    await asyncio.to_thread(self._record_wrapup_end, wrapup.linkedid, agent.since or utcnow())
+                    if wrapup.linkedid:
+                        await asyncio.to_thread(self._record_wrapup_end, wrapup.linkedid, agent.since or utcnow())
+            elif change.kind == "agent.state" and change.agent.paused and change.agent.pause_reason == WRAPUP_REASON:
+                agent = change.agent  # an orphan: nobody would ever make this agent ready again
+                elapsed = (utcnow() - agent.since).total_seconds() if agent.since else 0.0
+                self._start_wrapup(agent.interface, None, pause=False, seconds=max(0.0, self.wrapup_seconds - elapsed))
+                self.wrapups[agent.interface].confirmed = True
 
-    def _start_wrapup(self, interface: str, linkedid: str) -> None:
+    def _start_wrapup(self, interface: str, linkedid: str | None, *, pause: bool = True, seconds: float | None = None) -> None:
         agent = self.tracker.agents.get(interface)
-        if agent is not None and agent.paused and agent.pause_reason != WRAPUP_REASON:
+        if pause and agent is not None and agent.paused and agent.pause_reason != WRAPUP_REASON:
             return  # the agent chose a pause during the call: keep it, do not make them ready later
         previous = self.wrapups.pop(interface, None)
         if previous is not None:
             previous.timer.cancel()
-        timer = asyncio.create_task(self._wrapup(interface), name=f"wrapup-{interface}")
+        seconds = self.wrapup_seconds if seconds is None else seconds
+        timer = asyncio.create_task(self._wrapup(interface, pause=pause, seconds=seconds), name=f"wrapup-{interface}")
         self.wrapups[interface] = _WrapUp(linkedid=linkedid, timer=timer)
 
-    async def _wrapup(self, interface: str) -> None:
+    async def _wrapup(self, interface: str, *, pause: bool, seconds: float) -> None:
+        """Pause for wrap-up, wait, make ready. The unpause outlives an AMI outage: retried once
+        Asterisk is back (an agent left paused for good takes no more calls)."""
         try:
-            await self.client.queue_pause(interface, True, reason=WRAPUP_REASON)
-            await asyncio.sleep(self.wrapup_seconds)
-            agent = self.tracker.agents.get(interface)
-            if agent is not None and agent.paused and agent.pause_reason == WRAPUP_REASON:
-                await self.client.queue_pause(interface, False)
+            if pause:
+                await self.client.queue_pause(interface, True, reason=WRAPUP_REASON)
         except (AMIError, asyncio.TimeoutError, OSError) as exc:
-            log.warning("wrap-up of %s: %s", interface, exc or type(exc).__name__)
+            log.warning("wrap-up of %s not started: %s", interface, exc or type(exc).__name__)
+            return
+        await asyncio.sleep(seconds)
+        while True:
+            agent = self.tracker.agents.get(interface)
+            if agent is None or not agent.paused or agent.pause_reason != WRAPUP_REASON:
+                return
+            try:
+                await self.client.queue_pause(interface, False)
+                return
+            except (AMIError, asyncio.TimeoutError, OSError) as exc:
+                log.warning("end of the wrap-up of %s: %s; retried when Asterisk is back", interface, exc or type(exc).__name__)
+                await self.client.connected.wait()
+                await asyncio.sleep(1.0)  # the reconnect snapshot first: it says whether still paused
 
     def _record_wrapup_end(self, linkedid: str, at: datetime) -> None:
         try:

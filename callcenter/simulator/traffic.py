@@ -151,7 +151,8 @@ class Simulator(AMIServer):
     # --- events -----------------------------------------------------------------------------
 
     def emit(self, event: str, channel: Channel | None = None, **fields) -> None:
-        pairs: list[tuple[str, object]] = [("Event", event), ("Privilege", "call,all")]
+        # Timestamp: as Asterisk with `timestampevents = yes` (the generated manager.conf) sends it.
+        pairs: list[tuple[str, object]] = [("Event", event), ("Privilege", "call,all"), ("Timestamp", f"{time.time():.6f}")]
         if channel is not None:
             pairs += self._channel_fields(channel)
         pairs += list(fields.items())

@@ -24,12 +24,15 @@ Printed side by side, over the measured window of each phase:
   received per second (counted on the bench's own AMI connection, same manager user and filter);
 - event → publish: the AMI `Timestamp` of AgentCalled / AgentConnect (Asterisk stamps events,
   `timestampevents = yes`) to the bench receiving the bridge's `call.offered` / `call.answered`
-  on Redis pub/sub `<EVENTS_PREFIX>:calls`. The simulator's events carry no Timestamp: there it is
-  from the bench's own receipt of the AMI event (so it leaves out the AMI hop);
+  on Redis pub/sub `<EVENTS_PREFIX>:calls` (the simulator stamps its events the same way; an event
+  without a stamp is timed from the bench's own receipt of it, and the report says so);
 - answer → pop: AgentCalled (the ring, when the console pops) → `GET /api/calls/{id}/pop` fetched
   by that agent's client after `call.offered` arrived on its websocket; and AgentConnect → the
   `call.answered` frame on the agent's websocket.
 All latencies include the bench's own event loop (an upper bound); everything runs on loopback.
+Also printed: calls in the system, Asterisk's / the simulator's, the web's and the IVR's CPU, agents
+rung while their channel of another call was still up (Local members' device state not followed),
+and calls offered to an agent between its AgentComplete and the bridge's wrap-up pause.
 
 Targets: event → publish p99 under 20 ms (the bridge performance issue); answer → pop within 1 s.
 """
@@ -99,6 +102,13 @@ def log(text: str) -> None:
 
 def extension_of(interface: str | None) -> str | None:
     match = _EXTENSION.match(interface or "")
+    return match.group(1) if match else None
+
+
+def _agent_channel(name: str | None) -> str | None:
+    """`Local/8001@bench-agent-0000002a;1`, `PJSIP/8001-0000000a` → `8001` (callers' channels
+    also match; the recorder keeps only agents' extensions)."""
+    match = re.match(r"^(?:Local|PJSIP)/(\d+)[@-]", name or "")
     return match.group(1) if match else None
 
 
@@ -233,7 +243,8 @@ def wait_for_log(process: Process, text: str, timeout: float = 30) -> None:
 class Recorder:
     """Every observation with its wall-clock time (time.time(), the clock Asterisk stamps with)."""
 
-    def __init__(self):
+    def __init__(self, extensions: set[str]):
+        self.extensions = extensions
         self.window = (float("inf"), float("inf"))
         self.sources: dict[str, list] = {"offered": [], "answered": []}  # AMI: (key, event time)
         self.published: dict[str, list] = {"offered": [], "answered": []}  # Redis: (key, receipt)
@@ -244,8 +255,10 @@ class Recorder:
         self.stamped = 0
         self.unstamped: dict[str, int] = defaultdict(int)  # event name → count, events without a Timestamp
         self.live: set[str] = set()  # Linkedids of calls up now
-        self.talking: dict[str, str] = {}  # agent → Linkedid, AgentConnect to AgentComplete
-        self.busy_rings = 0  # AgentCalled for an agent on a call (device state not followed)
+        self.agent_channels: dict[str, dict[str, str]] = defaultdict(dict)  # agent → its live channels: Uniqueid → Linkedid
+        self.busy_rings = 0  # AgentCalled while the agent's channel of another call is up (device state not followed)
+        self.awaiting_wrapup: set[str] = set()  # agents between AgentComplete and the bridge's wrap-up pause
+        self.before_wrapup = 0  # AgentCalled for an agent in that gap: offered a call before its wrap-up
         self.call_ended: dict[str, asyncio.Future] = {}
         self.on_agent_complete = None
         self.redis_messages = 0
@@ -266,13 +279,20 @@ class Recorder:
             self.unstamped[event] += 1
             at = received
         uniqueid, linkedid = message.get("Uniqueid"), message.get("Linkedid")
-        if event == "Newchannel" and uniqueid and uniqueid == linkedid:
-            self.live.add(linkedid)
-            if self.in_window(at):
-                self.counts["calls"] += 1
+        if event == "Newchannel":
+            if uniqueid and uniqueid == linkedid:
+                self.live.add(linkedid)
+                if self.in_window(at):
+                    self.counts["calls"] += 1
+            agent = _agent_channel(message.get("Channel"))
+            if agent in self.extensions:
+                self.agent_channels[agent][uniqueid] = linkedid
         elif event == "Hangup":
             if uniqueid and uniqueid == linkedid:
                 self.live.discard(linkedid)
+            agent = _agent_channel(message.get("Channel"))
+            if agent in self.agent_channels:
+                self.agent_channels[agent].pop(uniqueid, None)
             future = self.call_ended.pop(uniqueid or "", None)
             if future is not None and not future.done():
                 future.set_result(received)
@@ -282,16 +302,18 @@ class Recorder:
             self.sources[kind].append(((kind, linkedid, agent), at))
             if self.in_window(at):
                 self.counts[kind] += 1
-            if event == "AgentCalled" and agent in self.talking and self.talking[agent] != linkedid:
-                self.busy_rings += 1
-            if event == "AgentConnect":
-                self.talking[agent] = linkedid
+            if event == "AgentCalled":
+                if any(other != linkedid for other in self.agent_channels.get(agent, {}).values()):
+                    self.busy_rings += 1
+                if agent in self.awaiting_wrapup:
+                    self.awaiting_wrapup.discard(agent)
+                    self.before_wrapup += 1
         elif event == "AgentComplete":
-            agent = extension_of(message.get("Interface"))
-            if self.talking.get(agent) == linkedid:
-                del self.talking[agent]
+            self.awaiting_wrapup.add(extension_of(message.get("Interface")))
             if self.on_agent_complete is not None:
                 self.on_agent_complete(linkedid)
+        elif event == "QueueMemberPause" and message.get("Paused") == "1":
+            self.awaiting_wrapup.discard(extension_of(message.get("Interface")))
         elif event == "QueueCallerAbandon" and self.in_window(at):
             self.counts["abandoned"] += 1
 
@@ -335,7 +357,7 @@ class AmiStream:
                     future = self.pending.get(message.action_id or "")
                     if future is not None and not future.done():
                         future.set_result(message)
-                elif message.event:
+                elif message.event and not (message.action_id or "").startswith("bench"):  # not our own lists
                     self.recorder.ami_event(message, received)
 
     async def close(self) -> None:
@@ -523,7 +545,7 @@ async def measure(*, ami_port: int, ami_user: str, ami_secret: str, web_port: in
                   check_members=None, mid_window=None, seed: int = 7) -> dict:
     """Connect the bench (AMI, Redis, agents' consoles), make the agents ready, then measure for
     `seconds` (with `callers` kept in the system when given: the real PBX)."""
-    recorder = Recorder()
+    recorder = Recorder({extension for extension, _ in agents})
     ami = AmiStream(recorder)
     await ami.open(ami_port, ami_user, ami_secret)
     subscribed = asyncio.Event()
@@ -581,7 +603,7 @@ async def measure(*, ami_port: int, ami_user: str, ami_secret: str, web_port: in
         "seconds": elapsed, "cpu": cpu, "ami_events": window_events, "events_per_s": window_events / elapsed,
         "stamped": recorder.stamped, "unstamped": dict(recorder.unstamped),
         "calls": recorder.counts["calls"], "offered": recorder.counts["offered"], "answered": recorder.counts["answered"],
-        "abandoned": recorder.counts["abandoned"], "busy_rings": recorder.busy_rings,
+        "abandoned": recorder.counts["abandoned"], "busy_rings": recorder.busy_rings, "before_wrapup": recorder.before_wrapup,
         "concurrency": recorder.concurrency, "pop_errors": recorder.pop_errors,
         "publish_offered": pair(recorder.sources["offered"], recorder.published["offered"], t0, t1),
         "publish_answered": pair(recorder.sources["answered"], recorder.published["answered"], t0, t1),
@@ -776,7 +798,9 @@ def report(args, real: dict, sim: dict) -> None:
          "bench's AMI receipt (no Timestamp)" if not sim["stamped"] else f"Timestamp on {sim['stamped']}"),
         ("Asterisk / simulator CPU", cpu(real, "asterisk"), cpu(sim, "asterisk")),
         ("web CPU / IVR CPU", f"{cpu(real, 'web')} / {cpu(real, 'ivr')}", f"{cpu(sim, 'web')} / {cpu(sim, 'ivr')}"),
-        ("agents rung while on a call", str(real["busy_rings"]), str(sim["busy_rings"])),
+        ("agents rung while their channel of another call was up", str(real["busy_rings"]), str(sim["busy_rings"])),
+        ("calls offered to an agent before its wrap-up pause", f"{real['before_wrapup']} of {real['answered']}",
+         f"{sim['before_wrapup']} of {sim['answered']}"),
         ("bridge ERROR log lines / still running", f"{real['bridge_errors']} / {real['bridge_alive']}",
          f"{sim['bridge_errors']} / {sim['bridge_alive']}"),
     ]

@@ -116,6 +116,19 @@ class Stack:
     def queue_show(self, queue: str = "hotline") -> str:
         return self.asterisk.cli(f"queue show {queue}")
 
+    def wait_for_bridge(self, connections: int = 1) -> None:
+        """Until the bridge has connected to Asterisk `connections` times (its log says so)."""
+        wait_for(lambda: self.bridge.output().count("AMI connected to") >= connections, 20,
+                 f"the bridge did not connect to Asterisk\n{self.diagnostics()}")
+
+    def kill_bridge_and_restart(self) -> None:
+        """kill -9 the bridge (no goodbye, timers lost), then start a new one, as systemd would."""
+        before = self.bridge.output().count("AMI connected to")
+        self.bridge.process.kill()
+        self.bridge.process.wait(10)
+        self.bridge = Process("bridge", ["ami"], self.env, self.workdir)
+        self.wait_for_bridge(before + 1)
+
     def diagnostics(self) -> str:
         return "\n".join([f"--- bridge\n{self.bridge.output()[-3000:]}", f"--- ivr\n{self.ivr.output()[-2000:]}",
                           f"--- asterisk\n{(self.workdir / 'asterisk.out').read_text(errors='replace')[-3000:]}"])
@@ -149,7 +162,7 @@ def pbx(database_url, tmp_path_factory):
     prefix = f"pbx{uuid.uuid4().hex[:8]}"
     env = pbx_environment(database_url=database_url, redis_url=TEST_REDIS_URL, secret_key=SECRET_KEY,
                           data_dir=workdir / "data", events_prefix=prefix, ports=ports,
-                          extra={"IVR_MENU_FILE": str(_menu_file(workdir)), "WRAPUP_SECONDS": "2"})
+                          extra={"IVR_MENU_FILE": str(_menu_file(workdir)), "WRAPUP_SECONDS": "4"})
     cert, key = self_signed_certificate(workdir)
     env.update({"ASTERISK_TLS_CERT": str(cert), "ASTERISK_TLS_KEY": str(key), "ASTERISK_TLS_PORT": str(ports["tls"]),
                 "TRUNK_HOST": TRUNK_ADDRESS})
@@ -185,14 +198,13 @@ def pbx(database_url, tmp_path_factory):
         stack.callback(ivr.stop)
         wait_for_port(ports["agi"])
         bridge = Process("bridge", ["ami"], env, workdir)
-        stack.callback(bridge.stop)
         url = stack.enter_context(serving(app))
         ami = Ami(ports["ami"], env["AMI_USER"], env["AMI_SECRET"])
         stack.callback(ami.close)
         pbx = Stack(settings=settings, app=app, url=url, asterisk=asterisk, ami=ami, bridge=bridge, ivr=ivr, ws_proxy=ws_proxy, workdir=workdir,
                     env=env, users=users)
-        wait_for(lambda: "logged in" in bridge.output().lower() or "connected" in bridge.output().lower(), 20,
-                 f"the bridge did not connect to Asterisk\n{pbx.diagnostics()}")
+        stack.callback(lambda: pbx.bridge.stop())  # the one running then (a test may restart it)
+        pbx.wait_for_bridge()
         yield pbx
         if os.environ.get("PBX_KEEP"):
             print(pbx.diagnostics())

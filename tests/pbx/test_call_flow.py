@@ -206,3 +206,22 @@ def test_a_failed_screen_pop_never_shows_the_previous_elder(pbx, consoles):
     expect(console.page.locator("#call-caller")).to_contain_text("139", timeout=TIMEOUT)
     expect(console.page.locator("#console-message")).to_contain_text("无法加载来电信息", timeout=TIMEOUT)
     expect(console.page.locator("#elder-card")).to_be_hidden()
+
+
+def test_a_wrap_up_ends_even_when_the_bridge_is_killed_during_it(pbx, consoles):
+    """Issue 15 #4: the bridge that paused the agent for wrap-up dies (kill -9) before making them
+    ready again; its successor takes the wrap-up over and ends it (the agent used to stay paused,
+    taking no calls, until someone noticed)."""
+    console = consoles("8001")
+    console.ready()
+    call_id = pbx.call_id()
+    pbx.ami.originate_caller(call_id=call_id, number="13800138000", keys="0", delay=1)
+    console.answer()
+    pbx.talking(call_id)
+    pbx.ami.hang_up_caller(call_id)
+    wait_for(lambda: "paused:wrapup" in pbx.member_line("王芳"), 10, f"no wrap-up: {pbx.queue_show()}")
+    pbx.kill_bridge_and_restart()
+    assert "paused:wrapup" in pbx.member_line("王芳")  # the old bridge died before ending it
+    wait_for(lambda: "(paused" not in pbx.member_line("王芳") and "王芳" in pbx.member_line("王芳"), 15,
+             f"still paused after the bridge restarted: {pbx.queue_show()}\n{pbx.diagnostics()}")
+    expect(console.page.locator("#agent-state")).to_have_text("就绪", timeout=TIMEOUT)
