@@ -29,12 +29,12 @@ import secrets
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from callcenter.calls.control import WRAPUP_GUARD_SECONDS
 from callcenter.calls.tracker import IVR_CONTEXTS, TRACKED_VARIABLES, CallTracker
 from ivr.menu import IvrConfig
 
 DEFAULT_AMI_USER = "hotline-bridge"
 QUEUE_WAIT_SECONDS = 180  # then the callback menu (keep waiting with 0)
-WRAPUP_GUARD_SECONDS = 2  # Asterisk's own wrap-up: no call this soon after the last, while the bridge pauses the agent
 CUSTOM_DIALPLAN = "extensions_custom.conf"
 # Action replies the bridge reads after its snapshot actions (QueueStatus, CoreShowChannels).
 SNAPSHOT_EVENTS = ("QueueParams", "QueueMember", "QueueEntry", "QueueStatusComplete", "CoreShowChannel",

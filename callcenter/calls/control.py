@@ -21,7 +21,10 @@ from callcenter.phones import Phone
 
 PAUSE_REASONS = {"break": "小休", "meal": "就餐", "training": "培训", "meeting": "会议"}
 WRAPUP_REASON = "wrapup"
-PHONE_OFFLINE_REASON = "phone_offline"  # set by the bridge while the agent's phone is unregistered
+PHONE_OFFLINE_REASON = "phone_offline"
+# queues.conf `wrapuptime`: Asterisk offers an agent no call this soon after the last, so the
+# bridge's wrap-up pause always lands first (the simulator keeps it too).
+WRAPUP_GUARD_SECONDS = 2  # set by the bridge while the agent's phone is unregistered
 AGENT_STATES = {"ready": "就绪", "paused": "暂停", "offline": "签出"}
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _EXTENSION = re.compile(r"^\d{2,8}$")

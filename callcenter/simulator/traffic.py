@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from callcenter.ami.protocol import Message
+from callcenter.calls.control import WRAPUP_GUARD_SECONDS
 from callcenter.simulator import agi as agi_peer
 from callcenter.simulator.server import AMIServer, Session, encode_message
 
@@ -56,6 +57,7 @@ class Member:
     in_queue: bool = True  # in the hotline queue, the one simulated callers join
     other_queues: dict[str, int] = field(default_factory=dict)  # further queues it is a member of → penalty
     penalty: int = 0
+    last_call_end: float = -1e9  # monotonic time: queues.conf's wrapuptime counts from it
 
     @property
     def interface(self) -> str:
@@ -96,8 +98,9 @@ class Simulator(AMIServer):
     def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1", port: int = 5038,
                  agents: list[tuple[str, str]], callers: list[tuple[str, str]] | None = None, mix: TrafficMix | None = None,
                  speed: float = 1.0, seed: int | None = None, start_in_queue: bool = True,
-                 agi: tuple[str, int] | None = None):
+                 agi: tuple[str, int] | None = None, wrapuptime: float = 2.0):
         super().__init__(username=username, secret=secret, host=host, port=port)
+        self.wrapuptime = wrapuptime  # queues.conf's (calls.control.WRAPUP_GUARD_SECONDS): no call this soon after the last
         self.agi = agi  # (host, port) of the FastAGI server the IVR calls go to; None: IVR simulated here
         self.members = {m.interface: m for m in (Member(extension=ext, name=name, in_queue=start_in_queue) for ext, name in agents)}
         self.callers_pool = callers or []
@@ -321,7 +324,9 @@ class Simulator(AMIServer):
             await self._dispatch.wait()
             self._dispatch.clear()
             while self.waiting:
-                free = [m for m in self.members.values() if m.in_queue and not m.paused and m.status == "free"]
+                now = time.monotonic()
+                free = [m for m in self.members.values() if m.in_queue and not m.paused and m.status == "free"
+                        and now - m.last_call_end >= self.wrapuptime / self.speed]
                 if not free:
                     break
                 caller = max(self.waiting, key=lambda c: (c.priority, -c.joined))
@@ -369,8 +374,9 @@ class Simulator(AMIServer):
                   Interface=member.interface, MemberName=member.name, HoldTime=0, TalkTime=talk, Reason=reason)
         self._hangup(legs)
         member.status, member.calls_taken = "free", member.calls_taken + 1
+        member.last_call_end = time.monotonic()
         self._member_status(member)
-        self._dispatch.set()
+        asyncio.get_running_loop().call_later(self.wrapuptime / self.speed, self._dispatch.set)
         if reason == "transfer" and caller.requeue:  # back into the queue for another agent
             channel.context, channel.exten = caller.requeue
             caller.requeue, caller.legs, caller.finished = None, [], None
@@ -592,13 +598,13 @@ def from_database(database, *, username: str, secret: str, host: str, port: int,
 
     with database.session_scope() as session:
         users = session.exec(select(User).where(User.role == "agent", User.active, User.sip_extension.is_not(None))).all()
-        members = numbered_agents(agents) if agents else [(u.sip_extension, f"Agent {u.sip_extension}") for u in users]
+        members = numbered_agents(agents) if agents else [(u.sip_extension, u.display_name or u.username) for u in users]
         rows = session.exec(select(ElderPhone.number, ElderPhone.relation, Elder.name).join(Elder, Elder.id == ElderPhone.elder_id)
                             .where(Elder.active).order_by(func.random()).limit(sample)).all()
     # Caller ID as a Chinese trunk delivers it: national digits, landlines with their trunk 0.
     callers = [(_national(number), name if relation == "self" else "") for number, relation, name in rows]
     return Simulator(username=username, secret=secret, host=host, port=port, agents=members or numbered_agents(5),
-                     callers=callers, mix=mix, speed=speed, seed=seed, agi=agi)
+                     callers=callers, mix=mix, speed=speed, seed=seed, agi=agi, wrapuptime=WRAPUP_GUARD_SECONDS)
 
 
 def _national(e164: str) -> str:
