@@ -35,6 +35,7 @@ class TcpProxy:
             except OSError:
                 client.close()
                 continue
+            upstream.settimeout(None)  # the connect had a deadline; reads wait as long as the link is idle
             with self._lock:
                 self.connections.append((client, upstream))
             for source, sink in ((client, upstream), (upstream, client)):

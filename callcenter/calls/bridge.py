@@ -38,7 +38,7 @@ from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIErro
 from callcenter.ami.protocol import Message
 from callcenter.calls import commands
 from callcenter.calls import service as calls_service
-from callcenter.calls.control import PHONE_OFFLINE_REASON, WRAPUP_REASON
+from callcenter.calls.control import PAUSE_REASONS, PHONE_OFFLINE_REASON, WRAPUP_REASON
 from callcenter.calls.tracker import CallTracker, Change
 from callcenter.db import Database
 from callcenter.stats import rollup
@@ -404,9 +404,9 @@ class Bridge:
         a dead WebSocket, a desk phone unplugged: device state unavailable) is paused with reason
         `phone_offline`, so consoles and the wallboard do not call them ready; they are made ready
         again when the phone registers. A pause the agent chose is left alone."""
-        for change in changes:
-            agent = change.agent
-            if change.kind != "agent.state" or not agent.queues:
+        for interface in dict.fromkeys(c.agent.interface for c in changes if c.kind == "agent.state"):
+            agent = self.tracker.agents.get(interface)  # as it is now, not as one change of the batch saw it
+            if agent is None or not agent.queues:
                 continue
             offline = agent.status in ("unavailable", "invalid")
             if offline and not agent.paused:
@@ -452,7 +452,7 @@ class Bridge:
 
     def _start_wrapup(self, interface: str, linkedid: str | None, *, pause: bool = True, seconds: float | None = None) -> None:
         agent = self.tracker.agents.get(interface)
-        if pause and agent is not None and agent.paused and agent.pause_reason != WRAPUP_REASON:
+        if pause and agent is not None and agent.paused and agent.pause_reason in PAUSE_REASONS:
             return  # the agent chose a pause during the call: keep it, do not make them ready later
         previous = self.wrapups.pop(interface, None)
         if previous is not None:
