@@ -10,6 +10,7 @@ import time
 import pytest
 from playwright.sync_api import expect
 
+from tests.browser import screenshot
 from tests.pbx.conftest import TIMEOUT
 from tests.telephony import wait_for
 
@@ -37,6 +38,7 @@ def test_answered_call_rated_after_the_agent_hangs_up(pbx, consoles):
     console.answer()
     expect(console.page.locator("#call-caller")).to_contain_text("138", timeout=TIMEOUT)
     wait_for(lambda: min(console.audio_packets().values()) > 20, 10, f"no audio both ways: {console.audio_packets()}")
+    screenshot(console.page, "pbx-console-talking")  # for people to look at (test-artifacts/)
 
     console.page.click("#btn-hangup")
     wait_for(lambda: not pbx.agent_channels("8001"), 10, "挂断 left the agent's channel up")
