@@ -361,6 +361,23 @@
   $("history-q").addEventListener("input", function () { clearTimeout(st.historyTimer); st.historyTimer = setTimeout(loadHistory, 300); });
 
   // --- callback requests (回电): callers who asked out of hours or when nobody answered --------------
+  // Callers the system cut off (the PBX restarted, the bridge was down) who have not got through
+  // since: shown only when there are any; a call from or to the number takes it off.
+  function loadRecall() {
+    return api("GET", "/api/calls/recall").then(function (data) {
+      show("recall-block", data.items.length > 0);
+      text("recall-total", data.items.length ? data.items.length + " 个" : "");
+      var list = $("recall");
+      list.replaceChildren.apply(list, data.items.map(function (c) {
+        return el("li", { "data-call": c.id }, [(c.caller_name || "来电") + " · " + c.caller_display + " ",
+          el("button", { type: "button", className: "secondary small", text: "回拨", onclick: function () {
+            act("POST", "/api/agent/callback", { call_id: c.id }).catch(function () {}); } }),
+          el("span", { className: "notes", text: c.outcome_label + (c.outcome === "answered" ? "（通话中被系统中断）" : "") + " " + hhmmDate(c.ended_at) })]);
+      }));
+    }).catch(function (err) { say("无法加载系统中断待回拨：" + err.message, false); });
+  }
+  setInterval(loadRecall, 30000);
+
   function loadCallbackRequests() {
     return api("GET", "/api/callback-requests").then(function (data) {
       text("callback-requests-total", data.waiting ? data.items.length + " / " + data.waiting + " 个" : "");
@@ -445,6 +462,7 @@
         if (live.length && (!st.current || !LIVE[st.current.state])) showCall(live[live.length - 1]);
         else live.forEach(function (c) { if (st.current && c.id === st.current.id) showCall(merge(st.current, c)); });
         loadHistory();
+        loadRecall();  // after a reconnect: calls cut off meanwhile
       });
     });
   }
@@ -611,5 +629,6 @@
   renderAgent();
   loadCallbacks();
   loadCallbackRequests();
+  loadRecall();
   connect();
 })();

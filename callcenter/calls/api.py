@@ -31,7 +31,7 @@ from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone, try_parse_phone
-from callcenter.timeutil import today_in
+from callcenter.timeutil import today_in, utcnow
 
 router = APIRouter(prefix="/api/calls", tags=["calls"])
 agent_router = APIRouter(prefix="/api/agent", tags=["console"])
@@ -75,6 +75,14 @@ def list_calls(
                                        outcome=outcome, elder_id=elder_id, disposition=disposition,
                                        handled_by=user if mine else None, q=q, page=page, page_size=page_size)
     return {"items": [_call_dict(r, tz, user) for r in rows], "total": total, "page": page, "page_size": page_size}
+
+
+@router.get("/recall")
+def recall_list(session: DbSession, services: ServicesDep, user: AgentUser):
+    """系统中断待回拨: callers the system cut off (PBX restart, bridge outage) who have not got
+    through since; 回拨 is `POST /api/agent/callback {"call_id": …}`."""
+    rows = calls_service.recall_list(session=session, now=utcnow())
+    return {"items": [_call_dict(r, services.settings.tz, user) for r in rows], "total": len(rows)}
 
 
 @router.get("/{call_id}")

@@ -13,7 +13,8 @@ CALL_STATES = {"ringing": "振铃", "ivr": "语音导航", "queued": "排队中"
                "wrapup": "坐席已挂机", "ended": "已结束"}
 WAITING_STATES = frozenset({"queued", "offered"})  # a caller in a queue, not yet talking to an agent
 CALL_OUTCOMES = {"answered": "已接听", "abandoned": "放弃", "short_abandon": "短时放弃", "timeout": "排队超时",
-                 "ivr_only": "仅语音导航", "outbound": "外呼", "lost_during_outage": "中断期间丢失"}
+                 "ivr_only": "仅语音导航", "outbound": "外呼", "lost_during_outage": "中断期间丢失",
+                 "cut_off": "系统中断"}
 
 DISPOSITIONS = {"consultation": "咨询", "service_request": "服务申请", "emergency": "紧急求助", "complaint": "投诉",
                 "companionship": "精神慰藉", "wrong_number": "打错电话", "other": "其他"}

@@ -347,6 +347,35 @@ def set_elder(*, session: Session, call: CallRecord, elder_id: int, phone_relati
     return call
 
 
+RECALL_HOURS = 24  # a cut-off call older than this has left the recall list
+
+
+def recall_list(*, session: Session, now: datetime, limit: int = 100) -> list[CallRecord]:
+    """Inbound calls the system cut off (a PBX restart or stop, or lost in a bridge outage) in the
+    last RECALL_HOURS whose caller has not got through since: elders to call back, oldest first.
+    A later call from the number that an agent answered, or a callback to it that talked, takes it
+    off."""
+    cut = CallRecord.__table__.alias("cut")
+    reached = (select(CallRecord.id)
+               .where(CallRecord.caller_e164 == cut.c.caller_e164, CallRecord.started_at > cut.c.ended_at,
+                      CallRecord.answered_at.is_not(None) | ((CallRecord.direction == "outbound") & (CallRecord.talk_seconds > 0)))
+               .exists())
+    rows = session.execute(
+        select(cut.c.id)
+        .where(cut.c.direction == "inbound", cut.c.state == "ended", cut.c.caller_e164.is_not(None),
+               cut.c.ended_at >= now - timedelta(hours=RECALL_HOURS),
+               (cut.c.hangup_by == "pbx") | (cut.c.outcome == "lost_during_outage"), ~reached)
+        .order_by(cut.c.ended_at).limit(limit)).scalars().all()
+    if not rows:
+        return []
+    records = {r.id: r for r in session.exec(select(CallRecord).where(CallRecord.id.in_(rows)))}
+    latest: dict[str, CallRecord] = {}
+    for row_id in rows:  # one line per number: its latest cut-off call
+        record = records[row_id]
+        latest[record.caller_e164] = record
+    return sorted(latest.values(), key=lambda r: r.ended_at)
+
+
 def recent_for_elder(*, session: Session, elder_id: int, exclude_id: int | None = None, limit: int = 5) -> list[CallRecord]:
     query = select(CallRecord).where(CallRecord.elder_id == elder_id)
     if exclude_id is not None:

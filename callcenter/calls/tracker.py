@@ -3,7 +3,9 @@
 A call is keyed by Asterisk's Linkedid and lives while any of its channels (Uniqueid) does.
 States: ringing → ivr → queued → offered → talking → (wrapup: agent gone, caller still on the
 line, e.g. in the survey) → ended. Outcomes: answered, abandoned, short_abandon, timeout (left
-the queue unanswered without hanging up), ivr_only, outbound, lost_during_outage.
+the queue unanswered without hanging up), ivr_only, outbound, lost_during_outage, cut_off (the PBX
+restarted or stopped before an agent answered; an answered call it cut off stays answered, and
+both get hangup_by `pbx`: the recall list).
 
 Applying the same event twice changes nothing: every call remembers the fingerprints of the
 events it has applied, so a replay after a reconnect is safe.
@@ -29,6 +31,7 @@ IVR_CONTEXTS = frozenset({"from-elders-ivr"})
 MEMBER_STATUS = {"0": "unknown", "1": "not_in_use", "2": "in_use", "3": "busy", "4": "invalid", "5": "unavailable",
                  "6": "ringing", "7": "ringinuse", "8": "on_hold"}
 UNKNOWN_NUMBERS = {"", "<unknown>", "anonymous", "unknown"}
+SOFTHANGUP_SHUTDOWN = "4"  # SoftHangupRequest Cause: AST_SOFTHANGUP_SHUTDOWN (core restart / stop)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Call:
     hangup_by: str | None = None  # caller | agent | transfer
     outage_from: datetime | None = None
     outage_to: datetime | None = None
+    cut_off: bool = False  # the PBX itself ended it (a restart or shutdown): call the elder back
     channels: set[str] = field(default_factory=set)
     seen: set[int] = field(default_factory=set, repr=False)
 
@@ -256,10 +260,30 @@ class CallTracker:
         call.agent_channel = None
         return self._changed("call.agent_done", call)
 
+    # --- the PBX going down -------------------------------------------------------------------
+
+    def _on_SoftHangupRequest(self, message: Message, at: datetime) -> list[Change]:
+        """Cause 4 is AST_SOFTHANGUP_SHUTDOWN: Asterisk hangs up every channel to restart or stop.
+        Its calls were cut off, not hung up by the caller (nor abandoned in the queue)."""
+        call = self._call_for(message)
+        if call is not None and message.get("Cause") == SOFTHANGUP_SHUTDOWN:
+            call.cut_off = True
+        return []
+
+    def _on_Shutdown(self, message: Message, at: datetime) -> list[Change]:
+        """`Event: Shutdown` (Restart: True/False): whatever is still up is being cut off."""
+        for call in self.calls.values():
+            call.cut_off = True
+        return []
+
     def _end(self, call: Call, at: datetime, outcome: str | None = None) -> list[Change]:
         call.ended_at = at
         call.state = "ended"
         call.outcome = outcome or call.outcome or self._outcome(call)
+        if call.cut_off:
+            call.hangup_by = "pbx"
+            if call.direction == "inbound":  # not abandoned, not lost: answered, or cut off before an agent
+                call.outcome = "answered" if call.answered_at is not None else "cut_off"
         if call.talk_seconds is None and call.answered_at is not None:
             call.talk_seconds = max(0, round((at - call.answered_at).total_seconds()))
         self.calls.pop(call.linkedid, None)

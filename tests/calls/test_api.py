@@ -46,3 +46,26 @@ def test_calls_page_shows_new_calls_without_reloading(page, live_server, service
     first = page.locator("#calls tbody tr").first.inner_text()
     assert "+8613900139000" in first and "排队中" in first and "紧急 10" in first and "紧急求助" in first
     screenshot(page, "calls-today")
+
+
+def test_the_recall_list_holds_cut_off_callers_until_they_get_through(agent_client, services):
+    """系统中断待回拨: calls the PBX cut off (hangup_by pbx) or lost in a bridge outage, one line per
+    number, until a later call from the number is answered or a callback to it talked; not older
+    than a day; never an ordinary abandon."""
+    now = utcnow()
+    ago = lambda minutes: now - timedelta(minutes=minutes)  # noqa: E731
+    record(services, "1.0", caller_number="13800138000", state="ended", outcome="cut_off", hangup_by="pbx",
+           started_at=ago(30), ended_at=ago(29))
+    record(services, "2.0", caller_number="13800138000", state="ended", outcome="answered", hangup_by="pbx",
+           answered_at=ago(20), started_at=ago(21), ended_at=ago(19))  # cut off twice: one line, the latest
+    record(services, "3.0", caller_number="13900139000", state="ended", outcome="lost_during_outage", started_at=ago(50),
+           ended_at=ago(45))
+    record(services, "4.0", caller_number="13700137000", state="ended", outcome="cut_off", hangup_by="pbx",
+           started_at=ago(40), ended_at=ago(39))
+    record(services, "5.0", caller_number="13700137000", state="talking", answered_at=ago(1), started_at=ago(2))  # got through
+    record(services, "6.0", caller_number="13600136000", state="ended", outcome="abandoned", started_at=ago(10), ended_at=ago(9))
+    record(services, "7.0", caller_number="13500135000", state="ended", outcome="cut_off", hangup_by="pbx",
+           started_at=ago(60 * 25), ended_at=ago(60 * 25))  # older than a day
+    items = agent_client.get("/api/calls/recall").json()["items"]
+    assert [(c["call_id"], c["caller"]) for c in items] == [("3.0", "+8613900139000"), ("2.0", "+8613800138000")]
+    assert items[1]["outcome_label"] == "已接听" and items[0]["outcome_label"] == "中断期间丢失"

@@ -110,3 +110,23 @@ def test_caller_hanging_up_in_the_ivr_is_ivr_only():
                                  ("Hangup", {})])
     assert [c.kind for c in changes] == ["call.started", "call.ivr", "call.ended"]
     assert changes[-1].call.outcome == "ivr_only"
+
+
+def test_calls_cut_off_by_a_pbx_restart_are_neither_abandoned_nor_hung_up_by_the_caller():
+    """`core restart`: SoftHangupRequest Cause 4 (AST_SOFTHANGUP_SHUTDOWN) for every channel, then
+    Shutdown; a waiting caller's QueueCallerAbandon and Hangup follow. They are cut_off / answered
+    with hangup_by `pbx` (the recall list), not an abandon and not the caller's hang-up."""
+    tracker = CallTracker()
+    waiting = scripted(tracker, [("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+                                 ("SoftHangupRequest", {"Cause": "4"}), ("QueueCallerAbandon", {"Queue": "hotline", "HoldTime": "30"}),
+                                 ("Hangup", {"Cause": "0"})])
+    assert (waiting[-1].call.outcome, waiting[-1].call.hangup_by) == ("cut_off", "pbx")
+    talking = scripted(tracker, [("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+                                 ("AgentConnect", {"Interface": "PJSIP/8001", "HoldTime": "3", "DestUniqueid": "8.1"}),
+                                 ("Shutdown", {"Restart": "True"}), ("Hangup", {"Cause": "0"})],
+                       base={"Linkedid": "8.0", "Uniqueid": "8.0", "Context": "from-elders", "CallerIDNum": "13900139000"})
+    assert (talking[-1].call.outcome, talking[-1].call.hangup_by) == ("answered", "pbx")
+    other = scripted(tracker, [("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+                               ("SoftHangupRequest", {"Cause": "32"}), ("QueueCallerAbandon", {"Queue": "hotline", "HoldTime": "30"}),
+                               ("Hangup", {})], base={"Linkedid": "9.0", "Uniqueid": "9.0", "Context": "from-elders"})
+    assert (other[-1].call.outcome, other[-1].call.hangup_by) == ("abandoned", None)  # an AMI Hangup is no restart

@@ -129,6 +129,16 @@ class Stack:
         self.bridge = Process("bridge", ["ami"], self.env, self.workdir)
         self.wait_for_bridge(before + 1)
 
+    def restart_asterisk(self) -> None:
+        """`core restart now`, then wait until Asterisk is up and the bridge has reconnected."""
+        before = self.bridge.output().count("AMI connected to")
+        self.asterisk.cli("core restart now")
+        wait_for(lambda: "fully booted" in self.asterisk.cli("core waitfullybooted", timeout=5), 40,
+                 f"Asterisk did not come back\n{self.diagnostics()}")
+        self.wait_for_bridge(before + 1)
+        self.ami.sock.close()  # the tests' own AMI session went with the old Asterisk
+        self.ami = Ami(int(self.env["AMI_PORT"]), self.env["AMI_USER"], self.env["AMI_SECRET"])
+
     def diagnostics(self) -> str:
         return "\n".join([f"--- bridge\n{self.bridge.output()[-3000:]}", f"--- ivr\n{self.ivr.output()[-2000:]}",
                           f"--- asterisk\n{(self.workdir / 'asterisk.out').read_text(errors='replace')[-3000:]}"])
@@ -200,10 +210,10 @@ def pbx(database_url, tmp_path_factory):
         bridge = Process("bridge", ["ami"], env, workdir)
         url = stack.enter_context(serving(app))
         ami = Ami(ports["ami"], env["AMI_USER"], env["AMI_SECRET"])
-        stack.callback(ami.close)
         pbx = Stack(settings=settings, app=app, url=url, asterisk=asterisk, ami=ami, bridge=bridge, ivr=ivr, ws_proxy=ws_proxy, workdir=workdir,
                     env=env, users=users)
         stack.callback(lambda: pbx.bridge.stop())  # the one running then (a test may restart it)
+        stack.callback(lambda: pbx.ami.close())
         pbx.wait_for_bridge()
         yield pbx
         if os.environ.get("PBX_KEEP"):

@@ -25,19 +25,20 @@ RUN_ASTERISK = ASTERISK_DIR / "run-asterisk"
 RUN_CLI = ASTERISK_DIR / "run-asterisk-cli"
 CLI = [sys.executable, "-c", "from callcenter.cli import app; app()"]
 
-# The elder's side of a test call. Originate `Local/s@test-caller` into `from-elders-ivr,12349`:
-# the `;1` half (whose Uniqueid is the call's Linkedid, as a trunk's channel would be) runs the
-# hotline's dialplan; the `;2` half, here, is the elder: once the IVR answers it waits
-# CALLER_DELAY seconds, presses CALLER_KEYS, then makes a sound until it is hung up or the test
-# presses more keys (AMI PlayDTMF on it).
-CALLER_CONTEXT = """; Test-only: the elders' side of calls originated by the real-PBX tests.
-[test-caller]
-exten => s,1,Answer()
+# The elder's side of a test call: an extension `elder` in the trunk's contexts (pbx_config adds
+# it to the generated context of the same name). Originate `Local/elder@from-elders-ivr` into
+# `from-elders-ivr,12349`: the `;1` half, whose Uniqueid is the call's Linkedid and whose context is
+# the trunk's, runs the hotline's dialplan, as a trunk's channel would; the `;2` half is the elder:
+# once the IVR answers it waits CALLER_DELAY seconds, presses CALLER_KEYS, then makes a sound
+# until it is hung up or the test presses more keys (AMI PlayDTMF on it).
+ELDER_STEPS = """exten => elder,1,Answer()
  same => n,Wait(${IF($["${CALLER_DELAY}" = ""]?1:${CALLER_DELAY})})
  same => n,ExecIf($["${CALLER_KEYS}" != ""]?SendDTMF(${CALLER_KEYS},250))
  same => n,Playtones(440/300,0/300)
  same => n,Wait(3600)
 """
+CALLER_CONTEXT = ("; Test-only: the elders' side of calls originated by the real-PBX tests.\n"
+                  + "".join(f"[{context}]\n{ELDER_STEPS}\n" for context in ("from-elders-ivr", "from-elders")))
 
 
 def free_tcp_port() -> int:
@@ -212,7 +213,7 @@ class Ami:
         """An elder dials 12349 now. `call_id` is the Uniqueid of the hotline's side of the call,
         so the call's Linkedid; the elder's side is `<call_id>.elder`."""
         return self.action("Originate", ("Variable", f"CALLER_KEYS={keys}"), ("Variable", f"CALLER_DELAY={delay}"),
-                           Channel="Local/s@test-caller", Context=context, Exten="12349", Priority="1",
+                           Channel=f"Local/elder@{context}", Context=context, Exten="12349", Priority="1",
                            CallerID=f'"{name}" <{number}>' if name else number, Async="true", Timeout="30000",
                            ChannelId=call_id, OtherChannelId=f"{call_id}.elder")
 
