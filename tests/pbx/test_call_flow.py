@@ -47,6 +47,7 @@ def test_answered_call_rated_after_the_agent_hangs_up(pbx, consoles):
     pbx.ami.press(call_id, "5")
     row = ended(pbx, call_id, survey_score=5)
     assert (row["outcome"], row["agent"], row["ivr_route"], row["hangup_by"]) == ("answered", "8001", "meal", "agent")
+    assert (row["direction"], row["caller"]) == ("inbound", "+8613800138000")
     events = [r[4] for r in pbx.queue_events(call_id)]
     assert events.count("ENTERQUEUE") == 1, events  # not queued again after the agent hung up
     assert "CONNECT" in events and "COMPLETEAGENT" in events, events
