@@ -17,6 +17,7 @@ from callcenter.db import create_postgres_database
 from callcenter.elders.idcard import make_id_number
 from callcenter.main import create_app
 from callcenter.models import metadata
+from tests import redis_claims
 from tests.browser import browser, live_server, page  # noqa: F401  (fixtures for every test folder)
 
 BACKEND = os.environ.get("TEST_DB", "sqlite")
@@ -27,37 +28,13 @@ REFERENCE_TABLES = {"service_types"}  # seeded by the migrations, kept between t
 
 
 def claim_redis_db() -> str:
-    """A Redis database of this run's own, emptied: runs at the same time (two developers'
-    suites, a benchmark, CI) would otherwise take each other's telephony commands and empty each
-    other's data. A claim is a key in db 0 naming this process; a claim whose process is gone is
-    taken over. Each call claims one more database."""
+    """A Redis database of this run's own, emptied, released when the run ends (tests/redis_claims.py).
+    Each call claims one more."""
     import atexit
 
-    import redis
-
-    claims = redis.Redis.from_url(f"{REDIS_SERVER}/0")
-    for db in range(15, 0, -1):
-        key = f"cc-test-run:db{db}"
-        holder = claims.get(key)
-        if holder is not None and _alive(int(holder)):
-            continue
-        if holder is not None:
-            claims.delete(key)
-        if claims.set(key, os.getpid(), nx=True, ex=6 * 3600):
-            atexit.register(lambda key=key: claims.delete(key) if claims.get(key) == str(os.getpid()).encode() else None)
-            redis.Redis.from_url(f"{REDIS_SERVER}/{db}").flushdb()
-            return f"{REDIS_SERVER}/{db}"
-    raise RuntimeError("every Redis database 1-15 is claimed by a running test suite")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    url, release = redis_claims.claim(REDIS_SERVER)
+    atexit.register(release)
+    return url
 
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL") or claim_redis_db()
@@ -100,6 +77,7 @@ def settings(database_url, tmp_path_factory) -> Settings:
         redis_url=TEST_REDIS_URL,
         secret_key="test-secret-key-not-for-production",
         city_area_code="0411",
+        events_prefix=f"test{os.getpid()}",  # pub/sub channels are server-wide: runs side by side must not meet
     )
 
 

@@ -49,6 +49,7 @@ class LiveTelephony:
 
     def start_bridge(self) -> None:
         self.bridge = Bridge(database=self.services.db, redis=aioredis.from_url(self.settings.redis_url), area_code="0411",
+                             events_prefix=self.settings.events_prefix,
                              host="127.0.0.1", port=self.port, username=USER, secret=SECRET, backoff_initial=0.05,
                              backoff_max=0.5, wrapup_seconds=self.wrapup_seconds)
         self._tasks.append(self.run(self._spawn(self.bridge.run())))

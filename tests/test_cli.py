@@ -33,7 +33,7 @@ def run_cli(*args, env: dict, cwd=None, input: str | None = None, timeout: int =
 def cli_env(settings, services):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")}
     return env | {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-                  "SECRET_KEY": settings.secret_key.get_secret_value()}
+                  "SECRET_KEY": settings.secret_key.get_secret_value(), "EVENTS_PREFIX": settings.events_prefix}
 
 
 def test_user_create_with_password_and_with_prompt(cli_env, services):
@@ -94,7 +94,7 @@ def free_port() -> int:
 
 def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AMI_HOST")}
-    env |= {"AMI_PORT": str(free_port()), "SIMULATOR_CALLS_PER_MINUTE": "600"}
+    env |= {"AMI_PORT": str(free_port()), "SIMULATOR_CALLS_PER_MINUTE": "600", "EVENTS_PREFIX": f"run{os.getpid()}"}
     port = free_port()
     process = subprocess.Popen([CALLCENTER, "run", "--port", str(port)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

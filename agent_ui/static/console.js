@@ -149,7 +149,7 @@
     if (fresh) { $("disposition").value = ""; $("notes").value = ""; $("order-form").hidden = true; }
     if (moved) loadHistory();
     if (fresh) hidePop();  // never the previous caller's card under this caller's number
-    if (fresh || st.popElder !== (call.elder_id || null)) loadPop(call.id);
+    if (fresh || st.popElder !== (call.elder_id || null) || (moved && !st.pop)) loadPop(call.id);
     if (ended && st.phone) st.phone.callEnded();
   }
   function hidePop() {
@@ -168,15 +168,18 @@
   }
   $("btn-done").addEventListener("click", function () { clearCall(""); say("", true); });
 
-  function loadPop(callId) {
+  // A pop that fails is tried again twice, a second apart, and at the call's next state.
+  function loadPop(callId, attempt) {
     return api("GET", "/api/calls/" + callId + "/pop").then(function (pop) {
       if (!st.current || st.current.id !== callId) return;
       st.pop = pop;
       st.popElder = pop.elder ? pop.elder.id : null;
       renderPop(pop);
     }, function (err) {
-      if (st.current && st.current.id === callId) hidePop();
+      if (!st.current || st.current.id !== callId) return;
+      hidePop();
       say("无法加载来电信息：" + err.message, false);
+      if ((attempt || 0) < 2) setTimeout(function () { if (st.current && st.current.id === callId && !st.pop) loadPop(callId, (attempt || 0) + 1); }, 1000);
     });
   }
 

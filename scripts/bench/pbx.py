@@ -71,6 +71,7 @@ from callcenter.auth.models import User  # noqa: E402
 from callcenter.calls.service import event_channels  # noqa: E402
 from callcenter.config import Settings  # noqa: E402
 from callcenter.db import Database, create_postgres_database  # noqa: E402
+from tests import redis_claims  # noqa: E402
 from tests.pbx.harness import (Asterisk, Process, free_tcp_port, missing_runtime_libraries, pbx_environment,  # noqa: E402
                                pick_ports, wait_for_port)
 
@@ -127,47 +128,25 @@ def cpu_seconds(pid: int | None) -> float | None:
 # --- Redis: a database of our own ----------------------------------------------------------------
 
 class RedisDatabase:
-    """A Redis database claimed the way tests/conftest.py claims one (a key `cc-test-run:dbN` in db
-    0 naming this process), so a test suite starting meanwhile takes another; used only if empty.
+    """A Redis database of the bench's own, claimed as the test suite claims one
+    (tests/redis_claims.py: a test suite starting meanwhile takes another), and only if empty.
     Emptied and released at the end (it was empty when claimed)."""
 
     def __init__(self, url: str | None):
-        self.url, self.claim_key = url, None
-        self.claims = redis.Redis.from_url(f"{REDIS_SERVER}/0")
+        self.url, self._release = url, None
         if url:
             if redis.Redis.from_url(url).dbsize():
                 raise SystemExit(f"--redis-url {url}: the database is not empty; give an empty one")
             return
-        for db in range(13, 0, -1):
-            key = f"cc-test-run:db{db}"
-            holder = self.claims.get(key)
-            if holder is not None and _alive(int(holder)):
-                continue
-            if holder is not None:
-                self.claims.delete(key)
-            if not self.claims.set(key, os.getpid(), nx=True, ex=3 * 3600):
-                continue
-            if redis.Redis.from_url(f"{REDIS_SERVER}/{db}").dbsize():
-                self.claims.delete(key)
-                continue
-            self.url, self.claim_key = f"{REDIS_SERVER}/{db}", key
-            return
-        raise SystemExit("no free, empty Redis database among 1-13")
+        try:
+            self.url, self._release = redis_claims.claim(REDIS_SERVER, databases=range(13, 0, -1), require_empty=True, hours=3)
+        except RuntimeError as exc:
+            raise SystemExit(str(exc)) from exc
 
     def release(self) -> None:
         redis.Redis.from_url(self.url).flushdb()  # ours, empty when taken
-        if self.claim_key and self.claims.get(self.claim_key) == str(os.getpid()).encode():
-            self.claims.delete(self.claim_key)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+        if self._release:
+            self._release()
 
 
 # --- the deployment's database --------------------------------------------------------------------

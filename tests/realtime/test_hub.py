@@ -28,7 +28,8 @@ def web_processes(settings, *overrides: dict):
     yields their hosts."""
     env = {k: v for k, v in os.environ.items() if k not in ("AMI_HOST",)}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir)}
+            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir),
+            "EVENTS_PREFIX": settings.events_prefix}
     ports = [free_port() for _ in overrides]
     processes = [subprocess.Popen([CALLCENTER, "web", "--port", str(port)], env=env | extra, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for port, extra in zip(ports, overrides)]

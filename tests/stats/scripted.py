@@ -128,6 +128,7 @@ class ScriptedAsterisk:
         port = self.run(self.fake.start())
         # A long wrap-up timer: the script's own pause events end each wrap-up at its chosen time.
         self.bridge = Bridge(database=services.db, redis=aioredis.from_url(settings.redis_url), area_code="0411",
+                             events_prefix=settings.events_prefix,
                              host="127.0.0.1", port=port, username=USER, secret=SECRET, backoff_initial=0.05,
                              backoff_max=0.5, wrapup_seconds=3600)
         self._task = self.run(self._spawn(self.bridge.run()))
