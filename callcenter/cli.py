@@ -331,10 +331,11 @@ def _asterisk_inputs(settings):
         try:
             with Database(settings).session_scope() as session:
                 config = ivr_service.load_config(session=session, menu_file=settings.ivr_menu_file)
-                users = session.exec(select(User).where(User.active, User.sip_extension.is_not(None)).order_by(User.sip_extension))
+                users = session.exec(select(User).where(User.active, User.sip_extension.is_not(None)).order_by(User.sip_extension)).all()
+                sealer = Sealer(settings.secret) if any(u.sip_secret_sealed for u in users) else None
                 agents = [generator.Agent(extension=u.sip_extension, name=u.display_name or u.username, queues=list(u.queues or []),
                                           penalty=u.queue_penalty or 0,
-                                          sip_password=Sealer(settings.secret).decrypt(u.sip_secret_sealed) if u.sip_secret_sealed else None)
+                                          sip_password=sealer.decrypt(u.sip_secret_sealed) if u.sip_secret_sealed else None)
                           for u in users]
             return config, agents, "agents and IVR settings: from the database"
         except SQLAlchemyError as exc:

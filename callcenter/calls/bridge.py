@@ -169,7 +169,7 @@ class Bridge:
         finally:
             await self.work.put(None)
             await worker
-            for task in helpers + [w.timer for w in self.wrapups.values()]:
+            for task in helpers + [w.timer for w in self.wrapups.values()] + list(self._phone_tasks.values()):
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
             await self.publisher.flush()
@@ -408,7 +408,7 @@ class Bridge:
             agent = self.tracker.agents.get(interface)  # as it is now, not as one change of the batch saw it
             if agent is None or not agent.queues:
                 continue
-            offline = agent.status in ("unavailable", "invalid")
+            offline = agent.state == "unavailable"
             if offline and not agent.paused:
                 self._spawn_pause(agent.interface, True, PHONE_OFFLINE_REASON)
             elif not offline and agent.status != "unknown" and agent.paused and agent.pause_reason == PHONE_OFFLINE_REASON:

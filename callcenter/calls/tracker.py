@@ -54,6 +54,7 @@ class Call:
     agent_name: str | None = None
     agent_channel: str | None = None  # Uniqueid of the answering agent's leg (AgentConnect's DestUniqueid)
     connected_at: datetime | None = None  # when this agent's leg was connected (answered_at: the first one)
+    caller_left: bool = False  # a channel of the caller's side hung up during the talk
     rang_interface: str | None = None  # the agent that last let it ring unanswered (who must drop it)
     ring_attempts: int = 0
     transfers: int = 0
@@ -241,7 +242,12 @@ class CallTracker:
             return []
         call.channels.discard(uniqueid)
         self._channel_call.pop(uniqueid, None)
-        changes = self._agent_leg_ended(call, at) if uniqueid == call.agent_channel else []
+        if uniqueid == call.agent_channel:
+            changes = self._agent_leg_ended(call, at)
+        else:  # the caller's side: the agent's leg hanging up after it is not the agent's doing
+            if call.state == "talking" and not call.caller_left:
+                call.caller_left, call.hangup_by = True, "caller"
+            changes = []
         if call.channels:
             return changes
         return self._end(call, at)
@@ -251,8 +257,8 @@ class CallTracker:
         app_queue reports nothing when that leg is hung up from outside (AMI Hangup, the
         console's 挂断): its AgentComplete comes when the caller hangs up, after the survey, with
         the survey counted as talk and Reason caller. The Hangup of the leg is the truth."""
-        if call.state != "talking" or call.agent_done_at is not None:
-            return []
+        if call.state != "talking" or call.agent_done_at is not None or call.caller_left:
+            return []  # (the caller left first: AgentComplete says so)
         call.agent_done_at = at
         talk = seconds_between(call.connected_at or call.answered_at or at, at)
         call.talk_seconds = talk if call.talk_seconds is None else call.talk_seconds + talk
@@ -357,7 +363,7 @@ class CallTracker:
         call.agent_interface = message.get("Interface")
         call.agent_name = message.get("MemberName")
         call.agent_channel = message.get("DestUniqueid") or None
-        call.connected_at = at
+        call.connected_at, call.caller_left = at, False
         if call.answered_at is None:
             call.answered_at = at
             call.wait_seconds = _int(message.get("HoldTime"))

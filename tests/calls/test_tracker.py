@@ -130,3 +130,27 @@ def test_calls_cut_off_by_a_pbx_restart_are_neither_abandoned_nor_hung_up_by_the
                                ("SoftHangupRequest", {"Cause": "32"}), ("QueueCallerAbandon", {"Queue": "hotline", "HoldTime": "30"}),
                                ("Hangup", {})], base={"Linkedid": "9.0", "Uniqueid": "9.0", "Context": "from-elders"})
     assert (other[-1].call.outcome, other[-1].call.hangup_by) == ("abandoned", None)  # an AMI Hangup is no restart
+
+
+def test_the_talk_ends_when_the_agents_leg_hangs_up_and_the_caller_stays():
+    """The console's 挂断 for a desk phone hangs up the agent's leg by AMI: app_queue says nothing
+    until the caller leaves the survey (then AgentComplete, Reason caller, the survey as talk). The
+    leg's Hangup ends the talk, by the agent; a caller who hangs up first stays the one who did."""
+    tracker = CallTracker()
+    steps = [("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+             ("AgentConnect", {"Interface": "PJSIP/8001", "HoldTime": "3", "DestUniqueid": "7.1"}),
+             ("Newchannel", {"Uniqueid": "7.1"})]
+    agent_first = scripted(tracker, steps + [("Hangup", {"Uniqueid": "7.1"}),
+                                             ("AgentComplete", {"Interface": "PJSIP/8001", "TalkTime": "60", "Reason": "caller"}),
+                                             ("Hangup", {})])
+    assert [c.kind for c in agent_first][-2:] == ["call.agent_done", "call.ended"]
+    call = agent_first[-1].call
+    assert (call.hangup_by, call.talk_seconds, call.outcome) == ("agent", 20, "answered")  # not the 60 s with the survey
+
+    caller_first = scripted(tracker, [
+        ("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+        ("AgentConnect", {"Interface": "PJSIP/8001", "HoldTime": "3", "DestUniqueid": "8.1"}), ("Newchannel", {"Uniqueid": "8.1"}),
+        ("Hangup", {}), ("Hangup", {"Uniqueid": "8.1"})],
+        base={"Linkedid": "8.0", "Uniqueid": "8.0", "Context": "from-elders", "CallerIDNum": "13900139000"})
+    assert [c.kind for c in caller_first][-1] == "call.ended" and "call.agent_done" not in [c.kind for c in caller_first]
+    assert (caller_first[-1].call.hangup_by, caller_first[-1].call.talk_seconds) == ("caller", 30)  # to the last hang-up

@@ -199,7 +199,7 @@ def test_a_failed_screen_pop_never_shows_the_previous_elder(pbx, consoles):
     console.answer()
     expect(console.page.locator("#elder-name")).to_have_text("张大爷", timeout=TIMEOUT)
     pbx.ami.hang_up_caller(first)
-    ended(pbx, first)
+    assert ended(pbx, first)["hangup_by"] == "caller"  # the agent's leg went after the caller's: not the agent's doing
     wait_for(lambda: "(paused" not in pbx.member_line("王芳"), 15, pbx.queue_show())
 
     console.page.route("**/api/calls/*/pop", lambda route: route.abort())
