@@ -7,7 +7,9 @@ Rules they keep, for callers who are often over 80, some confused or hard of hea
   to the queue are set before anything is written; the database, Redis or a slow query may fail
   or lag and the caller still reaches a queue (unknown caller, business hours from the file);
 - the emergency key, or a high-risk elder, puts the caller above everyone in the queue, alerts
-  the supervisors and leaves a draft emergency order on the call for the agent to confirm;
+  the supervisors and leaves a draft emergency order on the call for the agent to confirm; the
+  order is written first (it is the record), and an alert Redis cannot take now is kept, in
+  order, and published by a background task once Redis answers again (at most ALERT_BACKLOG);
 - a caller hanging up ends the script where it is: nothing is written for a menu left half-way.
 
 Variables set for the dialplan (see `ivr/asterisk_config.py`): IVR_ROUTE, QUEUE_PRIO, IVR_QUEUE,
@@ -20,6 +22,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from datetime import datetime
 from pathlib import Path
 
@@ -38,6 +41,9 @@ DB_TIMEOUT = 2.0  # seconds the menu waits for the database before going on with
 CALL_RECORD_WAIT = 3.0  # the bridge records the call from AMI: wait this long for its row
 CONFIG_SECONDS = 1.0  # a supervisor's change reaches calls within this long
 SURVEY_KEYS = "12345"
+ALERT_BACKLOG = 500  # emergency alerts kept while Redis is away (beyond: the oldest is dropped, logged)
+PUBLISH_TIMEOUT = 3.0  # a publish taking longer counts as failed (a half-open link would hang it)
+ALERT_RETRY = (0.5, 10.0)  # back-off (first, longest) between attempts to publish the kept alerts
 
 
 class IvrScripts:
@@ -48,6 +54,9 @@ class IvrScripts:
         self.menu_file = menu_file
         self.pending: set[asyncio.Task] = set()
         self._config: tuple[float, menu.IvrConfig] | None = None  # (when read, settings)
+        self._alerts: deque[tuple[str, str]] = deque()  # (linkedid, JSON) not yet published, oldest first
+        self._alerts_lock: asyncio.Lock | None = None  # one publisher at a time keeps them in order
+        self._alerts_retry: asyncio.Task | None = None
 
     def handlers(self) -> dict:
         return {"ivr": self.ivr, "survey": self.survey, "afterhours": self.afterhours}
@@ -59,6 +68,11 @@ class IvrScripts:
         """Wait for the emergency records still being written (tests, shutdown)."""
         while self.pending:
             await asyncio.gather(*list(self.pending), return_exceptions=True)
+
+    @property
+    def alerts_waiting(self) -> list[dict]:
+        """The emergency alerts kept until Redis takes them, oldest first."""
+        return [json.loads(text) for _, text in self._alerts]
 
     # --- the scripts -----------------------------------------------------------------------------
 
@@ -180,15 +194,58 @@ class IvrScripts:
         await self._alert(caller, linkedid, reason, order)
 
     async def _alert(self, caller: Caller, linkedid: str, reason: str, order) -> None:
+        """The supervisors' alert (the draft order, already written, is the record): published
+        now, or kept behind the alerts still waiting for Redis."""
         if self.redis is None:
             return
         event = {"type": "ivr.emergency", "call_id": linkedid, "caller": caller.e164 or caller.number, "elder_id": caller.elder_id,
                  "elder_name": caller.elder_name, "reason": reason, "order_id": order.id if order else None,
                  "order_number": order.number if order else None, "at": utcnow().isoformat()}
+        if len(self._alerts) >= ALERT_BACKLOG:
+            dropped, _ = self._alerts.popleft()
+            log.error("emergency alert for call %s dropped: %d alerts already wait for Redis (its draft order stands)",
+                      dropped, ALERT_BACKLOG)
+        self._alerts.append((linkedid, json.dumps(event, ensure_ascii=False)))
+        error = await self._publish_alerts()
+        if error is not None:  # Redis away: the draft order and the caller's priority still stand
+            log.warning("emergency alert for call %s not published (%s): kept until Redis answers (%d waiting)", linkedid,
+                        type(error).__name__, len(self._alerts))
+            self._retry_alerts()
+
+    async def _publish_alerts(self) -> Exception | None:
+        """Publish the kept alerts in order; stops at the first that fails (returns its error) and
+        keeps it and the rest."""
+        if self._alerts_lock is None:
+            self._alerts_lock = asyncio.Lock()
+        channel = event_channels(self.settings.events_prefix).calls
+        async with self._alerts_lock:
+            while self._alerts:
+                try:
+                    await asyncio.wait_for(self.redis.publish(channel, self._alerts[0][1]), PUBLISH_TIMEOUT)
+                except Exception as exc:
+                    return exc
+                self._alerts.popleft()
+        return None
+
+    def _retry_alerts(self) -> None:
+        """Start the background task that publishes the kept alerts once Redis is back."""
+        if self._alerts_retry is None or self._alerts_retry.done():
+            self._alerts_retry = asyncio.create_task(self._retry_alerts_until_sent(), name="ivr-alert-retry")
+
+    async def _retry_alerts_until_sent(self) -> None:
+        delay, since = ALERT_RETRY[0], time.monotonic()
         try:
-            await self.redis.publish(event_channels(self.settings.events_prefix).calls, json.dumps(event, ensure_ascii=False))
-        except Exception as exc:  # Redis away: the draft order and the caller's priority still stand
-            log.warning("emergency alert for call %s not published (%s)", linkedid, type(exc).__name__)
+            while self._alerts:
+                await asyncio.sleep(delay)
+                count = len(self._alerts)
+                if await self._publish_alerts() is None:
+                    log.warning("Redis is back: published %d kept emergency alert(s) after %.0f s", count, time.monotonic() - since)
+                    return
+                delay = min(delay * 2, ALERT_RETRY[1])
+        except asyncio.CancelledError:
+            if self._alerts:
+                log.error("IVR stopping with %d emergency alert(s) never published (their draft orders stand)", len(self._alerts))
+            raise
 
     async def _record_callback(self, config: menu.IvrConfig, caller: Caller, linkedid: str, reason: str) -> bool:
         due = config.hours.next_opening(self._local_now())

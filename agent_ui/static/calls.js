@@ -1,4 +1,7 @@
-// Keeps the "今日通话" table current by polling /api/calls (the live websocket console comes later).
+// Keeps the "今日通话" table current: reloads /api/calls shortly after each call event on /ws, at
+// once when events were lost (a "resync" frame: the server's Redis came back; a per-channel "seq"
+// that skips a number; another hub "epoch") or the socket reconnects, and every 3 seconds all the
+// same (an agent's socket carries only that agent's calls).
 (function () {
   "use strict";
   var table = document.getElementById("calls");
@@ -7,6 +10,8 @@
   var body = table.querySelector("tbody");
   var status = document.getElementById("calls-status");
   var total = document.getElementById("calls-total");
+  var POLL_MS = 3000, AFTER_EVENT_MS = 300;
+  var st = { socket: null, live: false, retry: 0, soon: null };
 
   function cell(text, className) {
     var td = document.createElement("td");
@@ -64,10 +69,38 @@
         data.items.forEach(function (call) { fragment.appendChild(row(call)); });
         body.replaceChildren(fragment);
         total.textContent = "共 " + data.total + " 通";
-        status.textContent = "每 3 秒自动刷新，最近更新 " + new Date().toLocaleTimeString("zh-CN");
+        status.textContent = (st.live ? "实时更新" : "每 3 秒自动刷新") + "，最近更新 " + new Date().toLocaleTimeString("zh-CN");
       })
       .catch(function () { status.textContent = "刷新失败，正在重试…"; });
   }
 
-  setInterval(refresh, 3000);
+  function refreshIn(ms) {
+    if (st.soon !== null) return;
+    st.soon = setTimeout(function () { st.soon = null; refresh(); }, ms);
+  }
+
+  var sequence = window.LiveSequence();
+  function inSequence(ev) { return sequence.check(ev); }
+
+  function connect() {
+    var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
+    st.socket = socket;
+    sequence.reset();
+    socket.onopen = function () { st.live = true; st.retry = 0; refresh(); };
+    socket.onmessage = function (message) {
+      var ev;
+      try { ev = JSON.parse(message.data); } catch (e) { return; }
+      if (!inSequence(ev)) refresh();
+      else if (ev.type && ev.type.indexOf("call.") === 0) refreshIn(AFTER_EVENT_MS);
+    };
+    socket.onclose = function (event) {
+      if (st.socket !== socket) return;
+      st.live = false;
+      if (event.code === 4401) { window.location = "/login?next=/calls"; return; }
+      setTimeout(connect, Math.min(10000, 500 * Math.pow(2, st.retry++)));
+    };
+  }
+
+  setInterval(refresh, POLL_MS);
+  connect();
 })();

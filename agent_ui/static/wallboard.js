@@ -1,6 +1,8 @@
 /* The supervisors' wallboard: loads /api/stats/wallboard, reloads it within a second of every
    live event on /ws (and every second while callers wait, so waits and alerts stay exact), and
-   counts the seconds on screen in between. All figures come from the server. */
+   counts the seconds on screen in between. All figures come from the server. Lost events (a
+   "resync" frame: the server's Redis came back; a per-channel "seq" that skips a number; another
+   hub "epoch") reload it at once, as a reconnect does. */
 (function () {
   "use strict";
   var REFRESH_AFTER_EVENT_MS = 250, IDLE_REFRESH_MS = 10000, WAITING_REFRESH_MS = 1000;
@@ -173,12 +175,17 @@
     });
   }
 
+  var sequence = window.LiveSequence();
+  function inSequence(event) { return sequence.check(event); }
+
   function connect() {
     var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     st.socket = socket;
+    sequence.reset();
     socket.onopen = function () { st.retry = 0; text("wb-link", "实时连接正常"); $("wb-link").className = "link-state"; load(); };
     socket.onmessage = function (message) {
       var event = JSON.parse(message.data);
+      if (!inSequence(event)) { schedule(0); return; }  // events were lost: reload everything now
       if (event.type === "ivr.emergency") { schedule(0); return; }  // the IVR's emergency alert: show it at once
       if (event.type && (event.type.indexOf("call.") === 0 || event.type === "agent.state")) schedule(REFRESH_AFTER_EVENT_MS);
     };

@@ -1,7 +1,11 @@
 """`/ws` (live events) and `/api/realtime/snapshot` (what to show before following them).
 
 A console first loads the snapshot over HTTP, then follows the websocket; after any drop it does
-both again, so a missed event can never leave a ghost call on screen.
+both again, so a missed event can never leave a ghost call on screen. The socket stays open
+through a Redis outage, but the events published meanwhile never reach it: the hub then sends
+`{"type": "resync", "epoch", "reason"}`, and event frames carry `seq` per `channel` and the hub's
+`epoch` (realtime/hub.py); on a resync frame, a gap or another epoch the page loads the snapshot
+again, exactly as after a reconnect.
 """
 
 from __future__ import annotations
@@ -9,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from functools import partial
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlmodel import select
 
 from callcenter.calls import presenter as calls_presenter
-from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls.models import WAITING_STATES, AgentStatus, CallRecord
 from callcenter.calls import service as calls_service
 from callcenter.calls.service import agent_payload_from_row
 from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep
@@ -60,6 +65,7 @@ async def websocket(socket: WebSocket):
         await socket.close(code=NOT_SIGNED_IN)
         return
     await socket.accept()
+    hub.set_waiting_loader(partial(_waiting_calls, services))
     subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
     hub.add(subscriber)
     await socket.send_text(json.dumps({"type": "hello", "role": user.role, "extension": user.sip_extension}))
@@ -85,6 +91,15 @@ async def _send(socket: WebSocket, subscriber: Subscriber) -> None:
         except asyncio.TimeoutError:
             text = '{"type": "heartbeat"}'
         await socket.send_text(text)
+
+
+def _waiting_calls(services) -> list[tuple[str, str, str]]:
+    """(queue, call_id, state) of the calls waiting in a queue now: the hub counts from these
+    again after a resync."""
+    with services.db.session_scope() as session:
+        rows = session.exec(select(CallRecord.queue, CallRecord.linkedid, CallRecord.state)
+                            .where(CallRecord.state.in_(WAITING_STATES), CallRecord.queue.is_not(None)))
+        return [tuple(row) for row in rows]
 
 
 def _same_origin(socket: WebSocket) -> bool:
