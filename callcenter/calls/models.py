@@ -71,12 +71,40 @@ class CallRecord(SQLModel, table=True):
     outage_from: datetime | None = _ts()
     outage_to: datetime | None = _ts()
     channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    leg_agents: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False),
+                                  description="extensions of every agent who talked with the caller, in order")
+    reconciled: bool = Field(default=False, description="recorded or completed from Asterisk's own records after an outage")
     wrapup_ended_at: datetime | None = _ts()
     disposition: str | None = Field(default=None, max_length=32)
     notes: str = Field(default="", max_length=4000)
     notes_by: int | None = Field(default=None, foreign_key="users.id")
     notes_at: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+
+
+class CallLeg(SQLModel, table=True):
+    """One agent's part of a call (tracker.Leg): a call transferred twice has three. Per-agent
+    figures (calls talked, talk, wrap-up, transfers) are summed from legs, not from the call."""
+
+    __tablename__ = "call_legs"
+    __table_args__ = (Index("ux_call_legs_channel", "call_id", "channel", unique=True),
+                      Index("ix_call_legs_agent_connected", "agent_extension", "connected_at"))
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: int = Field(foreign_key="calls.id", index=True)
+    seq: int
+    channel: str = Field(max_length=80)
+    agent_interface: str = Field(max_length=120)
+    agent_extension: str | None = Field(default=None, max_length=32)
+    agent_user_id: int | None = Field(default=None, foreign_key="users.id")
+    agent_name: str | None = Field(default=None, max_length=80)
+    queue: str | None = Field(default=None, max_length=80)
+    connected_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    ended_at: datetime | None = _ts()
+    talk_seconds: int | None = None
+    ended_by: str | None = Field(default=None, max_length=16)
+    transfer: str | None = Field(default=None, max_length=16)
+    wrapup_ended_at: datetime | None = _ts()
 
 
 class AgentStatus(SQLModel, table=True):
@@ -92,6 +120,8 @@ class AgentStatus(SQLModel, table=True):
     paused: bool = False
     pause_reason: str | None = Field(default=None, max_length=40)
     queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    paused_in: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False),
+                            description="queue → pause reason: pause is per queue in Asterisk")
     since: datetime | None = _ts()
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, DISPOSITIONS, IVR_ROUTES, CallRecord
+from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, DISPOSITIONS, IVR_ROUTES, CallLeg, CallRecord
+from callcenter.calls.tracker import LEG_ENDS, TRANSFER_KINDS
 from callcenter.elders import presenter as elders_presenter
 from callcenter.timeutil import local_iso
 
@@ -49,4 +50,23 @@ def call_dict(record: CallRecord, tz, *, notes_visible: bool) -> dict:
         "disposition_label": DISPOSITIONS.get(record.disposition, "") if record.disposition else "",
         "notes": record.notes if notes_visible else None,
         "notes_hidden": not notes_visible,
+    }
+
+
+def leg_dict(leg: CallLeg, tz) -> dict:
+    """One agent's part of a call, as the call's detail shows it."""
+    return {
+        "seq": leg.seq,
+        "agent": leg.agent_extension,
+        "agent_name": leg.agent_name,
+        "agent_user_id": leg.agent_user_id,
+        "queue": leg.queue,
+        "connected_at": local_iso(leg.connected_at, tz),
+        "ended_at": local_iso(leg.ended_at, tz),
+        "talk_seconds": leg.talk_seconds,
+        "ended_by": leg.ended_by,
+        "ended_by_label": LEG_ENDS.get(leg.ended_by, "") if leg.ended_by else "",
+        "transfer": leg.transfer,
+        "transfer_label": TRANSFER_KINDS.get(leg.transfer, "") if leg.transfer else "",
+        "wrapup_ended_at": local_iso(leg.wrapup_ended_at, tz),
     }

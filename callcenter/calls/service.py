@@ -18,9 +18,9 @@ from callcenter.auth.models import User
 from callcenter.auth import service as auth_service
 from callcenter.calls import control
 from callcenter.calls.control import WRAPUP_REASON
-from callcenter.calls.models import DISPOSITIONS, AgentStateLog, AgentStatus, CallRecord
+from callcenter.calls.models import DISPOSITIONS, AgentStateLog, AgentStatus, CallLeg, CallRecord
 from callcenter.calls.presenter import display_number
-from callcenter.calls.tracker import AgentState, Call
+from callcenter.calls.tracker import AgentState, Call, Leg
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import Elder
 from callcenter.elders.schemas import PhoneIn
@@ -49,7 +49,7 @@ COPIED_FIELDS = (
     "direction", "context", "state", "outcome", "caller_number", "caller_name", "queue", "position", "priority", "ivr_route",
     "elder_ref", "survey_score", "agent_interface", "agent_name", "ring_attempts", "transfers", "started_at", "ivr_at",
     "queued_at", "offered_at", "answered_at", "abandoned_at", "agent_done_at", "ended_at", "wait_seconds", "talk_seconds",
-    "hangup_by", "outage_from", "outage_to",
+    "hangup_by", "outage_from", "outage_to", "reconciled",
 )
 
 # Written by the IVR straight to the row too (ivr/service.py): a tracker that never saw the
@@ -67,6 +67,8 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
     """Insert or update the row of `call` (keyed by Linkedid) from the tracker's snapshot.
     The elder is matched when the caller's number is first known."""
     record = session.exec(select(CallRecord).where(CallRecord.linkedid == call.linkedid)).first()
+    if record is not None and call.reconciled and record.state == "ended" and record.outcome != "lost_during_outage":
+        return record  # recorded whole already (by this bridge before a restart, or by the other one)
     if record is None:
         record = CallRecord(linkedid=call.linkedid, direction=call.direction, state=call.state, started_at=call.started_at)
     number_before = record.caller_number
@@ -84,9 +86,39 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
     if extension != record.agent_extension:
         record.agent_extension = extension
         record.agent_user_id = _user_for_extension(session, extension)
+    leg_agents = list(dict.fromkeys(ext for ext in (extension_of(leg.interface) for leg in call.legs) if ext))
+    if leg_agents != record.leg_agents and (leg_agents or not record.leg_agents):
+        record.leg_agents = leg_agents
     record.updated_at = utcnow()
     session.add(record)
+    if call.legs:
+        if record.id is None:
+            session.flush()  # the legs need the call's id
+        record_legs(session=session, record=record, legs=call.legs)
     return record
+
+
+LEG_FIELDS = ("agent_name", "queue", "connected_at", "ended_at", "talk_seconds", "ended_by", "transfer")
+
+
+def record_legs(*, session: Session, record: CallRecord, legs: list[Leg]) -> None:
+    """Insert or update the call's agent legs (keyed by the agent's channel)."""
+    rows = {row.channel: row for row in session.exec(select(CallLeg).where(CallLeg.call_id == record.id))}
+    for seq, leg in enumerate(legs, start=1):
+        row = rows.get(leg.channel)
+        if row is None:
+            extension = extension_of(leg.interface)
+            row = CallLeg(call_id=record.id, seq=seq, channel=leg.channel, agent_interface=leg.interface, agent_extension=extension,
+                          agent_user_id=_user_for_extension(session, extension), connected_at=leg.connected_at)
+        for name in LEG_FIELDS:
+            setattr(row, name, getattr(leg, name))
+        if leg.wrapup_ended_at is not None:
+            row.wrapup_ended_at = leg.wrapup_ended_at
+        session.add(row)
+
+
+def legs_of(*, session: Session, call_id: int) -> list[CallLeg]:
+    return list(session.exec(select(CallLeg).where(CallLeg.call_id == call_id).order_by(CallLeg.seq)))
 
 
 def _match_elder(*, session: Session, record: CallRecord, area_code: str) -> None:
@@ -105,10 +137,21 @@ def _take_elder_ref(*, session: Session, record: CallRecord, elder_id: int) -> N
             record.elder_candidates = [*record.elder_candidates, elder_id]
 
 
-def record_wrapup_end(*, session: Session, linkedid: str, at: datetime) -> None:
-    """The agent's wrap-up after this call ended at `at` (ready again, or paused for another reason)."""
+def record_wrapup_end(*, session: Session, linkedid: str, at: datetime, interface: str | None = None) -> None:
+    """The agent's wrap-up after their part of this call ended at `at` (ready again, or paused
+    for another reason): on their leg, and on the call when they were its last agent."""
     record = session.exec(select(CallRecord).where(CallRecord.linkedid == linkedid)).first()
-    if record is not None and record.wrapup_ended_at is None:
+    if record is None:
+        return
+    leg = None
+    if interface is not None:
+        leg = session.exec(select(CallLeg).where(CallLeg.call_id == record.id, CallLeg.agent_interface == interface,
+                                                 CallLeg.ended_at.is_not(None)).order_by(CallLeg.seq.desc())).first()
+    if leg is not None and leg.wrapup_ended_at is None:
+        leg.wrapup_ended_at = at
+        session.add(leg)
+    last_agent = interface is None or record.agent_interface == interface
+    if last_agent and record.wrapup_ended_at is None:
         record.wrapup_ended_at = at
         session.add(record)
 
@@ -128,6 +171,7 @@ def record_agent(*, session: Session, agent: AgentState) -> AgentStatus:
     row.paused = agent.paused
     row.pause_reason = agent.pause_reason
     row.queues = sorted(agent.queues)
+    row.paused_in = {queue: reason for queue, reason in sorted(agent.paused_in.items())}
     row.since = agent.since
     row.updated_at = utcnow()
     session.add(row)
@@ -186,6 +230,24 @@ def update_agent(*, session: Session, redis, settings, user_id: int, changes: di
     return user
 
 
+def last_recorded_at(*, session: Session) -> datetime | None:
+    """The latest moment any call on record reached (its end, or its start while open): where
+    a bridge that was away reads Asterisk's records from."""
+    ended = session.exec(select(func.max(CallRecord.ended_at))).one()
+    started = session.exec(select(func.max(CallRecord.started_at))).one()
+    moments = [as_utc(value) for value in (ended, started) if value is not None]
+    return max(moments) if moments else None
+
+
+def known_agents(*, session: Session) -> list[AgentState]:
+    """Agents as last recorded (the bridge restores them on start, keeping how long each has
+    been in their state)."""
+    return [AgentState(interface=row.interface, name=row.name, status=row.status, paused=row.paused,
+                       pause_reason=row.pause_reason, in_call=row.state == "in_call", queues=set(row.queues),
+                       since=as_utc(row.since) if row.since else None, paused_in=dict(row.paused_in or {}))
+            for row in session.exec(select(AgentStatus))]
+
+
 def open_calls(*, session: Session) -> list[Call]:
     """Calls not ended in the database, as tracker calls (the bridge restores them on start)."""
     rows = session.exec(select(CallRecord).where(CallRecord.state != "ended"))
@@ -195,7 +257,12 @@ def open_calls(*, session: Session) -> list[Call]:
         for name, value in values.items():
             if isinstance(value, datetime):
                 values[name] = as_utc(value)
-        calls.append(Call(linkedid=row.linkedid, channels=set(row.channels), **values))
+        utc = lambda value: as_utc(value) if value is not None else None  # noqa: E731
+        legs = [Leg(channel=leg.channel, interface=leg.agent_interface, connected_at=as_utc(leg.connected_at),
+                    agent_name=leg.agent_name, queue=leg.queue, ended_at=utc(leg.ended_at), talk_seconds=leg.talk_seconds,
+                    ended_by=leg.ended_by, transfer=leg.transfer, wrapup_ended_at=utc(leg.wrapup_ended_at))
+                for leg in legs_of(session=session, call_id=row.id)]
+        calls.append(Call(linkedid=row.linkedid, channels=set(row.channels), legs=legs, **values))
     return calls
 
 
@@ -211,8 +278,9 @@ def search(*, session: Session, tz, date_from: date | None = None, date_to: date
     query = select(CallRecord)
     if handled_by is not None:
         mine = CallRecord.agent_user_id == handled_by.id
-        if handled_by.sip_extension:
-            mine = mine | (CallRecord.agent_extension == handled_by.sip_extension)
+        if handled_by.sip_extension:  # and the calls they talked on before a transfer
+            legs = select(CallLeg.call_id).where(CallLeg.agent_extension == handled_by.sip_extension)
+            mine = mine | (CallRecord.agent_extension == handled_by.sip_extension) | CallRecord.id.in_(legs)
         query = query.where(mine)
     if q.strip():
         query = query.where(_text_condition(q.strip()))
@@ -264,11 +332,22 @@ def event_payload(*, kind: str, call: Call, record: CallRecord) -> dict:
         "agent": extension_of(call.agent_interface),
         "agent_interface": call.agent_interface,
         "rang_agent": extension_of(call.rang_interface) if kind == "call.ring_no_answer" else None,
+        "agent_name": call.agent_name,
         "wait_seconds": call.wait_seconds,
         "talk_seconds": call.talk_seconds,
+        "transfers": call.transfers,
+        "legs": [leg_payload(leg) for leg in call.legs],
         "survey_score": call.survey_score,
         "at": _iso(utcnow()),
     }
+
+
+def leg_payload(leg) -> dict:
+    """One agent's part of a call (a tracker Leg or a CallLeg row)."""
+    interface = getattr(leg, "interface", None) or getattr(leg, "agent_interface", None)
+    return {"agent": extension_of(interface), "agent_name": leg.agent_name, "queue": leg.queue,
+            "connected_at": _iso(leg.connected_at), "ended_at": _iso(leg.ended_at), "talk_seconds": leg.talk_seconds,
+            "ended_by": leg.ended_by, "transfer": leg.transfer}
 
 
 def agent_payload(agent: AgentState) -> dict:
@@ -280,6 +359,7 @@ def agent_payload(agent: AgentState) -> dict:
         "state": agent.state,
         "paused": agent.paused,
         "pause_reason": agent.pause_reason,
+        "paused_queues": agent.paused_queues,  # paused there only (still taking calls from the others) when not `paused`
         "queues": sorted(agent.queues),
         "since": _iso(agent.since),
     }
@@ -300,11 +380,19 @@ def _iso(value: datetime | None) -> str | None:
 NOTES_EDIT_HOURS = 12  # an agent may complete a call's summary this long after it ended; supervisors always
 
 
-def handles(*, user: User, call: CallRecord) -> bool:
-    """The agent the call was offered to / answered by (or a supervisor): may act on it and read its notes."""
+def holds(*, user: User, call: CallRecord) -> bool:
+    """The agent the call is with now (or a supervisor): may hang it up or pass it on."""
     if user.role in ("supervisor", "admin"):
         return True
     return call.agent_user_id == user.id or (user.sip_extension is not None and call.agent_extension == user.sip_extension)
+
+
+def handles(*, user: User, call: CallRecord) -> bool:
+    """An agent the call was offered to or who talked with the caller (every leg's), or a
+    supervisor: may read the call and its notes and write them."""
+    if user.role in ("supervisor", "admin"):
+        return True
+    return holds(user=user, call=call) or (user.sip_extension is not None and user.sip_extension in (call.leg_agents or []))
 
 
 def record_summary(*, session: Session, call: CallRecord, user: User, disposition: str | None, notes: str | None) -> CallRecord:

@@ -32,6 +32,35 @@ MEMBER_STATUS = {"0": "unknown", "1": "not_in_use", "2": "in_use", "3": "busy", 
                  "6": "ringing", "7": "ringinuse", "8": "on_hold"}
 UNKNOWN_NUMBERS = {"", "<unknown>", "anonymous", "unknown"}
 SOFTHANGUP_SHUTDOWN = "4"  # SoftHangupRequest Cause: AST_SOFTHANGUP_SHUTDOWN (core restart / stop)
+# Where agents' phones' channels start (pjsip.conf: the agents' endpoints' context): a channel
+# from there that the caller's side dials and that answers is an agent's leg.
+AGENT_CONTEXTS = frozenset({"agents"})
+LEG_ENDS = {"caller": "来电人挂断", "agent": "坐席挂断", "transfer": "转接", "pbx": "系统中断"}
+TRANSFER_KINDS = {"agent": "转坐席", "queue": "转队列", "blind": "话机盲转", "attended": "话机咨询转接", "redirect": "转出"}
+
+
+@dataclass
+class Leg:
+    """One agent's part of a call: from their phone being connected with the caller until they
+    left it (hung up, the caller hung up, or the caller was passed on). A call transferred twice
+    has three legs; each agent's talk, wrap-up and figures come from their own legs."""
+
+    channel: str  # the agent's channel (Uniqueid)
+    interface: str  # the queue member / endpoint, e.g. PJSIP/8001
+    connected_at: datetime
+    agent_name: str | None = None
+    queue: str | None = None  # None: dialled directly (a transfer to the agent's extension)
+    ended_at: datetime | None = None
+    talk_seconds: int | None = None
+    ended_by: str | None = None  # caller | agent | transfer | pbx (LEG_ENDS)
+    transfer: str | None = None  # how the caller was passed on (TRANSFER_KINDS), when ended_by == transfer
+    bridge: str | None = None  # the bridge the agent and the caller talk in
+    caller_place: tuple[str, str] | None = None  # the caller's (context, exten) on entering that bridge
+    wrapup_ended_at: datetime | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.ended_at is None
 
 
 @dataclass
@@ -52,9 +81,6 @@ class Call:
     survey_score: int | None = None
     agent_interface: str | None = None
     agent_name: str | None = None
-    agent_channel: str | None = None  # Uniqueid of the answering agent's leg (AgentConnect's DestUniqueid)
-    connected_at: datetime | None = None  # when this agent's leg was connected (answered_at: the first one)
-    caller_left: bool = False  # a channel of the caller's side hung up during the talk
     rang_interface: str | None = None  # the agent that last let it ring unanswered (who must drop it)
     ring_attempts: int = 0
     transfers: int = 0
@@ -68,15 +94,23 @@ class Call:
     ended_at: datetime | None = None
     wait_seconds: int | None = None
     talk_seconds: int | None = None
-    hangup_by: str | None = None  # caller | agent | transfer
+    hangup_by: str | None = None  # caller | agent | pbx: how the last agent's leg ended
     outage_from: datetime | None = None
     outage_to: datetime | None = None
     cut_off: bool = False  # the PBX itself ended it (a restart or shutdown): call the elder back
+    reconciled: bool = False  # rebuilt from Asterisk's own records (calls.records) after an outage
     channels: set[str] = field(default_factory=set)
+    legs: list[Leg] = field(default_factory=list)
     seen: set[int] = field(default_factory=set, repr=False)
 
     def snapshot(self) -> "Call":
-        return replace(self, channels=set(self.channels), seen=set())
+        return replace(self, channels=set(self.channels), legs=[replace(leg) for leg in self.legs], seen=set())
+
+    def open_leg(self) -> Leg | None:
+        return next((leg for leg in reversed(self.legs) if leg.open), None)
+
+    def leg_of(self, channel: str | None) -> Leg | None:
+        return next((leg for leg in self.legs if leg.channel == channel), None) if channel else None
 
 
 @dataclass
@@ -89,6 +123,27 @@ class AgentState:
     in_call: bool = False
     queues: set[str] = field(default_factory=set)
     since: datetime | None = None
+    paused_in: dict[str, str | None] = field(default_factory=dict)  # queue → pause reason, as Asterisk keeps it
+
+    def pause(self, queue: str | None, paused: bool, reason: str | None) -> None:
+        """Pause is per queue in Asterisk (QueuePause without a queue pauses every one). The
+        agent is `paused` when paused in every queue they are in: they take no call at all; paused
+        in some only, they still take calls from the others and count as ready."""
+        for name in ([queue] if queue else list(self.queues) or [""]):
+            if paused:
+                self.paused_in[name] = reason
+            else:
+                self.paused_in.pop(name, None)
+        self.derive_pause()
+
+    def derive_pause(self) -> None:
+        self.paused_in = {name: why for name, why in self.paused_in.items() if name in self.queues or not self.queues}
+        self.paused = bool(self.paused_in) and all(name in self.paused_in for name in (self.queues or {""}))
+        self.pause_reason = next((why for why in self.paused_in.values() if why), None) if self.paused else None
+
+    @property
+    def paused_queues(self) -> list[str]:
+        return sorted(name for name in self.paused_in if name)
 
     @property
     def state(self) -> str:
@@ -115,16 +170,20 @@ class Change:
 
 class CallTracker:
     def __init__(self, *, short_abandon_seconds: int = 5, inbound_contexts=INBOUND_CONTEXTS, ivr_contexts=IVR_CONTEXTS,
-                 remember_ended: int = 10000):
+                 agent_contexts=AGENT_CONTEXTS, remember_ended: int = 10000):
         self.short_abandon_seconds = short_abandon_seconds
         self.inbound_contexts = frozenset(inbound_contexts)
         self.ivr_contexts = frozenset(ivr_contexts)
+        self.agent_contexts = frozenset(agent_contexts)
+        self._agent_channels: set[str] = set()  # live channels of agents' phones (Newchannel in an agent context)
         self.calls: dict[str, Call] = {}
         self.agents: dict[str, AgentState] = {}
         self._channel_call: dict[str, str] = {}  # Uniqueid → Linkedid
         self._ended: OrderedDict[str, None] = OrderedDict()  # recently ended Linkedids, for replays
         self._remember_ended = remember_ended
         self._queue_entries: dict[str, tuple[int, int]] = {}  # Uniqueid → (waited s, priority), last QueueStatus
+        self._lost: dict[str, Call] = {}  # closed as lost_during_outage at the last reconnect, until the records say more
+        self.booted_at: datetime | None = None  # when Asterisk last started (FullyBooted's Uptime)
 
     @classmethod
     def handled_events(cls) -> list[str]:
@@ -145,11 +204,14 @@ class CallTracker:
         self.calls[call.linkedid] = call
         for uniqueid in call.channels:
             self._channel_call[uniqueid] = call.linkedid
+        self._agent_channels.update(leg.channel for leg in call.legs if leg.open)
 
     # --- helpers ----------------------------------------------------------------------------
 
     def _call_for(self, message: Message) -> Call | None:
-        linkedid = message.get("Linkedid") or self._channel_call.get(message.get("Uniqueid", ""))
+        """The call a channel belongs to: as we placed it (a channel taken over by an attended
+        transfer keeps the Linkedid of the consultation call), else by its Linkedid."""
+        linkedid = self._channel_call.get(message.get("Uniqueid", "")) or message.get("Linkedid")
         return self.calls.get(linkedid) if linkedid else None
 
     @staticmethod
@@ -184,6 +246,8 @@ class CallTracker:
         uniqueid, linkedid = message.get("Uniqueid"), message.get("Linkedid")
         if not uniqueid or not linkedid or linkedid in self._ended:
             return []
+        if message.get("Context") in self.agent_contexts:
+            self._agent_channels.add(uniqueid)
         call = self.calls.get(linkedid)
         if call is None:
             context = message.get("Context", "")
@@ -238,33 +302,115 @@ class CallTracker:
     def _on_Hangup(self, message: Message, at: datetime) -> list[Change]:
         uniqueid = message.get("Uniqueid", "")
         call = self._call_for(message)
+        agent_side = call is not None and self._is_agent_side(call, uniqueid)
+        self._agent_channels.discard(uniqueid)
         if call is None or uniqueid not in call.channels:
             return []
         call.channels.discard(uniqueid)
         self._channel_call.pop(uniqueid, None)
-        if uniqueid == call.agent_channel:
-            changes = self._agent_leg_ended(call, at)
-        else:  # the caller's side: the agent's leg hanging up after it is not the agent's doing
-            if call.state == "talking" and not call.caller_left:
-                call.caller_left, call.hangup_by = True, "caller"
-            changes = []
+        changes: list[Change] = []
+        leg, talking = call.leg_of(uniqueid), call.open_leg()
+        if leg is not None and leg.open:  # the agent's phone hung up (a BYE, or AMI Hangup: 挂断)
+            changes = self._end_leg(call, leg, at, "pbx" if call.cut_off else "agent")
+        elif leg is None and talking is not None and not agent_side:
+            changes = self._end_leg(call, talking, at, "pbx" if call.cut_off else "caller")  # the caller's side hung up
         if call.channels:
             return changes
-        return self._end(call, at)
+        return changes + self._end(call, at)
 
-    def _agent_leg_ended(self, call: Call, at: datetime) -> list[Change]:
-        """The agent's leg hung up while the caller stays (the survey follows): the talk ends now.
-        app_queue reports nothing when that leg is hung up from outside (AMI Hangup, the
-        console's 挂断): its AgentComplete comes when the caller hangs up, after the survey, with
-        the survey counted as talk and Reason caller. The Hangup of the leg is the truth."""
-        if call.state != "talking" or call.agent_done_at is not None or call.caller_left:
-            return []  # (the caller left first: AgentComplete says so)
-        call.agent_done_at = at
-        talk = seconds_between(call.connected_at or call.answered_at or at, at)
-        call.talk_seconds = talk if call.talk_seconds is None else call.talk_seconds + talk
-        call.hangup_by, call.outcome, call.state = "agent", "answered", "wrapup"
-        call.agent_channel = None
-        return self._changed("call.agent_done", call)
+    def _is_agent_side(self, call: Call, uniqueid: str) -> bool:
+        return uniqueid in self._agent_channels or call.leg_of(uniqueid) is not None
+
+    # --- agent legs ---------------------------------------------------------------------------
+
+    def _start_leg(self, call: Call, *, channel: str, interface: str, at: datetime, name: str | None = None,
+                   queue: str | None = None) -> list[Change]:
+        """The caller is now talking with this agent. A leg still open is closed first (the
+        caller was passed on without our seeing that leg end)."""
+        changes: list[Change] = []
+        previous = call.open_leg()
+        if previous is not None:
+            changes += self._end_leg(call, previous, at, "transfer", announce=False)
+        call.legs.append(Leg(channel=channel, interface=interface, connected_at=at, agent_name=name, queue=queue))
+        self._agent_channels.add(channel)
+        call.state, call.agent_interface, call.agent_name = "talking", interface, name
+        call.agent_done_at = None
+        if call.answered_at is None:
+            call.answered_at = at
+            if call.wait_seconds is None and call.queued_at is not None:
+                call.wait_seconds = seconds_between(call.queued_at, at)  # until AgentConnect's HoldTime
+        return changes + self._changed("call.answered", call)
+
+    def _end_leg(self, call: Call, leg: Leg, at: datetime, ended_by: str, *, talk: int | None = None,
+                 announce: bool = True) -> list[Change]:
+        """The agent of `leg` is done with the caller. The call's talk is the sum of its legs'.
+        Passed on (ended_by transfer): one more transfer; the caller is not done yet."""
+        leg.ended_at, leg.ended_by = at, ended_by
+        leg.talk_seconds = talk if talk is not None else seconds_between(leg.connected_at, at)
+        call.talk_seconds = sum(item.talk_seconds or 0 for item in call.legs)
+        call.hangup_by = ended_by
+        call.outcome = "answered" if call.direction == "inbound" else call.outcome
+        call.agent_done_at, call.state = at, "wrapup"  # until the caller reaches the next agent, if any
+        gone = self._signed_out_leg_ended(leg.interface, at)
+        if ended_by == "transfer":
+            call.transfers += 1
+            leg.transfer = leg.transfer or "redirect"
+            return (self._changed("call.transferred", call) if announce else []) + gone
+        return (self._changed("call.agent_done", call) if announce else []) + gone
+
+    def _leg_for_queue_event(self, call: Call, message: Message) -> Leg | None:
+        """The leg an AgentConnect / AgentComplete is about: by the agent's channel, else the open
+        leg of that member. None for app_queue's late AgentComplete of an agent the caller was
+        redirected away from (it comes when the caller hangs up, Reason caller, with the later
+        agents' talk counted in)."""
+        leg = call.leg_of(message.get("DestUniqueid"))
+        if leg is not None:
+            return leg
+        last = call.open_leg() or (call.legs[-1] if call.legs else None)
+        return last if last is not None and last.interface == message.get("Interface") else None
+
+    def _on_DialEnd(self, message: Message, at: datetime) -> list[Change]:
+        """The caller's side dialled an agent's phone and it answered: a queue's own dial (its
+        AgentConnect follows) or the dial of a transfer to an agent's extension."""
+        call = self._call_for(message)
+        dest = message.get("DestUniqueid")
+        if (call is None or message.get("DialStatus") != "ANSWER" or not dest or dest not in self._agent_channels
+                or call.leg_of(dest) is not None or self._is_agent_side(call, message.get("Uniqueid", ""))
+                or not self._first_time(call, message)):
+            return []
+        previous = call.legs[-1] if call.legs else None
+        if previous is not None and previous.ended_by == "transfer" and previous.transfer == "redirect":
+            previous.transfer = "agent"  # redirected to an agent's extension
+        return self._start_leg(call, channel=dest, interface=interface_of(message.get("DestChannel", "")), at=at)
+
+    def _on_BridgeEnter(self, message: Message, at: datetime) -> list[Change]:
+        call = self._call_for(message)
+        leg = call.open_leg() if call is not None else None
+        if leg is None:
+            return []
+        uniqueid, bridge = message.get("Uniqueid"), message.get("BridgeUniqueid")
+        if uniqueid == leg.channel:
+            leg.bridge = bridge
+        elif bridge and bridge == leg.bridge and not self._is_agent_side(call, uniqueid or ""):
+            leg.caller_place = (message.get("Context", ""), message.get("Exten", ""))
+        return []
+
+    def _on_BridgeLeave(self, message: Message, at: datetime) -> list[Change]:
+        """Who left the bridge first ends the leg: the agent (hung up), or the caller: hung up
+        (still where it entered the dialplan) or redirected elsewhere (the console's 转接: its
+        context or extension changed)."""
+        call = self._call_for(message)
+        leg = call.open_leg() if call is not None else None
+        if leg is None or not leg.bridge or message.get("BridgeUniqueid") != leg.bridge:
+            return []
+        uniqueid = message.get("Uniqueid", "")
+        if uniqueid == leg.channel:
+            return self._end_leg(call, leg, at, "agent")
+        if self._is_agent_side(call, uniqueid):
+            return []
+        place = (message.get("Context", ""), message.get("Exten", ""))
+        moved = leg.caller_place is not None and place != leg.caller_place
+        return self._end_leg(call, leg, at, "transfer" if moved else "caller")
 
     # --- the PBX going down -------------------------------------------------------------------
 
@@ -283,6 +429,10 @@ class CallTracker:
         return []
 
     def _end(self, call: Call, at: datetime, outcome: str | None = None) -> list[Change]:
+        leg = call.open_leg()
+        if leg is not None:  # (lost in an outage: how it ended is not known)
+            ended_by = "pbx" if call.cut_off else "caller" if outcome is None else None
+            self._end_leg(call, leg, at, ended_by, announce=False)
         call.ended_at = at
         call.state = "ended"
         call.outcome = outcome or call.outcome or self._outcome(call)
@@ -322,8 +472,13 @@ class CallTracker:
         call = self._call_for(message)
         if call is None or not self._first_time(call, message):
             return []
-        if call.agent_done_at is not None:  # transferred back into a queue: a new agent will take it
-            call.transfers += 1
+        changes: list[Change] = []
+        leg = call.open_leg()
+        if leg is not None:  # passed on straight into a queue while still with an agent
+            changes += self._end_leg(call, leg, at, "transfer", announce=False)
+        if call.legs and call.legs[-1].ended_by == "transfer" and call.legs[-1].transfer in (None, "redirect"):
+            call.legs[-1].transfer = "queue"
+        if call.legs:  # back in a queue after an agent: a new agent will take it
             call.agent_interface = call.agent_name = None
             call.agent_done_at = None
         call.queue = message.get("Queue")
@@ -331,7 +486,7 @@ class CallTracker:
         if call.queued_at is None:
             call.queued_at = at
         call.state = "queued"
-        return self._changed("call.queued", call)
+        return changes + self._changed("call.queued", call)
 
     def _on_AgentCalled(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
@@ -354,37 +509,54 @@ class CallTracker:
         return self._changed("call.ring_no_answer", call)
 
     def _on_AgentConnect(self, message: Message, at: datetime) -> list[Change]:
-        """The first answer sets answered_at and the wait (the KPIs' ASA); an answer after a
-        transfer back into the queue only changes who is talking."""
+        """A queue member answered. The first answer sets answered_at and the wait (the KPIs'
+        ASA); an answer after a transfer back into a queue starts another leg. The leg may have
+        begun a moment before, at the queue's DialEnd: then this names its member and queue."""
         call = self._call_for(message)
-        if call is None or call.state == "talking" or not self._first_time(call, message):
+        if call is None or not self._first_time(call, message):
             return []
-        call.state = "talking"
-        call.agent_interface = message.get("Interface")
-        call.agent_name = message.get("MemberName")
-        call.agent_channel = message.get("DestUniqueid") or None
-        call.connected_at, call.caller_left = at, False
-        if call.answered_at is None:
-            call.answered_at = at
+        first = call.answered_at is None
+        leg = call.leg_of(message.get("DestUniqueid"))
+        if leg is None:
+            changes = self._start_leg(call, channel=message.get("DestUniqueid") or f"{message.get('Interface')}@{at.timestamp()}",
+                                      interface=message.get("Interface", ""), at=at, name=message.get("MemberName"),
+                                      queue=message.get("Queue"))
+        else:
+            leg.agent_name, leg.queue = message.get("MemberName"), message.get("Queue")
+            call.agent_interface, call.agent_name = message.get("Interface") or leg.interface, leg.agent_name
+            first = first or len(call.legs) == 1
+            changes = self._changed("call.updated", call)
+        if first and _int(message.get("HoldTime")) is not None:
             call.wait_seconds = _int(message.get("HoldTime"))
-        return self._changed("call.answered", call)
+        return changes
 
     def _on_AgentComplete(self, message: Message, at: datetime) -> list[Change]:
+        """app_queue's word on a queue leg: who ended it (Reason) and its talk (TalkTime, as
+        queue_log has it). A leg that already ended (its BridgeLeave or Hangup came first) keeps
+        what it had: app_queue reports a leg hung up from outside (AMI Hangup) or one the caller
+        was redirected away from only when the caller hangs up, with later talk counted in."""
         call = self._call_for(message)
-        if call is None or call.agent_done_at is not None or not self._first_time(call, message):
+        if call is None or not self._first_time(call, message):
             return []
-        call.agent_done_at = at
-        call.agent_channel = None
         talk = _int(message.get("TalkTime"))
-        call.talk_seconds = talk if call.talk_seconds is None else call.talk_seconds + (talk or 0)  # every leg of a transferred call
-        call.hangup_by = message.get("Reason")
-        if call.answered_at is None:  # AgentConnect was lost (e.g. in an outage): rebuild it
-            call.answered_at = at - timedelta(seconds=call.talk_seconds or 0)
+        if not call.legs and call.answered_at is None:  # AgentConnect was lost (e.g. in an outage): rebuild it
+            connected = at - timedelta(seconds=talk or 0)
+            self._start_leg(call, channel=message.get("DestUniqueid") or f"{message.get('Interface')}@{connected.timestamp()}",
+                            interface=message.get("Interface", ""), at=connected, name=message.get("MemberName"),
+                            queue=message.get("Queue"))
             call.wait_seconds = _int(message.get("HoldTime"))
-            call.agent_interface, call.agent_name = message.get("Interface"), message.get("MemberName")
-        call.outcome = "answered"
-        call.state = "wrapup"
-        return self._changed("call.agent_done", call)
+        leg = self._leg_for_queue_event(call, message)
+        reason = message.get("Reason") or "caller"
+        reason = reason if reason in LEG_ENDS else "caller"
+        if leg is None:
+            return []
+        if leg.open:
+            return self._end_leg(call, leg, at, reason, talk=talk)
+        if leg.ended_by == reason != "transfer" and talk is not None and talk != leg.talk_seconds:
+            leg.talk_seconds = talk  # the same end, in queue_log's figures
+            call.talk_seconds = sum(item.talk_seconds or 0 for item in call.legs)
+            return self._changed("call.updated", call)
+        return []
 
     def _on_QueueCallerAbandon(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
@@ -405,18 +577,43 @@ class CallTracker:
         return []
 
     def _on_BlindTransfer(self, message: Message, at: datetime) -> list[Change]:
-        return self._transfer(message)
+        """An agent's phone transferred the caller blind (SIP REFER, or AMI BlindTransfer): the
+        transferer's leg ends as a transfer; wherever the caller goes next starts the next leg."""
+        return self._phone_transfer(message, at, "blind", message.get("TransfererUniqueid"))
 
     def _on_AttendedTransfer(self, message: Message, at: datetime) -> list[Change]:
-        return self._transfer(message)
+        """An agent consulted another and handed the caller over. The caller's new agent comes
+        from the consultation call: their channel is taken into this call as the next leg."""
+        changes = self._phone_transfer(message, at, "attended", message.get("OrigTransfererUniqueid"))
+        call = self.calls.get(message.get("TransfereeLinkedid") or message.get("OrigTransfererLinkedid") or "")
+        target = message.get("TransferTargetUniqueid")
+        if call is None or not changes or not target or call.leg_of(target) is not None:
+            return changes
+        self._move_channel(target, call)
+        return changes + self._start_leg(call, channel=target, interface=interface_of(message.get("TransferTargetChannel", "")),
+                                         at=at)
 
-    def _transfer(self, message: Message) -> list[Change]:
-        linkedid = message.get("TransfererLinkedid") or message.get("OrigTransfererLinkedid")
+    def _phone_transfer(self, message: Message, at: datetime, kind: str, transferer: str | None) -> list[Change]:
+        if (message.get("Result") or "Success") != "Success":
+            return []
+        linkedid = message.get("TransfereeLinkedid") or message.get("TransfererLinkedid") or message.get("OrigTransfererLinkedid")
         call = self.calls.get(linkedid or "")
         if call is None or not self._first_time(call, message):
             return []
-        call.transfers += 1
-        return self._changed("call.transferred", call)
+        leg = call.leg_of(transferer) or call.open_leg()
+        if leg is None:  # not an agent's leg we know: still a transfer of the call
+            call.transfers += 1
+            return self._changed("call.transferred", call)
+        leg.transfer = kind
+        return self._end_leg(call, leg, at, "transfer") if leg.open else []
+
+    def _move_channel(self, uniqueid: str, call: Call) -> None:
+        """A channel of another call (the consultation) now belongs to `call`."""
+        other = self.calls.get(self._channel_call.get(uniqueid, ""))
+        if other is not None and other is not call:
+            other.channels.discard(uniqueid)
+        call.channels.add(uniqueid)
+        self._channel_call[uniqueid] = call.linkedid
 
     # --- agents -----------------------------------------------------------------------------
 
@@ -430,21 +627,34 @@ class CallTracker:
         if not interface:
             return []
         agent = self._agent(interface)
-        before = (agent.state, agent.pause_reason, agent.name, frozenset(agent.queues))
+        before = (agent.state, agent.pause_reason, agent.name, frozenset(agent.queues), tuple(agent.paused_queues))
         queue = values.pop("queue", None)
+        paused, reason = values.pop("paused", None), values.pop("pause_reason", None)
         if queue:
             agent.queues.add(queue)
         for key, value in values.items():
             if value is not None:
                 setattr(agent, key, value)
-        if not agent.paused:
-            agent.pause_reason = None
-        after = (agent.state, agent.pause_reason, agent.name, frozenset(agent.queues))
+        if paused is not None:
+            agent.pause(queue, paused, reason)
+        after = (agent.state, agent.pause_reason, agent.name, frozenset(agent.queues), tuple(agent.paused_queues))
         if after == before:
             return []
         if agent.since is None or before[0] != after[0] or before[1] != after[1]:
             agent.since = at  # a member first seen already ready is ready since now, not "unknown"
-        return [Change(kind="agent.state", agent=replace(agent, queues=set(agent.queues)))]
+        return [self._agent_changed(agent)]
+
+    @staticmethod
+    def _agent_changed(agent: AgentState) -> Change:
+        return Change(kind="agent.state", agent=replace(agent, queues=set(agent.queues), paused_in=dict(agent.paused_in)))
+
+    def restore_agent(self, agent: AgentState) -> None:
+        """Take back an agent's last known state (from the database) so a restarted bridge keeps
+        how long they have been in it: the first snapshot only changes what changed."""
+        self.agents[agent.interface] = agent
+
+    def _talking(self, interface: str) -> bool:
+        return any((leg := call.open_leg()) is not None and leg.interface == interface for call in self.calls.values())
 
     def _on_QueueMemberStatus(self, message: Message, at: datetime) -> list[Change]:
         return self._agent_update(
@@ -465,10 +675,27 @@ class CallTracker:
         agent = self.agents.get(interface or "")
         if agent is None or queue not in agent.queues:
             return []
+        before = agent.state
         agent.queues.discard(queue)
-        if not agent.queues:
-            agent.status, agent.since = "unavailable", at
-        return [Change(kind="agent.state", agent=replace(agent, queues=set(agent.queues)))]
+        agent.paused_in.pop(queue, None)
+        if not agent.queues:  # signed out: not paused any more; still busy until the call in hand ends
+            agent.paused_in, agent.paused, agent.pause_reason = {}, False, None
+            agent.in_call = self._talking(agent.interface)
+            if not agent.in_call:
+                agent.status = "unavailable"
+        else:
+            agent.derive_pause()
+        if agent.state != before:
+            agent.since = at
+        return [self._agent_changed(agent)]
+
+    def _signed_out_leg_ended(self, interface: str, at: datetime) -> list[Change]:
+        """An agent removed from their queues mid-call was busy until now: now they are gone."""
+        agent = self.agents.get(interface)
+        if agent is None or agent.queues or not agent.in_call:
+            return []
+        agent.in_call, agent.status, agent.since = False, "unavailable", at
+        return [self._agent_changed(agent)]
 
     # --- reconciliation after a reconnect ---------------------------------------------------
 
@@ -477,12 +704,27 @@ class CallTracker:
         changes: list[Change] = []
         self._queue_entries = {entry.get("Uniqueid"): (_int(entry.get("Wait")) or 0, _int(entry.get("Priority")) or 0)
                                for entry in entries}
+        listed: dict[str, set[str]] = {}
+        for member in members:
+            listed.setdefault(member.get("Location", ""), set()).add(member.get("Queue", ""))
+        for agent in list(self.agents.values()):  # left queues while we were away (restored from the database)
+            for queue in sorted(agent.queues - listed.get(agent.interface, set())):
+                changes += self._on_QueueMemberRemoved(Message([["Interface", agent.interface], ["Queue", queue]]), now)
+        before = {interface: (agent.state, agent.pause_reason, agent.since) for interface, agent in self.agents.items()}
         for member in members:  # QueueMember rows: Name / Location, not MemberName / Interface
-            changes += self._agent_update(
+            self._agent_update(
                 member.get("Location"), now, name=member.get("Name"), queue=member.get("Queue"),
                 status=MEMBER_STATUS.get(member.get("Status", ""), "unknown"), paused=member.get("Paused") == "1",
                 pause_reason=member.get("PausedReason") or None, in_call=member.get("InCall") == "1",
             )
+        for interface in listed:  # one change per agent, as the whole snapshot leaves them (the bridge
+            agent = self.agents.get(interface)  # takes over a wrap-up pause it finds there)
+            if agent is None:
+                continue
+            if interface in before:  # rows in between may have flipped it: unchanged, it keeps its time in state
+                state, reason, since = before[interface]
+                agent.since = since if (state, reason) == (agent.state, agent.pause_reason) and since else now
+            changes.append(self._agent_changed(agent))
         for entry in entries:  # QueueEntry: here Priority *is* the queue priority
             call = self.calls.get(self._channel_call.get(entry.get("Uniqueid", ""), ""))
             priority = _int(entry.get("Priority"))
@@ -500,15 +742,57 @@ class CallTracker:
         for row in channels:
             if row.get("Linkedid"):
                 live.setdefault(row["Linkedid"], []).append(row)
+        restarted = self.pbx_restarted_since(outage_from)
+        self._lost = {}
         for call in list(self.calls.values()):
             if call.linkedid not in live:
                 call.outage_from, call.outage_to = outage_from, now
+                call.cut_off = call.cut_off or restarted  # Asterisk restarted (or crashed) meanwhile: it cut them off
                 changes += self._end(call, outage_from or now, outcome="lost_during_outage")
+                self._lost[call.linkedid] = call
             else:  # forget channels that hung up while we were away
                 call.channels &= {row.get("Uniqueid") for row in live[call.linkedid]}
         for linkedid, rows in live.items():
             if linkedid not in self.calls and linkedid not in self._ended:
                 changes += self._adopt(linkedid, rows, self._queue_entries, now)
+        return changes
+
+    def pbx_restarted_since(self, moment: datetime | None) -> bool:
+        return moment is not None and self.booted_at is not None and self.booted_at > moment
+
+    def _on_FullyBooted(self, message: Message, at: datetime) -> list[Change]:
+        """Sent at every AMI login: Asterisk's Uptime tells whether it restarted (or crashed and
+        came back) while the bridge was away, which no Shutdown event told us."""
+        uptime = _int(message.get("Uptime"))
+        if uptime is not None:
+            self.booted_at = at - timedelta(seconds=uptime)
+        return []
+
+    def reconciled_skip(self) -> set[str]:
+        """Calls the records must not replace: still live here, or recorded whole before the outage."""
+        return set(self.calls) | (set(self._ended) - set(self._lost))
+
+    def take_reconciled(self, calls: list[Call]) -> list[Change]:
+        """Calls rebuilt from Asterisk's own records (calls.records) for an outage window: a call
+        closed as lost_during_outage gets its real end, agent and legs (keeping what only the
+        live events knew: IVR route, priority, elder, survey); a call never seen is recorded."""
+        changes = []
+        for call in calls:
+            if call.linkedid in self.calls:
+                continue
+            lost = self._lost.pop(call.linkedid, None)
+            if lost is not None:
+                for name in ("ivr_route", "priority", "elder_ref", "survey_score", "caller_name", "outage_from", "outage_to"):
+                    if getattr(lost, name) is not None and getattr(call, name) in (None, 0):
+                        setattr(call, name, getattr(lost, name))
+                call.ivr_at = call.ivr_at or lost.ivr_at
+                call.queue = call.queue or lost.queue
+                if lost.cut_off and not call.cut_off:  # the PBX restarted meanwhile: its hang-ups are not the caller's
+                    call.cut_off, call.hangup_by = True, "pbx"
+                    if call.direction == "inbound":
+                        call.outcome = "answered" if call.answered_at is not None else "cut_off"
+            self._ended[call.linkedid] = None
+            changes += self._changed("call.ended", call)
         return changes
 
     def _adopt(self, linkedid: str, rows: list[Message], queued: dict[str, tuple[int, int]], now: datetime) -> list[Change]:
@@ -530,6 +814,12 @@ class CallTracker:
             call.state = "talking"  # answered_at stays unknown: AgentComplete will rebuild it
         self.calls[linkedid] = call
         return self._changed("call.started", call)
+
+
+def interface_of(channel: str) -> str:
+    """The endpoint of a channel name: `PJSIP/8001-0000002a` → `PJSIP/8001`."""
+    base, _, suffix = channel.rpartition("-")
+    return base if base and suffix else channel
 
 
 def _duration(text: str | None) -> int:

@@ -14,7 +14,7 @@ reads the rollup's rows, not every call; another T or a district filter sums the
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 
@@ -22,7 +22,7 @@ from sqlalchemy import and_, case, func, literal_column, or_
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
-from callcenter.calls.models import WAITING_STATES, AgentStateLog, CallRecord
+from callcenter.calls.models import WAITING_STATES, AgentStateLog, CallLeg, CallRecord
 from callcenter.db import epoch
 from callcenter.stats import rollup
 from callcenter.stats.models import AgentActivityDay, CallRollup
@@ -274,19 +274,37 @@ def report(*, session: Session, tz, date_from: date, date_to: date, threshold: i
                      "aht_seconds": _mean(t.handle, t.handled)} for name, t in agent_tallies.items() if t.answered}
     activity = {} if filters.queue or filters.district_id else agent_activity_seconds(
         session=session, tz=tz, date_from=date_from, date_to=date_to, now=now, agent=filters.agent)
+    legs = leg_figures(session=session, start=start, end=end, filters=filters)
     return {
         "from": date_from.isoformat(), "to": date_to.isoformat(), "queue": filters.queue, "agent": filters.agent,
         "district_id": filters.district_id,
         "total": call_kpis(total, threshold=threshold),
         "by_day": [{"day": day, **call_kpis(tally, threshold=threshold)} for day, tally in sorted(by_day.items())],
         "by_hour": [{"hour": hour, **call_kpis(by_hour[hour], threshold=threshold)} for hour in range(24)],
-        "by_agent": [_agent_row(name, agents.get(name), activity.get(name, {})) for name in sorted(set(agents) | set(activity))],
+        "by_agent": [_agent_row(name, agents.get(name), activity.get(name, {}), legs.get(name))
+                     for name in sorted(set(agents) | set(activity) | set(legs))],
     }
 
 
-def _agent_row(name: str, calls: dict | None, activity: dict[str, int]) -> dict:
+def leg_figures(*, session: Session, start: datetime, end: datetime, filters: Filters) -> dict[str, dict]:
+    """Per agent, from their own legs of the calls queued in [start, end): calls talked on
+    (transfers received included), their talk, and callers they passed on. A transferred call
+    counts, in `answered` / ASA / AHT, for the agent who finished it; here for each agent who
+    talked on it, with their own part."""
+    query = _offered_where(select(CallLeg.agent_extension, func.count(), func.coalesce(func.sum(CallLeg.talk_seconds), 0),
+                                  count_where(CallLeg.ended_by == "transfer"))
+                           .join(CallRecord, CallRecord.id == CallLeg.call_id).where(CallLeg.agent_extension.is_not(None)),
+                           session=session, start=start, end=end, filters=replace(filters, agent=None))
+    if filters.agent:
+        query = query.where(CallLeg.agent_extension == filters.agent)
+    return {agent: {"talked": int(count), "talk_seconds": int(talk), "transfers_out": int(out)}
+            for agent, count, talk, out in session.exec(query.group_by(CallLeg.agent_extension))}
+
+
+def _agent_row(name: str, calls: dict | None, activity: dict[str, int], legs: dict | None = None) -> dict:
     calls = calls or {"answered": 0, "asa_seconds": None, "aht_seconds": None}
-    return {"agent": name, **calls, "logged_in_seconds": sum(activity.get(a, 0) for a in LOGGED_IN),
+    return {"agent": name, **calls, **(legs or {"talked": 0, "talk_seconds": 0, "transfers_out": 0}),
+            "logged_in_seconds": sum(activity.get(a, 0) for a in LOGGED_IN),
             "busy_seconds": sum(activity.get(a, 0) for a in BUSY), "paused_seconds": activity.get("paused", 0),
             "occupancy": occupancy(activity)}
 
@@ -301,7 +319,8 @@ CALL_COLUMNS = {
 }
 CALL_TABLES = {"total": ({}, "合计"), "by_day": ({"day": "日期"}, "按日"), "by_hour": ({"hour": "时段"}, "按时段"),
                "by_agent": ({"agent": "坐席分机", "answered": "接通量", "asa_seconds": "平均应答时长（秒）",
-                             "aht_seconds": "平均处理时长（秒）", "logged_in_seconds": "在线时长（秒）",
+                             "aht_seconds": "平均处理时长（秒）", "talked": "通话次数（含转入）",
+                             "talk_seconds": "本人通话时长（秒）", "transfers_out": "转出次数", "logged_in_seconds": "在线时长（秒）",
                              "busy_seconds": "通话及整理时长（秒）", "paused_seconds": "暂停时长（秒）",
                              "occupancy": "占用率"}, "按坐席")}
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from callcenter.calls.bridge import Bridge, Publisher
-from callcenter.calls.models import AgentStatus, CallRecord
+from callcenter.calls.models import AgentStateLog, AgentStatus, CallLeg, CallRecord
 from callcenter.calls.service import event_channels
 from callcenter.elders import service as elders_service
 from callcenter.db import Database
@@ -144,6 +144,7 @@ def test_random_chunking_even_inside_utf8_characters_changes_nothing(settings, s
     asyncio.run(run_replay(settings, services, [trace_events("ivr")], until=lambda rows: ended(rows, 3)))
     whole = summary(calls(services))
     with services.db.engine.begin() as connection:
+        connection.execute(CallLeg.__table__.delete())
         connection.execute(CallRecord.__table__.delete())
         connection.execute(AgentStatus.__table__.delete())
     # 1- to 7-byte pieces: 张大爷 is 9 bytes, so its characters are cut in every possible place
@@ -394,3 +395,41 @@ def test_calls_that_end_during_a_database_outage_are_recorded_when_it_returns(se
     assert (answered.outcome, answered.talk_seconds, answered.agent_extension) == ("answered", 5, "8001")
     assert (abandoned.outcome, abandoned.wait_seconds) == ("short_abandon", 4)
     assert not bridge.held
+
+
+def member_row(queue: str, paused: str = "0", reason: str = "") -> list[tuple[str, object]]:
+    return [("Event", "QueueMember"), ("Queue", queue), ("Name", "王芳"), ("Location", "PJSIP/8001"), ("Status", 1),
+            ("Paused", paused), ("PausedReason", reason), ("InCall", 0)]
+
+
+def test_a_restarted_bridge_keeps_each_agents_time_in_state_and_pause_per_queue(settings, services):
+    """Issue 15 #3 and #4: the first bridge sees 王芳 paused for a meal in one of her two queues;
+    a second bridge process finds her so in its snapshot: the same state since the same moment,
+    not a new stretch starting at its start."""
+    def agent_row():
+        with services.db.session_scope() as session:
+            return session.get(AgentStatus, "PJSIP/8001")
+
+    async def run(members) -> None:
+        fake = FakeAsterisk([[]])
+        fake.set_snapshot(0, members=members)
+        port = await fake.start()
+        bridge = make_bridge(settings, services, port)
+        task = asyncio.create_task(bridge.run())
+        await eventually(lambda: (row := agent_row()) is not None and row.queues == ["emergency", "hotline"])
+        await bridge.wait_idle()
+        bridge.stop()
+        await asyncio.wait_for(task, 10)
+        await fake.close()
+
+    members = [member_row("hotline", "1", "meal"), member_row("emergency")]
+    asyncio.run(run(members))
+    first = agent_row()
+    assert (first.state, first.paused, first.paused_in) == ("ready", False, {"hotline": "meal"})
+    time.sleep(1.1)
+    asyncio.run(run(list(reversed(members))))
+    again = agent_row()
+    assert (again.state, again.paused_in, again.since) == ("ready", {"hotline": "meal"}, first.since)
+    with services.db.session_scope() as session:
+        stretches = session.exec(select(AgentStateLog).where(AgentStateLog.interface == "PJSIP/8001")).all()
+    assert [(row.activity, row.ended_at) for row in stretches] == [("ready", None)]

@@ -251,7 +251,11 @@ def test_a_call_transferred_to_the_queue_pops_for_the_next_agent(app, services, 
     assert console.post(f"/api/calls/{call.id}/transfer", json={"target": "hotline"}).status_code == 200
     moved = wait_for(lambda: (row := call_rows(services)[0]).state == "talking" and row.agent_extension == "8002" and row)
     assert (moved.agent_user_id, moved.transfers, moved.answered_at) == (other.id, 1, call.answered_at)
-    assert console.get(f"/api/calls/{call.id}/pop").status_code == 403  # no longer the first agent's call
+    # the first agent still reads the call and writes their notes, but no longer acts on the line
+    assert console.get(f"/api/calls/{call.id}/pop").status_code == 200
+    refused = hang_up(console, call)
+    assert refused.status_code == 403 and "已转接给其他坐席" in refused.json()["detail"], refused.text
+    assert moved.leg_agents == ["8001", "8002"]
     with TestClient(app) as client:
         login(client, other)
         assert client.get(f"/api/calls/{call.id}/pop").status_code == 200

@@ -98,7 +98,7 @@ def test_ring_no_answer_puts_the_call_back_in_the_queue_and_counts_the_attempt()
     ])
     kinds = [c.kind for c in changes]
     assert kinds == ["call.started", "call.queued", "call.offered", "call.ring_no_answer", "call.offered", "call.answered",
-                     "call.transferred", "call.agent_done", "call.ended"]
+                     "call.transferred", "call.ended"]  # app_queue's AgentComplete after the transfer ends no leg
     call = changes[-1].call
     assert (call.ring_attempts, call.agent_interface, call.wait_seconds, call.transfers, call.hangup_by, call.outcome) == \
            (1, "Local/8002@agents", 40, 1, "transfer", "answered")
@@ -152,5 +152,143 @@ def test_the_talk_ends_when_the_agents_leg_hangs_up_and_the_caller_stays():
         ("AgentConnect", {"Interface": "PJSIP/8001", "HoldTime": "3", "DestUniqueid": "8.1"}), ("Newchannel", {"Uniqueid": "8.1"}),
         ("Hangup", {}), ("Hangup", {"Uniqueid": "8.1"})],
         base={"Linkedid": "8.0", "Uniqueid": "8.0", "Context": "from-elders", "CallerIDNum": "13900139000"})
-    assert [c.kind for c in caller_first][-1] == "call.ended" and "call.agent_done" not in [c.kind for c in caller_first]
-    assert (caller_first[-1].call.hangup_by, caller_first[-1].call.talk_seconds) == ("caller", 30)  # to the last hang-up
+    assert [c.kind for c in caller_first][-2:] == ["call.agent_done", "call.ended"]
+    assert (caller_first[-1].call.hangup_by, caller_first[-1].call.talk_seconds) == ("caller", 20)  # the caller's hang-up ends the talk
+    assert [(leg.ended_by, leg.talk_seconds) for leg in caller_first[-1].call.legs] == [("caller", 20)]
+
+
+def stamped_events(name: str) -> list[tuple[datetime, Message]]:
+    """A trace recorded with `timestampevents`: each event at its own Timestamp."""
+    from callcenter.calls.bridge import event_time
+
+    messages = FrameParser().feed((TRACES / f"ami-trace-{name}.txt").read_bytes())
+    return [(event_time(m), m) for m in messages if m.event]
+
+
+def replay(name: str, twice: bool = False) -> tuple[CallTracker, list]:
+    tracker, changes = CallTracker(), []
+    for at, message in stamped_events(name):
+        changes += tracker.apply(message, at)
+        if twice:
+            changes += tracker.apply(message, at)
+    return tracker, changes
+
+
+def test_a_console_transfer_to_an_agent_gives_each_agent_their_own_leg():
+    """Real Asterisk 22: 王芳 (8001) answers from the queue, 转接 to 8002 (AMI Redirect into the
+    transfer context), 李娜 answers and hangs up, the caller rates and hangs up. app_queue
+    credits 王芳 with all 7 s and Reason caller when the caller hangs up; the legs say who talked."""
+    for twice in (False, True):
+        tracker, changes = replay("transfer-agent", twice=twice)
+        call = [c.call for c in changes if c.kind == "call.ended"]
+        assert len(call) == 1, [c.kind for c in changes]
+        call = call[0]
+        legs = [(leg.interface, leg.queue, leg.ended_by, leg.transfer, leg.talk_seconds) for leg in call.legs]
+        assert legs == [("PJSIP/8001", "hotline", "transfer", "agent", 3), ("PJSIP/8002", None, "agent", None, 3)], legs
+        assert (call.transfers, call.agent_interface, call.talk_seconds, call.hangup_by, call.outcome) == \
+               (1, "PJSIP/8002", 6, "agent", "answered")
+        kinds = [c.kind for c in changes if c.call is not None]
+        assert kinds.count("call.transferred") == 1 and kinds.count("call.answered") == 2, kinds
+        answered = [c.call.agent_interface for c in changes if c.kind == "call.answered"]
+        assert answered == ["PJSIP/8001", "PJSIP/8002"]  # the target agent's console pops the call
+        assert tracker.calls == {}
+
+
+def test_a_console_transfer_to_a_queue_ends_the_first_leg_and_keeps_the_first_wait():
+    tracker, changes = replay("transfer-queue")
+    call = next(c.call for c in changes if c.kind == "call.ended")
+    legs = [(leg.interface, leg.agent_name, leg.ended_by, leg.transfer, leg.talk_seconds) for leg in call.legs]
+    assert legs == [("PJSIP/8001", "王芳", "transfer", "queue", 3), ("PJSIP/8002", "李娜", "agent", None, 3)], legs
+    # app_queue's late AgentComplete for 王芳 (Reason caller, TalkTime 9 at the caller's hang-up) changes nothing
+    assert (call.transfers, call.agent_interface, call.wait_seconds, call.talk_seconds, call.hangup_by) == \
+           (1, "PJSIP/8002", 0, 6, "agent")
+    assert [c.kind for c in changes if c.call is not None].count("call.agent_done") == 1
+
+
+def test_a_blind_transfer_from_the_agents_phone_is_counted_as_one():
+    """Real Asterisk 22: the agent's phone transfers the caller blind to 8002 (BlindTransfer,
+    IsExternal: as a SIP REFER does); app_queue's AgentComplete Reason transfer changes nothing more."""
+    for twice in (False, True):
+        _, changes = replay("transfer-blind", twice=twice)
+        call = next(c.call for c in changes if c.kind == "call.ended")
+        legs = [(leg.interface, leg.ended_by, leg.transfer, leg.talk_seconds) for leg in call.legs]
+        assert legs == [("PJSIP/8001", "transfer", "blind", 3), ("PJSIP/8002", "agent", None, 3)], legs
+        assert (call.transfers, call.agent_interface, call.talk_seconds, call.hangup_by) == (1, "PJSIP/8002", 6, "agent")
+
+
+def test_an_attended_transfer_moves_the_consulted_agent_into_the_call():
+    """AttendedTransfer (fields as Asterisk documents them): 8001 consulted 8002 on a second call,
+    then handed the caller over: 8002's channel joins the caller's call as its next leg, and the
+    consultation call ends on its own as an internal call."""
+    tracker = CallTracker()
+    caller = {"Linkedid": "7.0", "Uniqueid": "7.0", "Context": "from-elders", "CallerIDNum": "13800138000"}
+    scripted(tracker, [("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+                       ("Newchannel", {"Uniqueid": "7.1", "Context": "agents"}),
+                       ("AgentConnect", {"Interface": "PJSIP/8001", "HoldTime": "3", "DestUniqueid": "7.1"})], base=caller)
+    consult = {"Linkedid": "9.0", "Uniqueid": "9.0", "Context": "agents", "CallerIDNum": "8001"}
+    changes = scripted(tracker, [("Newchannel", {}), ("Newchannel", {"Uniqueid": "9.1"}),
+                                 ("DialEnd", {"DestUniqueid": "9.1", "DestChannel": "PJSIP/8002-00000003", "DialStatus": "ANSWER"})],
+                       base=consult)
+    assert not [c for c in changes if c.kind == "call.answered"]  # an agent calling an agent is no leg
+    handover = {"Event": "AttendedTransfer", "Result": "Success", "OrigTransfererUniqueid": "7.1", "OrigTransfererLinkedid": "7.0",
+                "SecondTransfererUniqueid": "9.0", "SecondTransfererLinkedid": "9.0", "TransfereeUniqueid": "7.0",
+                "TransfereeLinkedid": "7.0", "TransferTargetUniqueid": "9.1", "TransferTargetChannel": "PJSIP/8002-00000003",
+                "TransferTargetLinkedid": "9.0", "DestType": "Link"}
+    changes = tracker.apply(Message([[k, v] for k, v in handover.items()]), T0 + timedelta(seconds=60))
+    assert [c.kind for c in changes] == ["call.transferred", "call.answered"]
+    changes = scripted(tracker, [("Hangup", {"Uniqueid": "7.1", "Linkedid": "7.0"}), ("Hangup", {"Uniqueid": "9.0"}),
+                                 ("Hangup", {"Uniqueid": "9.1"}), ("Hangup", {"Uniqueid": "7.0", "Linkedid": "7.0"})],
+                       base=consult)
+    ended = {c.call.linkedid: c.call for c in changes if c.kind == "call.ended"}
+    call = ended["7.0"]
+    assert [(leg.interface, leg.ended_by, leg.transfer) for leg in call.legs] == \
+           [("PJSIP/8001", "transfer", "attended"), ("PJSIP/8002", "agent", None)]
+    assert (call.transfers, call.agent_interface, call.outcome) == (1, "PJSIP/8002", "answered")
+    assert ended["9.0"].direction == "outbound" and ended["9.0"].legs == []
+
+
+def member_event(event: str, queue: str, **fields) -> Message:
+    return Message([["Event", event], ["Queue", queue], ["Interface", "PJSIP/8001"], ["MemberName", "王芳"],
+                    *[[k, v] for k, v in fields.items()]])
+
+
+def queue_member_row(queue: str, paused: str, reason: str = "") -> Message:
+    return Message([["Event", "QueueMember"], ["Queue", queue], ["Location", "PJSIP/8001"], ["Name", "王芳"], ["Status", "1"],
+                    ["Paused", paused], ["PausedReason", reason], ["InCall", "0"]])
+
+
+def test_pause_is_kept_per_queue_and_the_derived_state_does_not_depend_on_the_order_of_rows():
+    """Issue 15 #3: paused in one queue and not the other, the agent still takes calls (ready,
+    with that queue listed as paused), whichever QueueStatus row comes last after a reconnect."""
+    rows = [queue_member_row("hotline", "1", "meal"), queue_member_row("emergency", "0")]
+    for order in (rows, list(reversed(rows))):
+        tracker = CallTracker()
+        tracker.reconcile_queue(members=order, entries=[], now=T0)
+        agent = tracker.agents["PJSIP/8001"]
+        assert (agent.state, agent.paused_queues, agent.pause_reason) == ("ready", ["hotline"], None)
+    tracker.apply(member_event("QueueMemberPause", "emergency", Paused="1", PausedReason="meal"), T0 + timedelta(seconds=5))
+    agent = tracker.agents["PJSIP/8001"]
+    assert (agent.state, agent.pause_reason, agent.since) == ("paused", "meal", T0 + timedelta(seconds=5))
+    tracker.apply(member_event("QueueMemberPause", "hotline", Paused="0"), T0 + timedelta(seconds=9))
+    assert (tracker.agents["PJSIP/8001"].state, tracker.agents["PJSIP/8001"].paused_queues) == ("ready", ["emergency"])
+
+
+def test_a_signed_out_agent_is_not_paused_and_one_removed_mid_call_stays_busy_until_it_ends():
+    """Issue 15 #4: signing out of every queue leaves an agent unavailable, not paused; removed
+    while talking, they stay in_call (busy time counts) until their leg ends."""
+    tracker = CallTracker()
+    tracker.apply(member_event("QueueMemberAdded", "hotline", Status="1", Paused="1", PausedReason="break"), T0)
+    changes = tracker.apply(member_event("QueueMemberRemoved", "hotline"), T0 + timedelta(seconds=10))
+    assert (changes[-1].agent.state, changes[-1].agent.paused, changes[-1].agent.pause_reason) == ("unavailable", False, None)
+
+    tracker = CallTracker()
+    tracker.apply(member_event("QueueMemberAdded", "hotline", Status="1", Paused="0"), T0)
+    scripted(tracker, [("Newchannel", {}), ("QueueCallerJoin", {"Queue": "hotline", "Position": "1"}),
+                       ("AgentConnect", {"Interface": "PJSIP/8001", "HoldTime": "3", "DestUniqueid": "7.1"}),
+                       ("Newchannel", {"Uniqueid": "7.1", "Context": "agents"})])
+    tracker.apply(member_event("QueueMemberStatus", "hotline", Status="2", Paused="0", InCall="1"), T0 + timedelta(seconds=25))
+    removed = tracker.apply(member_event("QueueMemberRemoved", "hotline"), T0 + timedelta(seconds=30))
+    assert removed[-1].agent.state == "in_call"
+    ended = scripted(tracker, [("Hangup", {"Uniqueid": "7.1"})])
+    gone = [c.agent for c in ended if c.kind == "agent.state"]
+    assert [(agent.state, agent.since) for agent in gone] == [("unavailable", T0)]  # the leg's end (scripted restarts at T0)

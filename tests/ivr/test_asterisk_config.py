@@ -60,7 +60,7 @@ def generated(services, settings, tmp_path, monkeypatch):
 
 def test_the_files_parse_and_hold_contexts_queues_and_the_ami_user(generated):
     assert set(generated) == {"extensions.conf", "queues.conf", "manager.conf", "pjsip.conf", "http.conf", "rtp.conf",
-                              "cdr.conf", "modules.conf", "logger.conf"}
+                              "cdr.conf", "cel.conf", "cel_custom.conf", "modules.conf", "logger.conf"}
     parsed = {name: parse_asterisk_config(text) for name, text in generated.items()}
 
     contexts = dict(parsed["extensions.conf"])
@@ -88,7 +88,7 @@ def test_the_files_parse_and_hold_contexts_queues_and_the_ami_user(generated):
     assert ("secret", "s3cret-for-tests") in user
     assert [v for k, v in user if k == "deny"] == ["0.0.0.0/0.0.0.0"]
     assert [v for k, v in user if k == "permit"] == ["127.0.0.1/255.255.255.255", "10.0.0.7/255.255.255.255"]
-    assert dict(user)["read"] == "call,agent,dialplan,agi" and "system" not in dict(user)["write"]
+    assert dict(user)["read"] == "call,agent,dialplan,agi,system" and "system" not in dict(user)["write"]
     assert dict(manager["general"])["timestampevents"] == "yes"
     assert dict(manager["general"])["bindaddr"] == "0.0.0.0"  # 10.0.0.7 must reach it; the user's permits limit who
 

@@ -123,11 +123,19 @@ class Stack:
 
     def kill_bridge_and_restart(self) -> None:
         """kill -9 the bridge (no goodbye, timers lost), then start a new one, as systemd would."""
+        before = self.kill_bridge()
+        self.start_bridge(before)
+
+    def kill_bridge(self) -> int:
+        """kill -9 the bridge; returns how often it had connected (for start_bridge)."""
         before = self.bridge.output().count("AMI connected to")
         self.bridge.process.kill()
         self.bridge.process.wait(10)
+        return before
+
+    def start_bridge(self, connected_before: int) -> None:
         self.bridge = Process("bridge", ["ami"], self.env, self.workdir)
-        self.wait_for_bridge(before + 1)
+        self.wait_for_bridge(connected_before + 1)
 
     def restart_asterisk(self) -> None:
         """`core restart now`, then wait until Asterisk is up and the bridge has reconnected."""
@@ -175,7 +183,7 @@ def pbx(database_url, tmp_path_factory):
                           extra={"IVR_MENU_FILE": str(_menu_file(workdir)), "WRAPUP_SECONDS": "4"})
     cert, key = self_signed_certificate(workdir)
     env.update({"ASTERISK_TLS_CERT": str(cert), "ASTERISK_TLS_KEY": str(key), "ASTERISK_TLS_PORT": str(ports["tls"]),
-                "TRUNK_HOST": TRUNK_ADDRESS})
+                "TRUNK_HOST": TRUNK_ADDRESS, "ASTERISK_LOG_DIR": str(workdir / "state" / "log")})
     ws_proxy = TcpProxy(ports["http"])
     env["SIP_WS_URL"] = f"ws://127.0.0.1:{ws_proxy.port}/ws"
     settings = Settings(_env_file=None, **{key.lower(): value for key, value in env.items()

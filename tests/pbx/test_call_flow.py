@@ -169,6 +169,13 @@ def test_transfer_to_an_agent_and_to_a_queue(pbx, consoles):
     li.page.click("#sp-hangup")
     wait_for(lambda: pbx.in_script(call_id, "survey"), 10, f"no survey after the transfer\n{pbx.diagnostics()}")
     pbx.ami.hang_up_caller(call_id)
+    first = ended(pbx, call_id)
+    # each agent's own part (app_queue's queue_log credits 王芳 with both agents' talk: COMPLETECALLER at the end)
+    assert [(leg["agent"], leg["ended_by"], leg["transfer"]) for leg in first["legs"]] == \
+           [("8001", "transfer", "agent"), ("8002", "agent", None)], first["legs"]
+    assert (first["transfers"], first["agent"], first["hangup_by"]) == (1, "8002", "agent")
+    assert first["talk_seconds"] == sum(leg["talk_seconds"] for leg in first["legs"])
+    assert first["legs"][0]["ended_at"] <= first["legs"][1]["connected_at"], first["legs"]  # one after the other
 
     wait_for(lambda: "(paused" not in pbx.member_line("王芳"), 15, pbx.queue_show())
     second = pbx.call_id()
@@ -184,6 +191,43 @@ def test_transfer_to_an_agent_and_to_a_queue(pbx, consoles):
     moved = pbx.talking(second, agent="8002")
     assert moved["wait_seconds"] == row["wait_seconds"]  # the caller's first wait stays the call's wait
     assert [r[4] for r in pbx.queue_events(second)].count("CONNECT") == 2
+    # 王芳's console shows the call passed on, and she can no longer hang it up
+    expect(wang.page.locator("#call-state")).to_have_text("已转接", timeout=TIMEOUT)
+    with pbx.api("wangfang") as client:
+        assert client.post(f"/api/calls/{row['id']}/hangup").status_code == 403
+    li.page.click("#sp-hangup")
+    pbx.ami.hang_up_caller(second)
+    done = ended(pbx, second)
+    assert [(leg["agent"], leg["queue"], leg["ended_by"], leg["transfer"]) for leg in done["legs"]] == \
+           [("8001", "hotline", "transfer", "queue"), ("8002", "hotline", "agent", None)], done["legs"]
+    assert done["transfers"] == 1
+
+
+def test_a_blind_transfer_from_the_agents_phone(pbx, consoles):
+    """The agent's phone transfers the caller blind (AMI BlindTransfer of the agent's channel, as a
+    SIP REFER does): the target's console pops the call, and each leg is the agent's own."""
+    wang, li = consoles("8001"), consoles("8002")
+    wang.ready()
+    li.page.click("#btn-offline")  # only reachable by extension, not from the queue
+    wait_for(lambda: "李娜" not in pbx.queue_show(), 10, pbx.queue_show())
+    call_id = pbx.call_id()
+    pbx.ami.originate_caller(call_id=call_id, number="13800138000", keys="0", delay=1)
+    wang.answer()
+    pbx.talking(call_id)
+    channel = pbx.agent_channels("8001")[0]
+    response = pbx.ami.action("BlindTransfer", Channel=channel, Context=pbx.settings.transfer_context, Exten="8002")
+    assert response.get("Response") == "Success", response
+    li.answer()
+    expect(li.page.locator("#call-caller")).to_contain_text("138", timeout=TIMEOUT)
+    pbx.talking(call_id, agent="8002")
+    li.page.click("#sp-hangup")
+    wait_for(lambda: pbx.in_script(call_id, "survey"), 10, f"no survey after the transfer\n{pbx.diagnostics()}")
+    pbx.ami.hang_up_caller(call_id)
+    row = ended(pbx, call_id)
+    assert [(leg["agent"], leg["ended_by"], leg["transfer"]) for leg in row["legs"]] == \
+           [("8001", "transfer", "blind"), ("8002", "agent", None)], row["legs"]
+    assert [r[4] for r in pbx.queue_events(call_id)][-1] == "BLINDTRANSFER"
+    assert (row["transfers"], row["outcome"]) == (1, "answered")
 
 
 def test_a_failed_screen_pop_never_shows_the_previous_elder(pbx, consoles):

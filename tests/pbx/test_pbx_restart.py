@@ -50,3 +50,25 @@ def test_calls_cut_off_by_a_pbx_restart_go_on_the_recall_list(pbx, consoles):
     console.answer()
     pbx.talking(again)
     assert recall_numbers(pbx) == ["+8613900139000"]
+
+
+def test_a_restart_while_the_bridge_is_away_is_recognised(pbx, consoles):
+    """No Shutdown reaches a bridge that is down (or cut off) when Asterisk restarts or crashes:
+    FullyBooted's Uptime at the next login says it restarted meanwhile, so its calls are cut off
+    by the PBX and go on the recall list, not recorded as hung up by the caller."""
+    console = consoles("8001")
+    expect(console.page.locator("#phone-mode")).to_contain_text("软电话已注册", timeout=30_000)
+    console.ready()
+    talking = pbx.call_id()
+    pbx.ami.originate_caller(call_id=talking, number="13700137000", keys="0", delay=1)
+    console.answer()
+    pbx.talking(talking)
+    connected = pbx.kill_bridge()
+    pbx.asterisk.cli("core restart now")
+    wait_for(lambda: "fully booted" in pbx.asterisk.cli("core waitfullybooted", timeout=5), 40, "Asterisk did not come back")
+    pbx.ami.sock.close()
+    pbx.ami = type(pbx.ami)(int(pbx.env["AMI_PORT"]), pbx.env["AMI_USER"], pbx.env["AMI_SECRET"])
+    pbx.start_bridge(connected)
+    row = wait_for(lambda: (r := pbx.call(talking)) and r["state"] == "ended" and r, 20, f"not closed\n{pbx.diagnostics()}")
+    assert (row["outcome"], row["hangup_by"]) == ("answered", "pbx"), row
+    assert "+8613700137000" in recall_numbers(pbx)

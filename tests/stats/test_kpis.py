@@ -78,7 +78,8 @@ def test_one_days_kpis_equal_the_hand_computed_values(supervisor, calls):
     assert (hours[9]["offered"], hours[9]["answered_within_threshold"]) == (2, 1)
     assert (hours[23]["offered"], hours[0]["offered"]) == (1, 0)  # H queued at 23:59:50: counted at 23 on the 20th
     assert [row["day"] for row in report["by_day"]] == ["2026-11-20"]
-    no_shift = {"logged_in_seconds": 0, "busy_seconds": 0, "paused_seconds": 0, "occupancy": None}  # no agent log here
+    no_shift = {"logged_in_seconds": 0, "busy_seconds": 0, "paused_seconds": 0, "occupancy": None,  # no agent log here,
+                "talked": 0, "talk_seconds": 0, "transfers_out": 0}  # and no legs: the rows are written directly
     assert report["by_agent"] == [{"agent": "8001", "answered": 3, "aht_seconds": 156.7, "asa_seconds": 15.0} | no_shift,
                                   {"agent": "8002", "answered": 2, "aht_seconds": 80.0, "asa_seconds": 21.0} | no_shift]
 
@@ -115,5 +116,6 @@ def test_exports_carry_the_same_figures_with_chinese_headers(supervisor, calls):
     assert sheet.title == "按时段" and rows[0][:3] == ("时段", "进线量", "接通量") and len(rows) == 25
     assert rows[24][:2] == ("23:00-23:59", 1)  # the call that spanned midnight, on its queue hour
     agents = supervisor.get("/api/stats/kpis/export", params=day | {"table": "by_agent"}).content.decode("utf-8-sig")
-    assert agents.splitlines() == ["坐席分机,接通量,平均应答时长（秒）,平均处理时长（秒）,在线时长（秒）,通话及整理时长（秒）,暂停时长（秒）,占用率",
-                                   "8001,3,15.0,156.7,0,0,0,", "8002,2,21.0,80.0,0,0,0,"]
+    assert agents.splitlines() == ["坐席分机,接通量,平均应答时长（秒）,平均处理时长（秒）,通话次数（含转入）,本人通话时长（秒）,转出次数,"
+                                   "在线时长（秒）,通话及整理时长（秒）,暂停时长（秒）,占用率",
+                                   "8001,3,15.0,156.7,0,0,0,0,0,0,", "8002,2,21.0,80.0,0,0,0,0,0,0,"]

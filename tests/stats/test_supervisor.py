@@ -78,8 +78,10 @@ DAY_KPIS = {
 # 8002: logged in 600 + 600 = 1200 s; busy B 60 + G 100 = 160 s → 0.1333
 DAY_AGENTS = [
     {"agent": "8001", "answered": 3, "asa_seconds": 15.0, "aht_seconds": 156.7,  # A, F, H: (10+15+20)/3, (150+220+100)/3
+     "talked": 3, "talk_seconds": 420, "transfers_out": 1,  # their legs: A 120, F 200 (passed on), H 100
      "logged_in_seconds": 1500, "busy_seconds": 370, "paused_seconds": 300, "occupancy": 0.2467},
     {"agent": "8002", "answered": 2, "asa_seconds": 21.0, "aht_seconds": 80.0,   # B, G: (40+2)/2, (60+100)/2
+     "talked": 2, "talk_seconds": 150, "transfers_out": 0,
      "logged_in_seconds": 1200, "busy_seconds": 160, "paused_seconds": 0, "occupancy": 0.1333},
 ]
 
@@ -131,7 +133,7 @@ def test_kpis_from_ami_traffic_equal_the_hand_computed_values_in_api_export_and_
     assert (row["人工接通率"], row["人工应答及时率"], row["服务水平"], row["放弃率"]) == ("62.50%", "60.00%", "42.86%", "12.50%")
     assert (row["平均应答时长（秒）"], row["最长等待（秒）"], row["平均处理时长（秒）"]) == ("17.4", "300", "126.0")
     agents = supervisor.get("/api/stats/kpis/export", params=day | {"table": "by_agent"}).content.decode("utf-8-sig")
-    assert agents.splitlines()[1:] == ["8001,3,15.0,156.7,1500,370,300,24.67%", "8002,2,21.0,80.0,1200,160,0,13.33%"]
+    assert agents.splitlines()[1:] == ["8001,3,15.0,156.7,3,420,1,1500,370,300,24.67%", "8002,2,21.0,80.0,2,150,0,1200,160,0,13.33%"]
 
     page = supervisor.get("/supervisor/reports", params=day)
     assert page.status_code == 200
@@ -233,3 +235,15 @@ def test_reports_page_draws_its_charts_in_chromium(page, live_server, settings, 
     by_day = page.locator("table[data-title=按日] tbody tr")
     assert by_day.count() == 2 and by_day.nth(0).inner_text().split("\t")[:3] == ["2026-11-20", "8", "5"]
     screenshot(page, "reports")
+
+
+def test_the_same_events_applied_twice_count_agents_time_once(settings, services, supervisor):
+    """Issue 15 #4: a stream replayed (a standby bridge taking over, a reconnect re-reading) must
+    not add the agents' busy, paused and logged-in time again."""
+    play(settings, services, date(2026, 11, 20))
+    day = {"from": "2026-11-20", "to": "2026-11-20"}
+    once = supervisor.get("/api/stats/kpis", params=day).json()
+    play(settings, services, date(2026, 11, 20))
+    twice = supervisor.get("/api/stats/kpis", params=day).json()
+    assert twice["by_agent"] == once["by_agent"] == DAY_AGENTS
+    assert twice["total"] == once["total"]

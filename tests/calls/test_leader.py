@@ -1,0 +1,60 @@
+"""The leader lease of the AMI bridges (calls/leader.py) on the real Redis: one leads, the standby
+takes over when the leader stops renewing, and a leader that finds the lease taken steps down."""
+
+import asyncio
+
+import redis.asyncio as aioredis
+
+from callcenter.calls import leader
+
+
+def test_the_standby_takes_the_lease_when_the_leader_stops_and_the_old_leader_steps_down(settings):
+    async def scenario():
+        redis = aioredis.from_url(settings.redis_url)
+        await redis.delete(leader.LEADER_KEY)
+        first = leader.Leadership(redis, "first", lease=0.6, renew=0.2, wait=0.1)
+        second = leader.Leadership(redis, "second", lease=0.6, renew=0.2, wait=0.1)
+        await asyncio.wait_for(first.acquire(), 2)
+        holding = asyncio.create_task(first.hold())
+        standby = asyncio.create_task(second.acquire())
+        await asyncio.sleep(1.0)
+        assert not standby.done() and (await redis.get(leader.LEADER_KEY)) == b"first"  # renewed past its lease
+        holding.cancel()  # the leader dies without a word
+        await asyncio.wait_for(standby, 3)
+        assert (await redis.get(leader.LEADER_KEY)) == b"second"
+        await asyncio.wait_for(first.hold(), 3)  # back: finds the lease taken and returns (steps down)
+        await second.release()
+        assert await redis.get(leader.LEADER_KEY) is None
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_run_as_leader_runs_one_bridge_and_returns_when_it_stops(settings):
+    class Bridge:
+        runs = 0
+
+        def __init__(self):
+            self.stopped = asyncio.Event()
+
+        async def run(self):
+            Bridge.runs += 1
+            await self.stopped.wait()
+
+        def stop(self):
+            self.stopped.set()
+
+    async def scenario():
+        redis = aioredis.from_url(settings.redis_url)
+        await redis.delete(leader.LEADER_KEY)
+        made = []
+        task = asyncio.create_task(leader.run_as_leader(lambda: made.append(Bridge()) or made[-1], redis, "solo"))
+        while not made:
+            await asyncio.sleep(0.05)
+        assert (await redis.get(leader.LEADER_KEY)) == b"solo"
+        made[0].stop()
+        await asyncio.wait_for(task, 3)
+        assert await redis.get(leader.LEADER_KEY) is None and Bridge.runs == 1  # released on a clean stop
+        await redis.aclose()
+
+    asyncio.run(scenario())
