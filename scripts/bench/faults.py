@@ -64,10 +64,13 @@ committed it, so a publish received is a change recorded):
            published for a call the bench originated after the boot (the first new call recorded);
 - db:      end of the cut → the first event published (the first change committed after it);
            → the bridge's "the database is back" line; events published during the cut (1 s after
-           its start to its end: 0 means nothing was published unrecorded);
+           its start to its end: 0 means nothing was published unrecorded); the bridges' log lines
+           during the cut (0: they did not notice it, e.g. stalled on a black-holed connection);
 - redis:   end of the cut → the first event the bridges published (received on the bench's own
            connection); → the "Redis is back" line; the lease: whether the standby took it
-           (a takeover) and the old leader stepped down.
+           (a takeover) and the old leader stepped down, and for how long both led (the new holder's
+           "is the leader" → the old one's "steps down").
+Signals are looked for from the fault until the next fault.
 No target, no assert: the figures as measured. `--keep` keeps the work folder (configuration,
 every process's log, Asterisk's queue_log and CEL, and `calls.csv`, the calls table as it was after
 the drain; the database itself is dropped) for a closer look.
@@ -78,6 +81,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import functools
 import json
 import random
 import re
@@ -684,20 +688,27 @@ def log_lines(dep: Deployment) -> list[tuple[float, str, str]]:
     return sorted(lines)
 
 
-def first_line(lines, after: float, text: str, bridge: str | None = None, exclude: str | None = None):
-    return next(((at, name, line) for at, name, line in lines
-                 if at >= after and text in line and (bridge is None or name == bridge) and name != exclude), None)
+def _first_line(lines, after: float, text: str, bridge: str | None = None, exclude: str | None = None,
+               before: float = float("inf")):
+    return next(((at, name, line) for at, name, line in lines if after <= at < before and text in line
+                 and (bridge is None or name == bridge) and name != exclude), None)
 
 
-def first_publish(published: list, after: float, call_ids: set[str] | None = None) -> float | None:
-    return next((at for at, _, call_id in published if at >= after and (call_ids is None or call_id in call_ids)), None)
+def _first_publish(published: list, after: float, call_ids: set[str] | None = None,
+                  before: float = float("inf")) -> float | None:
+    return next((at for at, _, call_id in published
+                 if after <= at < before and (call_ids is None or call_id in call_ids)), None)
 
 
 def recoveries(dep: Deployment, run: dict, lines) -> None:
-    """Each fault's recovery signals (seconds from the fault's reference moment) and its window."""
+    """Each fault's recovery signals (seconds from the fault's reference moment, looked for until the
+    next fault) and its window."""
     published, originated = run["published"], run["callers"].originated
-    for fault in run["faults"]:
+    nexts = [fault["at"] for fault in run["faults"][1:]] + [float("inf")]
+    for fault, next_at in zip(run["faults"], nexts):
         at, kind, signals = fault["at"], fault["kind"], {}
+        first_line = functools.partial(_first_line, before=next_at)
+        first_publish = functools.partial(_first_publish, before=next_at)
         if kind == "kill":
             taken = first_line(lines, at, "AMI connected to", exclude=fault.get("killed"))
             if taken:
@@ -740,6 +751,7 @@ def recoveries(dep: Deployment, run: dict, lines) -> None:
             if back:
                 signals[f"'{text}'"] = back[0] - end
             fault["during"] = Counter(kind for when, kind, _ in published if at + 1 <= when < end)
+            fault["logged"] = sum(1 for when, _, _ in lines if at <= when < end)  # 0: the bridges did not notice
             fault["reference"] = f"end of the {end - at:.0f} s cut"
             fault["stepped_down"] = [line for when, _, line in lines if at <= when <= end + 10 and "steps down" in line]
             took = first_line(lines, at, "is the leader", exclude=fault.get("leader_before"))
@@ -921,6 +933,7 @@ def report(dep: Deployment, run: dict, found: dict) -> None:
             during = fault.get("during") or {}
             extra.append(f"events published during the cut: {sum(during.values())}"
                          + (f" {dict(during)}" if during else ""))
+            extra.append(f"bridge log lines during the cut: {fault.get('logged')}")
             extra.append(f"lease {fault.get('leader_before')} → {fault.get('leader_after')}")
             if fault.get("stepped_down"):
                 extra.append(f"stepped down: {len(fault['stepped_down'])}")
