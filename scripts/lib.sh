@@ -113,7 +113,11 @@ ensure_asterisk_runtime() {
     echo "no Asterisk at $dir (the real-PBX tier needs ../shared/asterisk)" >&2
     return 1
   fi
-  if LD_LIBRARY_PATH="$dir/lib" ldd "$dir/sbin/asterisk" "$dir"/modules/*.so 2>/dev/null | grep -q "not found"; then
+  # ldd's whole output first: `ldd … | grep -q` under pipefail fails whenever grep stops reading
+  # early (ldd dies of SIGPIPE), and the missing libraries were then never installed.
+  local linked
+  linked="$(LD_LIBRARY_PATH="$dir/lib" ldd "$dir/sbin/asterisk" "$dir"/modules/*.so 2>/dev/null || true)"
+  if grep -q "not found" <<<"$linked"; then
     echo "installing Asterisk's runtime libraries ..."
     apt_install --no-install-recommends $ASTERISK_PACKAGES
   fi

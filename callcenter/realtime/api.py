@@ -68,7 +68,9 @@ async def websocket(socket: WebSocket):
     hub.set_waiting_loader(partial(_waiting_calls, services))
     subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
     hub.add(subscriber)
-    await socket.send_text(json.dumps({"type": "hello", "role": user.role, "extension": user.sip_extension}))
+    # live: False until the hub's subscription is up, which a resync frame then announces
+    await socket.send_text(json.dumps({"type": "hello", "role": user.role, "extension": user.sip_extension,
+                                       "live": hub.live}))
     sender = asyncio.create_task(_send(socket, subscriber))
     try:
         while True:  # the browser says nothing we need; reading notices when it leaves

@@ -46,8 +46,7 @@ log = logging.getLogger(__name__)
 SEND_QUEUE_LIMIT = 256
 TOO_SLOW = 1013  # "try again later": the browser reconnects and reloads the snapshot
 WAITING_INTERVAL = 0.25
-IDLE_PING_SECONDS = 5.0  # a subscription silent this long is asked for a PONG …
-PONG_TIMEOUT = 5.0  # … and replaced when none comes within this long
+IDLE_PING_SECONDS = 5.0  # a subscription silent this long is asked for a PONG, replaced when none comes as long again
 RETRY_INITIAL, RETRY_MAX = 0.5, 5.0  # back-off between attempts to subscribe again
 RESYNC = "resync"
 
@@ -97,8 +96,10 @@ class Subscriber:
 
 
 class Hub:
-    def __init__(self, redis_url: str, *, events_prefix: str = "hotline"):
+    def __init__(self, redis_url: str, *, events_prefix: str = "hotline", ping_seconds: float = IDLE_PING_SECONDS):
         self.redis_url = redis_url
+        # a silent subscription is PINGed after this long, and replaced when no PONG comes as long again
+        self.ping_seconds = ping_seconds
         self.channels = event_channels(events_prefix)
         self._stream_of = {self.channels.calls: "calls", self.channels.agents: "agents"}
         self.epoch = uuid.uuid4().hex[:12]  # tells this hub's frames from another process's
@@ -110,6 +111,7 @@ class Hub:
         self.waiting_loader: Callable[[], WaitingRows] | None = None
         self._replay: list[dict] | None = None  # events that arrive while the waiting calls are re-read
         self.subscriptions = 0  # times the subscription was (re)established (each followed by a resync)
+        self.live = False  # subscribed now: events published from here on reach the sockets
         # One listening task per event loop: tests serve one app from several loops at once.
         self._tasks: dict[asyncio.AbstractEventLoop, list[asyncio.Task]] = {}
 
@@ -144,7 +146,7 @@ class Hub:
         while True:
             # No retries inside redis-py: a lost connection surfaces here, where it is logged and
             # followed by a resync, instead of being re-subscribed silently.
-            client = aioredis.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=PONG_TIMEOUT,
+            client = aioredis.from_url(self.redis_url, socket_connect_timeout=5, socket_timeout=self.ping_seconds,
                                        retry=Retry(NoBackoff(), 0))
             try:
                 pubsub = client.pubsub()
@@ -154,6 +156,7 @@ class Hub:
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
+                self.live = False
                 log.warning("realtime hub lost Redis (%s: %s); subscribing again in %.1f s", type(exc).__name__, exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, RETRY_MAX)
@@ -177,9 +180,9 @@ class Hub:
             if message is not None:
                 heard, pinged = now, None
                 self._receive(message, confirmed)
-            elif pinged is not None and now - pinged > PONG_TIMEOUT:
-                raise SubscriptionLost(f"no answer to PING in {PONG_TIMEOUT:g} s")
-            elif pinged is None and now - heard > IDLE_PING_SECONDS:
+            elif pinged is not None and now - pinged > self.ping_seconds:
+                raise SubscriptionLost(f"no answer to PING in {self.ping_seconds:g} s")
+            elif pinged is None and now - heard > self.ping_seconds:
                 await pubsub.ping()
                 pinged = now
 
@@ -202,6 +205,7 @@ class Hub:
         else:
             log.info("realtime hub subscribed to %s", ", ".join(self.channels))
         self.subscriptions += 1
+        self.live = True
         self.resync(reason="redis")
         if self.waiting_loader is not None:
             self._spawn(self.reload_waiting(), "realtime-waiting-reload")

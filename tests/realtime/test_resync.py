@@ -74,9 +74,14 @@ def test_frames_are_numbered_and_a_redis_outage_ends_in_a_resync(settings, outag
             await subscribed(settings.redis_url, channels.calls, 0)
             publish(channels.calls, type="call.ended", call_id="1.1", state="ended")  # nobody hears this one
             await asyncio.sleep(1.0)  # an outage of a few seconds: the hub retries meanwhile
-            proxy.heal()
-            got["resync"] = await next_frame(socket, "resync")
+            async with websockets.connect(f"ws://{host}/ws", additional_headers={"Cookie": f"cc_session={cookie}"}) as late:
+                got["hello during"] = json.loads(await late.recv())  # a page opened in the outage is told so
+                proxy.heal()
+                got["resync"] = await next_frame(socket, "resync")
+                got["late resync"] = await next_frame(late, "resync")
             await subscribed(settings.redis_url, channels.calls, 1)
+            async with websockets.connect(f"ws://{host}/ws", additional_headers={"Cookie": f"cc_session={cookie}"}) as again:
+                got["hello after"] = json.loads(await again.recv())
             publish(channels.calls, type="call.started", call_id="2.2", state="ringing")
             got["after"] = await next_frame(socket, "call.started")
         return got
@@ -89,7 +94,9 @@ def test_frames_are_numbered_and_a_redis_outage_ends_in_a_resync(settings, outag
     assert started["call_id"] == "1.1" and agent["agent"] == "8001" and queued["queue"] == "hotline"
     epoch = started["epoch"]
     assert epoch and agent["epoch"] == queued["epoch"] == epoch
-    assert got["resync"] == {"type": "resync", "epoch": epoch, "reason": "redis"}
+    assert got["resync"] == got["late resync"] == {"type": "resync", "epoch": epoch, "reason": "redis"}
+    assert (got["hello during"]["type"], got["hello during"]["live"]) == ("hello", False)
+    assert (got["hello after"]["type"], got["hello after"]["live"]) == ("hello", True)
     # The same socket goes on numbering where it was: the lost call.ended never took a number.
     assert (got["after"]["call_id"], got["after"]["channel"], got["after"]["seq"], got["after"]["epoch"]) == ("2.2", "calls", 3, epoch)
 
@@ -110,7 +117,8 @@ def test_a_half_open_link_is_found_and_replaced(settings, outage_settings, servi
             proxy.heal()
             return await next_frame(socket, "resync")
 
-    with web_processes(settings, {"REDIS_URL": proxied_url, "EVENTS_PREFIX": outage_settings.events_prefix}) as (host,):
+    with web_processes(settings, {"REDIS_URL": proxied_url, "EVENTS_PREFIX": outage_settings.events_prefix,
+                                  "LIVE_PING_SECONDS": "1"}) as (host,):
         resync = asyncio.run(scenario(host, session_cookie(host, boss)))
     assert resync["type"] == "resync" and resync["reason"] == "redis"
 

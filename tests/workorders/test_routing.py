@@ -209,7 +209,8 @@ def test_a_worker_killed_mid_job_is_retried_and_the_order_assigned_once(settings
     order_id = new_order(console, city["elder"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMI_")}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir)}
+            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir),
+            "EVENTS_PREFIX": settings.events_prefix}
     started = StartedJobRegistry(queue=jobs.queue(rq_redis))
     with writes_blocked(settings):
         worker = subprocess.Popen([CALLCENTER, "worker"], env=env, start_new_session=True, stdout=subprocess.DEVNULL,
@@ -287,7 +288,8 @@ def test_callcenter_worker_routes_queued_orders(settings, services, console, cit
     order_id = new_order(console, city["elder"])
     env = {k: v for k, v in os.environ.items() if not k.startswith("AMI_")}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
-            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir)}
+            "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir),
+            "EVENTS_PREFIX": settings.events_prefix}
     result = subprocess.run([CALLCENTER, "worker", "--burst"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     order = order_row(services, order_id)
