@@ -165,8 +165,11 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
     when AMI_HOST is unset; SQLite and an embedded Redis unless DATABASE_URL / REDIS_URL are set."""
     import asyncio
 
+    import redis.asyncio as aioredis
+
     from callcenter import migrate, redis_conn
     from callcenter.calls import bridge as bridge_module
+    from callcenter.calls import leader
     from callcenter.db import Database
     from callcenter.simulator import traffic
 
@@ -189,9 +192,11 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
             await sim.start()
             tasks.append(asyncio.create_task(sim.run(), name="simulator"))
             typer.echo(f"AMI simulator on {ami_host}:{sim.port} ({settings.simulator_calls_per_minute:g} calls/min)")
-        bridge = bridge_module.from_settings(settings, host=ami_host, port=ami_port, username=ami_user, secret=ami_secret,
-                                             database=database)
-        tasks.append(asyncio.create_task(bridge.run(), name="bridge"))
+        # Under the leader lease like `callcenter ami`: never a second bridge on the same Asterisk and Redis.
+        lease = aioredis.from_url(os.environ["REDIS_URL"])
+        make_bridge = lambda: bridge_module.from_settings(settings, host=ami_host, port=ami_port, username=ami_user,  # noqa: E731
+                                                          secret=ami_secret, database=database)
+        tasks.append(asyncio.create_task(leader.run_as_leader(make_bridge, lease), name="bridge"))
         worker = WorkerSupervisor(_start_worker_process)
         tasks.append(asyncio.create_task(worker.watch(), name="worker-supervisor"))
         server = _web_server(host, port)
@@ -200,7 +205,6 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
         try:
             await server.serve()
         finally:
-            bridge.stop()
             await agi.close()
             worker.terminate()  # and no restart from here on
             for task in tasks:

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default=Path("data"), description="where the embedded defaults live")
     database_url: str | None = None
+    database_timeout_seconds: int = Field(default=15, ge=3, description="PostgreSQL: a connection attempt, or a "
+                                          "connection whose network went silent, fails after this long")
     redis_url: str | None = None
     secret_key: SecretStr | None = None
 
@@ -45,6 +47,8 @@ class Settings(BaseSettings):
     hotline_caller_id: str = Field(default="12349", description="caller ID shown to elders we call back")
     wrapup_seconds: int = Field(default=30, description="after a call the agent is paused this long (0: never)")
     ami_command_timeout: float = Field(default=5.0, description="how long the web waits for the bridge to act")
+    live_ping_seconds: float = Field(default=5.0, gt=0, description="the web's live-event subscription, silent this long, "
+                                     "is PINGed, and replaced when Redis does not answer as long again (a half-open link)")
     events_prefix: str = Field(default="hotline", pattern=r"^[A-Za-z0-9_.-]{1,40}$",
                                description="prefix of the Redis pub/sub channel names: pub/sub ignores the database "
                                            "number, so deployments sharing one Redis server need different prefixes")

@@ -22,13 +22,25 @@ from callcenter.config import Settings
 T = TypeVar("T")
 
 
-def make_engine(url: str) -> Engine:
-    """Create the engine; SQLite gets WAL, enforced foreign keys and an index-friendly LIKE."""
+def make_engine(url: str, timeout: int = 15) -> Engine:
+    """Create the engine; SQLite gets WAL, enforced foreign keys and an index-friendly LIKE.
+    PostgreSQL connections give up after `timeout` s when the server cannot be reached or the
+    network to it goes silent mid-query (libpq's own defaults wait for TCP's retransmissions,
+    a quarter of an hour, with the bridge's recording stalled meanwhile)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=postgres_timeouts(timeout))
+
+
+def postgres_timeouts(seconds: int) -> dict[str, int]:
+    """libpq settings bounding how long a dead link goes unnoticed: the connection attempt, data
+    the server never acknowledges (tcp_user_timeout), and an idle wait for a reply that never
+    comes (keepalive probes, about `seconds` in all)."""
+    seconds = max(3, int(seconds))
+    return {"connect_timeout": seconds, "tcp_user_timeout": seconds * 1000, "keepalives": 1,
+            "keepalives_idle": max(1, seconds // 3), "keepalives_interval": max(1, seconds // 9), "keepalives_count": 3}
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -91,7 +103,7 @@ class Database:
 
     def __init__(self, settings: Settings):
         self.url = settings.effective_database_url
-        self.engine = make_engine(self.url)
+        self.engine = make_engine(self.url, settings.database_timeout_seconds)
 
     @contextmanager
     def session_scope(self) -> Iterator[Session]:

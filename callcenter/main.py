@@ -60,7 +60,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app = FastAPI(title="12349 养老服务热线", lifespan=lifespan, dependencies=[Depends(csrf_protect)], docs_url=None, redoc_url=None)
     app.state.services = services
-    app.state.hub = Hub(redis_conn.redis_url(settings), events_prefix=settings.events_prefix)
+    app.state.hub = Hub(redis_conn.redis_url(settings), events_prefix=settings.events_prefix,
+                        ping_seconds=settings.live_ping_seconds)
     _install_error_handlers(app)
     _install_csrf_cookie(app, settings)
     _install_access_log(app)
@@ -97,10 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/healthz", tags=["ops"])
     async def healthz():
-        """Database and Redis reachability; 503 when either is down."""
+        """Database and Redis reachability, and the AMI bridge as its heartbeat tells it; 503 when
+        the database or Redis is down, or a running bridge cannot record calls."""
         checks = {"database": await run_in_threadpool(_check, services.db.ping), "redis": await run_in_threadpool(_check, services.redis.ping)}
         healthy = all(check["ok"] for check in checks.values())
-        return JSONResponse({"status": "ok" if healthy else "degraded", **checks}, status_code=200 if healthy else 503)
+        bridge = await run_in_threadpool(_bridge_status, services.redis) if checks["redis"]["ok"] else {"running": None}
+        healthy = healthy and bridge.get("recording", True) is not False
+        return JSONResponse({"status": "ok" if healthy else "degraded", **checks, "bridge": bridge},
+                            status_code=200 if healthy else 503)
 
     return app
 
@@ -114,6 +119,15 @@ def _waiting_calls(services: Services) -> list[tuple[str, str, str]]:
         rows = session.exec(select(CallRecord.queue, CallRecord.linkedid, CallRecord.state)
                             .where(CallRecord.state.in_(("queued", "offered")), CallRecord.queue.is_not(None)))
         return [tuple(row) for row in rows]
+
+
+def _bridge_status(redis) -> dict:
+    from callcenter.calls.commands import bridge_status
+
+    try:
+        return bridge_status(redis)
+    except Exception as exc:  # never raise from a health check
+        return {"running": None, "error": type(exc).__name__}
 
 
 def _check(probe) -> dict:

@@ -394,14 +394,14 @@ def cel_conf() -> str:
 enable = yes
 apps = queue,agi
 events = {",".join(CEL_EVENTS)}
-dateformat = %s
+dateformat = %s.%6q
 """
 
 
 def cel_custom_conf() -> str:
     mapping = ",".join(f"${{CSV_QUOTE({field})}}" for field in CEL_FIELDS)
     return HEADER + f"""
-; log/cel-custom/{CEL_FILE}: one line per channel event, UTC epoch times.
+; log/cel-custom/{CEL_FILE}: one line per channel event, UTC epoch times to the microsecond.
 [mappings]
 {CEL_FILE} => {mapping}
 """

@@ -108,7 +108,7 @@ def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp
                 break
             except httpx.HTTPError:
                 time.sleep(0.3)
-        assert body == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}}
+        assert (body["status"], body["database"], body["redis"]) == ("ok", {"ok": True}, {"ok": True})
         assert httpx.get(f"http://127.0.0.1:{port}/api/elders/lookup?phone=13812345678").status_code == 401
         files = {p.name for p in (tmp_path / "data").iterdir()}
         assert {"hotline.sqlite3", "secret_key"} <= files
@@ -121,6 +121,9 @@ def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp
             time.sleep(0.3)
         assert database.execute("SELECT count(*) FROM calls WHERE queue = 'hotline'").fetchone()[0] > 0
         database.close()
+        # … which /healthz reports running and recording
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).json()["bridge"] == \
+               {"running": True, "ami": True, "recording": True, "held": 0}
     finally:
         process.terminate()
         output, _ = process.communicate(timeout=30)

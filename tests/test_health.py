@@ -11,7 +11,7 @@ from tests.telephony import wait_for
 def test_healthz_reports_database_and_redis(client):
     response = client.get("/healthz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}}
+    assert response.json() == {"status": "ok", "database": {"ok": True}, "redis": {"ok": True}, "bridge": {"running": False}}
 
 
 def test_healthz_reports_redis_down_and_agents_can_still_sign_in(settings, services):

@@ -37,10 +37,10 @@ from redis.exceptions import RedisError
 
 from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIError, NotConnected
 from callcenter.ami.protocol import Message
-from callcenter.calls import commands, records
+from callcenter.calls import commands, control, records
 from callcenter.calls import service as calls_service
 from callcenter.calls.control import PAUSE_REASONS, PHONE_OFFLINE_REASON, WRAPUP_REASON
-from callcenter.calls.tracker import CallTracker, Change
+from callcenter.calls.tracker import AGENT_CONTEXTS, CallTracker, Change
 from callcenter.db import Database
 from callcenter.stats import rollup
 from callcenter.timeutil import utcnow
@@ -50,6 +50,7 @@ MAX_BATCH = 500
 HELD_RETRY_SECONDS = 1.0
 MAX_HELD_CHANGES = 50_000  # changes kept through a database outage before compacting them
 ROLLUP_REFRESH_SECONDS = 1.0
+DB_STALL_SECONDS = 5.0  # a batch the database has not taken in this long is reported (log, heartbeat, /healthz)
 RECORDS_MARGIN = timedelta(seconds=5)  # read the records from a little before the outage began
 
 
@@ -125,6 +126,7 @@ class BridgeStats:
     reconciles: int = 0
     reconciled: int = 0  # calls recorded from Asterisk's records after outages
     errors: int = 0
+    db_stalls: int = 0  # writes the database took longer than DB_STALL_SECONDS to answer
     started: datetime = field(default_factory=utcnow)
 
 
@@ -132,7 +134,8 @@ class Bridge:
     def __init__(self, *, database: Database, redis: aioredis.Redis, area_code: str, host: str, port: int, username: str,
                  secret: str, short_abandon_seconds: int = 5, ping_interval: float = 5.0, ping_timeout: float = 3.0,
                  backoff_initial: float = 0.5, backoff_max: float = 5.0, wrapup_seconds: float = 0,
-                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), events_prefix: str = "hotline", records_dir: Path | None = None):
+                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), events_prefix: str = "hotline", records_dir: Path | None = None,
+                 agent_contexts: frozenset[str] = AGENT_CONTEXTS):
         self.database = database
         self.records_dir = records_dir  # Asterisk's log folder (ASTERISK_LOG_DIR): queue_log and CEL
         self.channels = calls_service.event_channels(events_prefix)
@@ -142,12 +145,13 @@ class Bridge:
         self.wrapups: dict[str, _WrapUp] = {}  # agent interface → its wrap-up under way
         self._phone_tasks: dict[str, asyncio.Task] = {}  # agent interface → its phone pause under way
         self.area_code = area_code
-        self.tracker = CallTracker(short_abandon_seconds=short_abandon_seconds)
+        self.tracker = CallTracker(short_abandon_seconds=short_abandon_seconds, agent_contexts=agent_contexts)
         self.publisher = Publisher(redis)
         self.stats = BridgeStats()
         self.work: asyncio.Queue = asyncio.Queue()
         self.held: list[tuple[Change, float | None]] = []  # changes a database outage kept back, in order
         self.failures_in_a_row = 0
+        self.db_stalled_since: datetime | None = None  # a write to the database hangs since then
         self.idle = asyncio.Event()
         self.rollups_pending = True  # marks may be left from before a restart
         self.disconnected_at: datetime | None = None
@@ -264,8 +268,9 @@ class Bridge:
             return
         self.stats.batches += 1
         self.stats.changes += len(changes)
+        stalls = self.stats.db_stalls
         try:
-            payloads = await asyncio.to_thread(self._persist, changes)
+            payloads = await self._persist_watched(changes)
         except Exception as exc:
             # The database is the record: without it we publish nothing rather than events nobody
             # can look up, and keep the changes, in order, to write them first once it is back (a
@@ -276,16 +281,45 @@ class Bridge:
             if self.failures_in_a_row == 1 or self.failures_in_a_row % 30 == 0:
                 log.error("could not record %d call changes (%s): kept, retried every %.0f s", len(self.held),
                           type(exc).__name__, HELD_RETRY_SECONDS, exc_info=self.failures_in_a_row == 1)
+            if self.failures_in_a_row == 1 or self.stats.db_stalls != stalls:
+                await self._beat()
             return
-        if self.failures_in_a_row:
-            log.info("the database is back: recorded the %d call changes kept", len(changes))
+        if self.failures_in_a_row or self.stats.db_stalls != stalls:
+            if self.failures_in_a_row:
+                log.info("the database is back: recorded the %d call changes kept", len(changes))
             self.failures_in_a_row = 0
+            await self._beat()
         self.rollups_pending = True
         for channel, payload, received in payloads:
             self.publisher.add(channel, payload, received)
         await self.publisher.flush()
         await self._follow_wrapups([change for change, _ in changes])
         self._follow_phones([change for change, _ in changes])
+
+    async def _persist_watched(self, changes: list[tuple[Change, float | None]]) -> list[tuple[str, dict, float | None]]:
+        """`_persist` in a thread, said out loud when the database stops answering instead of
+        failing (a hung connection): logged, and the heartbeat (hence /healthz) says calls are
+        not being recorded until the write ends either way. Every event stays queued meanwhile."""
+        write = asyncio.ensure_future(asyncio.to_thread(self._persist, changes))
+        try:
+            return await asyncio.wait_for(asyncio.shield(write), DB_STALL_SECONDS)
+        except asyncio.TimeoutError:
+            pass
+        self.db_stalled_since = utcnow() - timedelta(seconds=DB_STALL_SECONDS)
+        self.stats.db_stalls += 1
+        log.error("the database has not answered for %g s: %d call changes wait to be recorded, and every event after them",
+                  DB_STALL_SECONDS, len(changes))
+        await self._beat()
+        try:
+            return await write
+        finally:  # the caller's heartbeat tells how it ended (recorded, or kept for a retry)
+            log.warning("the stalled database write ended after %.1f s", (utcnow() - self.db_stalled_since).total_seconds())
+            self.db_stalled_since = None
+
+    @property
+    def recording(self) -> bool:
+        """Calls are being written as they happen (no database outage, no stalled write)."""
+        return self.db_stalled_since is None and not self.failures_in_a_row
 
     @staticmethod
     def _bounded(changes: list[tuple[Change, float | None]]) -> list[tuple[Change, float | None]]:
@@ -360,15 +394,23 @@ class Bridge:
     async def _refresh_rollups(self) -> None:
         """Sum the hours this bridge's writes marked dirty again, a second after the writes, off
         the path from event to publish (readers meanwhile take those hours from the calls)."""
+        failures = 0
         while True:
             await asyncio.sleep(ROLLUP_REFRESH_SECONDS)
             if self.rollups_pending:
                 self.rollups_pending = False
                 try:
                     await asyncio.to_thread(self._refresh_rollups_now)
-                except Exception:
+                except Exception as exc:
                     self.rollups_pending = True
-                    log.exception("could not refresh the call rollup; will try again")
+                    failures += 1
+                    if failures == 1 or failures % 60 == 0:  # once per outage (and every minute), not every second
+                        log.error("could not refresh the call rollup (%s, %d tries); trying again every %.0f s",
+                                  type(exc).__name__, failures, ROLLUP_REFRESH_SECONDS, exc_info=failures == 1)
+                    continue
+                if failures:
+                    log.info("the call rollup is refreshed again after %d failed tries", failures)
+                    failures = 0
 
     def _refresh_rollups_now(self) -> int:
         with self.database.session_scope() as session:
@@ -389,7 +431,8 @@ class Bridge:
 
     async def _beat(self) -> None:
         try:
-            await self.redis.set(commands.BRIDGE_KEY, commands.heartbeat(ami_connected=self.client.connected.is_set()),
+            await self.redis.set(commands.BRIDGE_KEY, commands.heartbeat(ami_connected=self.client.connected.is_set(),
+                                                                         recording=self.recording, held=len(self.held)),
                                  ex=commands.BRIDGE_TTL_SECONDS)
         except (RedisError, OSError):
             pass  # Redis is down: the web cannot send commands either
@@ -571,4 +614,5 @@ def from_settings(settings, *, host: str, port: int, username: str, secret: str,
     return Bridge(database=database or Database(settings), redis=aioredis.from_url(redis_conn.redis_url(settings)),
                   area_code=settings.city_area_code, host=host, port=port, username=username, secret=secret,
                   short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds, tz=settings.tz,
-                  events_prefix=settings.events_prefix, records_dir=settings.asterisk_log_dir)
+                  events_prefix=settings.events_prefix, records_dir=settings.asterisk_log_dir,
+                  agent_contexts=control.agent_contexts(settings))

@@ -103,8 +103,20 @@ def _why_unanswered(redis) -> str:
     return "" if json.loads(beat).get("ami") else NO_ASTERISK
 
 
-def heartbeat(*, ami_connected: bool) -> str:
-    return json.dumps({"ami": ami_connected, "at": time.time()})
+def heartbeat(*, ami_connected: bool, recording: bool = True, held: int = 0) -> str:
+    """The bridge's word every few seconds: connected to Asterisk, writing calls to the database
+    as they happen (False: an outage or a hung write), changes kept back meanwhile."""
+    return json.dumps({"ami": ami_connected, "recording": recording, "held": held, "at": time.time()})
+
+
+def bridge_status(redis) -> dict:
+    """What /healthz reports of the bridge, from its last heartbeat (no heartbeat: not running)."""
+    beat = redis.get(BRIDGE_KEY)
+    if beat is None:
+        return {"running": False}
+    data = json.loads(beat)
+    return {"running": True, "ami": bool(data.get("ami")), "recording": bool(data.get("recording", True)),
+            "held": int(data.get("held", 0))}
 
 
 def parse(text: bytes | str) -> tuple[dict | None, str]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from callcenter.calls.commands import Outcome, Step, run
 from callcenter.calls.models import CallRecord
+from callcenter.calls.tracker import AGENT_CONTEXTS
 from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import Phone
 
@@ -49,6 +50,17 @@ def state_interface(settings, extension: str) -> str:
     agent's phone behind a Local channel (whose own state is lost once Asterisk optimises it away)."""
     interface = agent_interface(settings, extension)
     return settings.agent_phone.format(extension=extension) if interface.startswith("Local/") else interface
+
+
+def agent_contexts(settings) -> frozenset[str]:
+    """Where agents' channels start: the agents' phones' context, and the context a Local-channel
+    member interface (`Local/{extension}@ctx`) or phone dials into. The bridge tells agents' legs
+    from callers' channels by it, live and in Asterisk's records."""
+    contexts = set(AGENT_CONTEXTS)
+    for template in (settings.agent_interface, settings.agent_phone):
+        if template.startswith("Local/") and "@" in template:
+            contexts.add(template.rsplit("@", 1)[1].split("/", 1)[0])
+    return frozenset(contexts)
 
 
 def set_agent_state(*, redis, settings, extension: str | None, state: str, reason: str | None = None,

@@ -8,8 +8,16 @@ own records (calls.records): no call is lost, and none is recorded twice (calls 
 Linkedid, and a reconciled call never overwrites one recorded whole).
 
 Redis going away does not stop a running leader (the database is the record; consoles need
-Redis anyway): it keeps its bridge and renews when Redis is back. Finding the lease in another
-bridge's hands then (it expired during the outage and a standby took it), it steps down.
+Redis anyway): it keeps its bridge and renews when Redis is back. The lease has expired by then,
+so a standby that saw Redis go away too leaves the old leader one lease period to take it back
+before trying itself: otherwise both bridges would run until the leader's next renewal (two
+writers of the same calls). A leader that finds the lease in another bridge's hands (it died,
+or only it lost Redis for longer than that) steps down.
+
+Not covered: a leader cut off from Redis alone while the standby still reaches it. The standby
+takes over after LEASE_SECONDS and both record until the leader reaches Redis again. Calls are
+keyed by Linkedid and legs by channel, so they still give one row each; a write that collides
+is kept and retried like any failed write.
 """
 
 from __future__ import annotations
@@ -45,9 +53,14 @@ class Leadership:
 
     async def acquire(self) -> None:
         """Wait until this bridge holds the lease."""
-        waiting_logged = False
+        waiting_logged = redis_was_down = False
         while True:
             try:
+                if redis_was_down:  # Redis is back: the leader of before renews first
+                    redis_was_down = False
+                    await self.redis.ping()
+                    log.info("standby: Redis is back; the leader has %.1f s to renew its lease", self.lease_ms / 1000)
+                    await asyncio.sleep(self.lease_ms / 1000)
                 if await self.redis.set(LEADER_KEY, self.name, nx=True, px=self.lease_ms):
                     log.info("AMI bridge %s is the leader", self.name)
                     return
@@ -56,6 +69,7 @@ class Leadership:
                     log.info("standby: bridge %s leads; taking over if it stops", holder.decode() if holder else "?")
                     waiting_logged = True
             except (RedisError, OSError) as exc:
+                redis_was_down = True
                 if not waiting_logged:
                     log.warning("standby: Redis unavailable (%s); waiting for it to decide the leader", type(exc).__name__)
                     waiting_logged = True

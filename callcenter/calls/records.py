@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from callcenter.calls.tracker import AGENT_CONTEXTS, INBOUND_CONTEXTS, Call, Leg, interface_of, seconds_between
+from callcenter.calls.tracker import AGENT_CONTEXTS, INBOUND_CONTEXTS, Call, Leg, close_call, interface_of, seconds_between
 
 log = logging.getLogger(__name__)
 CEL_FILE = Path("cel-custom") / "hotline.csv"  # asterisk_config.CEL_FILE
@@ -40,6 +40,10 @@ TRANSFER_EVENTS = {"BLINDTRANSFER": "blind", "ATTENDEDTRANSFER": "attended"}
 COMPLETE_EVENTS = {"COMPLETEAGENT": "agent", "COMPLETECALLER": "caller"}
 # A call Asterisk ended this shortly before it booted again was hung up by its own restart.
 SHUTDOWN_SECONDS = timedelta(seconds=15)
+# FullyBooted's Uptime is whole seconds, so Asterisk booted up to this long before the time the
+# tracker derives. Asterisk takes longer than that to boot, so a call whose last event falls in
+# that margin belongs to the new run (still live), never to the one that crashed.
+BOOT_UNCERTAINTY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -144,7 +148,7 @@ def ended_calls(records: Records, *, start: datetime, end: datetime, restarted_a
         if linkedid in skip:
             continue
         finished = next((e.at for e in events if e.kind == "LINKEDID_END"), None)
-        cut_off = restarted_at is not None and (events[-1].at <= restarted_at if finished is None
+        cut_off = restarted_at is not None and (events[-1].at <= restarted_at - BOOT_UNCERTAINTY if finished is None
                                                 else restarted_at - SHUTDOWN_SECONDS <= finished <= restarted_at)
         ended = finished or (events[-1].at if cut_off else None)
         if ended is None or not start <= ended <= end:
@@ -245,10 +249,5 @@ def _end_leg(leg: Leg, later: list[CelEvent], agents: set[str], lines: list[Queu
 
 
 def _close(call: Call, ended: datetime, *, cut_off: bool, short_abandon_seconds: int) -> None:
-    """Outcome as the tracker decides it at the end of a call (tracker._end / _outcome)."""
-    from callcenter.calls.tracker import CallTracker
-
     call.cut_off = cut_off
-    tracker = CallTracker(short_abandon_seconds=short_abandon_seconds)
-    tracker.calls[call.linkedid] = call
-    tracker._end(call, ended)  # noqa: SLF001 - the one place outcomes are decided
+    close_call(call, ended, short_abandon_seconds=short_abandon_seconds)

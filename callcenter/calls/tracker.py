@@ -345,16 +345,9 @@ class CallTracker:
                  announce: bool = True) -> list[Change]:
         """The agent of `leg` is done with the caller. The call's talk is the sum of its legs'.
         Passed on (ended_by transfer): one more transfer; the caller is not done yet."""
-        leg.ended_at, leg.ended_by = at, ended_by
-        leg.talk_seconds = talk if talk is not None else seconds_between(leg.connected_at, at)
-        call.talk_seconds = sum(item.talk_seconds or 0 for item in call.legs)
-        call.hangup_by = ended_by
-        call.outcome = "answered" if call.direction == "inbound" else call.outcome
-        call.agent_done_at, call.state = at, "wrapup"  # until the caller reaches the next agent, if any
+        end_leg(call, leg, at, ended_by, talk=talk)
         gone = self._signed_out_leg_ended(leg.interface, at)
         if ended_by == "transfer":
-            call.transfers += 1
-            leg.transfer = leg.transfer or "redirect"
             return (self._changed("call.transferred", call) if announce else []) + gone
         return (self._changed("call.agent_done", call) if announce else []) + gone
 
@@ -430,18 +423,9 @@ class CallTracker:
 
     def _end(self, call: Call, at: datetime, outcome: str | None = None) -> list[Change]:
         leg = call.open_leg()
-        if leg is not None:  # (lost in an outage: how it ended is not known)
-            ended_by = "pbx" if call.cut_off else "caller" if outcome is None else None
-            self._end_leg(call, leg, at, ended_by, announce=False)
-        call.ended_at = at
-        call.state = "ended"
-        call.outcome = outcome or call.outcome or self._outcome(call)
-        if call.cut_off:
-            call.hangup_by = "pbx"
-            if call.direction == "inbound":  # not abandoned, not lost: answered, or cut off before an agent
-                call.outcome = "answered" if call.answered_at is not None else "cut_off"
-        if call.talk_seconds is None and call.answered_at is not None:
-            call.talk_seconds = max(0, round((at - call.answered_at).total_seconds()))
+        if leg is not None:
+            self._end_leg(call, leg, at, leg_end_at_close(call, outcome), announce=False)
+        close_call(call, at, outcome=outcome, short_abandon_seconds=self.short_abandon_seconds)
         self.calls.pop(call.linkedid, None)
         for uniqueid in list(call.channels):
             self._channel_call.pop(uniqueid, None)
@@ -449,22 +433,6 @@ class CallTracker:
         while len(self._ended) > self._remember_ended:
             self._ended.popitem(last=False)
         return self._changed("call.ended", call)
-
-    def _outcome(self, call: Call) -> str:
-        if call.direction == "outbound":
-            return "outbound"
-        if call.answered_at is not None:
-            return "answered"
-        if call.queued_at is not None and call.left_queue_at is not None and call.abandoned_at is None:
-            # Left the queue alive and unanswered (queue timeout, empty queue): not an abandon.
-            call.wait_seconds = seconds_between(call.queued_at, call.left_queue_at)
-            return "timeout"
-        if call.queued_at is not None:
-            # Hung up in the queue without a QueueCallerAbandon (e.g. the caller's leg dropped).
-            wait = round((call.ended_at - call.queued_at).total_seconds())
-            call.wait_seconds = call.wait_seconds if call.wait_seconds is not None else wait
-            return "short_abandon" if call.wait_seconds <= self.short_abandon_seconds else "abandoned"
-        return "ivr_only"
 
     # --- queue ------------------------------------------------------------------------------
 
@@ -518,7 +486,7 @@ class CallTracker:
         first = call.answered_at is None
         leg = call.leg_of(message.get("DestUniqueid"))
         if leg is None:
-            changes = self._start_leg(call, channel=message.get("DestUniqueid") or f"{message.get('Interface')}@{at.timestamp()}",
+            changes = self._start_leg(call, channel=_leg_channel(message, at),
                                       interface=message.get("Interface", ""), at=at, name=message.get("MemberName"),
                                       queue=message.get("Queue"))
         else:
@@ -541,7 +509,7 @@ class CallTracker:
         talk = _int(message.get("TalkTime"))
         if not call.legs and call.answered_at is None:  # AgentConnect was lost (e.g. in an outage): rebuild it
             connected = at - timedelta(seconds=talk or 0)
-            self._start_leg(call, channel=message.get("DestUniqueid") or f"{message.get('Interface')}@{connected.timestamp()}",
+            self._start_leg(call, channel=_leg_channel(message, connected),
                             interface=message.get("Interface", ""), at=connected, name=message.get("MemberName"),
                             queue=message.get("Queue"))
             call.wait_seconds = _int(message.get("HoldTime"))
@@ -838,7 +806,68 @@ def _int(value: str | None) -> int | None:
         return None
 
 
+def _leg_channel(message: Message, connected: datetime) -> str:
+    """The agent's channel of a queue leg; app_queue events without DestUniqueid get a stand-in
+    unique to the member and moment."""
+    return message.get("DestUniqueid") or f"{message.get('Interface')}@{connected.timestamp()}"
+
+
 def seconds_between(start: datetime | None, end: datetime | None) -> int | None:
     if start is None or end is None:
         return None
     return max(0, round((end - start) / timedelta(seconds=1)))
+
+
+def end_leg(call: Call, leg: Leg, at: datetime, ended_by: str | None, *, talk: int | None = None) -> None:
+    """The agent of `leg` is done with the caller (live, or rebuilt from Asterisk's records).
+    The call's talk is the sum of its legs'. Passed on (ended_by transfer): one more transfer;
+    the caller is not done yet."""
+    leg.ended_at, leg.ended_by = at, ended_by
+    leg.talk_seconds = talk if talk is not None else seconds_between(leg.connected_at, at)
+    call.talk_seconds = sum(item.talk_seconds or 0 for item in call.legs)
+    call.hangup_by = ended_by
+    call.outcome = "answered" if call.direction == "inbound" else call.outcome
+    call.agent_done_at, call.state = at, "wrapup"  # until the caller reaches the next agent, if any
+    if ended_by == "transfer":
+        call.transfers += 1
+        leg.transfer = leg.transfer or "redirect"
+
+
+def leg_end_at_close(call: Call, outcome: str | None) -> str | None:
+    """How a leg still open when its call ends ended: the PBX cut it off, the caller hung up, or
+    not known (an outcome is forced: lost in an outage)."""
+    return "pbx" if call.cut_off else "caller" if outcome is None else None
+
+
+def close_call(call: Call, at: datetime, *, outcome: str | None = None, short_abandon_seconds: int = 5) -> None:
+    """The call is over at `at`: its outcome, as the live tracker and Asterisk's records alike
+    decide it (`outcome` forces one). Any open leg is closed first (end_leg)."""
+    leg = call.open_leg()
+    if leg is not None:
+        end_leg(call, leg, at, leg_end_at_close(call, outcome))
+    call.ended_at = at
+    call.state = "ended"
+    call.outcome = outcome or call.outcome or _outcome(call, short_abandon_seconds)
+    if call.cut_off:
+        call.hangup_by = "pbx"
+        if call.direction == "inbound":  # not abandoned, not lost: answered, or cut off before an agent
+            call.outcome = "answered" if call.answered_at is not None else "cut_off"
+    if call.talk_seconds is None and call.answered_at is not None:
+        call.talk_seconds = max(0, round((at - call.answered_at).total_seconds()))
+
+
+def _outcome(call: Call, short_abandon_seconds: int) -> str:
+    if call.direction == "outbound":
+        return "outbound"
+    if call.answered_at is not None:
+        return "answered"
+    if call.queued_at is not None and call.left_queue_at is not None and call.abandoned_at is None:
+        # Left the queue alive and unanswered (queue timeout, empty queue): not an abandon.
+        call.wait_seconds = seconds_between(call.queued_at, call.left_queue_at)
+        return "timeout"
+    if call.queued_at is not None:
+        # Hung up in the queue without a QueueCallerAbandon (e.g. the caller's leg dropped).
+        wait = round((call.ended_at - call.queued_at).total_seconds())
+        call.wait_seconds = call.wait_seconds if call.wait_seconds is not None else wait
+        return "short_abandon" if call.wait_seconds <= short_abandon_seconds else "abandoned"
+    return "ivr_only"

@@ -115,8 +115,8 @@ from callcenter.calls.leader import LEADER_KEY  # noqa: E402
 from callcenter.calls.service import event_channels  # noqa: E402
 from callcenter.db import create_postgres_database  # noqa: E402
 from tests.faults import TcpProxy  # noqa: E402
-from tests.pbx.harness import (Asterisk, Process, free_tcp_port, missing_runtime_libraries, pbx_environment,  # noqa: E402
-                               pick_ports, wait_for_port)
+from tests.pbx.harness import (Asterisk, Process, elder_call, free_tcp_port, missing_runtime_libraries,  # noqa: E402
+                               pbx_environment, pick_ports, wait_for_port)
 
 FAULT_KINDS = ("kill", "restart", "db", "redis")
 FAULT_NAMES = {"kill": "bridge kill -9", "restart": "Asterisk restart", "db": "database cut", "redis": "Redis cut"}
@@ -400,11 +400,9 @@ class Callers:
         self.hang_with_agent[call_id] = self.rng.random() < HANG_UP_WITH_AGENT
         try:
             try:
-                response = await self.ami.action(
-                    "Originate", ("Variable", f"CALLER_KEYS={keys}"),
-                    ("Variable", f"CALLER_DELAY={self.rng.uniform(1, 3):.1f}"),
-                    Channel="Local/elder@from-elders-ivr", Context="from-elders-ivr", Exten="12349", Priority="1",
-                    CallerID=number, Async="true", Timeout="30000", ChannelId=call_id, OtherChannelId=f"{call_id}.elder")
+                variables, fields = elder_call(call_id=call_id, number=number, keys=keys,
+                                               delay=round(self.rng.uniform(1, 3), 1))
+                response = await self.ami.action("Originate", *variables, **fields)
             except (ConnectionError, OSError, asyncio.TimeoutError):
                 self.errors["originate: AMI lost"] += 1
                 return
@@ -966,7 +964,7 @@ def report(dep: Deployment, run: dict, found: dict) -> None:
         print(f"  rows not inbound (not compared with the CEL): {found['not_inbound']}")
     if table["total"]["reconciled_no_agent"]:
         print(f"  reconciled answered calls without an agent: {table['total']['reconciled_no_agent']} (calls.records finds "
-              "agents' channels by context, tracker.AGENT_CONTEXTS = {'agents'}; the bench's agents are Local/<ext>@bench-agent)")
+              "agents' channels by context: control.agent_contexts, from AGENT_INTERFACE)")
     print(f"agents left paused after the drain: {len(found['paused'])}")
     for line in found["paused"]:
         print(f"  {line}")

@@ -72,8 +72,8 @@ from callcenter.calls.service import event_channels  # noqa: E402
 from callcenter.config import Settings  # noqa: E402
 from callcenter.db import Database, create_postgres_database  # noqa: E402
 from tests import redis_claims  # noqa: E402
-from tests.pbx.harness import (Asterisk, Process, free_tcp_port, missing_runtime_libraries, pbx_environment,  # noqa: E402
-                               pick_ports, wait_for_port)
+from tests.pbx.harness import (Asterisk, Process, elder_call, free_tcp_port, missing_runtime_libraries,  # noqa: E402
+                               pbx_environment, pick_ports, wait_for_port)
 
 PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_SERVER = "redis://127.0.0.1:6379"
@@ -437,7 +437,7 @@ class AgentClient:
 # --- the callers on the real PBX -------------------------------------------------------------------
 
 class Callers:
-    """Keeps `count` elders in the system: AMI Originate of `Local/s@test-caller` into
+    """Keeps `count` elders in the system: AMI Originate of `Local/elder@from-elders-ivr` into
     from-elders-ivr,12349 (tests/pbx/harness.py's test caller: answers, waits CALLER_DELAY, sends
     CALLER_KEYS); a new caller when one hangs up, until the deadline."""
 
@@ -472,10 +472,8 @@ class Callers:
         keys = self.rng.choices(KEYS, KEY_WEIGHTS)[0]
         number = f"13{self.rng.randrange(10 ** 9):09d}"
         try:
-            response = await self.ami.action(
-                "Originate", ("Variable", f"CALLER_KEYS={keys}"), ("Variable", f"CALLER_DELAY={self.rng.uniform(1, 3):.1f}"),
-                Channel="Local/s@test-caller", Context="from-elders-ivr", Exten="12349", Priority="1", CallerID=number,
-                Async="true", Timeout="30000", ChannelId=call_id, OtherChannelId=f"{call_id}.elder")
+            variables, fields = elder_call(call_id=call_id, number=number, keys=keys, delay=round(self.rng.uniform(1, 3), 1))
+            response = await self.ami.action("Originate", *variables, **fields)
             if response.response != "Success":
                 self.errors["originate"] += 1
                 return
@@ -505,7 +503,7 @@ class Callers:
 
     async def stop(self) -> None:
         """Everyone still on the line hangs up."""
-        for pattern in ("/^Local\\/s@test-caller-/", "/@bench-agent-/"):
+        for pattern in ("/^Local\\/elder@from-elders-ivr-/", "/@bench-agent-/"):
             try:
                 await self.ami.action("Hangup", Channel=pattern, timeout=5)
             except (asyncio.TimeoutError, OSError):

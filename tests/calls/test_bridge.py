@@ -367,34 +367,82 @@ def test_concurrent_flushes_publish_each_event_once_in_order(settings, services)
     assert received == list(range(3000))
 
 
-@pytest.mark.skipif(BACKEND != "postgresql", reason="the outage is a cut connection to PostgreSQL (SQLite is a file)")
-def test_calls_that_end_during_a_database_outage_are_recorded_when_it_returns(settings, services):
-    """The database goes away just as calls come and end: the bridge keeps the changes, in order,
-    retries, and records every call as it ended once the database is back (it used to drop the
-    batch: those calls stayed open forever)."""
+def replay_with_the_database_behind_a_proxy(settings, services, fault) -> Bridge:
+    """Both traces through a bridge whose PostgreSQL link goes through a TcpProxy; `fault(proxy,
+    fake, bridge)` runs meanwhile. Returns the bridge once both calls are recorded as ended."""
     url = make_url(settings.database_url)
     proxy = TcpProxy(url.port or 5432)
     database = Database(settings.model_copy(update={"database_url": url.set(port=proxy.port).render_as_string(hide_password=False)}))
+    try:
+        bridge, _ = asyncio.run(run_replay(settings, services, [trace_events("answered") + trace_events("abandoned")],
+                                           until=lambda rows: ended(rows, 2),
+                                           between=lambda fake, bridge: fault(proxy, fake, bridge),
+                                           bridge_options={"database": database}))
+    finally:
+        proxy.close()
+        database.engine.dispose()
+    return bridge
 
-    async def outage(fake, bridge):
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="the outage is a cut connection to PostgreSQL (SQLite is a file)")
+def test_calls_that_end_during_a_database_outage_are_recorded_when_it_returns(settings, services, caplog):
+    """The database goes away just as calls come and end: the bridge keeps the changes, in order,
+    retries, and records every call as it ended once the database is back (it used to drop the
+    batch: those calls stayed open forever)."""
+    async def outage(proxy, fake, bridge):
         await asyncio.wait_for(bridge.client.connected.wait(), 5)
         proxy.reject()  # before the first event arrives (the fake waits 50 ms after the login)
         await asyncio.wait_for(fake.script_done.wait(), 5)
         await eventually(lambda: bridge.stats.errors >= 3 and bridge.held, 10)  # retried, still held
         proxy.heal()
 
-    try:
-        bridge, _ = asyncio.run(run_replay(settings, services, [trace_events("answered") + trace_events("abandoned")],
-                                           until=lambda rows: ended(rows, 2), between=outage,
-                                           bridge_options={"database": database}))
-    finally:
-        proxy.close()
-        database.engine.dispose()
+    bridge = replay_with_the_database_behind_a_proxy(settings, services, outage)
     rows = calls(services)
     answered, abandoned = rows["1795363528.0"], rows["1795363538.4"]
     assert (answered.outcome, answered.talk_seconds, answered.agent_extension) == ("answered", 5, "8001")
     assert (abandoned.outcome, abandoned.wait_seconds) == ("short_abandon", 4)
     assert not bridge.held
+    # one error per outage in the log, not one a second per retry
+    assert len([r for r in caplog.records if "could not record" in r.getMessage()]) == 1
+    assert len([r for r in caplog.records if "could not refresh the call rollup" in r.getMessage()]) <= 1
+
+
+@pytest.mark.skipif(BACKEND != "postgresql", reason="the hung connection is PostgreSQL behind a TCP proxy (SQLite is a file)")
+def test_a_hung_database_connection_is_reported_and_loses_no_call(settings, services, monkeypatch):
+    """The link to PostgreSQL goes silent mid-write (a black hole: no error, no answer). The
+    bridge says so (log, heartbeat) and /healthz answers 503 with the bridge not recording; once
+    the link is back every call is recorded as it ended and /healthz is healthy again."""
+    from fastapi.testclient import TestClient
+
+    from callcenter.calls import bridge as bridge_module
+    from callcenter.main import create_app
+
+    monkeypatch.setattr(bridge_module, "DB_STALL_SECONDS", 0.5)
+    health = []
+
+    def healthz(expected: int) -> bool:
+        """/healthz as an operator polls it, until it answers `expected`."""
+        with TestClient(create_app(settings)) as client:
+            response = client.get("/healthz")
+        health.append((response.status_code, response.json()["bridge"]))
+        return response.status_code == expected
+
+    async def hang(proxy, fake, bridge):
+        await asyncio.wait_for(bridge.client.connected.wait(), 5)
+        proxy.blackhole()
+        await asyncio.wait_for(fake.script_done.wait(), 5)
+        await eventually(lambda: healthz(503), 10)
+        assert bridge.db_stalled_since is not None and not ended(calls(services), 2)
+        proxy.heal()  # the hung connection is cut: the write fails, is kept and retried
+        await eventually(lambda: healthz(200), 10)
+
+    replay_with_the_database_behind_a_proxy(settings, services, hang)
+    stalled, healthy = next(bridge for code, bridge in health if code == 503), health[-1][1]
+    assert (stalled["running"], stalled["recording"]) == (True, False)
+    assert health[-1][0] == 200 and (healthy["recording"], healthy["held"]) == (True, 0)
+    rows = calls(services)
+    assert (rows["1795363528.0"].outcome, rows["1795363528.0"].talk_seconds) == ("answered", 5)
+    assert rows["1795363538.4"].outcome == "short_abandon"
 
 
 def member_row(queue: str, paused: str = "0", reason: str = "") -> list[tuple[str, object]]:

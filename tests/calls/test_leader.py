@@ -6,6 +6,7 @@ import asyncio
 import redis.asyncio as aioredis
 
 from callcenter.calls import leader
+from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture)
 
 
 def test_the_standby_takes_the_lease_when_the_leader_stops_and_the_old_leader_steps_down(settings):
@@ -58,3 +59,39 @@ def test_run_as_leader_runs_one_bridge_and_returns_when_it_stops(settings):
         await redis.aclose()
 
     asyncio.run(scenario())
+
+
+def test_after_a_redis_outage_the_leader_keeps_the_lease_and_the_standby_waits(settings, redis_proxy):
+    """Redis goes away for both bridges for longer than the lease: when it is back the leader
+    renews and the standby stays standby (not both leading until the leader's next renewal)."""
+    proxy, proxied_url = redis_proxy
+
+    async def scenario():
+        direct = aioredis.from_url(settings.redis_url)
+        await direct.delete(leader.LEADER_KEY)
+        clients = [aioredis.from_url(proxied_url), aioredis.from_url(proxied_url)]
+        first = leader.Leadership(clients[0], "first", lease=0.6, renew=0.2, wait=0.05)
+        second = leader.Leadership(clients[1], "second", lease=0.6, renew=0.2, wait=0.05)
+        await asyncio.wait_for(first.acquire(), 2)
+        holding = asyncio.create_task(first.hold())
+        standby = asyncio.create_task(second.acquire())
+        await asyncio.sleep(0.3)
+        proxy.reject()
+        await asyncio.sleep(1.5)
+        assert await direct.get(leader.LEADER_KEY) is None  # the lease ran out meanwhile
+        proxy.heal()
+        holders = set()
+        for _ in range(30):  # 1.5 s after Redis is back
+            await asyncio.sleep(0.05)
+            holders.add(await direct.get(leader.LEADER_KEY))
+        result = (holders, standby.done(), holding.done())
+        holding.cancel()
+        await asyncio.wait_for(standby, 3)  # the leader gone for good: the standby takes over
+        taken = await direct.get(leader.LEADER_KEY)
+        for client in clients + [direct]:
+            await client.aclose()
+        return result, taken
+
+    (holders, standby_done, leader_done), taken = asyncio.run(scenario())
+    assert holders - {None} == {b"first"} and not standby_done and not leader_done
+    assert taken == b"second"

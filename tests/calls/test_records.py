@@ -3,7 +3,7 @@ Asterisk 22 wrote while the bridge was killed in the real-PBX outage test (tests
 a call transferred by Redirect from 王芳 to 李娜, one answered and hung up by the caller, one
 ended in the IVR, one abandoned after 7 s with both agents paused."""
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from callcenter.calls import records
@@ -59,3 +59,39 @@ def test_a_call_asterisk_never_ended_was_cut_off_when_it_restarted(tmp_path):
     assert records.ended_calls(found, start=at(1796152080), end=at(1796152200)) == []  # no restart known: not ended
     (call,) = records.ended_calls(found, start=at(1796152080), end=at(1796152200), restarted_at=at(1796152110))
     assert (call.outcome, call.hangup_by, call.cut_off, call.agent_interface) == ("answered", "pbx", True, "PJSIP/8002")
+    # FullyBooted's Uptime is whole seconds: Asterisk booted up to 1 s before what it gives. A call
+    # whose last event falls in that second began in the new run (it is live, not cut off).
+    last = max(event.at for event in found.cel)
+    assert records.ended_calls(found, start=at(1796152080), end=at(1796152200), restarted_at=last + timedelta(seconds=0.9)) == []
+    assert len(records.ended_calls(found, start=at(1796152080), end=at(1796152200), restarted_at=last + timedelta(seconds=1.1))) == 1
+
+
+def test_cel_times_keep_their_microseconds(tmp_path):
+    """cel.conf's dateformat `%s.%6q`: events of one second stay in order and precise."""
+    (tmp_path / "cel-custom").mkdir()
+    (tmp_path / "cel-custom" / "hotline.csv").write_text(
+        '"CHAN_START","1796152081.250000","13800138000","","from-elders-ivr","elder","PJSIP/trunk-00000001","1796152081.1","1796152081.1","",""\n',
+        encoding="utf-8")
+    (event,) = records.read(tmp_path, at(1796152080)).cel
+    assert event.at == at(1796152081) + timedelta(microseconds=250000)
+
+
+def test_agents_behind_local_channels_keep_their_legs(tmp_path):
+    """AGENT_INTERFACE `Local/{extension}@team`: the agents' channels start in `team`, and the
+    bridge made from those settings knows it (else the records lose every agent)."""
+    from callcenter.calls import bridge
+    from callcenter.config import Settings
+
+    (tmp_path / "cel-custom").mkdir()
+    cel = (RECORDS / "cel-custom" / "hotline.csv").read_text(encoding="utf-8")
+    (tmp_path / "cel-custom" / "hotline.csv").write_text(cel.replace('"agents"', '"team"'), encoding="utf-8")
+    (tmp_path / "queue_log").write_bytes((RECORDS / "queue_log").read_bytes())
+    settings = Settings(agent_interface="Local/{extension}@team", agent_phone="PJSIP/{extension}")
+    made = bridge.from_settings(settings, host="127.0.0.1", port=5038, username="u", secret="s", database=object())
+    found = records.read(tmp_path, at(1796152080))
+    window = dict(start=at(1796152080), end=at(1796152120))
+    assert [leg.interface for leg in records.ended_calls(found, **window)[0].legs] == []  # the default contexts miss them
+    calls = {call.linkedid: call for call in
+             records.ended_calls(found, **window, agent_contexts=made.tracker.agent_contexts)}
+    assert [(leg.interface, leg.ended_by) for leg in calls["pbx-56387d4370fb"].legs] == \
+           [("PJSIP/8001", "transfer"), ("PJSIP/8002", "agent")]

@@ -37,6 +37,17 @@ ELDER_STEPS = """exten => elder,1,Answer()
  same => n,Playtones(440/300,0/300)
  same => n,Wait(3600)
 """
+def elder_call(*, call_id: str, number: str, name: str = "", keys: str = "", delay: float = 1,
+               context: str = "from-elders-ivr") -> tuple[list[tuple[str, str]], dict[str, str]]:
+    """The AMI Originate of a call from an elder (ELDER_STEPS): (its Variable headers, its other
+    fields), for the tests' and the benchmarks' AMI clients alike."""
+    variables = [("Variable", f"CALLER_KEYS={keys}"), ("Variable", f"CALLER_DELAY={delay}")]
+    fields = {"Channel": f"Local/elder@{context}", "Context": context, "Exten": "12349", "Priority": "1",
+              "CallerID": f'"{name}" <{number}>' if name else number, "Async": "true", "Timeout": "30000",
+              "ChannelId": call_id, "OtherChannelId": f"{call_id}.elder"}
+    return variables, fields
+
+
 CALLER_CONTEXT = ("; Test-only: the elders' side of calls originated by the real-PBX tests.\n"
                   + "".join(f"[{context}]\n{ELDER_STEPS}\n" for context in ("from-elders-ivr", "from-elders")))
 
@@ -212,10 +223,8 @@ class Ami:
                          context: str = "from-elders-ivr") -> Message:
         """An elder dials 12349 now. `call_id` is the Uniqueid of the hotline's side of the call,
         so the call's Linkedid; the elder's side is `<call_id>.elder`."""
-        return self.action("Originate", ("Variable", f"CALLER_KEYS={keys}"), ("Variable", f"CALLER_DELAY={delay}"),
-                           Channel=f"Local/elder@{context}", Context=context, Exten="12349", Priority="1",
-                           CallerID=f'"{name}" <{number}>' if name else number, Async="true", Timeout="30000",
-                           ChannelId=call_id, OtherChannelId=f"{call_id}.elder")
+        variables, fields = elder_call(call_id=call_id, number=number, name=name, keys=keys, delay=delay, context=context)
+        return self.action("Originate", *variables, **fields)
 
     def press(self, call_id: str, digit: str) -> Message:
         """The elder presses a key."""
