@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -212,7 +213,17 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
             await asyncio.gather(*tasks, return_exceptions=True)
             worker.wait(10)
 
-    asyncio.run(main())
+    # uvicorn re-raises the SIGTERM it caught once it has shut down; with the default handler that
+    # killed the process before the rest (worker, embedded Redis) was stopped: exit in order instead.
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        asyncio.run(main())
+    finally:
+        redis_conn.stop_embedded()  # everything it started stops with it
+
+
+def _exit_on_sigterm(signum, frame) -> None:
+    raise SystemExit(0)
 
 
 def _agi_server(settings, database):

@@ -1,5 +1,5 @@
 # Shared by scripts/run and scripts/test: a virtual environment that is reinstalled only when
-# pyproject.toml changes, and the services the tests need, installed and started when missing.
+# pyproject.toml or requirements.lock changes, and the services the tests need, installed and started when missing.
 
 PYTHON_MIN="3.11"
 
@@ -15,18 +15,19 @@ find_python() {
   return 1
 }
 
-# ensure_venv EXTRAS: create .venv and install the project (editable) with EXTRAS ("" or "test").
+# ensure_venv EXTRAS: create .venv and install the project (editable) with EXTRAS ("" or "test"),
+# every dependency at the version requirements.lock pins (scripts/lock writes it).
 ensure_venv() {
   local extras="$1" spec="." stamp
   [ -n "$extras" ] && spec=".[$extras]"
-  stamp="$(cat pyproject.toml | sha256sum | cut -c1-16)-$extras"
+  stamp="$(cat pyproject.toml requirements.lock | sha256sum | cut -c1-16)-$extras"
   if [ ! -x .venv/bin/python ]; then
     "$(find_python)" -m venv .venv
   fi
   if [ ! -f .venv/.installed ] || ! grep -qx -- "$stamp" .venv/.installed; then
     echo "installing $spec into .venv ..."
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -e "$spec"
+    .venv/bin/python -m pip install --quiet -c requirements.lock -e "$spec"
     # A "test" install also satisfies a plain one: remember both.
     echo "$stamp" > .venv/.installed
     if [ -n "$extras" ]; then echo "${stamp%-*}-" >> .venv/.installed; fi

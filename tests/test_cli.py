@@ -92,6 +92,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def redis_servers() -> list[int]:
+    """pids of the redis-server processes running now (embedded ones included)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if b"redis-server" in cmdline.read_bytes().split(b"\0")[0]:
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            continue
+    return found
+
+
 def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AMI_HOST")}
     env |= {"AMI_PORT": str(free_port()), "SIMULATOR_CALLS_PER_MINUTE": "600", "EVENTS_PREFIX": f"run{os.getpid()}"}
@@ -128,6 +140,8 @@ def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp
         process.terminate()
         output, _ = process.communicate(timeout=30)
     assert f"http://127.0.0.1:{port}/" in output
+    # it stopped everything it started: no embedded redis-server left serving data/
+    assert [pid for pid in redis_servers() if Path(f"/proc/{pid}/cwd").resolve() == (tmp_path / "data").resolve()] == []
     assert (tmp_path / "data" / "secret_key").read_text() not in output
     assert "GET /api/elders/lookup 401" in output  # requests are logged …
     assert "13812345678" not in output  # … without the numbers in their query strings

@@ -24,7 +24,21 @@ from tests.telephony import wait_for
 SH = ZoneInfo("Asia/Shanghai")
 
 
-def fixed_day(script: Script, day: date) -> None:
+QUEUED_MINUTES = (9 * 60, 9 * 60 + 30, 10 * 60 + 15, 10 * 60 + 20, 11 * 60, 14 * 60, 14 * 60 + 5, 24 * 60 - 1)  # A–H
+
+
+def quiet_shift(now: datetime) -> timedelta:
+    """How far to move fixed_day earlier (at most 8 h: H stays today, J tomorrow) so that none of
+    its callers queued in the wallboard's last hour before `now` (local), or within 5 minutes of
+    it either way: the last hour then holds only the test's live callers, whatever the time of day."""
+    minute = now.hour * 60 + now.minute
+    for shift in range(0, 8 * 60 + 1, 5):
+        if all(not minute - 65 <= queued - shift <= minute + 5 for queued in QUEUED_MINUTES):
+            return timedelta(minutes=-shift)
+    raise AssertionError(f"no quiet shift for {now}")  # cannot happen: the script's gaps are wider than 70 min
+
+
+def fixed_day(script: Script, day: date, shift: timedelta = timedelta(0)) -> None:
     """The calls of tests/stats/test_kpis.py, now as AMI traffic, on `day` (local):
     A 09:00 answered after 10 s by 8001, 120 s talk, 30 s wrap-up
     B 09:30 answered after 40 s by 8002, 60 s talk, no wrap-up
@@ -38,7 +52,7 @@ def fixed_day(script: Script, day: date) -> None:
     23:55–00:10; 8002 09:30–09:40, 14:00–14:10, next day 08:00–08:05."""
     def at(hour, minute, second=0, days=0):
         return datetime.combine(day + timedelta(days=days), datetime.min.time(), SH).replace(
-            hour=hour, minute=minute, second=second).astimezone(timezone.utc)
+            hour=hour, minute=minute, second=second).astimezone(timezone.utc) + shift
 
     script.shift("8001", at(9, 0), at(9, 15))
     script.pause("8001", at(9, 5), at(9, 10), "meal")
@@ -86,9 +100,9 @@ DAY_AGENTS = [
 ]
 
 
-def play(settings, services, day: date, prefix: str = "") -> None:
+def play(settings, services, day: date, prefix: str = "", shift: timedelta = timedelta(0)) -> None:
     script = Script(prefix)
-    fixed_day(script, day)
+    fixed_day(script, day, shift)
     asterisk = ScriptedAsterisk(settings, services, script.messages())
     asterisk.close()
 
@@ -165,8 +179,8 @@ def tile(page, key: str) -> str:
 
 
 def test_wallboard_shows_todays_hand_computed_kpis_and_live_alerts(page, live_server, settings, services):
-    today = datetime.now(SH).date()
-    play(settings, services, today, prefix="today-")
+    local_now = datetime.now(SH)
+    play(settings, services, local_now.date(), prefix="today-", shift=quiet_shift(local_now))
     user = make_user(services, "supervisor")
     sign_in(page, live_server, "/supervisor", user, PASSWORD)
     page.wait_for_function("document.getElementById('kpi-offered').textContent === '8'")
