@@ -11,4 +11,5 @@ from callcenter.stats.models import AgentActivityDay, CallRollup, CallRollupDirt
 
 metadata = SQLModel.metadata
 
-__all__ = ["AgentActivityDay", "AgentStatus", "Area", "AuditLog", "CallLeg", "CallRecord", "CallRollup", "CallRollupDirty", "Elder", "ElderPhone", "EmergencyContact", "User", "metadata"]
+__all__ = ["AgentActivityDay", "AgentStatus", "Area", "AuditLog", "CallLeg", "CallRecord", "CallRollup", "CallRollupDirty", "Elder",
+           "ElderPhone", "EmergencyContact", "User", "metadata"]

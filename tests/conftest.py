@@ -19,6 +19,7 @@ from callcenter.main import create_app
 from callcenter.models import metadata
 from tests import redis_claims
 from tests.browser import browser, live_server, page  # noqa: F401  (fixtures for every test folder)
+from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture: a Redis outage for one component)
 
 BACKEND = os.environ.get("TEST_DB", "sqlite")
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -319,7 +319,8 @@ def workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorU
 @router.get("/api/stats/workorders/export")
 def export_workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorUser,
                            date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
-                           district: int | None = None, table: Literal["total", "by_type", "by_provider", "subsidy_by_type", "subsidy_by_street"] = "by_type",
+                           district: int | None = None,
+                           table: Literal["total", "by_type", "by_provider", "subsidy_by_type", "subsidy_by_street"] = "by_type",
                            format: Literal["csv", "xlsx"] = "csv"):
     """One table of the work-order report as CSV or XLSX, with Chinese headers."""
     report = workorder_stats(session, services, user, date_from, date_to, district)

@@ -1,8 +1,9 @@
 """RQ jobs for work orders, run by `callcenter worker` (and by `callcenter run`).
 
 - `route_waiting`: dispatch every waiting order to its best provider (or escalate), in batches,
-  then schedule each acceptance deadline with `enqueue_in`; `route_order` does the same for one. The order is committed before this job is enqueued (DESIGN.md rule 5),
-  and the job commits before it schedules the next one.
+  then schedule each acceptance deadline with `enqueue_in`; `route_order` does the same for one.
+  The order is committed before this job is enqueued (DESIGN.md rule 5), and the job commits
+  before it schedules the next one.
 - `acceptance_deadline`: the provider did not accept in time → next provider.
 - `sweep`: orders left in `new` / `rejected` (their job was lost, e.g. Redis was down when they
   were created) are routed again.

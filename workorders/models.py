@@ -81,7 +81,7 @@ class WorkOrderNumber(SQLModel, table=True):
 
 class WorkOrder(SQLModel, table=True):
     __tablename__ = "work_orders"
-    __table_args__ = (Index("ix_work_orders_status_created", "status", "created_at"), 
+    __table_args__ = (Index("ix_work_orders_status_created", "status", "created_at"),
                       Index("ix_work_orders_created", "created_at", "service_type", "completed_at"))  # the wallboard's day: index only
 
     id: int | None = Field(default=None, primary_key=True)

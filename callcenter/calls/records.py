@@ -171,7 +171,7 @@ def _build(linkedid: str, events: list[CelEvent], queue_lines: dict[str, list[Qu
     if call.direction == "inbound":
         call.caller_number = next((e.cid_num for e in callers if e.cid_num), None)
     call.ivr_at = next((e.at for e in callers if e.kind == "APP_START" and e.app == "AGI"), None)
-    lines = sorted((line for uid in {e.uniqueid for e in callers} for line in queue_lines.get(uid, [])), key=lambda l: l.at)
+    lines = sorted((line for uid in {e.uniqueid for e in callers} for line in queue_lines.get(uid, [])), key=lambda line: line.at)
     _apply_queue_log(call, lines)
     call.legs = _legs(events, agents, lines)
     for leg in call.legs:

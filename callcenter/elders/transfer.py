@@ -282,7 +282,8 @@ def _write(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: st
     changes = elder_in.model_dump(exclude={"phones", "emergency_contacts", "id_number"}, exclude_none=True)
     elders_service.update(session=session, elder_id=existing.id, changes=changes, sealer=sealer, area_code=area_code)
     for phone_in in elder_in.phones:
-        elders_service.add_phone(session=session, elder_id=existing.id, phone_in=phone_in.model_copy(update={"is_primary": False}), area_code=area_code)
+        elders_service.add_phone(session=session, elder_id=existing.id, phone_in=phone_in.model_copy(update={"is_primary": False}),
+                                 area_code=area_code)
     for contact_in in elder_in.emergency_contacts:
         elders_service.add_contact(session=session, elder_id=existing.id, contact_in=contact_in, area_code=area_code)
     return existing.id, False

@@ -40,8 +40,8 @@ def kpis(session: DbSession, services: ServicesDep, user: SupervisorUser, date_f
 @router.get("/kpis/export")
 def export_kpis(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
                 date_to: date | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
-                district: int | None = None, threshold: int = Query(15, ge=1, le=600), table: Literal["total", "by_day", "by_hour", "by_agent"] = "by_day",
-                format: Literal["csv", "xlsx"] = "csv"):
+                district: int | None = None, threshold: int = Query(15, ge=1, le=600),
+                table: Literal["total", "by_day", "by_hour", "by_agent"] = "by_day", format: Literal["csv", "xlsx"] = "csv"):
     """One table of the report as CSV or XLSX, with Chinese headers."""
     report = kpis(session, services, user, date_from, date_to, queue, agent, district, threshold)
     rows, title = stats_service.call_table(report, table)

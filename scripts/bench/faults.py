@@ -94,7 +94,6 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from contextlib import ExitStack
-from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 

@@ -17,7 +17,6 @@ from callcenter.main import create_app
 from tests.agent_ui.test_console import TIMEOUT, go_ready, make_elder, make_zhang, open_console
 from tests.browser import screenshot, serving
 from tests.conftest import make_user
-from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture)
 from tests.telephony import LiveTelephony, call_rows, wait_for
 
 

@@ -36,7 +36,7 @@ def test_every_trace_parses_identically_in_any_chunking(name):
     assert whole and not any(isinstance(m, BadFrame) for m in whole)
     rng = random.Random(name)
     for largest in (1, 3, 7, 100, 4096):
-        _, pieces = parse_all(data, sizes=lambda: rng.randint(1, largest))
+        _, pieces = parse_all(data, sizes=lambda largest=largest: rng.randint(1, largest))
         assert [m.fields for m in pieces] == [m.fields for m in whole]
 
 

@@ -6,7 +6,6 @@ import asyncio
 import redis.asyncio as aioredis
 
 from callcenter.calls import leader
-from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture)
 
 
 def test_the_standby_takes_the_lease_when_the_leader_stops_and_the_old_leader_steps_down(settings):

@@ -13,7 +13,6 @@ from callcenter.calls.service import event_channels
 from ivr.scripts import IvrScripts
 from tests.ivr.fake_agi import LINKEDID, dial
 from tests.ivr.test_scripts import make_elder, open_all_day, orders, record_call
-from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture)
 
 OTHER_CALL = "1795363600.30"  # a second emergency call, from a caller with no profile
 TIMEOUT = 20.0

@@ -18,7 +18,6 @@ from sqlmodel import select
 from callcenter.calls.service import event_channels
 from tests.conftest import make_user
 from tests.realtime.test_hub import session_cookie, web_processes
-from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture)
 
 TIMEOUT = 20.0
 

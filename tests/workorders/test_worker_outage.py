@@ -18,7 +18,6 @@ from pathlib import Path
 from rq import Worker
 
 from callcenter.timeutil import utcnow
-from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture)
 from tests.telephony import wait_for
 from tests.test_cli import CALLCENTER, free_port
 from tests.workorders.conftest import new_order, order_row
