@@ -17,7 +17,7 @@ from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES
 from callcenter.calls import service as calls_service
 from callcenter.calls.models import AGENT_ACTIVITIES, IVR_ROUTES, AgentStatus
-from callcenter.deps import DbSession, ServicesDep, SupervisorUser
+from callcenter.deps import DbSession, ServicesDep, SupervisorUser, release
 from callcenter.errors import Conflict, DomainError, FieldErrors
 from callcenter.timeutil import utcnow
 from ivr import menu as ivr_menu
@@ -90,13 +90,18 @@ def change_agent(request: Request, user_id: int, session: DbSession, services: S
         auth_service.check_may_manage(user, target.role)
         if target.id == user.id and action == "deactivate":
             raise FieldErrors.single("active", "不能停用自己的账号")
-        calls_service.update_agent(session=session, redis=services.redis, settings=services.settings, user_id=user_id,
-                                   changes=changes)
+        _, membership = calls_service.update_agent(session=session, settings=services.settings, user_id=user_id,
+                                                   changes=changes)
+        username = target.username
+        release(session)  # committed before Asterisk is told, and no connection held while the bridge answers
+        if membership is not None:
+            calls_service.apply_membership(database=services.db, redis=services.redis, settings=services.settings,
+                                           change=membership)
     except DomainError as exc:
         session.rollback()
         return _agents_page(request, session, user, error=_problem(exc), status_code=422)
     messages = {"queues": "已更新队列与优先级", "password": "已重置密码", "deactivate": "已停用", "activate": "已启用"}
-    return _done("/supervisor/agents", f"{target.username}：{messages[action]}")
+    return _done("/supervisor/agents", f"{username}：{messages[action]}")
 
 
 # --- service types ---------------------------------------------------------------------------------

@@ -60,6 +60,15 @@ def _session(services: Annotated[Services, Depends(get_services)]) -> Iterator[S
 # Committed before the response is sent, so a client never sees success for a lost write.
 get_db = Depends(_session, scope="function")
 DbSession = Annotated[Session, get_db]
+
+
+def release(session: Session) -> None:
+    """Commit what the request wrote and give its connection back to the pool before a wait
+    that needs no database (a telephony command waits up to AMI_COMMAND_TIMEOUT for the bridge:
+    agents' clicks during a slow bridge would otherwise hold the pool). Objects read stay usable;
+    the request's own commit at the end then has nothing left to do."""
+    session.commit()
+    session.close()
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 

@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from callcenter.audit import service as audit_service
 from callcenter.calls import control
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip
+from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
 from callcenter.errors import Conflict
 from callcenter.phones import try_parse_phone
 from callcenter.elders.models import Elder
@@ -63,11 +63,13 @@ def dial_callback_request(request_id: int, request: Request, session: DbSession,
     phone = try_parse_phone(row.caller_e164 or row.caller_number, default_area_code=services.settings.city_area_code)
     if phone is None:
         raise Conflict("该号码无法外呼")
-    control.callback(redis=services.redis, settings=services.settings, extension=user.sip_extension, phone=phone,
-                     elder_id=row.elder_id)
-    if row.elder_id is not None:
-        audit_service.record(session=session, actor=user, action="callback", elder_id=row.elder_id,
+    elder_id = row.elder_id
+    if elder_id is not None:  # the attempt is on record even when the bridge then fails it
+        audit_service.record(session=session, actor=user, action="callback", elder_id=elder_id,
                              detail={"number": phone.e164, "callback_request": row.id}, ip=client_ip(request))
+    release(session)
+    control.callback(redis=services.redis, settings=services.settings, extension=user.sip_extension, phone=phone,
+                     elder_id=elder_id)
     return {"ok": True, "message": f"正在呼叫您的分机，接起后将拨打 {phone.display}"}
 
 

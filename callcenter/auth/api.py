@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES, User
 from callcenter.calls import service as calls_service
-from callcenter.deps import SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, client_ip
+from callcenter.deps import SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
 
 router = APIRouter(tags=["auth"])
 
@@ -109,5 +109,11 @@ def update_user(user_id: int, body: UserUpdate, session: DbSession, services: Se
         auth_service.check_may_manage(user, changes["role"])
     if "sip_secret" in changes:
         auth_service.set_sip_secret(user=target, secret=changes.pop("sip_secret"), sealer=services.sealer)
-    return user_dict(calls_service.update_agent(session=session, redis=services.redis, settings=services.settings,
-                                                user_id=user_id, changes=changes))
+    updated, membership = calls_service.update_agent(session=session, settings=services.settings, user_id=user_id,
+                                                     changes=changes)
+    answer = user_dict(updated)
+    release(session)  # committed before Asterisk is told, and no connection held while the bridge answers
+    if membership is not None:
+        calls_service.apply_membership(database=services.db, redis=services.redis, settings=services.settings,
+                                       change=membership)
+    return answer

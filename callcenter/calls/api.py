@@ -25,7 +25,7 @@ from callcenter.auth import service as auth_service
 from callcenter.calls import control, presenter
 from callcenter.calls import service as calls_service
 from callcenter.calls.models import CallRecord
-from callcenter.deps import AgentUser, DbSession, ServicesDep, client_ip
+from callcenter.deps import AgentUser, DbSession, ServicesDep, client_ip, release
 from callcenter.elders import presenter as elders_presenter
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
@@ -176,7 +176,8 @@ def choose_elder(body: ElderChoiceIn, call: OwnCall, request: Request, session: 
 
 
 @router.post("/{call_id}/hangup")
-def hang_up(call: HeldCall, services: ServicesDep):
+def hang_up(call: HeldCall, session: DbSession, services: ServicesDep):
+    release(session)  # nothing to write: no connection held while the bridge answers
     control.hangup(redis=services.redis, settings=services.settings, call=call)
     return {"ok": True, "message": "已挂断"}
 
@@ -186,7 +187,8 @@ class TransferIn(BaseModel):
 
 
 @router.post("/{call_id}/transfer")
-def transfer(body: TransferIn, call: HeldCall, services: ServicesDep):
+def transfer(body: TransferIn, call: HeldCall, session: DbSession, services: ServicesDep):
+    release(session)
     control.transfer(redis=services.redis, settings=services.settings, call=call, target=body.target)
     return {"ok": True, "message": f"已转接至 {body.target}"}
 
@@ -199,7 +201,8 @@ class StateIn(BaseModel):
 
 
 @agent_router.post("/state")
-def set_state(body: StateIn, services: ServicesDep, user: AgentUser):
+def set_state(body: StateIn, session: DbSession, services: ServicesDep, user: AgentUser):
+    release(session)
     control.set_agent_state(redis=services.redis, settings=services.settings, extension=user.sip_extension,
                             state=body.state, reason=body.reason, queues=user.queues, penalty=user.queue_penalty,
                             name=user.display_name or user.username)
@@ -236,10 +239,11 @@ def call_back(body: CallbackIn, request: Request, session: DbSession, services: 
         elder_id = elder.id
     else:
         raise FieldErrors.single("number", "请指定要回拨的通话，或老人档案及其中的号码")
-    control.callback(redis=services.redis, settings=services.settings, extension=user.sip_extension, phone=phone, elder_id=elder_id)
-    if elder_id is not None:
+    if elder_id is not None:  # the attempt is on record even when the bridge then fails it
         audit_service.record(session=session, actor=user, action="callback", elder_id=elder_id,
                              detail={"number": phone.e164}, ip=client_ip(request))
+    release(session)
+    control.callback(redis=services.redis, settings=services.settings, extension=user.sip_extension, phone=phone, elder_id=elder_id)
     return {"ok": True, "message": f"正在呼叫您的分机，接起后将拨打 {phone.display}"}
 
 

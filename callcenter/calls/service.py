@@ -212,22 +212,56 @@ def log_agent_activities(*, session: Session, agents: list[AgentState], tz) -> N
     rollup.add_activity(session, closed, tz)
 
 
-def update_agent(*, session: Session, redis, settings, user_id: int, changes: dict) -> User:
-    """Change an account (auth_service.update_user); when an agent's queues or penalty changed and
-    the agent is logged into queues now, Asterisk is told through the bridge at once. If Asterisk
-    refuses or the bridge does not answer, the error rolls the change back: the account never
-    claims queues the agent is not in."""
+class MembershipChange(NamedTuple):
+    """An agent's queues or penalty changed while they are logged into queues: what Asterisk must
+    be told once the change is committed (apply_membership)."""
+
+    user_id: int
+    extension: str
+    name: str
+    live_queues: list[str]
+    paused: bool
+    queues: list[str]
+    penalty: int
+    old_queues: list[str]
+    old_penalty: int
+
+
+def update_agent(*, session: Session, settings, user_id: int, changes: dict) -> tuple[User, MembershipChange | None]:
+    """Change an account (auth_service.update_user). When an agent's queues or penalty changed
+    and the agent is logged into queues now, returns what Asterisk must be told: the caller
+    commits first, then calls apply_membership (Asterisk is never changed for a write that may
+    still fail to commit)."""
     before = auth_service.get_user_or_raise(session=session, user_id=user_id)
     old_queues, old_penalty = list(before.queues), before.queue_penalty
     user = auth_service.update_user(session=session, user_id=user_id, changes=changes)
-    if (user.queues, user.queue_penalty) != (old_queues, old_penalty) and user.sip_extension:
-        live = session.get(AgentStatus, control.agent_interface(settings, user.sip_extension))
-        session.flush()
-        control.change_membership(redis=redis, settings=settings, extension=user.sip_extension,
-                                  live_queues=list(live.queues) if live else [], paused=bool(live and live.paused),
-                                  queues=user.queues, penalty=user.queue_penalty, old_penalty=old_penalty,
-                                  name=user.display_name or user.username)
-    return user
+    if (user.queues, user.queue_penalty) == (old_queues, old_penalty) or not user.sip_extension:
+        return user, None
+    live = session.get(AgentStatus, control.agent_interface(settings, user.sip_extension))
+    if live is None or not live.queues:
+        return user, None  # logged out: the new queues are taken when the agent is next ready
+    session.flush()
+    return user, MembershipChange(user_id=user.id, extension=user.sip_extension, name=user.display_name or user.username,
+                                  live_queues=list(live.queues), paused=bool(live.paused), queues=list(user.queues),
+                                  penalty=user.queue_penalty, old_queues=old_queues, old_penalty=old_penalty)
+
+
+def apply_membership(*, database, redis, settings, change: MembershipChange) -> None:
+    """After the commit: tell Asterisk (through the bridge). If it refuses or the bridge does not
+    answer, the account's queues and penalty are put back as they were, unless someone changed
+    them again meanwhile, and the error is raised: the account never claims queues the agent is
+    not in."""
+    try:
+        control.change_membership(redis=redis, settings=settings, extension=change.extension, live_queues=change.live_queues,
+                                  paused=change.paused, queues=change.queues, penalty=change.penalty,
+                                  old_penalty=change.old_penalty, name=change.name)
+    except Exception:
+        with database.session_scope() as session:
+            user = session.get(User, change.user_id)
+            if user is not None and (list(user.queues), user.queue_penalty) == (change.queues, change.penalty):
+                user.queues, user.queue_penalty = change.old_queues, change.old_penalty
+                session.add(user)
+        raise
 
 
 def last_recorded_at(*, session: Session) -> datetime | None:

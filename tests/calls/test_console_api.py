@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+import threading
 
 import pytest
 import redis
@@ -262,3 +263,40 @@ def test_a_call_transferred_to_the_queue_pops_for_the_next_agent(app, services, 
         assert hang_up(client, call).status_code == 200
     ended = wait_for(lambda: (row := call_rows(services)[0]).state == "ended" and row)
     assert (ended.outcome, ended.hangup_by) == ("answered", "agent")
+
+
+def test_a_button_waiting_for_the_bridge_holds_no_database_connection(services, console, agent, supervisor_client):
+    """Telephony buttons wait up to AMI_COMMAND_TIMEOUT for the bridge: meanwhile the request holds
+    no pooled database connection (a slow bridge would otherwise exhaust the pool), and a
+    supervisor's queue change is committed before Asterisk is told, then put back when Asterisk
+    refuses it. The test is the bridge: it takes each command off Redis and answers it."""
+    from callcenter.auth.models import User
+    from callcenter.calls.models import AgentStatus
+
+    services.redis.set(commands.BRIDGE_KEY, commands.heartbeat(ami_connected=True), ex=30)
+    with services.db.session_scope() as session:  # 王芳 is in the hotline queue now, as the bridge recorded her
+        session.add(AgentStatus(interface="PJSIP/8001", extension="8001", state="ready", status="not_in_use", queues=["hotline"]))
+    seen = []
+
+    def bridge(answers: list[bool]) -> None:
+        for ok in answers:
+            _, text = services.redis.blpop([commands.COMMANDS_KEY], timeout=10)
+            command = json.loads(text)
+            held = services.db.engine.pool.checkedout()  # before this thread takes one of its own
+            with services.db.session_scope() as session:
+                stored = session.get(User, agent.id)
+                seen.append((held, [step["action"] for step in command["steps"]], stored.queues, stored.queue_penalty))
+            refusal = "" if ok else "Unable to add interface to queue 'emergency': Not there"
+            services.redis.rpush(commands.reply_key(command), commands.encode_reply(commands.Outcome(ok=ok, message=refusal)))
+
+    worker = threading.Thread(target=bridge, args=([True, False],), daemon=True)
+    worker.start()
+    assert console.post("/api/agent/state", json={"state": "paused", "reason": "meal"}).status_code == 200
+    refused = supervisor_client.patch(f"/api/users/{agent.id}", json={"queues": ["hotline", "emergency"], "queue_penalty": 2})
+    worker.join(10)
+    assert refused.status_code == 409 and "电话系统拒绝了该操作" in refused.json()["detail"], refused.text
+    assert [(held, actions) for held, actions, _, _ in seen] == [(0, ["QueueAdd", "QueuePause"]), (0, ["QueueAdd", "QueuePenalty"])]
+    assert seen[1][2:] == (["hotline", "emergency"], 2)  # committed before Asterisk was told …
+    with services.db.session_scope() as session:
+        stored = session.get(User, agent.id)
+        assert (stored.queues, stored.queue_penalty) == ([], 0)  # … and put back when it refused
