@@ -57,6 +57,10 @@ class TcpProxy:
     def cut(self) -> None:
         with self._lock:
             connections, self.connections = self.connections, []
+        self._close(connections)
+
+    @staticmethod
+    def _close(connections: list[tuple[socket.socket, socket.socket]]) -> None:
         for pair in connections:
             for sock in pair:
                 try:
@@ -74,10 +78,13 @@ class TcpProxy:
         self.cut()
 
     def heal(self) -> None:
-        """Pass traffic again; connections black-holed meanwhile are dropped (their data is lost)."""
-        if self.mode != "pass":
-            self.cut()
-        self.mode = "pass"
+        """Pass traffic again; connections black-holed meanwhile are dropped (their data is lost).
+        Traffic passes before they are closed: a client reconnecting the moment its connection
+        is cut gets a working one, not one more black hole."""
+        with self._lock:
+            stale, self.connections = (self.connections, []) if self.mode != "pass" else ([], self.connections)
+            self.mode = "pass"
+        self._close(stale)
 
     def close(self) -> None:
         self.listener.close()

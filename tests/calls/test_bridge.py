@@ -367,12 +367,14 @@ def test_concurrent_flushes_publish_each_event_once_in_order(settings, services)
     assert received == list(range(3000))
 
 
-def replay_with_the_database_behind_a_proxy(settings, services, fault) -> Bridge:
+def replay_with_the_database_behind_a_proxy(settings, services, fault, timeout: int = 15) -> Bridge:
     """Both traces through a bridge whose PostgreSQL link goes through a TcpProxy; `fault(proxy,
-    fake, bridge)` runs meanwhile. Returns the bridge once both calls are recorded as ended."""
+    fake, bridge)` runs meanwhile. Returns the bridge once both calls are recorded as ended.
+    `timeout`: the bridge's DATABASE_TIMEOUT_SECONDS."""
     url = make_url(settings.database_url)
     proxy = TcpProxy(url.port or 5432)
-    database = Database(settings.model_copy(update={"database_url": url.set(port=proxy.port).render_as_string(hide_password=False)}))
+    database = Database(settings.model_copy(update={"database_url": url.set(port=proxy.port).render_as_string(hide_password=False),
+                                                    "database_timeout_seconds": timeout}))
     try:
         bridge, _ = asyncio.run(run_replay(settings, services, [trace_events("answered") + trace_events("abandoned")],
                                            until=lambda rows: ended(rows, 2),
@@ -433,10 +435,12 @@ def test_a_hung_database_connection_is_reported_and_loses_no_call(settings, serv
         await asyncio.wait_for(fake.script_done.wait(), 5)
         await eventually(lambda: healthz(503), 10)
         assert bridge.db_stalled_since is not None and not ended(calls(services), 2)
-        proxy.heal()  # the hung connection is cut: the write fails, is kept and retried
-        await eventually(lambda: healthz(200), 10)
+        # Healed. The hung write fails (its connection cut, or, for a connection attempt whose
+        # bytes the black hole ate, DATABASE_TIMEOUT_SECONDS later) and is retried.
+        proxy.heal()
+        await eventually(lambda: healthz(200), 15)
 
-    replay_with_the_database_behind_a_proxy(settings, services, hang)
+    replay_with_the_database_behind_a_proxy(settings, services, hang, timeout=3)
     stalled, healthy = next(bridge for code, bridge in health if code == 503), health[-1][1]
     assert (stalled["running"], stalled["recording"]) == (True, False)
     assert health[-1][0] == 200 and (healthy["recording"], healthy["held"]) == (True, 0)
