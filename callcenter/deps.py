@@ -60,6 +60,7 @@ def _session(services: Annotated[Services, Depends(get_services)]) -> Iterator[S
 # Committed before the response is sent, so a client never sees success for a lost write.
 get_db = Depends(_session, scope="function")
 DbSession = Annotated[Session, get_db]
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def release(session: Session) -> None:
@@ -69,7 +70,6 @@ def release(session: Session) -> None:
     the request's own commit at the end then has nothing left to do."""
     session.commit()
     session.close()
-ServicesDep = Annotated[Services, Depends(get_services)]
 
 
 def current_user_or_none(request: Request, session: DbSession, services: ServicesDep) -> User | None:

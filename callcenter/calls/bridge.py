@@ -152,6 +152,7 @@ class Bridge:
         self.held: list[tuple[Change, float | None]] = []  # changes a database outage kept back, in order
         self.failures_in_a_row = 0
         self.db_stalled_since: datetime | None = None  # a write to the database hangs since then
+        self._beaten_recording = True  # what the last heartbeat said of `recording`
         self.idle = asyncio.Event()
         self.rollups_pending = True  # marks may be left from before a restart
         self.disconnected_at: datetime | None = None
@@ -268,7 +269,6 @@ class Bridge:
             return
         self.stats.batches += 1
         self.stats.changes += len(changes)
-        stalls = self.stats.db_stalls
         try:
             payloads = await self._persist_watched(changes)
         except Exception as exc:
@@ -281,14 +281,12 @@ class Bridge:
             if self.failures_in_a_row == 1 or self.failures_in_a_row % 30 == 0:
                 log.error("could not record %d call changes (%s): kept, retried every %.0f s", len(self.held),
                           type(exc).__name__, HELD_RETRY_SECONDS, exc_info=self.failures_in_a_row == 1)
-            if self.failures_in_a_row == 1 or self.stats.db_stalls != stalls:
-                await self._beat()
+            await self._beat_if_recording_changed()
             return
-        if self.failures_in_a_row or self.stats.db_stalls != stalls:
-            if self.failures_in_a_row:
-                log.info("the database is back: recorded the %d call changes kept", len(changes))
+        if self.failures_in_a_row:
+            log.info("the database is back: recorded the %d call changes kept", len(changes))
             self.failures_in_a_row = 0
-            await self._beat()
+        await self._beat_if_recording_changed()
         self.rollups_pending = True
         for channel, payload, received in payloads:
             self.publisher.add(channel, payload, received)
@@ -429,7 +427,13 @@ class Bridge:
             await asyncio.sleep(commands.BRIDGE_TTL_SECONDS / 4)
             await self._beat()
 
+    async def _beat_if_recording_changed(self) -> None:
+        """/healthz learns at once, not at the next periodic beat, that recording stopped or resumed."""
+        if self.recording != self._beaten_recording:
+            await self._beat()
+
     async def _beat(self) -> None:
+        self._beaten_recording = self.recording
         try:
             await self.redis.set(commands.BRIDGE_KEY, commands.heartbeat(ami_connected=self.client.connected.is_set(),
                                                                          recording=self.recording, held=len(self.held)),
