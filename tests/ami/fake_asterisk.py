@@ -33,6 +33,9 @@ def _raw_messages(raw: bytes) -> list[bytes]:
     return [part + b"\r\n\r\n" for part in body.split(b"\r\n\r\n") if part.strip()]
 
 
+SNAPSHOT_WAIT_SECONDS = 2.0
+
+
 class FakeAsterisk(AMIServer):
     def __init__(self, scripts: list[list[bytes]] | None = None, *, chunk=None, answer_pings: bool = True,
                  secret: str = SECRET, drop_after: dict[int, int] | None = None):
@@ -50,11 +53,18 @@ class FakeAsterisk(AMIServer):
         index = self.logins
         self.logins += 1
         session.index = index
+        session.snapshot_taken = asyncio.Event()
         script = self.scripts[index] if index < len(self.scripts) else []
         session.tasks.append(asyncio.create_task(self._play(session, script, self.drop_after.get(index))))
 
     async def _play(self, session: Session, script: list[bytes], drop_after: int | None) -> None:
-        await asyncio.sleep(0.05)  # let the client take its snapshot first, as after a real login
+        # The client takes its snapshot first (as the bridge does after every login): the fake's
+        # snapshot is fixed, so events played before it was taken would contradict it, which a
+        # real Asterisk never does. A client that takes none gets the events after a while.
+        try:
+            await asyncio.wait_for(session.snapshot_taken.wait(), SNAPSHOT_WAIT_SECONDS)
+        except asyncio.TimeoutError:
+            pass
         for count, message in enumerate(script + [None]):
             if drop_after is not None and count == drop_after:
                 await asyncio.sleep(0.1)  # what was sent has arrived; then the link goes
@@ -83,6 +93,7 @@ class FakeAsterisk(AMIServer):
             self.send_list(session, action_id, "Queue status will follow", items, "QueueStatusComplete")
         elif name == "coreshowchannels":
             self.send_list(session, action_id, "Channels will follow", snapshot["channels"], "CoreShowChannelsComplete")
+            session.snapshot_taken.set()  # the bridge's last snapshot action
         elif name == "bridgelist":
             self.send_list(session, action_id, "Bridge listing will follow", [], "BridgeListComplete")
         else:
