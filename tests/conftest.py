@@ -9,6 +9,7 @@ from datetime import date
 
 import pytest
 from fastapi.testclient import TestClient
+from playwright.sync_api import expect
 
 from callcenter import migrate
 from callcenter.auth import service as auth_service
@@ -22,6 +23,8 @@ from tests.browser import browser, live_server, page  # noqa: F401  (fixtures fo
 from tests.redis_proxy import redis_proxy  # noqa: F401  (fixture: a Redis outage for one component)
 
 BACKEND = os.environ.get("TEST_DB", "sqlite")
+# Playwright waits 5 s by default: too short for a page on this 2-core machine while other suites run
+expect.set_options(timeout=15_000)
 PG_ADMIN_URL = os.environ.get("TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REDIS_SERVER = os.environ.get("TEST_REDIS_SERVER", "redis://127.0.0.1:6379")
 PASSWORD = "correct-horse-1"

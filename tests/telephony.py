@@ -52,7 +52,8 @@ class LiveTelephony:
                              events_prefix=self.settings.events_prefix,
                              host="127.0.0.1", port=self.port, username=USER, secret=SECRET, backoff_initial=0.05,
                              backoff_max=0.5, wrapup_seconds=self.wrapup_seconds)
-        self._tasks.append(self.run(self._spawn(self.bridge.run())))
+        self._bridge_task = self.run(self._spawn(self.bridge.run()))
+        self._tasks.append(self._bridge_task)
         self.run(asyncio.wait_for(self.bridge.client.connected.wait(), 10))
 
     def place_call(self, number: str, name: str = "") -> None:
@@ -75,10 +76,12 @@ class LiveTelephony:
         self.loop.close()
 
     async def _shutdown(self) -> None:
+        pending = self._tasks + list(self.sim._tasks)
         if self.bridge is not None:
             self.bridge.stop()
-        await asyncio.sleep(0.1)
-        pending = self._tasks + list(self.sim._tasks)
+            # its last database write may be under way in a thread: let it end before the next
+            # test empties the tables
+            await asyncio.wait([self._bridge_task], timeout=10)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)

@@ -106,7 +106,8 @@ def redis_servers() -> list[int]:
 
 def test_run_in_an_empty_folder_keeps_everything_under_data_and_calls_arrive(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "AMI_HOST")}
-    env |= {"AMI_PORT": str(free_port()), "SIMULATOR_CALLS_PER_MINUTE": "600", "EVENTS_PREFIX": f"run{os.getpid()}"}
+    env |= {"AMI_PORT": str(free_port()), "IVR_PORT": str(free_port()), "SIMULATOR_CALLS_PER_MINUTE": "600",
+            "EVENTS_PREFIX": f"run{os.getpid()}"}
     port = free_port()
     process = subprocess.Popen([CALLCENTER, "run", "--port", str(port)], cwd=tmp_path, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -183,16 +183,22 @@ class AMIClient:
     # --- reading ----------------------------------------------------------------------------
 
     async def _read(self, reader: asyncio.StreamReader, parser: FrameParser) -> None:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                return
-            for item in parser.feed(data):
-                if isinstance(item, BadFrame):
-                    self.bad_frames += 1
-                    log.warning("AMI frame skipped (%s, %d bytes): %s", item.reason, item.size, item.preview)
-                    continue
-                self._dispatch(item)
+        """Read until the connection ends; then every action still waiting fails at once (an
+        `on_connect` snapshot waiting for its answer would otherwise wait for ever, and with it
+        the reconnect and `stop`)."""
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    return
+                for item in parser.feed(data):
+                    if isinstance(item, BadFrame):
+                        self.bad_frames += 1
+                        log.warning("AMI frame skipped (%s, %d bytes): %s", item.reason, item.size, item.preview)
+                        continue
+                    self._dispatch(item)
+        finally:
+            self._fail_pending(NotConnected("AMI connection closed"))
 
     def _dispatch(self, message: Message) -> None:
         action_id = message.action_id

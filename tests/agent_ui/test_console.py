@@ -63,7 +63,7 @@ def fits_without_scrolling(page, selector: str) -> bool:
 
 def test_known_elder_pops_with_risks_and_the_call_is_summarised(page, live_server, settings, services, agent):
     make_zhang(services)
-    telephony = LiveTelephony(settings, services, wrapup_seconds=2)
+    telephony = LiveTelephony(settings, services, wrapup_seconds=5)
     try:
         open_console(page, live_server, agent)
         expect(page.locator("#phone-mode")).to_have_text("话机模式：请使用分机 8001 的座席话机接听")

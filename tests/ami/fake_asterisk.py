@@ -33,16 +33,17 @@ def _raw_messages(raw: bytes) -> list[bytes]:
     return [part + b"\r\n\r\n" for part in body.split(b"\r\n\r\n") if part.strip()]
 
 
-SNAPSHOT_WAIT_SECONDS = 2.0
+SNAPSHOT_WAIT_SECONDS = 30.0  # every client here is a bridge, which takes one
 
 
 class FakeAsterisk(AMIServer):
     def __init__(self, scripts: list[list[bytes]] | None = None, *, chunk=None, answer_pings: bool = True,
-                 secret: str = SECRET, drop_after: dict[int, int] | None = None):
+                 answer_snapshots: bool = True, secret: str = SECRET, drop_after: dict[int, int] | None = None):
         super().__init__(username=USER, secret=secret)
         self.scripts = scripts or []  # events to send on the 1st, 2nd … session
         self.chunk = chunk  # callable(bytes) -> list[bytes]; None: one write per message
         self.answer_pings = answer_pings
+        self.answer_snapshots = answer_snapshots  # False: QueueStatus and CoreShowChannels go unanswered
         self.drop_after = drop_after or {}  # session index -> close after that many messages
         # What QueueStatus / CoreShowChannels answer, per session index (default: the last set).
         self.snapshots: dict[int, dict[str, list]] = {}
@@ -88,6 +89,8 @@ class FakeAsterisk(AMIServer):
     async def handle_action(self, session: Session, name: str, message: Message) -> None:
         action_id = message.action_id
         snapshot = self.snapshots.get(getattr(session, "index", 0), {"channels": [], "members": [], "entries": []})
+        if name in ("queuestatus", "coreshowchannels") and not self.answer_snapshots:
+            return
         if name == "queuestatus":
             items = [[("Event", "QueueParams"), ("Queue", "hotline")]] + snapshot["members"] + snapshot["entries"]
             self.send_list(session, action_id, "Queue status will follow", items, "QueueStatusComplete")

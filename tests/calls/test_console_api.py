@@ -15,7 +15,7 @@ from sqlmodel import select
 
 from callcenter.audit.models import AuditLog
 from callcenter.calls import commands
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import event_channels
 from callcenter.elders.models import ElderPhone
 from tests.calls.test_bridge import add_elder
 from tests.conftest import csrf_headers, login, make_user
@@ -26,7 +26,7 @@ ELDER_NUMBER = "13800138000"
 
 @pytest.fixture
 def telephony(settings, services):
-    live = LiveTelephony(settings, services, wrapup_seconds=1.5)
+    live = LiveTelephony(settings, services, wrapup_seconds=5)
     yield live
     live.close()
 
@@ -84,9 +84,9 @@ def test_an_offered_call_pops_the_elder_and_takes_notes_hangup_and_wrapup(servic
     assert (ended.hangup_by, ended.outcome, ended.notes, ended.disposition) == ("agent", "answered", "需要助餐，每天午餐", "service_request")
 
     # Wrap-up: paused with reason wrapup, then ready again by itself, and its end is recorded.
-    assert wait_for(lambda: agent_row(services, "8001").pause_reason == "wrapup", 5)
-    assert wait_for(lambda: agent_row(services, "8001").state == "ready", 5)
-    assert wait_for(lambda: call_rows(services)[0].wrapup_ended_at is not None, 5)
+    assert wait_for(lambda: agent_row(services, "8001").pause_reason == "wrapup", 15)
+    assert wait_for(lambda: agent_row(services, "8001").state == "ready", 15)
+    assert wait_for(lambda: call_rows(services)[0].wrapup_ended_at is not None, 15)
 
     # Notes can still be completed after the call.
     later = console.put(f"/api/calls/{call.id}/summary", json={"notes": "已转助餐服务商"})
@@ -238,7 +238,7 @@ def test_a_pause_chosen_during_the_call_survives_the_wrapup(services, telephony,
     assert wait_for(lambda: agent_row(services, "8001").pause_reason == "training")
     assert hang_up(console, call).status_code == 200
     wait_for(lambda: call_rows(services)[0].state == "ended")
-    time.sleep(2.5)  # longer than the wrap-up (1.5 s): nobody unpauses the agent
+    time.sleep(6)  # longer than the wrap-up (5 s): nobody unpauses the agent
     row = agent_row(services, "8001")
     assert (row.state, row.pause_reason) == ("paused", "training")
     assert (telephony.member("8001").paused, telephony.member("8001").reason) == (True, "training")

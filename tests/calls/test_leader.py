@@ -12,17 +12,18 @@ def test_the_standby_takes_the_lease_when_the_leader_stops_and_the_old_leader_st
     async def scenario():
         redis = aioredis.from_url(settings.redis_url)
         await redis.delete(leader.LEADER_KEY)
-        first = leader.Leadership(redis, "first", lease=0.6, renew=0.2, wait=0.1)
-        second = leader.Leadership(redis, "second", lease=0.6, renew=0.2, wait=0.1)
-        await asyncio.wait_for(first.acquire(), 2)
+        # A 3 s lease renewed every 0.5 s: a stall of this loaded machine must not let it lapse.
+        first = leader.Leadership(redis, "first", lease=3, renew=0.5, wait=0.1)
+        second = leader.Leadership(redis, "second", lease=3, renew=0.5, wait=0.1)
+        await asyncio.wait_for(first.acquire(), 10)
         holding = asyncio.create_task(first.hold())
         standby = asyncio.create_task(second.acquire())
-        await asyncio.sleep(1.0)
+        await asyncio.sleep(4)
         assert not standby.done() and (await redis.get(leader.LEADER_KEY)) == b"first"  # renewed past its lease
         holding.cancel()  # the leader dies without a word
-        await asyncio.wait_for(standby, 3)
+        await asyncio.wait_for(standby, 10)
         assert (await redis.get(leader.LEADER_KEY)) == b"second"
-        await asyncio.wait_for(first.hold(), 3)  # back: finds the lease taken and returns (steps down)
+        await asyncio.wait_for(first.hold(), 10)  # back: finds the lease taken and returns (steps down)
         await second.release()
         assert await redis.get(leader.LEADER_KEY) is None
         await redis.aclose()
@@ -69,23 +70,23 @@ def test_after_a_redis_outage_the_leader_keeps_the_lease_and_the_standby_waits(s
         direct = aioredis.from_url(settings.redis_url)
         await direct.delete(leader.LEADER_KEY)
         clients = [aioredis.from_url(proxied_url), aioredis.from_url(proxied_url)]
-        first = leader.Leadership(clients[0], "first", lease=0.6, renew=0.2, wait=0.05)
-        second = leader.Leadership(clients[1], "second", lease=0.6, renew=0.2, wait=0.05)
-        await asyncio.wait_for(first.acquire(), 2)
+        first = leader.Leadership(clients[0], "first", lease=3, renew=0.5, wait=0.05)
+        second = leader.Leadership(clients[1], "second", lease=3, renew=0.5, wait=0.05)
+        await asyncio.wait_for(first.acquire(), 10)
         holding = asyncio.create_task(first.hold())
         standby = asyncio.create_task(second.acquire())
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(1)
         proxy.reject()
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(4.5)
         assert await direct.get(leader.LEADER_KEY) is None  # the lease ran out meanwhile
         proxy.heal()
         holders = set()
-        for _ in range(30):  # 1.5 s after Redis is back
+        for _ in range(40):  # 2 s after Redis is back (less than one lease)
             await asyncio.sleep(0.05)
             holders.add(await direct.get(leader.LEADER_KEY))
         result = (holders, standby.done(), holding.done())
         holding.cancel()
-        await asyncio.wait_for(standby, 3)  # the leader gone for good: the standby takes over
+        await asyncio.wait_for(standby, 15)  # the leader gone for good: the standby takes over
         taken = await direct.get(leader.LEADER_KEY)
         for client in clients + [direct]:
             await client.aclose()

@@ -10,6 +10,7 @@ from sqlmodel import select
 
 from ivr.models import CallbackRequest
 from tests.agent_ui.test_console import TIMEOUT, go_ready, open_console
+from tests.agent_ui.test_resync_pages import NO_PERIODIC_RELOADS
 from tests.browser import screenshot, sign_in
 from tests.conftest import PASSWORD, make_user
 from tests.ivr.test_scripts import make_elder, open_all_day, run_calls
@@ -60,10 +61,11 @@ def test_the_wallboard_shows_an_ivr_emergency_as_it_happens(page, live_server, s
     open_all_day(services)
     make_elder(services, name="张建国", number="13800138000")
     supervisor = make_user(services, "supervisor", display_name="班长")
+    page.add_init_script(NO_PERIODIC_RELOADS)  # only the live event can show the alert
     sign_in(page, live_server, "/supervisor", supervisor, PASSWORD)
     expect(page.locator("#wb-link")).to_have_text("实时连接正常", timeout=TIMEOUT)
     expect(page.locator("#wb-alerts")).to_be_hidden()
     calls_in_a_thread(services, settings, {"keys": ["9"]})
     alert = page.locator("#wb-alerts .alert-emergency_draft")
-    expect(alert).to_contain_text("语音导航紧急求助待确认：张建国", timeout=3000)  # live, not the 10 s poll
+    expect(alert).to_contain_text("语音导航紧急求助待确认：张建国", timeout=TIMEOUT)
     screenshot(page, "wallboard-ivr-emergency")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
+
+from callcenter.calls.leader import LEADER_KEY
 
 from tests.telephony import wait_for
 
@@ -42,7 +45,7 @@ def test_calls_during_a_bridge_outage_are_recorded_from_asterisks_records(pbx, c
     li.ready()
     wait_for(lambda: "王芳" in pbx.queue_show() and "李娜" in pbx.queue_show(), 10, pbx.queue_show())
     open_call = pbx.call_id()
-    pbx.ami.originate_caller(call_id=open_call, number="13800138000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=open_call, number="13800138000", keys="0", delay=3)
     wait_for(lambda: pbx.agent_channels("8001") or pbx.agent_channels("8002"), 15, "nobody rang")
     ringing = wang if pbx.agent_channels("8001") else li
     ringing.answer()
@@ -64,7 +67,7 @@ def test_calls_during_a_bridge_outage_are_recorded_from_asterisks_records(pbx, c
     pbx.ami.hang_up_caller(open_call)
     # 2. a call answered and hung up by the caller
     answered = pbx.call_id()
-    pbx.ami.originate_caller(call_id=answered, number="13900139000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=answered, number="13900139000", keys="0", delay=3)
     wait_for(lambda: pbx.agent_channels("8001") or pbx.agent_channels("8002"), 15, "nobody rang")
     (wang if pbx.agent_channels("8001") else li).answer()
     time.sleep(3)
@@ -78,7 +81,7 @@ def test_calls_during_a_bridge_outage_are_recorded_from_asterisks_records(pbx, c
     for interface in ("PJSIP/8001", "PJSIP/8002"):
         pbx.ami.action("QueuePause", Interface=interface, Paused="true", Reason="meeting")
     abandoned = pbx.call_id()
-    pbx.ami.originate_caller(call_id=abandoned, number="13600136000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=abandoned, number="13600136000", keys="0", delay=3)
     wait_for(lambda: pbx.in_queue(abandoned), 15, "not queued")
     time.sleep(7)
     pbx.ami.hang_up_caller(abandoned)
@@ -119,7 +122,7 @@ def test_calls_during_a_bridge_outage_are_recorded_from_asterisks_records(pbx, c
     # nobody is left paused, and the next call is recorded live as before
     wait_for(lambda: "paused" not in pbx.queue_show(), 15, pbx.queue_show())
     live = pbx.call_id()
-    pbx.ami.originate_caller(call_id=live, number="13500135000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=live, number="13500135000", keys="0", delay=3)
     wait_for(lambda: pbx.agent_channels("8001") or pbx.agent_channels("8002"), 15, "nobody rang")
     (wang if pbx.agent_channels("8001") else li).answer()
     assert pbx.talking(live)["reconciled"] is False
@@ -139,15 +142,20 @@ def test_a_standby_bridge_takes_over_and_records_every_call_once(pbx, consoles):
         wait_for(lambda: "standby: bridge" in standby.output(), 15, f"no standby\n{standby.output()}")
         assert "AMI connected to" not in standby.output()
         talking = pbx.call_id()
-        pbx.ami.originate_caller(call_id=talking, number="13800138000", keys="0", delay=1)
+        pbx.ami.originate_caller(call_id=talking, number="13800138000", keys="0", delay=3)
         wang.answer()
         pbx.talking(talking)
         pbx.kill_bridge()
-        between = pbx.call_id()  # calls and gives up in the IVR before the standby is there (the lease runs 3 s)
+        # The test holds the lease while a call comes and goes, so that it falls between the two
+        # bridges however slowly this machine runs (the dead leader's lease alone lasts 3 s).
+        lease = redis.Redis.from_url(pbx.env["REDIS_URL"])
+        lease.set(LEADER_KEY, "the-test", px=120_000)
+        between = pbx.call_id()  # calls and gives up in the IVR while no bridge follows AMI
         pbx.ami.originate_caller(call_id=between, number="13900139000", keys="", delay=1)
         time.sleep(1.5)
         pbx.ami.hang_up_caller(between)
         assert "AMI connected to" not in standby.output()
+        lease.delete(LEADER_KEY)
         wait_for(lambda: "AMI connected to" in standby.output(), 15, f"the standby did not take over\n{standby.output()}")
         assert "is the leader" in standby.output()
         time.sleep(1)

@@ -24,7 +24,7 @@ def test_a_reload_mid_call_hangs_up_and_the_next_call_works(pbx, consoles):
     console = consoles("8001")
     console.ready()
     first = pbx.call_id()
-    pbx.ami.originate_caller(call_id=first, number="13800138000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=first, number="13800138000", keys="0", delay=3)
     console.answer()
     pbx.talking(first)
     console.page.reload()
@@ -36,7 +36,7 @@ def test_a_reload_mid_call_hangs_up_and_the_next_call_works(pbx, consoles):
 
     wait_for(lambda: "(paused" not in pbx.member_line("王芳"), 15, f"wrap-up never ended: {pbx.queue_show()}")
     second = pbx.call_id()
-    pbx.ami.originate_caller(call_id=second, number="13900139000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=second, number="13900139000", keys="0", delay=3)
     console.answer()
     expect(console.page.locator("#call-caller")).to_contain_text("139", timeout=TIMEOUT)
     pbx.talking(second, agent="8001")
@@ -49,7 +49,7 @@ def test_a_call_that_ends_while_the_websocket_is_down_does_not_block_the_next(pb
     console = consoles("8002")
     console.ready()
     first = pbx.call_id()
-    pbx.ami.originate_caller(call_id=first, number="13700137000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=first, number="13700137000", keys="0", delay=3)
     console.answer()
     pbx.talking(first)
     pbx.ws_proxy.blackhole()
@@ -63,7 +63,7 @@ def test_a_call_that_ends_while_the_websocket_is_down_does_not_block_the_next(pb
     wait_for(lambda: "Not in use" in pbx.member_line("李娜") and "(paused" not in pbx.member_line("李娜"), 20,
              f"agent not ready again: {pbx.queue_show()}")
     second = pbx.call_id()
-    pbx.ami.originate_caller(call_id=second, number="13600136000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=second, number="13600136000", keys="0", delay=3)
     console.answer()
     pbx.talking(second, agent="8002")
 
@@ -79,7 +79,7 @@ def test_a_half_open_websocket_pauses_the_agent_until_the_phone_is_back(pbx, con
              f"not paused while the phone is unreachable: {pbx.queue_show()}")
     expect(console.page.locator("#agent-state")).to_have_text("话机离线", timeout=TIMEOUT)
     caller = pbx.call_id()
-    pbx.ami.originate_caller(call_id=caller, number="13500135000", keys="0", delay=1)
+    pbx.ami.originate_caller(call_id=caller, number="13500135000", keys="0", delay=3)
     wait_for(lambda: pbx.in_queue(caller), 15, "caller not queued")
     time.sleep(3)
     assert not pbx.agent_channels("8001")  # not rung while offline

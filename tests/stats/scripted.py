@@ -116,6 +116,10 @@ class Script:
         self.emit(at + timedelta(seconds=60), "Hangup", **channel, Cause=16, Cause_txt="Normal Clearing")
 
 
+def _events_in(messages: list[bytes]) -> int:
+    return sum(1 for message in messages if message.startswith(b"Event:"))
+
+
 class ScriptedAsterisk:
     """The fake Asterisk and the real bridge on their own event loop in a thread, so a
     browser test can watch the wallboard while events are played or injected."""
@@ -125,6 +129,7 @@ class ScriptedAsterisk:
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
         self.fake = FakeAsterisk([script])
+        self.sent = _events_in(script)  # what the bridge must have read before the test looks
         port = self.run(self.fake.start())
         # A long wrap-up timer: the script's own pause events end each wrap-up at its chosen time.
         self.bridge = Bridge(database=services.db, redis=aioredis.from_url(settings.redis_url), area_code="0411",
@@ -145,15 +150,18 @@ class ScriptedAsterisk:
     def settle(self) -> None:
         """Until everything sent so far is recorded and published."""
         async def idle():
-            await asyncio.sleep(0.2)
-            await self.bridge.wait_idle(20)
-        self.run(idle())
+            deadline = asyncio.get_running_loop().time() + 20
+            while self.bridge.stats.events < self.sent and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.05)  # until the bridge has read all of it …
+            await self.bridge.wait_idle(20)  # … and recorded it
+        self.run(idle(), timeout=60)
 
     def send(self, messages: list[bytes]) -> None:
         async def send():
             for message in messages:
                 self.fake.sessions[-1].send(message)
         self.run(send())
+        self.sent += _events_in(messages)
 
     def close(self) -> None:
         async def shutdown():

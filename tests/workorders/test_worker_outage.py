@@ -25,7 +25,7 @@ from tests.workorders.test_routing import children_of
 from workorders import jobs
 from workorders import service as orders_service
 
-ROUTED_IN = 20.0  # seconds an order may take to be routed (the sweeper runs every half second here)
+ROUTED_IN = 60.0  # seconds an order may take to be routed (the sweeper runs every half second here)
 
 
 def worker_env(settings, redis_url: str) -> dict:
