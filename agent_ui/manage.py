@@ -16,7 +16,7 @@ from callcenter.areas import service as areas_service
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES
 from callcenter.calls import service as calls_service
-from callcenter.calls.models import AGENT_ACTIVITIES, IVR_ROUTES, AgentStatus
+from callcenter.calls.models import IVR_ROUTES, AgentActivity, AgentStatus
 from callcenter.deps import DbSession, ServicesDep, SupervisorUser, release
 from callcenter.errors import Conflict, DomainError, FieldErrors
 from callcenter.timeutil import utcnow
@@ -24,7 +24,7 @@ from ivr import menu as ivr_menu
 from ivr import prompts as ivr_prompts
 from ivr import service as ivr_service
 from workorders import service as orders_service
-from workorders.models import PROVIDER_STATUSES
+from workorders.models import ProviderStatus
 
 router = APIRouter(include_in_schema=False)
 
@@ -48,7 +48,7 @@ def _agents_page(request: Request, session, user, *, error: str | None = None, s
         state = live.get(person.sip_extension) if person.sip_extension else None
         people.append({"user": person, "queues_text": " ".join(person.queues),
                        "manageable": person.role == "agent" or auth_service.has_role(user, "admin"),
-                       "live": AGENT_ACTIVITIES.get(state.state, state.state) if state else "未登录",
+                       "live": AgentActivity.label_of(state.state) if state else "未登录",
                        "live_queues": " ".join(state.queues) if state else ""})
     return render(request, "manage_agents.html", {
         "user": user, "people": people, "roles": ROLES, "error": error, "ok": request.query_params.get("ok"),
@@ -142,7 +142,7 @@ def _providers_page(request: Request, session, user, *, error: str | None = None
     providers = orders_service.list_providers(session=session)
     return render(request, "manage_providers.html", {
         "user": user, "providers": providers, "types": orders_service.service_types(session=session, active_only=False),
-        "statuses": PROVIDER_STATUSES, "streets": [a for a in areas if a.level == "street"], "area_names": names,
+        "statuses": ProviderStatus.labels(), "streets": [a for a in areas if a.level == "street"], "area_names": names,
         "error": error, "form": form or {}, "ok": request.query_params.get("ok"),
     }, status_code=status_code)
 

@@ -11,6 +11,7 @@ from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from agent_ui import vocabulary
 from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import sign_in
@@ -29,12 +30,13 @@ from workorders import jobs, subsidy
 from workorders import presenter as orders_presenter
 from workorders import service as orders_service
 from workorders.api import enqueue_after_commit
-from workorders.models import URGENCIES
+from workorders.models import Urgency
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["ROLES"] = ROLES
+templates.env.globals["VOCABULARY"] = vocabulary.for_pages()
 router = APIRouter(include_in_schema=False)
 
 
@@ -64,7 +66,7 @@ def console_page(request: Request, services: ServicesDep, user: AgentUser):
     """The agent console; console.js loads the live state and follows the websocket."""
     return render(request, "console.html", {
         "user": user, "today": today_in(services.settings.tz).isoformat(), "wrapup_seconds": services.settings.wrapup_seconds,
-        "pause_reasons": control.PAUSE_REASONS, "dispositions": DISPOSITIONS, "relations": RELATIONS, "urgencies": URGENCIES,
+        "pause_reasons": control.PAUSE_REASONS, "dispositions": DISPOSITIONS, "relations": RELATIONS, "urgencies": Urgency.labels(),
     })
 
 
@@ -125,7 +127,7 @@ def _elder_orders(session, elder_id: int, tz) -> dict:
     names = {row.code: row.name for row in orders_service.service_types(session=session, active_only=False)}
     rows, total = orders_service.search(session=session, elder_id=elder_id, page_size=20)
     return {"orders": [orders_presenter.order_dict(row, tz, service_name=names.get(row.service_type, "")) for row in rows],
-            "orders_total": total, "service_types": orders_service.service_types(session=session), "urgencies": URGENCIES,
+            "orders_total": total, "service_types": orders_service.service_types(session=session), "urgencies": Urgency.labels(),
             "ledger": [orders_presenter.ledger_dict(row, tz) for row in subsidy.ledger_of(session=session, elder_id=elder_id)[:10]]}
 
 

@@ -3,7 +3,6 @@ supervisors edit (/api/ivr/settings; the page is /supervisor/ivr)."""
 
 from __future__ import annotations
 
-from typing import Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -17,7 +16,7 @@ from callcenter.phones import try_parse_phone
 from callcenter.elders.models import Elder
 from callcenter.timeutil import local_iso, utcnow
 from ivr import service as ivr_service
-from ivr.models import CALLBACK_REASONS, CALLBACK_STATUSES, CallbackRequest
+from ivr.models import CALLBACK_REASONS, CallbackRequest, CallbackStatus
 
 router = APIRouter(tags=["ivr"])
 
@@ -26,7 +25,7 @@ def callback_dict(row: CallbackRequest, tz, elder_names: dict[int, str]) -> dict
     return {"id": row.id, "caller_number": row.caller_number, "caller_e164": row.caller_e164, "elder_id": row.elder_id,
             "elder_name": elder_names.get(row.elder_id) if row.elder_id else None, "call_id": row.call_linkedid,
             "reason": row.reason, "reason_label": CALLBACK_REASONS.get(row.reason, row.reason), "requests": row.requests,
-            "status": row.status, "status_label": CALLBACK_STATUSES.get(row.status, row.status),
+            "status": row.status, "status_label": CallbackStatus.label_of(row.status),
             "requested_at": local_iso(row.requested_at, tz), "due_at": local_iso(row.due_at, tz),
             "handled_at": local_iso(row.handled_at, tz), "note": row.note}
 
@@ -46,7 +45,7 @@ def callback_requests(session: DbSession, services: ServicesDep, user: AgentUser
 
 
 class CallbackDone(BaseModel):
-    status: Literal["done", "unreached", "cancelled"]
+    status: str  # done, unreached or cancelled (FINISHED_CALLBACKS): checked by the service, in Chinese
     note: str = Field(default="", max_length=500)
 
 

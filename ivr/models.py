@@ -8,9 +8,19 @@ from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
 from callcenter.timeutil import utcnow
+from callcenter.vocabulary import Vocabulary
 
 CALLBACK_REASONS = {"after_hours": "非工作时间来电", "busy": "坐席忙"}
-CALLBACK_STATUSES = {"waiting": "待回电", "done": "已回电", "unreached": "未联系上", "cancelled": "已取消"}
+
+
+class CallbackStatus(Vocabulary):
+    WAITING = "waiting", "待回电"
+    DONE = "done", "已回电"
+    UNREACHED = "unreached", "未联系上"
+    CANCELLED = "cancelled", "已取消"
+
+
+FINISHED_CALLBACKS = tuple(status for status in CallbackStatus if status != CallbackStatus.WAITING)  # how an agent closes one
 
 
 class IvrSetting(SQLModel, table=True):
@@ -41,7 +51,7 @@ class CallbackRequest(SQLModel, table=True):
     call_linkedid: str | None = Field(default=None, max_length=64, description="the call that asked (Linkedid)")
     reason: str = Field(max_length=16)
     requests: int = 1
-    status: str = Field(default="waiting", max_length=16)
+    status: str = Field(default=CallbackStatus.WAITING, max_length=16)
     requested_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     due_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     handled_by: int | None = Field(default=None, foreign_key="users.id")

@@ -26,7 +26,7 @@ from collections import deque
 from datetime import datetime
 from pathlib import Path
 
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import IvrEmergency, encode, event_channels
 from callcenter.db import Database
 from callcenter.timeutil import utcnow
 from ivr import menu
@@ -198,14 +198,14 @@ class IvrScripts:
         now, or kept behind the alerts still waiting for Redis."""
         if self.redis is None:
             return
-        event = {"type": "ivr.emergency", "call_id": linkedid, "caller": caller.e164 or caller.number, "elder_id": caller.elder_id,
-                 "elder_name": caller.elder_name, "reason": reason, "order_id": order.id if order else None,
-                 "order_number": order.number if order else None, "at": utcnow().isoformat()}
+        event = IvrEmergency(call_id=linkedid, caller=caller.e164 or caller.number, elder_id=caller.elder_id,
+                             elder_name=caller.elder_name, reason=reason, order_id=order.id if order else None,
+                             order_number=order.number if order else None, at=utcnow().isoformat())
         if len(self._alerts) >= ALERT_BACKLOG:
             dropped, _ = self._alerts.popleft()
             log.error("emergency alert for call %s dropped: %d alerts already wait for Redis (its draft order stands)",
                       dropped, ALERT_BACKLOG)
-        self._alerts.append((linkedid, json.dumps(event, ensure_ascii=False)))
+        self._alerts.append((linkedid, encode(event)))
         error = await self._publish_alerts()
         if error is not None:  # Redis away: the draft order and the caller's priority still stand
             log.warning("emergency alert for call %s not published (%s): kept until Redis answers (%d waiting)", linkedid,

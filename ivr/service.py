@@ -21,9 +21,9 @@ from callcenter.errors import Conflict, FieldErrors, NotFound
 from callcenter.phones import try_parse_phone
 from callcenter.timeutil import as_utc, utcnow
 from ivr import menu
-from ivr.models import CALLBACK_STATUSES, CallbackRequest, IvrSetting
+from ivr.models import FINISHED_CALLBACKS, CallbackRequest, CallbackStatus, IvrSetting
 from workorders import service as orders_service
-from workorders.models import WorkOrder
+from workorders.models import OrderStatus, WorkOrder
 
 SETTING_KEYS = ("menu", "hours", "prompts")
 STALE_SETTINGS = "语音导航设置已被他人修改，请刷新页面后重新编辑"
@@ -141,7 +141,7 @@ def draft_emergency(*, session: Session, caller: Caller, call_id: int | None, re
     if caller.elder_id is None:
         return None
     if call_id is not None:
-        existing = session.exec(select(WorkOrder).where(WorkOrder.call_id == call_id, WorkOrder.status == "draft")).first()
+        existing = session.exec(select(WorkOrder).where(WorkOrder.call_id == call_id, WorkOrder.status == OrderStatus.DRAFT)).first()
         if existing is not None:
             return existing
     elder = session.get(Elder, caller.elder_id)
@@ -160,7 +160,7 @@ def request_callback(*, session: Session, caller: Caller, linkedid: str, reason:
         raise FieldErrors.single("caller_number", "来电号码未知，无法回电")
     due_at = due_at.astimezone(timezone.utc)  # stored as UTC (SQLite keeps no zone)
     key = CallbackRequest.caller_e164 == caller.e164 if caller.e164 else CallbackRequest.caller_number == caller.number
-    waiting = session.exec(select(CallbackRequest).where(key, CallbackRequest.status == "waiting")).first()
+    waiting = session.exec(select(CallbackRequest).where(key, CallbackRequest.status == CallbackStatus.WAITING)).first()
     if waiting is not None:
         waiting.requests += 1
         waiting.call_linkedid = linkedid
@@ -177,12 +177,12 @@ def request_callback(*, session: Session, caller: Caller, linkedid: str, reason:
 
 def callbacks_due(*, session: Session, now: datetime, limit: int = 100) -> list[CallbackRequest]:
     """The agents' callback list: waiting requests that are due, the oldest first."""
-    return list(session.exec(select(CallbackRequest).where(CallbackRequest.status == "waiting", CallbackRequest.due_at <= now)
+    return list(session.exec(select(CallbackRequest).where(CallbackRequest.status == CallbackStatus.WAITING, CallbackRequest.due_at <= now)
                              .order_by(CallbackRequest.due_at, CallbackRequest.id).limit(limit)))
 
 
 def callbacks_waiting(*, session: Session) -> int:
-    return session.exec(select(func.count()).select_from(CallbackRequest).where(CallbackRequest.status == "waiting")).one()
+    return session.exec(select(func.count()).select_from(CallbackRequest).where(CallbackRequest.status == CallbackStatus.WAITING)).one()
 
 
 def waiting_callback_or_raise(*, session: Session, request_id: int) -> CallbackRequest:
@@ -190,20 +190,20 @@ def waiting_callback_or_raise(*, session: Session, request_id: int) -> CallbackR
     request = session.get(CallbackRequest, request_id)
     if request is None:
         raise NotFound("没有这个回电请求")
-    if request.status != "waiting":
-        raise Conflict(f"该回电请求已处理（{CALLBACK_STATUSES[request.status]}）")
+    if request.status != CallbackStatus.WAITING:
+        raise Conflict(f"该回电请求已处理（{CallbackStatus.label_of(request.status)}）")
     return request
 
 
 def finish_callback(*, session: Session, request_id: int, user: User, status: str, note: str) -> CallbackRequest:
     """An agent called back: reached (done), not reached, or the request was void (cancelled)."""
-    if status not in CALLBACK_STATUSES or status == "waiting":
-        choices = "、".join(label for key, label in CALLBACK_STATUSES.items() if key != "waiting")
+    if status not in FINISHED_CALLBACKS:
+        choices = "、".join(finished.label for finished in FINISHED_CALLBACKS)
         raise FieldErrors.single("status", f"处理结果无效：{status}（可选：{choices}）")
     request = waiting_callback_or_raise(session=session, request_id=request_id)
     moved = session.connection().execute(
         update(CallbackRequest.__table__).where(CallbackRequest.__table__.c.id == request_id,
-                                                CallbackRequest.__table__.c.status == "waiting")
+                                                CallbackRequest.__table__.c.status == CallbackStatus.WAITING)
         .values(status=status, handled_by=user.id, handled_at=utcnow(), note=note.strip())).rowcount
     if moved != 1:
         raise Conflict("该回电请求刚被其他坐席处理")

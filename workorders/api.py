@@ -26,6 +26,7 @@ from workorders import jobs, photos, presenter, subsidy
 from workorders import service as orders_service
 from workorders import staff as staff_service
 from workorders import stats as workorder_stats_service
+from workorders.models import OrderStatus
 
 router = APIRouter(tags=["workorders"])
 log = logging.getLogger(__name__)
@@ -175,20 +176,20 @@ def confirm_draft(order_id: int, body: ConfirmIn, background: BackgroundTasks, s
 @router.post("/api/workorders/{order_id}/cancel")
 def cancel_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
     """Cancel with a reason (the elder no longer needs it, a duplicate …)."""
-    return _move(order_id, "cancelled", body, session, services, user)
+    return _move(order_id, OrderStatus.CANCELLED, body, session, services, user)
 
 
 @router.post("/api/workorders/{order_id}/escalate")
 def escalate_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
     """Hand to the supervisors (督办) with a reason."""
-    return _move(order_id, "escalated", body, session, services, user)
+    return _move(order_id, OrderStatus.ESCALATED, body, session, services, user)
 
 
 @router.get("/api/workorders-alerts")
 def alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
     """What needs a supervisor now: escalated orders, and routing jobs that used up their retries
     (RQ's failed registry) — a failure is never silent."""
-    rows, total = orders_service.search(session=session, status="escalated", page_size=200)
+    rows, total = orders_service.search(session=session, status=OrderStatus.ESCALATED, page_size=200)
     names = _service_names(session)
     return {"escalated": [_order(session, services, row, names=names) for row in rows], "escalated_total": total,
             "failed_jobs": jobs.failed_jobs(services.redis)}

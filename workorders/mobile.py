@@ -28,12 +28,11 @@ from workorders import jobs, photos
 from workorders import service as orders_service
 from workorders import staff as staff_service
 from workorders.api import enqueue_after_commit
-from workorders.models import STATUSES, URGENCIES, Provider, ProviderStaff, WorkOrder
+from workorders.models import MOBILE_TABS, OrderStatus, Provider, ProviderStaff, Urgency, WorkOrder
 
 PROVIDER_COOKIE = "cc_provider"
-TABS = (("todo", "待接单", ("dispatched",)), ("accepted", "待上门", ("accepted",)), ("serving", "服务中", ("in_service",)),
-        ("done", "已完成", ("completed", "closed")))
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals["OrderStatus"] = OrderStatus
 router = APIRouter(prefix="/m", include_in_schema=False)
 
 
@@ -120,22 +119,22 @@ def logout():
 
 @router.get("/")
 def orders_page(request: Request, session: DbSession, services: ServicesDep, staff: Staff, tab: str = "todo"):
-    tab = tab if tab in {key for key, _, _ in TABS} else "todo"
+    tab = tab if tab in {key for key, _, _ in MOBILE_TABS} else "todo"
     counts, rows = {}, []
-    for key, _, statuses in TABS:
+    for key, _, statuses in MOBILE_TABS:
         found = orders_service.provider_orders(session=session, provider_id=staff.provider_id, statuses=statuses)
         counts[key] = len(found)
         if key == tab:
             rows = found
     names = {row.code: row.name for row in orders_service.service_types(session=session, active_only=False)}
     return render(request, "m/orders.html", {
-        "staff": staff, "provider": session.get(Provider, staff.provider_id), "tabs": TABS, "tab": tab, "counts": counts,
+        "staff": staff, "provider": session.get(Provider, staff.provider_id), "tabs": MOBILE_TABS, "tab": tab, "counts": counts,
         "orders": [_row(order, names, services.settings.tz) for order in rows]})
 
 
 def _row(order: WorkOrder, names: dict, tz) -> dict:
     return {"id": order.id, "number": order.number, "service": names.get(order.service_type, order.service_type),
-            "urgency": order.urgency, "urgency_label": URGENCIES.get(order.urgency, ""), "status": STATUSES.get(order.status, ""),
+            "urgency": order.urgency, "urgency_label": Urgency.label_of(order.urgency), "status": OrderStatus.label_of(order.status),
             "address": order.address, "accept_due": _short(order.accept_due, tz), "arrive_due": _short(order.arrive_due, tz)}
 
 
@@ -162,10 +161,10 @@ def _detail(request, order, session, services, staff, *, error: str | None = Non
     kind = orders_service.service_type_or_raise(session=session, code=order.service_type)
     events = orders_service.events_of(session=session, order_id=order.id)
     return render(request, "m/order.html", {
-        "staff": staff, "order": order, "kind": kind, "status": STATUSES.get(order.status, order.status),
-        "urgency": URGENCIES.get(order.urgency, ""), "elder": elder, "phones": [p for p in phones if p],
+        "staff": staff, "order": order, "kind": kind, "status": OrderStatus.label_of(order.status),
+        "urgency": Urgency.label_of(order.urgency), "elder": elder, "phones": [p for p in phones if p],
         "times": {k: _short(getattr(order, k), tz) for k in ("accept_due", "arrive_due", "complete_due", "window_start", "window_end")},
-        "events": [(_short(e.at, tz), e.actor, STATUSES.get(e.to_status, e.to_status), e.note) for e in events],
+        "events": [(_short(e.at, tz), e.actor, OrderStatus.label_of(e.to_status), e.note) for e in events],
         "error": error, "max_mb": services.settings.upload_max_bytes // (1024 * 1024)}, status_code)
 
 
@@ -192,7 +191,7 @@ def reject(request: Request, order: OwnOrder, background: BackgroundTasks, sessi
            reason: Annotated[str, Form(max_length=500)] = ""):
     response = _act(request, order, session, services, staff,
                     lambda: orders_service.reject(session=session, order=order, staff=staff, reason=reason))
-    if order.status == "rejected":  # routing offers it to the next provider once this is committed
+    if order.status == OrderStatus.REJECTED:  # routing offers it to the next provider once this is committed
         background.add_task(enqueue_after_commit, jobs.enqueue_route, services.redis, order.id)
         return RedirectResponse("/m/", status_code=303)
     return response
@@ -221,7 +220,7 @@ def _complete(request, order_id, services, code, notes, minutes, data) -> HTMLRe
             count = int(minutes) if minutes.strip().isdigit() else 0
             if data:
                 photos.check(services.settings, data)
-            if order.status == "in_service":
+            if order.status == OrderStatus.IN_SERVICE:
                 try:
                     orders_service.check_confirm_code(order=order, code=code)
                 except orders_service.WrongConfirmCode:

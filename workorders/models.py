@@ -10,24 +10,59 @@ from sqlalchemy import JSON, Column, DateTime, Index, Numeric
 from sqlmodel import Field, SQLModel
 
 from callcenter.timeutil import utcnow
+from callcenter.vocabulary import Vocabulary
 
-STATUSES = {"draft": "待确认", "new": "待派单", "dispatched": "已派单", "accepted": "已接单", "in_service": "服务中", "completed": "已完成",
-            "closed": "已回访办结", "rejected": "服务商拒单", "cancelled": "已取消", "escalated": "已升级督办"}
+
+class OrderStatus(Vocabulary):
+    """Where a work order is (DESIGN.md, "Work order model")."""
+
+    DRAFT = "draft", "待确认"
+    NEW = "new", "待派单"
+    DISPATCHED = "dispatched", "已派单"
+    REJECTED = "rejected", "服务商拒单"
+    ACCEPTED = "accepted", "已接单"
+    IN_SERVICE = "in_service", "服务中"
+    COMPLETED = "completed", "已完成"
+    ESCALATED = "escalated", "已升级督办"
+    CLOSED = "closed", "已回访办结"
+    CANCELLED = "cancelled", "已取消"
+
+
+S = OrderStatus
 # Who may move an order where. Routing (#5's RQ jobs) and the provider pages use the same table.
-TRANSITIONS = {
-    "draft": {"new", "cancelled"},  # the IVR's emergency draft: an agent confirms or cancels it
-    "new": {"dispatched", "cancelled", "escalated"},
-    "dispatched": {"accepted", "rejected", "cancelled", "escalated"},
-    "rejected": {"dispatched", "cancelled", "escalated"},
-    "accepted": {"in_service", "cancelled", "escalated"},
-    "in_service": {"completed", "escalated"},
-    "completed": {"closed", "escalated"},
-    "escalated": {"dispatched", "cancelled", "closed"},
-    "closed": set(),
-    "cancelled": set(),
+TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    S.DRAFT: frozenset({S.NEW, S.CANCELLED}),  # the IVR's emergency draft: an agent confirms or cancels it
+    S.NEW: frozenset({S.DISPATCHED, S.CANCELLED, S.ESCALATED}),
+    S.DISPATCHED: frozenset({S.ACCEPTED, S.REJECTED, S.CANCELLED, S.ESCALATED}),
+    S.REJECTED: frozenset({S.DISPATCHED, S.CANCELLED, S.ESCALATED}),
+    S.ACCEPTED: frozenset({S.IN_SERVICE, S.CANCELLED, S.ESCALATED}),
+    S.IN_SERVICE: frozenset({S.COMPLETED, S.ESCALATED}),
+    S.COMPLETED: frozenset({S.CLOSED, S.ESCALATED}),
+    S.ESCALATED: frozenset({S.DISPATCHED, S.CANCELLED, S.CLOSED}),
+    S.CLOSED: frozenset(),
+    S.CANCELLED: frozenset(),
 }
-URGENCIES = {"normal": "普通", "urgent": "加急", "emergency": "紧急"}
-PROVIDER_STATUSES = {"active": "合作中", "suspended": "暂停派单", "exited": "已退出"}
+FINAL = frozenset(status for status, onward in TRANSITIONS.items() if not onward)  # closed, cancelled
+OPEN = tuple(status for status in OrderStatus if status not in FINAL)  # still somebody's work, in the enum's order
+ROUTABLE = (S.NEW, S.REJECTED)  # routing gives these to a provider
+# The order has committed its cost (subsidy) but not drawn it yet: confirmed and not completed.
+COMMITTED = tuple(status for status in OPEN if status not in (S.DRAFT, S.COMPLETED))
+# The provider's phone pages: (tab, its title, the statuses it lists).
+MOBILE_TABS = (("todo", "待接单", (S.DISPATCHED,)), ("accepted", "待上门", (S.ACCEPTED,)), ("serving", "服务中", (S.IN_SERVICE,)),
+               ("done", "已完成", (S.COMPLETED, S.CLOSED)))
+del S
+
+
+class Urgency(Vocabulary):
+    NORMAL = "normal", "普通"
+    URGENT = "urgent", "加急"
+    EMERGENCY = "emergency", "紧急"
+
+
+class ProviderStatus(Vocabulary):
+    ACTIVE = "active", "合作中"
+    SUSPENDED = "suspended", "暂停派单"
+    EXITED = "exited", "已退出"
 
 
 def _ts(**kwargs):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from callcenter.timeutil import local_iso
-from workorders.models import (PROVIDER_STATUSES, STATUSES, URGENCIES, Provider, ProviderStaff, ServiceType, SmsMessage,
+from workorders.models import (OrderStatus, ProviderStatus, Urgency, Provider, ProviderStaff, ServiceType, SmsMessage,
                                SubsidyLedger, WorkOrder, WorkOrderEvent)
 
 
@@ -11,8 +11,8 @@ def order_dict(order: WorkOrder, tz, *, service_name: str = "", events: list[Wor
     out = {
         "id": order.id, "number": order.number, "elder_id": order.elder_id, "call_id": order.call_id,
         "service_type": order.service_type, "service_name": service_name, "urgency": order.urgency,
-        "urgency_label": URGENCIES.get(order.urgency, order.urgency), "status": order.status,
-        "status_label": STATUSES.get(order.status, order.status), "provider_id": order.provider_id, "address": order.address,
+        "urgency_label": Urgency.label_of(order.urgency), "status": order.status,
+        "status_label": OrderStatus.label_of(order.status), "provider_id": order.provider_id, "address": order.address,
         "description": order.description, "window_start": local_iso(order.window_start, tz), "window_end": local_iso(order.window_end, tz),
         "created_at": local_iso(order.created_at, tz), "accept_due": local_iso(order.accept_due, tz),
         "arrive_due": local_iso(order.arrive_due, tz), "complete_due": local_iso(order.complete_due, tz),
@@ -28,8 +28,8 @@ def order_dict(order: WorkOrder, tz, *, service_name: str = "", events: list[Wor
     }
     if events is not None:
         out["events"] = [{"at": local_iso(e.at, tz), "actor": e.actor, "from": e.from_status, "to": e.to_status,
-                          "from_label": STATUSES.get(e.from_status, "") if e.from_status else "",
-                          "to_label": STATUSES.get(e.to_status, e.to_status), "note": e.note} for e in events]
+                          "from_label": OrderStatus.label_of(e.from_status),
+                          "to_label": OrderStatus.label_of(e.to_status), "note": e.note} for e in events]
     return out
 
 
@@ -44,7 +44,7 @@ def provider_dict(row: Provider) -> dict:
             "service_types": row.service_types, "coverage": row.coverage, "daily_capacity": row.daily_capacity,
             "contract_start": row.contract_start.isoformat() if row.contract_start else None,
             "contract_end": row.contract_end.isoformat() if row.contract_end else None, "rating": str(row.rating),
-            "status": row.status, "status_label": PROVIDER_STATUSES.get(row.status, row.status),
+            "status": row.status, "status_label": ProviderStatus.label_of(row.status),
             "status_reason": row.status_reason}
 
 

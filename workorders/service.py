@@ -30,10 +30,12 @@ from callcenter.timeutil import as_utc, day_start_utc, utcnow
 from workorders import routing, sms, subsidy
 from workorders import staff as staff_service
 from workorders.models import (
-    PROVIDER_STATUSES,
-    STATUSES,
+    OPEN,
+    ROUTABLE,
     TRANSITIONS,
-    URGENCIES,
+    OrderStatus,
+    ProviderStatus,
+    Urgency,
     Provider,
     ProviderStaff,
     ServiceType,
@@ -43,14 +45,13 @@ from workorders.models import (
     WorkOrderNumber,
 )
 
-OPEN_STATUSES = frozenset(STATUSES) - {"closed", "cancelled"}
 SYSTEM = "系统"
 
 
 class IllegalTransition(Conflict):
     def __init__(self, order: WorkOrder, to: str):
-        super().__init__(f"工单 {order.number} 当前状态为“{STATUSES.get(order.status, order.status)}”，"
-                         f"不能变更为“{STATUSES.get(to, to)}”")
+        super().__init__(f"工单 {order.number} 当前状态为“{OrderStatus.label_of(order.status)}”，"
+                         f"不能变更为“{OrderStatus.label_of(to)}”")
 
 
 # --- catalog and providers -------------------------------------------------------------------------
@@ -82,11 +83,11 @@ def save_provider(*, session: Session, fields: dict, area_code: str, provider_id
     for code in fields.get("service_types") or []:
         if session.get(ServiceType, code) is None:
             errors.append(("service_types", f"服务类型无效：{code}"))
-    if "status" in fields and fields["status"] not in PROVIDER_STATUSES:
-        errors.append(("status", f"状态无效：{fields['status']}（可选：{'、'.join(PROVIDER_STATUSES)}）"))
+    if "status" in fields and fields["status"] not in ProviderStatus.labels():
+        errors.append(("status", f"状态无效：{fields['status']}（可选：{ProviderStatus.choices()}）"))
     elif provider_id and fields.get("status", provider.status) not in ("active", provider.status) \
             and not (fields.get("status_reason") or "").strip():  # suspending or ending a working provider
-        errors.append(("status_reason", f"请填写{PROVIDER_STATUSES[fields['status']]}的原因"))
+        errors.append(("status_reason", f"请填写{ProviderStatus(fields['status']).label}的原因"))
     if fields.get("status") == "active":
         fields["status_reason"] = ""
     if fields.get("daily_capacity") is not None and fields["daily_capacity"] < 0:
@@ -150,8 +151,8 @@ def create_order(*, session: Session, user: User, service_type: str, elder_id: i
     A subsidised service the elder's balance cannot pay for is refused unless a supervisor
     approves the overdraw (`approve_overdraw`) or the elder pays (`self_paid`)."""
     kind = service_type_or_raise(session=session, code=service_type)
-    if urgency not in URGENCIES:
-        raise FieldErrors.single("urgency", f"紧急程度无效：{urgency}（可选：{'、'.join(URGENCIES)}）")
+    if urgency not in Urgency.labels():
+        raise FieldErrors.single("urgency", f"紧急程度无效：{urgency}（可选：{Urgency.choices()}）")
     if window_start and window_end and window_end <= window_start:
         raise FieldErrors.single("window_end", "服务时间段的结束须晚于开始")
     if call_id is not None:
@@ -205,7 +206,7 @@ def create_draft(*, session: Session, elder: Elder, service_type: str, call_id: 
     routed until an agent confirms it (`confirm_draft`) or cancels it as a false alarm."""
     kind = service_type_or_raise(session=session, code=service_type)
     now = utcnow()
-    order = WorkOrder(number="", elder_id=elder.id, call_id=call_id, service_type=kind.code, urgency="emergency", status="draft",
+    order = WorkOrder(number="", elder_id=elder.id, call_id=call_id, service_type=kind.code, urgency=Urgency.EMERGENCY, status=OrderStatus.DRAFT,
                       address=elder.address or "", community_id=elder.community_id, description=description.strip(),
                       created_at=now, updated_at=now, **deadlines(kind, now))
     _insert_recorded(session=session, order=order, tz=tz, actor=actor, actor_user_id=None, note=description)
@@ -214,12 +215,12 @@ def create_draft(*, session: Session, elder: Elder, service_type: str, call_id: 
 
 def confirm_draft(*, session: Session, order: WorkOrder, user: User, description: str | None = None) -> WorkOrderEvent:
     """An agent confirms a draft: it becomes a new order, routed from now, with deadlines from now."""
-    if order.status != "draft":
-        raise IllegalTransition(order, "new")
+    if order.status != OrderStatus.DRAFT:
+        raise IllegalTransition(order, OrderStatus.NEW)
     changes = {**deadlines(service_type_or_raise(session=session, code=order.service_type), utcnow()), "created_by": user.id}
     if description is not None and description.strip():
         changes["description"] = description.strip()
-    return transition(session=session, order=order, to="new", actor=user.display_name or user.username,
+    return transition(session=session, order=order, to=OrderStatus.NEW, actor=user.display_name or user.username,
                       actor_user_id=user.id, note="坐席确认紧急工单", changes=changes)
 
 
@@ -267,7 +268,7 @@ def transition(*, session: Session, order: WorkOrder, to: str, actor: str, actor
     move the same order at once, one wins and the other gets IllegalTransition, so an order is
     never dispatched twice. With `flush=False` (routing in batches) the event row is written by
     the caller's next flush, together with the batch's others."""
-    if to not in TRANSITIONS.get(order.status, set()):
+    if to not in TRANSITIONS.get(order.status, frozenset()):
         raise IllegalTransition(order, to)
     now, before = utcnow(), order.status
     values = {"status": to, "updated_at": now, **(changes or {})}
@@ -298,7 +299,7 @@ def search(*, session: Session, status: str | None = None, elder_id: int | None 
     if status:
         query = query.where(WorkOrder.status == status)
     if open_only:
-        query = query.where(WorkOrder.status.in_(OPEN_STATUSES))
+        query = query.where(WorkOrder.status.in_(OPEN))
     if elder_id is not None:
         query = query.where(WorkOrder.elder_id == elder_id)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
@@ -309,7 +310,6 @@ def search(*, session: Session, status: str | None = None, elder_id: int | None 
 # --- routing -----------------------------------------------------------------------------------------
 
 LoginLink = Callable[[ProviderStaff], str]
-ROUTABLE = ("new", "rejected")
 
 
 class Router:
@@ -337,11 +337,11 @@ class Router:
             return None
         if order.community_id not in self.areas:
             self.areas[order.community_id] = _areas_of(session=self.session, community_id=order.community_id)
-        refused = _refused_by(session=self.session, order_id=order.id) if order.status == "rejected" else frozenset()
+        refused = _refused_by(session=self.session, order_id=order.id) if order.status == OrderStatus.REJECTED else frozenset()
         chosen = routing.choose(list(self.candidates.values()), service_type=order.service_type, areas=self.areas[order.community_id],
                                 today=self.today, excluded=refused)
         if chosen is None:
-            transition(session=self.session, order=order, to="escalated", actor=SYSTEM,
+            transition(session=self.session, order=order, to=OrderStatus.ESCALATED, actor=SYSTEM,
                        note="没有可派单的服务商（服务类型、覆盖区域、接单上限）")
             return None
         return self.dispatch(order, self.providers[chosen.id], actor=SYSTEM)
@@ -352,7 +352,7 @@ class Router:
         are written at the caller's next flush (one INSERT per table for a whole batch)."""
         kind = self.kinds[order.service_type]
         code = order.confirm_code or f"{secrets.randbelow(10**6):06d}"
-        event = transition(session=self.session, order=order, to="dispatched", actor=actor, actor_user_id=actor_user_id,
+        event = transition(session=self.session, order=order, to=OrderStatus.DISPATCHED, actor=actor, actor_user_id=actor_user_id,
                            provider_id=provider.id, note=f"派单给{provider.name}，{kind.accept_minutes} 分钟内须接单",
                            changes={"provider_id": provider.id, "dispatched_at": utcnow(), "confirm_code": code}, flush=False)
         self.deadlines.append((order.id, event, kind.accept_minutes))
@@ -432,18 +432,18 @@ def lapse_dispatch(*, session: Session, order_id: int, dispatch_event_id: int) -
     accepted, not re-dispatched), it counts as a refusal by the provider. True when it lapsed."""
     db.write_lock(session)
     order = get_or_raise(session=session, order_id=order_id)
-    latest = session.exec(select(WorkOrderEvent.id).where(WorkOrderEvent.order_id == order.id, WorkOrderEvent.to_status == "dispatched")
+    latest = session.exec(select(WorkOrderEvent.id).where(WorkOrderEvent.order_id == order.id, WorkOrderEvent.to_status == OrderStatus.DISPATCHED)
                           .order_by(WorkOrderEvent.id.desc())).first()
-    if order.status != "dispatched" or latest != dispatch_event_id:
+    if order.status != OrderStatus.DISPATCHED or latest != dispatch_event_id:
         return False
-    transition(session=session, order=order, to="rejected", actor=SYSTEM, provider_id=order.provider_id, note="超时未接单")
+    transition(session=session, order=order, to=OrderStatus.REJECTED, actor=SYSTEM, provider_id=order.provider_id, note="超时未接单")
     return True
 
 
 def orders_waiting_for_routing(*, session: Session, older_than) -> list[int]:
     """Orders still `new` (or `rejected`) since before `older_than`: their routing job was lost
     (e.g. Redis was down when they were created)."""
-    rows = session.exec(select(WorkOrder.id).where(WorkOrder.status.in_(("new", "rejected")), WorkOrder.updated_at < older_than))
+    rows = session.exec(select(WorkOrder.id).where(WorkOrder.status.in_(ROUTABLE), WorkOrder.updated_at < older_than))
     return list(rows)
 
 
@@ -452,11 +452,11 @@ def dispatches_overdue(*, session: Session, now: datetime, grace: timedelta) -> 
     their deadline job was lost (Redis down when it was due to be scheduled)."""
     accept_minutes = {row.code: row.accept_minutes for row in service_types(session=session, active_only=False)}
     rows = session.exec(select(WorkOrder.id, WorkOrder.service_type, WorkOrder.dispatched_at)
-                        .where(WorkOrder.status == "dispatched", WorkOrder.dispatched_at < now - grace)).all()
+                        .where(WorkOrder.status == OrderStatus.DISPATCHED, WorkOrder.dispatched_at < now - grace)).all()
     overdue = [order_id for order_id, kind, at in rows if as_utc(at) + timedelta(minutes=accept_minutes[kind]) + grace < now]
     out = []
     for order_id in overdue:
-        latest = session.exec(select(WorkOrderEvent.id).where(WorkOrderEvent.order_id == order_id, WorkOrderEvent.to_status == "dispatched")
+        latest = session.exec(select(WorkOrderEvent.id).where(WorkOrderEvent.order_id == order_id, WorkOrderEvent.to_status == OrderStatus.DISPATCHED)
                               .order_by(WorkOrderEvent.id.desc())).first()
         out.append((order_id, latest))
     return out
@@ -473,7 +473,7 @@ def _candidates(*, session: Session, today_start) -> tuple[list[routing.Candidat
     """The active providers as routing sees them (with today's dispatch count), and the rows
     themselves (kept, so the session's weak identity map does not let them go)."""
     load = dict(session.exec(select(WorkOrderEvent.provider_id, func.count()).where(
-        WorkOrderEvent.to_status == "dispatched", WorkOrderEvent.at >= today_start).group_by(WorkOrderEvent.provider_id)).all())
+        WorkOrderEvent.to_status == OrderStatus.DISPATCHED, WorkOrderEvent.at >= today_start).group_by(WorkOrderEvent.provider_id)).all())
     providers = {p.id: p for p in session.exec(select(Provider).where(Provider.status == "active"))}
     return [routing.Candidate(id=p.id, status=p.status, service_types=tuple(p.service_types), coverage=frozenset(p.coverage),
                               daily_capacity=p.daily_capacity, dispatched_today=load.get(p.id, 0), rating=p.rating,
@@ -490,7 +490,7 @@ def _areas_of(*, session: Session, community_id: int | None) -> frozenset[int]:
 
 def _refused_by(*, session: Session, order_id: int) -> frozenset[int]:
     rows = session.exec(select(WorkOrderEvent.provider_id).where(WorkOrderEvent.order_id == order_id,
-                                                                 WorkOrderEvent.to_status == "rejected"))
+                                                                 WorkOrderEvent.to_status == OrderStatus.REJECTED))
     return frozenset(row for row in rows if row is not None)
 
 
@@ -509,7 +509,7 @@ def _staff_label(session: Session, staff: ProviderStaff) -> str:
 
 
 def accept(*, session: Session, order: WorkOrder, staff: ProviderStaff) -> WorkOrderEvent:
-    return transition(session=session, order=order, to="accepted", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+    return transition(session=session, order=order, to=OrderStatus.ACCEPTED, actor=_staff_label(session, staff), provider_id=staff.provider_id,
                       note="服务商接单", changes={"accepted_at": utcnow()})
 
 
@@ -517,14 +517,14 @@ def reject(*, session: Session, order: WorkOrder, staff: ProviderStaff, reason: 
     """Refuse with a reason; routing then offers the order to the next provider (never this one)."""
     if not reason.strip():
         raise FieldErrors.single("reason", "请填写拒单原因")
-    return transition(session=session, order=order, to="rejected", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+    return transition(session=session, order=order, to=OrderStatus.REJECTED, actor=_staff_label(session, staff), provider_id=staff.provider_id,
                       note=f"拒单：{reason.strip()}")
 
 
 def check_in(*, session: Session, order: WorkOrder, staff: ProviderStaff) -> WorkOrderEvent:
     now = utcnow()
     late = "（晚于约定到达时间）" if now > as_utc(order.arrive_due) else ""
-    return transition(session=session, order=order, to="in_service", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+    return transition(session=session, order=order, to=OrderStatus.IN_SERVICE, actor=_staff_label(session, staff), provider_id=staff.provider_id,
                       note=f"上门签到{late}", changes={"arrived_at": now})
 
 
@@ -553,10 +553,10 @@ def complete(*, session: Session, order: WorkOrder, staff: ProviderStaff, code: 
         errors.append(("minutes", "实际服务时长应为 1 到 1440 分钟"))
     if errors:
         raise FieldErrors(errors)
-    if order.status != "in_service":
-        raise IllegalTransition(order, "completed")
+    if order.status != OrderStatus.IN_SERVICE:
+        raise IllegalTransition(order, OrderStatus.COMPLETED)
     check_confirm_code(order=order, code=code)
-    event = transition(session=session, order=order, to="completed", actor=_staff_label(session, staff), provider_id=staff.provider_id,
+    event = transition(session=session, order=order, to=OrderStatus.COMPLETED, actor=_staff_label(session, staff), provider_id=staff.provider_id,
                        note=f"服务完成，用时 {minutes} 分钟", changes={"completed_at": utcnow(), "service_notes": notes.strip(),
                                                                 "service_minutes": minutes, "photo": photo})
     subsidy.draw(session=session, order=order, kind=session.get(ServiceType, order.service_type))
@@ -573,7 +573,7 @@ def provider_orders(*, session: Session, provider_id: int, statuses: tuple[str, 
 
 def callbacks_due(*, session: Session, limit: int = 100) -> list[WorkOrder]:
     """Completed orders waiting for their callback, the longest-waiting first."""
-    return list(session.exec(select(WorkOrder).where(WorkOrder.status == "completed")
+    return list(session.exec(select(WorkOrder).where(WorkOrder.status == OrderStatus.COMPLETED)
                              .order_by(WorkOrder.completed_at, WorkOrder.id).limit(limit)))
 
 
@@ -598,12 +598,12 @@ def record_callback(*, session: Session, order: WorkOrder, user: User, satisfact
     if complaint and not comment.strip():
         raise FieldErrors.single("comment", "投诉须写明内容")
     unhappy = satisfaction <= 2 or complaint
-    to = "escalated" if unhappy else "closed"
+    to = OrderStatus.ESCALATED if unhappy else OrderStatus.CLOSED
     note = f"回访：满意度 {satisfaction} 分" + ("，投诉" if complaint else "") + (f"；{comment.strip()}" if comment.strip() else "")
     changes = {"satisfaction": satisfaction, "callback_comment": comment.strip(), "complaint": complaint, "callback_by": user.id}
     if not unhappy:
         changes["closed_at"] = utcnow()
-    if order.status != "completed":
+    if order.status != OrderStatus.COMPLETED:
         raise IllegalTransition(order, to)
     return transition(session=session, order=order, to=to, actor=user.display_name or user.username, actor_user_id=user.id,
                       note=note, changes=changes)
@@ -611,9 +611,9 @@ def record_callback(*, session: Session, order: WorkOrder, user: User, satisfact
 
 def close_escalated(*, session: Session, order: WorkOrder, user: User, note: str) -> WorkOrderEvent:
     """A supervisor has handled the escalation (complaint answered, service redone …)."""
-    if order.status != "escalated":
-        raise IllegalTransition(order, "closed")
-    return transition(session=session, order=order, to="closed", actor=user.display_name or user.username, actor_user_id=user.id,
+    if order.status != OrderStatus.ESCALATED:
+        raise IllegalTransition(order, OrderStatus.CLOSED)
+    return transition(session=session, order=order, to=OrderStatus.CLOSED, actor=user.display_name or user.username, actor_user_id=user.id,
                       note=f"督办办结：{note.strip()}", changes={"closed_at": utcnow()})
 
 
@@ -623,7 +623,7 @@ def assign(*, session: Session, order: WorkOrder, provider_id: int, user: User, 
     deadline to schedule."""
     provider = db.get_or_raise(session, Provider, provider_id, "服务商")
     if provider.status != "active":
-        raise Conflict(f"服务商“{provider.name}”当前为{PROVIDER_STATUSES.get(provider.status, provider.status)}，不能派单")
+        raise Conflict(f"服务商“{provider.name}”当前为{ProviderStatus.label_of(provider.status)}，不能派单")
     if order.service_type not in provider.service_types:
         raise Conflict(f"服务商“{provider.name}”未签约该服务类型")
     router = Router(session=session, tz=tz, login_link=login_link)

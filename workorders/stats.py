@@ -21,7 +21,7 @@ from callcenter.elders.models import Elder
 from callcenter.stats import service as stats_service
 from callcenter.stats.service import count_where, rate
 from callcenter.timeutil import day_start_utc
-from workorders.models import Provider, ServiceType, SubsidyLedger, WorkOrder, WorkOrderEvent
+from workorders.models import OrderStatus, Provider, ServiceType, SubsidyLedger, WorkOrder, WorkOrderEvent
 
 
 @dataclass
@@ -54,11 +54,12 @@ def _tally_columns() -> list:
     def reached(done, due):
         return [count_where(done.is_not(None)), count_where(and_(done.is_not(None), done <= due))]
 
-    escalated = WorkOrder.id.in_(select(WorkOrderEvent.order_id).where(WorkOrderEvent.to_status == "escalated"))
+    escalated = WorkOrder.id.in_(select(WorkOrderEvent.order_id).where(WorkOrderEvent.to_status == OrderStatus.ESCALATED))
     return [
         func.count(), *reached(WorkOrder.completed_at, WorkOrder.complete_due), *reached(WorkOrder.accepted_at, WorkOrder.accept_due),
-        *reached(WorkOrder.arrived_at, WorkOrder.arrive_due), count_where(WorkOrder.status == "closed"),
-        count_where(WorkOrder.status == "cancelled"), count_where(WorkOrder.satisfaction.is_not(None)), count_where(WorkOrder.satisfaction >= 4),
+        *reached(WorkOrder.arrived_at, WorkOrder.arrive_due), count_where(WorkOrder.status == OrderStatus.CLOSED),
+        count_where(WorkOrder.status == OrderStatus.CANCELLED), count_where(WorkOrder.satisfaction.is_not(None)),
+        count_where(WorkOrder.satisfaction >= 4),
         func.coalesce(func.sum(WorkOrder.satisfaction), 0), count_where(WorkOrder.complaint), count_where(escalated),
     ]
 

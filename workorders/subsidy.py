@@ -17,10 +17,8 @@ from sqlmodel import Session, select
 from callcenter.auth.models import User
 from callcenter.elders.models import Elder
 from callcenter.errors import Conflict
-from workorders.models import ServiceType, SubsidyLedger, WorkOrder
+from workorders.models import COMMITTED, ServiceType, SubsidyLedger, WorkOrder
 
-# Statuses in which an order has committed its cost but not drawn it yet.
-COMMITTED = ("new", "dispatched", "rejected", "accepted", "in_service", "escalated")
 
 
 class SubsidyOverdraw(Conflict):

@@ -15,12 +15,14 @@
 
   var me = { extension: root.getAttribute("data-extension") || null, wrapup: Number(root.getAttribute("data-wrapup")) || 0,
              today: root.getAttribute("data-today") };
-  var STATE_LABELS = { ready: "就绪", paused: "暂停", ringing: "振铃中", in_call: "通话中", unavailable: "话机离线", unknown: "未知" };
-  var PAUSE_LABELS = { wrapup: "话后整理", phone_offline: "话机离线" };
-  Array.prototype.forEach.call(document.querySelectorAll("#pause-reason option"), function (o) { PAUSE_LABELS[o.value] = o.textContent; });
-  var CALL_LABELS = { ringing: "振铃", ivr: "语音导航", queued: "排队中", offered: "来电振铃", talking: "通话中", wrapup: "通话已结束", ended: "通话已结束",
-                      transferred: "已转接" };
-  var LIVE = { offered: true, talking: true };
+  // Labels and state sets from the server's vocabularies (agent_ui/vocabulary.py), worded for the
+  // agent where the console says it from their side.
+  var V = window.VOCABULARY;
+  var STATE_LABELS = Object.assign({ unknown: "未知" }, V.agent_activities);
+  var PAUSE_LABELS = V.pause_reasons;
+  var CALL_LABELS = Object.assign({}, V.call_states, { offered: "来电振铃", wrapup: "通话已结束", ended: "通话已结束", transferred: "已转接" });
+  var LIVE = {};
+  V.with_agent.forEach(function (state) { LIVE[state] = true; });
 
   var st = { agent: null, current: null, pop: null, popElder: null, socket: null, retry: 0, loading: false,
              again: false, synced: false, buffered: [], historyTimer: null };
@@ -79,7 +81,7 @@
     else if (a) {
       state = a.state;
       label = STATE_LABELS[a.state] || a.state;
-      if (a.state === "paused" && a.pause_reason === "wrapup") { state = "wrapup"; label = "话后整理"; }
+      if (a.state === "paused" && a.pause_reason === "wrapup") { state = "wrapup"; label = STATE_LABELS.wrapup; }
       else if (a.state === "paused") label = "暂停 · " + (PAUSE_LABELS[a.pause_reason] || a.pause_reason || "");
       if (!a.queues || !a.queues.length) { state = "offline"; label = "已签出"; }
     }

@@ -1,5 +1,7 @@
 // Shared by the console, the wallboard and 今日通话: live frames on /ws are numbered per channel on
 // each socket and carry the hub's epoch (README, "Live events").
+// The server's labels and state sets (agent_ui/vocabulary.py), rendered into every page by base.html.
+window.VOCABULARY = JSON.parse(document.getElementById("vocabulary").textContent);
 window.LiveSequence = function () {
   var seq = {}, epoch = null;
   return {

@@ -24,7 +24,7 @@ from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
 from callcenter.calls import control, presenter
 from callcenter.calls import service as calls_service
-from callcenter.calls.models import CallRecord
+from callcenter.calls.models import AgentRequest, CallRecord
 from callcenter.deps import AgentUser, DbSession, ServicesDep, client_ip, release
 from callcenter.elders import presenter as elders_presenter
 from callcenter.elders import service as elders_service
@@ -208,7 +208,7 @@ def set_state(body: StateIn, session: DbSession, services: ServicesDep, user: Ag
                             name=user.display_name or user.username)
     label = control.PAUSE_REASONS.get(body.reason or "", "") if body.state == "paused" else ""
     return {"ok": True, "state": body.state, "reason": body.reason,
-            "message": f"已切换为：{control.AGENT_STATES[body.state]}{('（' + label + '）') if label else ''}"}
+            "message": f"已切换为：{AgentRequest(body.state).label}{('（' + label + '）') if label else ''}"}
 
 
 class CallbackIn(BaseModel):

@@ -15,14 +15,13 @@ reason `wrapup` for `wrapup_seconds`, then made ready again unless they chose ot
 Redis pub/sub channels (JSON messages), named after `events_prefix` (EVENTS_PREFIX, default `hotline`):
 - `<prefix>:calls`  — call.started, call.ivr, call.queued, call.offered, call.ring_no_answer,
   call.answered, call.agent_done, call.abandoned, call.transferred,
-  call.updated, call.ended (see `calls.service.event_payload`)
-- `<prefix>:agents` — agent.state (see `calls.service.agent_payload`)
+  call.updated, call.ended (`realtime.events.CallEvent`, built by `calls.notifier`)
+- `<prefix>:agents` — agent.state (`realtime.events.AgentStateEvent`)
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import time
@@ -37,11 +36,13 @@ from redis.exceptions import RedisError
 
 from callcenter.ami.client import ActionFailed, ActionResult, AMIClient, AMIError, NotConnected
 from callcenter.ami.protocol import Message
-from callcenter.calls import commands, control, records
+from callcenter.calls import commands, control, notifier, records
 from callcenter.calls import service as calls_service
 from callcenter.calls.control import PAUSE_REASONS, PHONE_OFFLINE_REASON, WRAPUP_REASON
+from callcenter.calls.models import AgentActivity
 from callcenter.calls.tracker import AGENT_CONTEXTS, CallTracker, Change
 from callcenter.db import Database
+from callcenter.realtime.events import Event, encode
 from callcenter.stats import rollup
 from callcenter.timeutil import utcnow
 
@@ -57,8 +58,9 @@ RECORDS_MARGIN = timedelta(seconds=5)  # read the records from a little before t
 class Publisher:
     """Publishes in order; keeps what Redis could not take and retries on the next flush."""
 
-    def __init__(self, redis: aioredis.Redis, max_buffer: int = 200_000):
+    def __init__(self, redis: aioredis.Redis, *, prefix: str, max_buffer: int = 200_000):
         self.redis = redis
+        self.prefix = prefix  # EVENTS_PREFIX
         self.pending: deque[tuple[str, str, float | None]] = deque()
         self.max_buffer = max_buffer
         self.dropped = 0
@@ -67,11 +69,11 @@ class Publisher:
         self.latencies: list[float] | None = None  # the benchmark turns this on
         self._flushing = asyncio.Lock()  # the batch loop and the retry loop both flush: one at a time
 
-    def add(self, channel: str, payload: dict, received: float | None = None) -> None:
+    def add(self, event: Event, received: float | None = None) -> None:
         if len(self.pending) >= self.max_buffer:
             self.pending.popleft()
             self.dropped += 1
-        self.pending.append((channel, json.dumps(payload, ensure_ascii=False), received))
+        self.pending.append((event.channel(self.prefix), encode(event), received))
 
     async def flush(self) -> bool:
         """Publish everything pending; False when Redis is down (what is left stays queued)."""
@@ -138,7 +140,6 @@ class Bridge:
                  agent_contexts: frozenset[str] = AGENT_CONTEXTS):
         self.database = database
         self.records_dir = records_dir  # Asterisk's log folder (ASTERISK_LOG_DIR): queue_log and CEL
-        self.channels = calls_service.event_channels(events_prefix)
         self.tz = tz  # agents' time is added up per local day
         self.redis = redis
         self.wrapup_seconds = wrapup_seconds
@@ -146,7 +147,7 @@ class Bridge:
         self._phone_tasks: dict[str, asyncio.Task] = {}  # agent interface → its phone pause under way
         self.area_code = area_code
         self.tracker = CallTracker(short_abandon_seconds=short_abandon_seconds, agent_contexts=agent_contexts)
-        self.publisher = Publisher(redis)
+        self.publisher = Publisher(redis, prefix=events_prefix)
         self.stats = BridgeStats()
         self.work: asyncio.Queue = asyncio.Queue()
         self.held: list[tuple[Change, float | None]] = []  # changes a database outage kept back, in order
@@ -288,13 +289,13 @@ class Bridge:
             self.failures_in_a_row = 0
         await self._beat_if_recording_changed()
         self.rollups_pending = True
-        for channel, payload, received in payloads:
-            self.publisher.add(channel, payload, received)
+        for event, received in payloads:
+            self.publisher.add(event, received)
         await self.publisher.flush()
         await self._follow_wrapups([change for change, _ in changes])
         self._follow_phones([change for change, _ in changes])
 
-    async def _persist_watched(self, changes: list[tuple[Change, float | None]]) -> list[tuple[str, dict, float | None]]:
+    async def _persist_watched(self, changes: list[tuple[Change, float | None]]) -> list[tuple[Event, float | None]]:
         """`_persist` in a thread, said out loud when the database stops answering instead of
         failing (a hung connection): logged, and the heartbeat (hence /healthz) says calls are
         not being recorded until the write ends either way. Every event stays queued meanwhile."""
@@ -368,7 +369,7 @@ class Bridge:
                                    short_abandon_seconds=self.tracker.short_abandon_seconds,
                                    inbound_contexts=self.tracker.inbound_contexts, agent_contexts=self.tracker.agent_contexts)
 
-    def _persist(self, changes: list[tuple[Change, float | None]]) -> list[tuple[str, dict, float | None]]:
+    def _persist(self, changes: list[tuple[Change, float | None]]) -> list[tuple[Event, float | None]]:
         """Write the batch in one transaction (each call and agent once, as it ended up); returns
         one event per change, to publish once committed."""
         last_call = {c.call.linkedid: c.call for c, _ in changes if c.call is not None}
@@ -382,12 +383,7 @@ class Bridge:
             calls_service.log_agent_activities(session=session, agents=[c.agent for c, _ in changes if c.agent is not None],
                                                tz=self.tz)
             session.flush()  # ids for the events
-            return [
-                (self.channels.calls, calls_service.event_payload(kind=c.kind, call=c.call, record=records[c.call.linkedid]),
-                 received)
-                if c.call is not None else (self.channels.agents, calls_service.agent_payload(c.agent), received)
-                for c, received in changes
-            ]
+            return [(notifier.of_change(change, records), received) for change, received in changes]
 
     async def _refresh_rollups(self) -> None:
         """Sum the hours this bridge's writes marked dirty again, a second after the writes, off
@@ -498,7 +494,7 @@ class Bridge:
             agent = self.tracker.agents.get(interface)  # as it is now, not as one change of the batch saw it
             if agent is None or not agent.queues:
                 continue
-            offline = agent.state == "unavailable"
+            offline = agent.state == AgentActivity.UNAVAILABLE
             if offline and not agent.paused:
                 self._spawn_pause(agent.interface, True, PHONE_OFFLINE_REASON)
             elif not offline and agent.status != "unknown" and agent.paused and agent.pause_reason == PHONE_OFFLINE_REASON:

@@ -15,18 +15,17 @@ import re
 from dataclasses import dataclass
 
 from callcenter.calls.commands import Outcome, Step, run
-from callcenter.calls.models import CallRecord
+from callcenter.calls.models import CHOSEN_PAUSES, AgentRequest, CallRecord, PauseReason
 from callcenter.calls.tracker import AGENT_CONTEXTS
 from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import Phone
 
-PAUSE_REASONS = {"break": "小休", "meal": "就餐", "training": "培训", "meeting": "会议"}
-WRAPUP_REASON = "wrapup"
-PHONE_OFFLINE_REASON = "phone_offline"
+PAUSE_REASONS = {reason.value: reason.label for reason in CHOSEN_PAUSES}
+WRAPUP_REASON = PauseReason.WRAPUP
+PHONE_OFFLINE_REASON = PauseReason.PHONE_OFFLINE
 # queues.conf `wrapuptime`: Asterisk offers an agent no call this soon after the last, so the
 # bridge's wrap-up pause always lands first (the simulator keeps it too).
 WRAPUP_GUARD_SECONDS = 2  # set by the bridge while the agent's phone is unregistered
-AGENT_STATES = {"ready": "就绪", "paused": "暂停", "offline": "签出"}
 _QUEUE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _EXTENSION = re.compile(r"^\d{2,8}$")
 
@@ -82,7 +81,7 @@ def set_agent_state(*, redis, settings, extension: str | None, state: str, reaso
     elif state == "offline":
         steps = [_leave(queue, interface) for queue in queues]
     else:
-        raise FieldErrors.single("state", f"状态无效：{state}（可选：{'、'.join(AGENT_STATES)}）")
+        raise FieldErrors.single("state", f"状态无效：{state}（可选：{AgentRequest.choices()}）")
     return run(redis, steps, timeout=settings.ami_command_timeout)
 
 

@@ -8,13 +8,38 @@ from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
 from callcenter.timeutil import utcnow
+from callcenter.vocabulary import Vocabulary
 
-CALL_STATES = {"ringing": "振铃", "ivr": "语音导航", "queued": "排队中", "offered": "分配坐席", "talking": "通话中",
-               "wrapup": "坐席已挂机", "ended": "已结束"}
-WAITING_STATES = frozenset({"queued", "offered"})  # a caller in a queue, not yet talking to an agent
-CALL_OUTCOMES = {"answered": "已接听", "abandoned": "放弃", "short_abandon": "短时放弃", "timeout": "排队超时",
-                 "ivr_only": "仅语音导航", "outbound": "外呼", "lost_during_outage": "中断期间丢失",
-                 "cut_off": "系统中断"}
+
+
+class CallState(Vocabulary):
+    """Where a call is now (DESIGN.md, "Call model")."""
+
+    RINGING = "ringing", "振铃"
+    IVR = "ivr", "语音导航"
+    QUEUED = "queued", "排队中"
+    OFFERED = "offered", "分配坐席"
+    TALKING = "talking", "通话中"
+    WRAPUP = "wrapup", "坐席已挂机"
+    ENDED = "ended", "已结束"
+
+
+WAITING_STATES = (CallState.QUEUED, CallState.OFFERED)  # a caller in a queue, not yet talking to an agent
+WITH_AGENT = (CallState.OFFERED, CallState.TALKING)  # on an agent's console: ringing there, or talking
+
+
+class Outcome(Vocabulary):
+    """How a call ended (DESIGN.md: the KPIs count these)."""
+
+    ANSWERED = "answered", "已接听"
+    ABANDONED = "abandoned", "放弃"
+    SHORT_ABANDON = "short_abandon", "短时放弃"
+    TIMEOUT = "timeout", "排队超时"
+    IVR_ONLY = "ivr_only", "仅语音导航"
+    OUTBOUND = "outbound", "外呼"
+    LOST_DURING_OUTAGE = "lost_during_outage", "中断期间丢失"
+    CUT_OFF = "cut_off", "系统中断"
+
 
 DISPOSITIONS = {"consultation": "咨询", "service_request": "服务申请", "emergency": "紧急求助", "complaint": "投诉",
                 "companionship": "精神慰藉", "wrong_number": "打错电话", "other": "其他"}
@@ -126,8 +151,41 @@ class AgentStatus(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
 
 
-AGENT_ACTIVITIES = {"ready": "就绪", "ringing": "振铃", "in_call": "通话中", "wrapup": "话后整理", "paused": "暂停",
-                    "unavailable": "离线"}
+class AgentActivity(Vocabulary):
+    """What an agent is doing: the state the console and wallboard show (DESIGN.md, "Agent
+    state"). The tracker derives it from Asterisk's per-queue membership; `wrapup` is a pause
+    the bridge set after a call."""
+
+    READY = "ready", "就绪"
+    RINGING = "ringing", "振铃中"
+    IN_CALL = "in_call", "通话中"
+    WRAPUP = "wrapup", "话后整理"
+    PAUSED = "paused", "暂停"
+    UNAVAILABLE = "unavailable", "话机离线"
+
+
+BUSY = (AgentActivity.IN_CALL, AgentActivity.WRAPUP)  # occupancy's numerator …
+LOGGED_IN = (AgentActivity.READY, AgentActivity.RINGING, AgentActivity.IN_CALL, AgentActivity.WRAPUP)  # … its denominator
+
+
+class PauseReason(Vocabulary):
+    BREAK = "break", "小休"
+    MEAL = "meal", "就餐"
+    TRAINING = "training", "培训"
+    MEETING = "meeting", "会议"
+    WRAPUP = "wrapup", "话后整理"  # set by the bridge after each call
+    PHONE_OFFLINE = "phone_offline", "话机离线"  # set by the bridge while the agent's phone is unregistered
+
+
+CHOSEN_PAUSES = (PauseReason.BREAK, PauseReason.MEAL, PauseReason.TRAINING, PauseReason.MEETING)  # what an agent may pick
+
+
+class AgentRequest(Vocabulary):
+    """What an agent asks for with the console's state buttons."""
+
+    READY = "ready", "就绪"
+    PAUSED = "paused", "暂停"
+    OFFLINE = "offline", "签出"
 
 
 class AgentStateLog(SQLModel, table=True):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from callcenter.calls.models import CALL_OUTCOMES, CALL_STATES, DISPOSITIONS, IVR_ROUTES, CallLeg, CallRecord
+from callcenter.calls.models import DISPOSITIONS, IVR_ROUTES, CallLeg, CallRecord, CallState, Outcome
 from callcenter.calls.tracker import LEG_ENDS, TRANSFER_KINDS
 from callcenter.elders import presenter as elders_presenter
 from callcenter.timeutil import local_iso
@@ -21,9 +21,9 @@ def call_dict(record: CallRecord, tz, *, notes_visible: bool) -> dict:
         "call_id": record.linkedid,
         "direction": record.direction,
         "state": record.state,
-        "state_label": CALL_STATES.get(record.state, record.state),
+        "state_label": CallState.label_of(record.state),
         "outcome": record.outcome,
-        "outcome_label": CALL_OUTCOMES.get(record.outcome, "") if record.outcome else "",
+        "outcome_label": Outcome.label_of(record.outcome),
         "caller": record.caller_e164 or record.caller_number,
         "caller_display": display_number(record.caller_e164, record.caller_number),
         "caller_name": record.caller_name,

@@ -18,8 +18,7 @@ from callcenter.auth.models import User
 from callcenter.auth import service as auth_service
 from callcenter.calls import control
 from callcenter.calls.control import WRAPUP_REASON
-from callcenter.calls.models import DISPOSITIONS, AgentStateLog, AgentStatus, CallLeg, CallRecord
-from callcenter.calls.presenter import display_number
+from callcenter.calls.models import DISPOSITIONS, AgentActivity, AgentStateLog, AgentStatus, CallLeg, CallRecord, CallState, Outcome
 from callcenter.calls.tracker import AgentState, Call, Leg
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import Elder
@@ -28,20 +27,6 @@ from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import try_parse_phone
 from callcenter.stats import rollup
 from callcenter.timeutil import as_utc, day_start_utc, utcnow
-
-
-class EventChannels(NamedTuple):
-    """The Redis pub/sub channels of live events (README, "Live events")."""
-
-    calls: str  # call.* from the bridge, ivr.emergency from the IVR
-    agents: str  # agent.state from the bridge
-
-
-def event_channels(prefix: str) -> EventChannels:
-    """The channels of one deployment (`Settings.events_prefix`). Pub/sub ignores the database
-    number: two deployments sharing one Redis server hear each other's events unless their
-    channel names differ."""
-    return EventChannels(calls=f"{prefix}:calls", agents=f"{prefix}:agents")
 
 
 _EXTENSION = re.compile(r"^(?:Local|PJSIP|SIP|IAX2)/(\d+)")
@@ -67,7 +52,7 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
     """Insert or update the row of `call` (keyed by Linkedid) from the tracker's snapshot.
     The elder is matched when the caller's number is first known."""
     record = session.exec(select(CallRecord).where(CallRecord.linkedid == call.linkedid)).first()
-    if record is not None and call.reconciled and record.state == "ended" and record.outcome != "lost_during_outage":
+    if record is not None and call.reconciled and record.state == CallState.ENDED and record.outcome != Outcome.LOST_DURING_OUTAGE:
         return record  # recorded whole already (by this bridge before a restart, or by the other one)
     if record is None:
         record = CallRecord(linkedid=call.linkedid, direction=call.direction, state=call.state, started_at=call.started_at)
@@ -180,7 +165,7 @@ def record_agent(*, session: Session, agent: AgentState) -> AgentStatus:
 
 def activity_of(agent: AgentState) -> str:
     """What the agent is doing, as reports count it: the bridge's wrap-up pause is work, not a pause."""
-    return "wrapup" if agent.state == "paused" and agent.pause_reason == WRAPUP_REASON else agent.state
+    return AgentActivity.WRAPUP if agent.state == AgentActivity.PAUSED and agent.pause_reason == WRAPUP_REASON else agent.state
 
 
 def log_agent_activities(*, session: Session, agents: list[AgentState], tz) -> None:
@@ -277,14 +262,14 @@ def known_agents(*, session: Session) -> list[AgentState]:
     """Agents as last recorded (the bridge restores them on start, keeping how long each has
     been in their state)."""
     return [AgentState(interface=row.interface, name=row.name, status=row.status, paused=row.paused,
-                       pause_reason=row.pause_reason, in_call=row.state == "in_call", queues=set(row.queues),
+                       pause_reason=row.pause_reason, in_call=row.state == AgentActivity.IN_CALL, queues=set(row.queues),
                        since=as_utc(row.since) if row.since else None, paused_in=dict(row.paused_in or {}))
             for row in session.exec(select(AgentStatus))]
 
 
 def open_calls(*, session: Session) -> list[Call]:
     """Calls not ended in the database, as tracker calls (the bridge restores them on start)."""
-    rows = session.exec(select(CallRecord).where(CallRecord.state != "ended"))
+    rows = session.exec(select(CallRecord).where(CallRecord.state != CallState.ENDED))
     calls = []
     for row in rows:
         values = {name: getattr(row, name) for name in COPIED_FIELDS}
@@ -343,70 +328,6 @@ def _text_condition(q: str):
         return CallRecord.caller_e164.contains(digits, autoescape=True)
     names = select(Elder.id).where(Elder.name.startswith(q, autoescape=True))
     return CallRecord.elder_id.in_(names)
-
-
-def event_payload(*, kind: str, call: Call, record: CallRecord) -> dict:
-    """The JSON event published for a call change (DESIGN.md: type, call_id, agent, caller …):
-    the call as it was at this change, with what the database added (id, elder match)."""
-    return {
-        "type": kind,
-        "call_id": call.linkedid,
-        "id": record.id,
-        "state": call.state,
-        "outcome": call.outcome,
-        "direction": call.direction,
-        "caller": record.caller_e164 or call.caller_number,
-        "caller_display": display_number(record.caller_e164, call.caller_number),
-        "caller_name": call.caller_name,
-        "elder_id": record.elder_id,
-        "elder_candidates": record.elder_candidates,
-        "queue": call.queue,
-        "priority": call.priority,
-        "ivr_route": call.ivr_route,
-        "agent": extension_of(call.agent_interface),
-        "agent_interface": call.agent_interface,
-        "rang_agent": extension_of(call.rang_interface) if kind == "call.ring_no_answer" else None,
-        "agent_name": call.agent_name,
-        "wait_seconds": call.wait_seconds,
-        "talk_seconds": call.talk_seconds,
-        "transfers": call.transfers,
-        "legs": [leg_payload(leg) for leg in call.legs],
-        "survey_score": call.survey_score,
-        "at": _iso(utcnow()),
-    }
-
-
-def leg_payload(leg) -> dict:
-    """One agent's part of a call (a tracker Leg or a CallLeg row)."""
-    interface = getattr(leg, "interface", None) or getattr(leg, "agent_interface", None)
-    return {"agent": extension_of(interface), "agent_name": leg.agent_name, "queue": leg.queue,
-            "connected_at": _iso(leg.connected_at), "ended_at": _iso(leg.ended_at), "talk_seconds": leg.talk_seconds,
-            "ended_by": leg.ended_by, "transfer": leg.transfer}
-
-
-def agent_payload(agent: AgentState) -> dict:
-    return {
-        "type": "agent.state",
-        "interface": agent.interface,
-        "agent": extension_of(agent.interface),
-        "name": agent.name,
-        "state": agent.state,
-        "paused": agent.paused,
-        "pause_reason": agent.pause_reason,
-        "paused_queues": agent.paused_queues,  # paused there only (still taking calls from the others) when not `paused`
-        "queues": sorted(agent.queues),
-        "since": _iso(agent.since),
-    }
-
-
-def agent_payload_from_row(row: AgentStatus) -> dict:
-    """The same shape as `agent_payload`, from the stored state."""
-    return {"type": "agent.state", "interface": row.interface, "agent": row.extension, "name": row.name, "state": row.state,
-            "paused": row.paused, "pause_reason": row.pause_reason, "queues": row.queues, "since": _iso(row.since)}
-
-
-def _iso(value: datetime | None) -> str | None:
-    return as_utc(value).isoformat() if value else None
 
 
 # --- the console: who handles a call, its summary, its elder ------------------------------------------
@@ -484,9 +405,9 @@ def recall_list(*, session: Session, now: datetime, limit: int = 100) -> list[Ca
                .exists())
     rows = session.execute(
         select(cut.c.id)
-        .where(cut.c.direction == "inbound", cut.c.state == "ended", cut.c.caller_e164.is_not(None),
+        .where(cut.c.direction == "inbound", cut.c.state == CallState.ENDED, cut.c.caller_e164.is_not(None),
                cut.c.ended_at >= now - timedelta(hours=RECALL_HOURS),
-               (cut.c.hangup_by == "pbx") | (cut.c.outcome == "lost_during_outage"), ~reached)
+               (cut.c.hangup_by == "pbx") | (cut.c.outcome == Outcome.LOST_DURING_OUTAGE), ~reached)
         .order_by(cut.c.ended_at).limit(limit)).scalars().all()
     if not rows:
         return []

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from callcenter.ami.protocol import Message
+from callcenter.calls.models import AgentActivity, CallState, Outcome
 
 INBOUND_CONTEXTS = frozenset({"from-elders", "from-elders-ivr"})
 # Channel variables read from VarSet (the IVR's, and the console's callbacks): Asterisk's event
@@ -69,7 +70,7 @@ class Call:
     direction: str  # inbound | outbound
     context: str
     started_at: datetime
-    state: str = "ringing"
+    state: str = CallState.RINGING
     outcome: str | None = None
     caller_number: str | None = None
     caller_name: str | None = None
@@ -149,14 +150,14 @@ class AgentState:
     def state(self) -> str:
         """ready | ringing | in_call | paused | unavailable, as an agent console shows it."""
         if self.status in ("unavailable", "invalid"):
-            return "unavailable"
+            return AgentActivity.UNAVAILABLE
         if self.paused:
-            return "paused"
+            return AgentActivity.PAUSED
         if self.status in ("ringing", "ringinuse"):
-            return "ringing"
+            return AgentActivity.RINGING
         if self.in_call or self.status in ("in_use", "busy", "on_hold"):
-            return "in_call"
-        return "ready"
+            return AgentActivity.IN_CALL
+        return AgentActivity.READY
 
 
 @dataclass(frozen=True)
@@ -294,9 +295,9 @@ class CallTracker:
 
     def _on_AGIExecStart(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
-        if call is None or call.state != "ringing":
+        if call is None or call.state != CallState.RINGING:
             return []
-        call.state, call.ivr_at = "ivr", at
+        call.state, call.ivr_at = CallState.IVR, at
         return self._changed("call.ivr", call)
 
     def _on_Hangup(self, message: Message, at: datetime) -> list[Change]:
@@ -333,7 +334,7 @@ class CallTracker:
             changes += self._end_leg(call, previous, at, "transfer", announce=False)
         call.legs.append(Leg(channel=channel, interface=interface, connected_at=at, agent_name=name, queue=queue))
         self._agent_channels.add(channel)
-        call.state, call.agent_interface, call.agent_name = "talking", interface, name
+        call.state, call.agent_interface, call.agent_name = CallState.TALKING, interface, name
         call.agent_done_at = None
         if call.answered_at is None:
             call.answered_at = at
@@ -453,14 +454,14 @@ class CallTracker:
         call.position = _int(message.get("Position"))
         if call.queued_at is None:
             call.queued_at = at
-        call.state = "queued"
+        call.state = CallState.QUEUED
         return changes + self._changed("call.queued", call)
 
     def _on_AgentCalled(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
-        if call is None or call.state == "talking" or not self._first_time(call, message):
+        if call is None or call.state == CallState.TALKING or not self._first_time(call, message):
             return []
-        call.state = "offered"
+        call.state = CallState.OFFERED
         call.agent_interface = message.get("Interface")
         call.agent_name = message.get("MemberName")
         call.offered_at = call.offered_at or at
@@ -468,10 +469,10 @@ class CallTracker:
 
     def _on_AgentRingNoAnswer(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
-        if call is None or call.state == "talking" or not self._first_time(call, message):
+        if call is None or call.state == CallState.TALKING or not self._first_time(call, message):
             return []
         call.ring_attempts += 1
-        call.state = "queued"
+        call.state = CallState.QUEUED
         call.rang_interface = message.get("Interface") or call.agent_interface
         call.agent_interface = call.agent_name = None
         return self._changed("call.ring_no_answer", call)
@@ -533,7 +534,7 @@ class CallTracker:
         call.abandoned_at = at
         call.wait_seconds = _int(message.get("HoldTime"))
         short = call.wait_seconds is not None and call.wait_seconds <= self.short_abandon_seconds
-        call.outcome = "short_abandon" if short else "abandoned"
+        call.outcome = Outcome.SHORT_ABANDON if short else Outcome.ABANDONED
         return self._changed("call.abandoned", call)
 
     def _on_QueueCallerLeave(self, message: Message, at: datetime) -> list[Change]:
@@ -716,7 +717,7 @@ class CallTracker:
             if call.linkedid not in live:
                 call.outage_from, call.outage_to = outage_from, now
                 call.cut_off = call.cut_off or restarted  # Asterisk restarted (or crashed) meanwhile: it cut them off
-                changes += self._end(call, outage_from or now, outcome="lost_during_outage")
+                changes += self._end(call, outage_from or now, outcome=Outcome.LOST_DURING_OUTAGE)
                 self._lost[call.linkedid] = call
             else:  # forget channels that hung up while we were away
                 call.channels &= {row.get("Uniqueid") for row in live[call.linkedid]}
@@ -758,7 +759,7 @@ class CallTracker:
                 if lost.cut_off and not call.cut_off:  # the PBX restarted meanwhile: its hang-ups are not the caller's
                     call.cut_off, call.hangup_by = True, "pbx"
                     if call.direction == "inbound":
-                        call.outcome = "answered" if call.answered_at is not None else "cut_off"
+                        call.outcome = Outcome.ANSWERED if call.answered_at is not None else Outcome.CUT_OFF
             self._ended[call.linkedid] = None
             changes += self._changed("call.ended", call)
         return changes
@@ -777,9 +778,9 @@ class CallTracker:
         entries = [queued[row["Uniqueid"]] for row in rows if row.get("Uniqueid") in queued]
         if entries:
             wait, call.priority = entries[0]
-            call.state, call.queued_at = "queued", now - timedelta(seconds=wait)
+            call.state, call.queued_at = CallState.QUEUED, now - timedelta(seconds=wait)
         elif any(row.get("BridgeId") for row in rows):
-            call.state = "talking"  # answered_at stays unknown: AgentComplete will rebuild it
+            call.state = CallState.TALKING  # answered_at stays unknown: AgentComplete will rebuild it
         self.calls[linkedid] = call
         return self._changed("call.started", call)
 
@@ -826,8 +827,8 @@ def end_leg(call: Call, leg: Leg, at: datetime, ended_by: str | None, *, talk: i
     leg.talk_seconds = talk if talk is not None else seconds_between(leg.connected_at, at)
     call.talk_seconds = sum(item.talk_seconds or 0 for item in call.legs)
     call.hangup_by = ended_by
-    call.outcome = "answered" if call.direction == "inbound" else call.outcome
-    call.agent_done_at, call.state = at, "wrapup"  # until the caller reaches the next agent, if any
+    call.outcome = Outcome.ANSWERED if call.direction == "inbound" else call.outcome
+    call.agent_done_at, call.state = at, CallState.WRAPUP  # until the caller reaches the next agent, if any
     if ended_by == "transfer":
         call.transfers += 1
         leg.transfer = leg.transfer or "redirect"
@@ -846,28 +847,28 @@ def close_call(call: Call, at: datetime, *, outcome: str | None = None, short_ab
     if leg is not None:
         end_leg(call, leg, at, leg_end_at_close(call, outcome))
     call.ended_at = at
-    call.state = "ended"
+    call.state = CallState.ENDED
     call.outcome = outcome or call.outcome or _outcome(call, short_abandon_seconds)
     if call.cut_off:
         call.hangup_by = "pbx"
         if call.direction == "inbound":  # not abandoned, not lost: answered, or cut off before an agent
-            call.outcome = "answered" if call.answered_at is not None else "cut_off"
+            call.outcome = Outcome.ANSWERED if call.answered_at is not None else Outcome.CUT_OFF
     if call.talk_seconds is None and call.answered_at is not None:
         call.talk_seconds = max(0, round((at - call.answered_at).total_seconds()))
 
 
 def _outcome(call: Call, short_abandon_seconds: int) -> str:
     if call.direction == "outbound":
-        return "outbound"
+        return Outcome.OUTBOUND
     if call.answered_at is not None:
-        return "answered"
+        return Outcome.ANSWERED
     if call.queued_at is not None and call.left_queue_at is not None and call.abandoned_at is None:
         # Left the queue alive and unanswered (queue timeout, empty queue): not an abandon.
         call.wait_seconds = seconds_between(call.queued_at, call.left_queue_at)
-        return "timeout"
+        return Outcome.TIMEOUT
     if call.queued_at is not None:
         # Hung up in the queue without a QueueCallerAbandon (e.g. the caller's leg dropped).
         wait = round((call.ended_at - call.queued_at).total_seconds())
         call.wait_seconds = call.wait_seconds if call.wait_seconds is not None else wait
-        return "short_abandon" if call.wait_seconds <= short_abandon_seconds else "abandoned"
-    return "ivr_only"
+        return Outcome.SHORT_ABANDON if call.wait_seconds <= short_abandon_seconds else Outcome.ABANDONED
+    return Outcome.IVR_ONLY

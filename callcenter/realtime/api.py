@@ -11,7 +11,6 @@ again, exactly as after a reconnect.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from functools import partial
 from urllib.parse import urlparse
@@ -22,13 +21,15 @@ from sqlmodel import select
 from callcenter.calls import presenter as calls_presenter
 from callcenter.calls.models import WAITING_STATES, AgentStatus, CallRecord
 from callcenter.calls import service as calls_service
-from callcenter.calls.service import agent_payload_from_row
+from callcenter.calls.notifier import agent_changed
 from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep
+from callcenter.realtime.events import Heartbeat, Hello, encode
 from callcenter.realtime.hub import TOO_SLOW, Subscriber
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["realtime"])
 HEARTBEAT_SECONDS = 15.0
+HEARTBEAT = encode(Heartbeat())
 NOT_SIGNED_IN = 4401
 FORBIDDEN_ORIGIN = 4403
 
@@ -40,7 +41,7 @@ def snapshot(session: DbSession, services: ServicesDep, user: AgentUser):
     subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
     rows = session.exec(select(CallRecord).where(CallRecord.state != "ended"))
     calls = [calls_presenter.call_dict(row, tz, notes_visible=calls_service.handles(user=user, call=row)) for row in rows]
-    agents = [agent_payload_from_row(row) for row in session.exec(select(AgentStatus))]
+    agents = [agent_changed(row).model_dump() for row in session.exec(select(AgentStatus))]
     waiting: dict[str, int] = {}
     for call in calls:
         if call["state"] in ("queued", "offered") and call["queue"]:
@@ -69,8 +70,7 @@ async def websocket(socket: WebSocket):
     subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
     hub.add(subscriber)
     # live: False until the hub's subscription is up, which a resync frame then announces
-    await socket.send_text(json.dumps({"type": "hello", "role": user.role, "extension": user.sip_extension,
-                                       "live": hub.live}))
+    await socket.send_text(encode(Hello(role=user.role, extension=user.sip_extension, live=hub.live)))
     sender = asyncio.create_task(_send(socket, subscriber))
     try:
         while True:  # the browser says nothing we need; reading notices when it leaves
@@ -91,7 +91,7 @@ async def _send(socket: WebSocket, subscriber: Subscriber) -> None:
         try:
             text = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
         except asyncio.TimeoutError:
-            text = '{"type": "heartbeat"}'
+            text = HEARTBEAT
         await socket.send_text(text)
 
 

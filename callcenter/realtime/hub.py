@@ -40,7 +40,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from callcenter.calls.models import WAITING_STATES
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import AGENTS, CALLS, QueueWaiting, Resync, encode, event_channels
 
 log = logging.getLogger(__name__)
 SEND_QUEUE_LIMIT = 256
@@ -48,7 +48,6 @@ TOO_SLOW = 1013  # "try again later": the browser reconnects and reloads the sna
 WAITING_INTERVAL = 0.25
 IDLE_PING_SECONDS = 5.0  # a subscription silent this long is asked for a PONG, replaced when none comes as long again
 RETRY_INITIAL, RETRY_MAX = 0.5, 5.0  # back-off between attempts to subscribe again
-RESYNC = "resync"
 
 WaitingRows = list[tuple[str, str, str]]  # (queue, call_id, state) of the calls waiting now
 
@@ -101,7 +100,7 @@ class Hub:
         # a silent subscription is PINGed after this long, and replaced when no PONG comes as long again
         self.ping_seconds = ping_seconds
         self.channels = event_channels(events_prefix)
-        self._stream_of = {self.channels.calls: "calls", self.channels.agents: "agents"}
+        self._stream_of = {self.channels.calls: CALLS, self.channels.agents: AGENTS}
         self.epoch = uuid.uuid4().hex[:12]  # tells this hub's frames from another process's
         self.subscribers: set[Subscriber] = set()
         self.waiting: dict[str, dict[str, str]] = {}  # queue → {call_id: state} of callers waiting
@@ -221,7 +220,7 @@ class Hub:
 
     def resync(self, *, reason: str) -> None:
         """Tell every open socket to reload its snapshot."""
-        text = json.dumps({"type": RESYNC, "epoch": self.epoch, "reason": reason})
+        text = encode(Resync(epoch=self.epoch, reason=reason))
         for subscriber in list(self.subscribers):
             subscriber.offer(text)
 
@@ -252,7 +251,7 @@ class Hub:
         if self._replay is not None:
             self._replay.append(event)
         self._track_waiting(event)
-        self._fan_out(event, stream or ("agents" if event.get("type", "").startswith("agent.") else "calls"))
+        self._fan_out(event, stream or (AGENTS if event.get("type", "").startswith("agent.") else CALLS))
 
     def _fan_out(self, event: dict, stream: str | None) -> None:
         """Each socket gets the event numbered in its own sequence of `stream`: an agent sees only
@@ -315,7 +314,7 @@ class Hub:
         """Send the latest `queue.waiting` count of each queue that changed."""
         changed, self._waiting_changed = self._waiting_changed, set()
         for queue in sorted(changed):
-            self._fan_out({"type": "queue.waiting", "queue": queue, "waiting": len(self.waiting.get(queue, {}))}, None)
+            self._fan_out(QueueWaiting(queue=queue, waiting=len(self.waiting.get(queue, {}))).model_dump(), None)
 
 
 def _text(value) -> str | None:

@@ -22,7 +22,7 @@ from sqlalchemy import and_, case, func, literal_column, or_
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
-from callcenter.calls.models import WAITING_STATES, AgentStateLog, CallLeg, CallRecord
+from callcenter.calls.models import BUSY, LOGGED_IN, WAITING_STATES, AgentActivity, AgentStateLog, CallLeg, CallRecord, Outcome
 from callcenter.db import epoch
 from callcenter.stats import rollup
 from callcenter.stats.models import AgentActivityDay, CallRollup
@@ -32,9 +32,7 @@ from callcenter.timeutil import day_start_utc, today_in, utcnow
 
 MAX_DAYS = 366
 RAW_BUCKET_SECONDS = 900  # raw calls are summed per quarter hour: every time zone's hours are whole quarters
-ABANDONS = ("abandoned", "short_abandon")
-BUSY = ("in_call", "wrapup")  # occupancy's numerator …
-LOGGED_IN = ("ready", "ringing", "in_call", "wrapup")  # … and its denominator: logged in, not paused
+ABANDONS = (Outcome.ABANDONED, Outcome.SHORT_ABANDON)
 
 
 def resolve_range(date_from: date | None, date_to: date | None, *, tz) -> tuple[date, date]:
@@ -126,8 +124,8 @@ def tally_columns(threshold: int) -> tuple:
                         CallRecord.wrapup_ended_at > CallRecord.agent_done_at),
                    epoch(CallRecord.wrapup_ended_at) - epoch(CallRecord.agent_done_at)), else_=0)
     return (
-        func.count(), count_where(answered), count_where(and_(answered, wait <= threshold)), count_where(CallRecord.outcome == "abandoned"),
-        count_where(CallRecord.outcome == "short_abandon"), count_where(CallRecord.outcome == "timeout"),
+        func.count(), count_where(answered), count_where(and_(answered, wait <= threshold)), count_where(CallRecord.outcome == Outcome.ABANDONED),
+        count_where(CallRecord.outcome == Outcome.SHORT_ABANDON), count_where(CallRecord.outcome == Outcome.TIMEOUT),
         count_where(and_(CallRecord.outcome.in_(ABANDONS), wait <= threshold)),
         func.coalesce(func.sum(case((answered, wait), else_=0)), 0), func.max(CallRecord.wait_seconds), count_where(handled),
         func.coalesce(func.sum(case((handled, func.coalesce(CallRecord.talk_seconds, 0) + wrapup), else_=0)), 0),
@@ -305,7 +303,7 @@ def _agent_row(name: str, calls: dict | None, activity: dict[str, int], legs: di
     calls = calls or {"answered": 0, "asa_seconds": None, "aht_seconds": None}
     return {"agent": name, **calls, **(legs or {"talked": 0, "talk_seconds": 0, "transfers_out": 0}),
             "logged_in_seconds": sum(activity.get(a, 0) for a in LOGGED_IN),
-            "busy_seconds": sum(activity.get(a, 0) for a in BUSY), "paused_seconds": activity.get("paused", 0),
+            "busy_seconds": sum(activity.get(a, 0) for a in BUSY), "paused_seconds": activity.get(AgentActivity.PAUSED, 0),
             "occupancy": occupancy(activity)}
 
 

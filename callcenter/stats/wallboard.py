@@ -14,16 +14,15 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from callcenter.calls import presenter as calls_presenter
-from callcenter.calls.control import PAUSE_REASONS, WRAPUP_REASON
-from callcenter.calls.models import AGENT_ACTIVITIES, IVR_ROUTES, WAITING_STATES, AgentStatus, CallRecord
+from callcenter.calls.control import WRAPUP_REASON
+from callcenter.calls.models import IVR_ROUTES, AgentActivity, PauseReason, WAITING_STATES, AgentStatus, CallRecord
 from callcenter.elders.models import Elder
 from callcenter.stats import service as stats_service
 from callcenter.timeutil import as_utc, local_iso, utcnow
-from workorders.models import WorkOrder
-from workorders.models import STATUSES as ORDER_STATUSES
+from workorders.models import OPEN as OPEN_ORDERS
+from workorders.models import OrderStatus, WorkOrder
 from workorders import stats as order_stats
 
-OPEN_ORDER_STATES = ("draft", "new", "rejected", "dispatched", "accepted", "in_service", "completed", "escalated")
 EMERGENCY_ROUTE = "emergency"
 
 
@@ -54,11 +53,11 @@ def agents_now(*, session: Session, tz, now: datetime) -> list[dict]:
                                AgentStatus.pause_reason, AgentStatus.since)
                         .order_by(AgentStatus.extension, AgentStatus.interface)).all()
     for extension, interface, name, state, reason, since in rows:
-        activity = "wrapup" if state == "paused" and reason == WRAPUP_REASON else state
+        activity = AgentActivity.WRAPUP if state == AgentActivity.PAUSED and reason == WRAPUP_REASON else state
         agents.append({
             "agent": extension or interface, "name": name, "activity": activity,
-            "activity_label": AGENT_ACTIVITIES.get(activity, activity),
-            "pause_reason_label": PAUSE_REASONS.get(reason, reason or "") if activity == "paused" else "",
+            "activity_label": AgentActivity.label_of(activity),
+            "pause_reason_label": PauseReason.label_of(reason) if activity == "paused" else "",
             "since": local_iso(since, tz),
             "seconds_in_state": max(0, round((now - as_utc(since)).total_seconds())) if since else None,
         })
@@ -66,17 +65,17 @@ def agents_now(*, session: Session, tz, now: datetime) -> list[dict]:
 
 
 def open_orders(*, session: Session) -> dict:
-    counts = dict(session.exec(select(WorkOrder.status, func.count()).where(WorkOrder.status.in_(OPEN_ORDER_STATES))
+    counts = dict(session.exec(select(WorkOrder.status, func.count()).where(WorkOrder.status.in_(OPEN_ORDERS))
                                .group_by(WorkOrder.status)).all())
-    return {"by_status": [{"status": status, "label": ORDER_STATUSES.get(status, status), "count": counts.get(status, 0)}
-                          for status in OPEN_ORDER_STATES],
-            "open": sum(counts.values()), "escalated": counts.get("escalated", 0)}
+    return {"by_status": [{"status": status, "label": status.label, "count": counts.get(status, 0)}
+                          for status in OPEN_ORDERS],
+            "open": sum(counts.values()), "escalated": counts.get(OrderStatus.ESCALATED, 0)}
 
 
 def emergency_drafts(*, session: Session, now: datetime) -> list[dict]:
     """The IVR's emergency drafts no agent has confirmed or cancelled yet, the oldest first."""
     rows = session.exec(select(WorkOrder.id, WorkOrder.number, WorkOrder.created_at, Elder.name)
-                        .join(Elder, Elder.id == WorkOrder.elder_id).where(WorkOrder.status == "draft")
+                        .join(Elder, Elder.id == WorkOrder.elder_id).where(WorkOrder.status == OrderStatus.DRAFT)
                         .order_by(WorkOrder.created_at)).all()
     return [{"order_id": order_id, "number": number, "elder_name": name,
              "minutes": max(0, int((now - as_utc(created)).total_seconds() // 60))} for order_id, number, created, name in rows]

@@ -111,7 +111,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from callcenter.ami.protocol import FrameParser, Message, encode_action  # noqa: E402
 from callcenter.calls.leader import LEADER_KEY  # noqa: E402
-from callcenter.calls.service import event_channels  # noqa: E402
+from callcenter.realtime.events import event_channels  # noqa: E402
 from callcenter.db import create_postgres_database  # noqa: E402
 from tests.faults import TcpProxy  # noqa: E402
 from tests.pbx.harness import (Asterisk, Process, elder_call, free_tcp_port, missing_runtime_libraries,  # noqa: E402

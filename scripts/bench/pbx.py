@@ -68,7 +68,7 @@ from callcenter import migrate  # noqa: E402
 from callcenter.ami.protocol import FrameParser, Message, encode_action  # noqa: E402
 from callcenter.auth import service as auth_service  # noqa: E402
 from callcenter.auth.models import User  # noqa: E402
-from callcenter.calls.service import event_channels  # noqa: E402
+from callcenter.realtime.events import event_channels  # noqa: E402
 from callcenter.config import Settings  # noqa: E402
 from callcenter.db import Database, create_postgres_database  # noqa: E402
 from tests import redis_claims  # noqa: E402

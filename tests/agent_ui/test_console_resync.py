@@ -12,7 +12,7 @@ import pytest
 import redis
 from playwright.sync_api import expect
 
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import event_channels
 from callcenter.main import create_app
 from tests.agent_ui.test_console import TIMEOUT, go_ready, make_elder, make_zhang, open_console
 from tests.browser import screenshot, serving

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import ClassVar
 
 import pytest
 import redis
@@ -14,8 +15,9 @@ from sqlalchemy.engine import make_url
 from sqlmodel import select
 
 from callcenter.calls.bridge import Bridge, Publisher
+from callcenter.realtime.events import Event
 from callcenter.calls.models import AgentStateLog, AgentStatus, CallLeg, CallRecord
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import event_channels
 from callcenter.elders import service as elders_service
 from callcenter.db import Database
 from callcenter.elders.schemas import ElderIn, PhoneIn
@@ -244,6 +246,26 @@ def test_silent_peer_is_detected_by_ping_and_reconnected(settings, services):
     assert asyncio.run(scenario()) < 3.0  # ping interval + timeout + backoff, not a TCP timeout
 
 
+def test_a_connection_lost_while_the_snapshot_is_awaited_is_reconnected(settings, services):
+    """Asterisk stops answering while the bridge waits for its login snapshot, and the ping drops
+    the link: the bridge connects again and can be stopped (it once waited for the answer for ever,
+    neither reconnecting nor stopping)."""
+    async def scenario():
+        fake = FakeAsterisk([[], []], answer_pings=False, answer_snapshots=False)
+        port = await fake.start()
+        bridge = make_bridge(settings, services, port, ping_interval=0.2, ping_timeout=0.3)
+        bridge.client.action_timeout = 600  # the link's end must end the wait, not a timeout
+        task = asyncio.create_task(bridge.run())
+        try:
+            await eventually(lambda: fake.logins >= 2, timeout=30)
+        finally:
+            bridge.stop()
+            await asyncio.wait_for(task, 30)
+            await fake.close()
+
+    asyncio.run(scenario())
+
+
 def test_bad_credentials_give_a_clear_error_and_back_off(settings, services, caplog):
     async def scenario():
         fake = FakeAsterisk(secret="another-secret")
@@ -262,57 +284,42 @@ def test_bad_credentials_give_a_clear_error_and_back_off(settings, services, cap
     assert "AMI login to" in caplog.text and SECRET not in caplog.text
 
 
-def test_events_wait_while_redis_is_down_and_go_out_when_it_returns(settings, services, tmp_path):
-    import socket
-    import subprocess
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    url = f"redis://127.0.0.1:{port}/0"
+def test_events_wait_while_redis_is_down_and_go_out_when_it_returns(settings, services, redis_proxy):
+    """Redis is away for the bridge (a proxy the test owns refuses it) while a call comes and ends:
+    the events wait, and go out in order once Redis is back; the test listens from before."""
+    proxy, proxied_url = redis_proxy
+    proxy.reject()
+    prefix = f"{settings.events_prefix}-outage"
 
     async def scenario():
         fake = FakeAsterisk([trace_events("answered")])
         ami_port = await fake.start()
-        bridge = Bridge(database=services.db, redis=aioredis.from_url(url), area_code="0411", host="127.0.0.1",
-                        port=ami_port, username=USER, secret=SECRET, backoff_initial=0.05)
+        bridge = Bridge(database=services.db, redis=aioredis.from_url(proxied_url), area_code="0411", host="127.0.0.1",
+                        port=ami_port, username=USER, secret=SECRET, backoff_initial=0.05, events_prefix=prefix)
         task = asyncio.create_task(bridge.run())
-        await eventually(lambda: ended(calls(services), 1))  # recorded while Redis is down
+        await eventually(lambda: ended(calls(services), 1), timeout=30)  # recorded while Redis is down
         await bridge.wait_idle()
         kept = len(bridge.publisher.pending)
-        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                                   "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-        try:
-            client = redis.Redis.from_url(url)
-            await eventually(lambda: _ping(client), timeout=10)
-            pubsub = client.pubsub()
-            pubsub.subscribe(event_channels("hotline").calls)  # the bridge's default prefix
-            received = []
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline and not any(m.get("type") == "call.ended" for m in received):
-                message = await asyncio.to_thread(pubsub.get_message, timeout=0.2)
-                if message and message["type"] == "message":
-                    received.append(json.loads(message["data"]))
-            bridge.stop()
-            await asyncio.wait_for(task, 10)
-            await fake.close()
-            return kept, received, len(bridge.publisher.pending)
-        finally:
-            server.terminate()
-            server.wait(10)
+        pubsub = redis.Redis.from_url(settings.redis_url).pubsub()
+        pubsub.subscribe(event_channels(prefix).calls)
+        pubsub.get_message(timeout=5)  # the subscription is confirmed: nothing published from now on is missed
+        proxy.heal()
+        received = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any(m.get("type") == "call.ended" for m in received):
+            message = await asyncio.to_thread(pubsub.get_message, timeout=0.2)
+            if message and message["type"] == "message":
+                received.append(json.loads(message["data"]))
+        bridge.stop()
+        await asyncio.wait_for(task, 30)
+        await fake.close()
+        return kept, received, len(bridge.publisher.pending)
 
     kept, received, left = asyncio.run(scenario())
     assert kept > 5 and left == 0
     kinds = [m["type"] for m in received]
     assert kinds[0] == "call.started" and kinds[-1] == "call.ended"  # in order, from the first
     assert kinds.index("call.answered") < kinds.index("call.ended")
-
-
-def _ping(client) -> bool:
-    try:
-        return client.ping()
-    except redis.RedisError:
-        return False
 
 
 def test_every_published_event_is_already_in_the_database(settings, services):
@@ -342,16 +349,22 @@ def test_every_published_event_is_already_in_the_database(settings, services):
     assert seen[-1] == ("call.ended", "ended")
 
 
+class Numbered(Event):
+    stream: ClassVar[str] = "queue"
+    n: int
+
+
 def test_concurrent_flushes_publish_each_event_once_in_order(settings, services):
     """The batch loop and the retry loop may flush at the same moment: nothing is lost, doubled
     or reordered (they once raced on the same pending events and the bridge died)."""
     async def scenario():
         client = aioredis.from_url(settings.redis_url)
         pubsub = client.pubsub()
-        await pubsub.subscribe("test:flush")
-        publisher = Publisher(aioredis.from_url(settings.redis_url))
+        prefix = f"{settings.events_prefix}-flush"
+        await pubsub.subscribe(f"{prefix}:queue")
+        publisher = Publisher(aioredis.from_url(settings.redis_url), prefix=prefix)
         for n in range(3000):
-            publisher.add("test:flush", {"n": n})
+            publisher.add(Numbered(n=n))
         results = await asyncio.gather(*(publisher.flush() for _ in range(3)))
         received, deadline = [], time.monotonic() + 10
         while len(received) < 3000 and time.monotonic() < deadline:
@@ -392,10 +405,10 @@ def test_calls_that_end_during_a_database_outage_are_recorded_when_it_returns(se
     retries, and records every call as it ended once the database is back (it used to drop the
     batch: those calls stayed open forever)."""
     async def outage(proxy, fake, bridge):
-        await asyncio.wait_for(bridge.client.connected.wait(), 5)
-        proxy.reject()  # before the first event arrives (the fake waits 50 ms after the login)
-        await asyncio.wait_for(fake.script_done.wait(), 5)
-        await eventually(lambda: bridge.stats.errors >= 3 and bridge.held, 10)  # retried, still held
+        await asyncio.wait_for(bridge.client.connected.wait(), 30)
+        proxy.reject()  # before the first event arrives (the fake sends them after the bridge's snapshot)
+        await asyncio.wait_for(fake.script_done.wait(), 30)
+        await eventually(lambda: bridge.stats.errors >= 3 and bridge.held, 30)  # retried, still held
         proxy.heal()
 
     bridge = replay_with_the_database_behind_a_proxy(settings, services, outage)

@@ -9,7 +9,7 @@ import json
 
 import redis.asyncio as aioredis
 
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import event_channels
 from ivr.scripts import IvrScripts
 from tests.ivr.fake_agi import LINKEDID, dial
 from tests.ivr.test_scripts import make_elder, open_all_day, orders, record_call

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 from sqlmodel import select
 
 from callcenter.calls.models import CallRecord
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import event_channels
 from callcenter.db import Database
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ElderIn, PhoneIn

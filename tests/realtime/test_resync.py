@@ -15,7 +15,7 @@ import redis.asyncio as aioredis
 import websockets
 from sqlmodel import select
 
-from callcenter.calls.service import event_channels
+from callcenter.realtime.events import event_channels
 from tests.conftest import make_user
 from tests.realtime.test_hub import session_cookie, web_processes
 
