@@ -62,14 +62,15 @@ def agents_page(request: Request, session: DbSession, user: SupervisorUser):
 
 
 @router.post("/supervisor/agents")
-def create_agent(request: Request, session: DbSession, user: SupervisorUser, username: str = Form(""),
+def create_agent(request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser, username: str = Form(""),
                  display_name: str = Form(""), password: str = Form(""), role: str = Form("agent"),
                  sip_extension: str = Form(""), queues: str = Form(""), queue_penalty: int = Form(0)):
     try:
         auth_service.check_may_manage(user, role)
         created = auth_service.create_user(session=session, username=username, role=role, password=password,
                                            display_name=display_name.strip(), sip_extension=sip_extension.strip() or None)
-        auth_service.update_user(session=session, user_id=created.id, changes={"queues": queues.split(), "queue_penalty": queue_penalty})
+        calls_service.update_agent(session=session, settings=services.settings, user_id=created.id,
+                                   changes={"queues": queues.split(), "queue_penalty": queue_penalty})
     except DomainError as exc:
         session.rollback()
         return _agents_page(request, session, user, error=_problem(exc), status_code=422)

@@ -11,6 +11,7 @@ from sqlmodel import select
 from agent_ui import forms
 from agent_ui.pages import render
 from callcenter.areas.models import Area
+from callcenter import reporting
 from callcenter.deps import DbSession, ServicesDep, SupervisorUser
 from callcenter.errors import FieldErrors
 from callcenter.stats import service as stats_service
@@ -38,7 +39,7 @@ def reports_page(request: Request, session: DbSession, services: ServicesDep, us
     form = {"from": date_from, "to": date_to, "queue": queue, "agent": agent, "district": district}
     context = {"user": user, "form": form, "districts": districts, "error": None, "calls": None, "orders": None, "tables": []}
     try:
-        first, last = stats_service.resolve_range(forms.date_field(date_from, "from"), forms.date_field(date_to, "to"), tz=tz)
+        first, last = reporting.resolve_range(forms.date_field(date_from, "from"), forms.date_field(date_to, "to"), tz=tz)
         district_id = _district(district, districts)
     except FieldErrors as exc:
         return render(request, "reports.html", context | {"error": exc.message}, status_code=422)

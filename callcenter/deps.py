@@ -8,10 +8,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Response
 from starlette.requests import HTTPConnection
 from sqlmodel import Session
 
+from callcenter import tables
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import User
 from callcenter.config import Settings
@@ -130,3 +131,9 @@ def csrf_token_for(request: Request) -> str:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def download(rows: list[list], *, format: str, title: str, name: str) -> Response:
+    """A table as a file to save (`name`.csv or .xlsx), with its Chinese headers."""
+    body, media = tables.encode(rows, format=format, title=title)
+    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'})

@@ -25,7 +25,7 @@ from callcenter.deps import CSRF_COOKIE, CsrfRejected, NotAuthenticated, Service
 from callcenter.elders.api import router as elders_router
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied, Unavailable
 from callcenter.areas.api import router as areas_router
-from callcenter.calls.api import agent_router
+from callcenter.calls.api import accounts_router, agent_router
 from callcenter.calls.api import router as calls_router
 from callcenter.realtime.api import router as realtime_router
 from callcenter.stats.api import router as stats_router
@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(areas_router)
     app.include_router(calls_router)
     app.include_router(agent_router)
+    app.include_router(accounts_router)
     app.include_router(workorders_router)
     app.include_router(mobile_router)
     app.include_router(ivr_router)

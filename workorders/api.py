@@ -18,10 +18,9 @@ from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser
+from callcenter import reporting
+from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, download
 from callcenter.errors import NotFound
-from callcenter.stats import api as stats_api
-from callcenter.stats import service as stats_service
 from workorders import jobs, photos, presenter, subsidy
 from workorders import service as orders_service
 from workorders import staff as staff_service
@@ -312,7 +311,7 @@ def workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorU
     """Work-order KPIs of a range of local days (default today): completion, on-time, SLA,
     satisfaction, complaints, escalations, per type / provider / status; subsidy spent.
     `district` (an area id) keeps the orders of elders living there."""
-    date_from, date_to = stats_service.resolve_range(date_from, date_to, tz=services.settings.tz)
+    date_from, date_to = reporting.resolve_range(date_from, date_to, tz=services.settings.tz)
     return workorder_stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to,
                                           district_id=district)
 
@@ -326,4 +325,4 @@ def export_workorder_stats(session: DbSession, services: ServicesDep, user: Supe
     """One table of the work-order report as CSV or XLSX, with Chinese headers."""
     report = workorder_stats(session, services, user, date_from, date_to, district)
     rows, title = workorder_stats_service.order_table(report, table)
-    return stats_api.download(rows, format=format, title=title, name=f"workorders-{table}-{report['from']}-{report['to']}")
+    return download(rows, format=format, title=title, name=f"workorders-{table}-{report['from']}-{report['to']}")

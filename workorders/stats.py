@@ -18,8 +18,7 @@ from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
 from callcenter.elders.models import Elder
-from callcenter.stats import service as stats_service
-from callcenter.stats.service import count_where, rate
+from callcenter.reporting import count_where, rate, table_rows
 from callcenter.timeutil import day_start_utc
 from workorders.models import OrderStatus, Provider, ServiceType, SubsidyLedger, WorkOrder, WorkOrderEvent
 
@@ -157,6 +156,6 @@ ORDER_TABLES = {
 def order_table(report: dict, table: str) -> tuple[list[list], str]:
     keys, title = ORDER_TABLES[table]
     if table.startswith("subsidy_"):
-        return stats_service.table_rows(report[table], keys), title
+        return table_rows(report[table], keys), title
     items = [report["total"]] if table == "total" else report[table]
-    return stats_service.table_rows(items, keys | ORDER_COLUMNS), title
+    return table_rows(items, keys | ORDER_COLUMNS), title

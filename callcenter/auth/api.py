@@ -1,5 +1,6 @@
 """HTTP API for signing in and for managing accounts (supervisors manage agents; only admins
-create or change supervisors and admins)."""
+create or change supervisors and admins). Changing an account is `PATCH /api/users/{id}` in
+calls/api.py: an agent's queues and penalty are Asterisk's queue membership."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from pydantic import BaseModel, Field
 
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES, User
-from callcenter.calls import service as calls_service
-from callcenter.deps import SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
+from callcenter.deps import SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, client_ip
 
 router = APIRouter(tags=["auth"])
 
@@ -98,22 +98,3 @@ def create_user(body: UserIn, session: DbSession, user: SupervisorUser):
     created = auth_service.create_user(session=session, username=body.username, role=body.role, password=body.password,
                                        display_name=body.display_name, sip_extension=body.sip_extension)
     return user_dict(created)
-
-
-@router.patch("/api/users/{user_id}")
-def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser):
-    target = auth_service.get_user_or_raise(session=session, user_id=user_id)
-    auth_service.check_may_manage(user, target.role)
-    changes = body.model_dump(exclude_unset=True)
-    if "role" in changes:
-        auth_service.check_may_manage(user, changes["role"])
-    if "sip_secret" in changes:
-        auth_service.set_sip_secret(user=target, secret=changes.pop("sip_secret"), sealer=services.sealer)
-    updated, membership = calls_service.update_agent(session=session, settings=services.settings, user_id=user_id,
-                                                     changes=changes)
-    answer = user_dict(updated)
-    release(session)  # committed before Asterisk is told, and no connection held while the bridge answers
-    if membership is not None:
-        calls_service.apply_membership(database=services.db, redis=services.redis, settings=services.settings,
-                                       change=membership)
-    return answer

@@ -87,10 +87,6 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
         if len(changes["password"]) < MIN_PASSWORD_LENGTH:
             raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
         user.password_hash = hash_password(changes.pop("password"))
-    if "queues" in changes:
-        from callcenter.calls.control import check_queue_names
-
-        changes["queues"] = check_queue_names(changes["queues"] or [])
     if "queue_penalty" in changes:
         changes["queue_penalty"] = changes["queue_penalty"] or 0
         if not 0 <= changes["queue_penalty"] <= 100:

@@ -25,7 +25,8 @@ from callcenter.auth import service as auth_service
 from callcenter.calls import control, presenter
 from callcenter.calls import service as calls_service
 from callcenter.calls.models import AgentRequest, CallRecord
-from callcenter.deps import AgentUser, DbSession, ServicesDep, client_ip, release
+from callcenter.auth.api import UserUpdate, user_dict
+from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
 from callcenter.elders import presenter as elders_presenter
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
@@ -35,6 +36,7 @@ from callcenter.timeutil import today_in, utcnow
 
 router = APIRouter(prefix="/api/calls", tags=["calls"])
 agent_router = APIRouter(prefix="/api/agent", tags=["console"])
+accounts_router = APIRouter(tags=["auth"])
 
 
 def own_call(call_id: int, session: DbSession, user: AgentUser) -> CallRecord:
@@ -252,3 +254,25 @@ def softphone(services: ServicesDep, user: AgentUser):
     """`webrtc` with what JsSIP needs to register, when SIP_WS_URL is set and this agent has an
     extension and a SIP secret; otherwise `desk` (the agent answers on the desk phone)."""
     return calls_service.softphone_settings(settings=services.settings, user=user, sealer=services.sealer)
+
+
+# --- accounts: an agent's queues and penalty are Asterisk's queue membership ----------------------
+
+@accounts_router.patch("/api/users/{user_id}")
+def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    target = auth_service.get_user_or_raise(session=session, user_id=user_id)
+    auth_service.check_may_manage(user, target.role)
+    changes = body.model_dump(exclude_unset=True)
+    if "role" in changes:
+        auth_service.check_may_manage(user, changes["role"])
+    if "sip_secret" in changes:
+        auth_service.set_sip_secret(user=target, secret=changes.pop("sip_secret"), sealer=services.sealer)
+    updated, membership = calls_service.update_agent(session=session, settings=services.settings, user_id=user_id,
+                                                     changes=changes)
+    answer = user_dict(updated)
+    release(session)  # committed before Asterisk is told, and no connection held while the bridge answers
+    if membership is not None:
+        calls_service.apply_membership(database=services.db, redis=services.redis, settings=services.settings,
+                                       change=membership)
+    return answer
+

@@ -219,6 +219,8 @@ def update_agent(*, session: Session, settings, user_id: int, changes: dict) -> 
     still fail to commit)."""
     before = auth_service.get_user_or_raise(session=session, user_id=user_id)
     old_queues, old_penalty = list(before.queues), before.queue_penalty
+    if "queues" in changes:
+        changes = changes | {"queues": control.check_queue_names(changes["queues"] or [])}
     user = auth_service.update_user(session=session, user_id=user_id, changes=changes)
     if (user.queues, user.queue_penalty) == (old_queues, old_penalty) or not user.sip_extension:
         return user, None

@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, UploadFile
-from fastapi.responses import Response
 
 from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip
-from callcenter import tables
+from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, download
 from callcenter.elders import presenter, transfer
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ContactIn, DeactivateIn, ElderIn, ElderUpdate, PhoneIn
@@ -93,9 +91,7 @@ def export_elders(
     rows = transfer.export_rows(session=session, elders=elders, sealer=services.sealer, reveal_ids=reveal)
     audit_service.record(session=session, actor=user, action="export",
                          detail={"q": q, "count": len(elders), "format": format, "full_id_numbers": reveal}, ip=client_ip(request))
-    body, media = tables.encode(list(rows), format=format, title="老人档案")
-    filename = f"elders.{format}"
-    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    return download(list(rows), format=format, title="老人档案", name="elders")
 
 
 @router.post("/import")

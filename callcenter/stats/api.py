@@ -7,10 +7,10 @@ from datetime import date
 
 from typing import Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query
 
-from callcenter import tables
-from callcenter.deps import DbSession, ServicesDep, SupervisorUser
+from callcenter import reporting
+from callcenter.deps import DbSession, ServicesDep, SupervisorUser, download
 from callcenter.stats import service as stats_service
 from callcenter.stats import wallboard
 
@@ -31,7 +31,7 @@ def kpis(session: DbSession, services: ServicesDep, user: SupervisorUser, date_f
     """Offered, answered, abandons, service level (T = `threshold` s), ASA, AHT …, per day,
     hour of day and agent (with occupancy). Days are the centre's local days; the default is
     today. `district` (an area id) keeps the calls of elders living there."""
-    date_from, date_to = stats_service.resolve_range(date_from, date_to, tz=services.settings.tz)
+    date_from, date_to = reporting.resolve_range(date_from, date_to, tz=services.settings.tz)
     filters = stats_service.Filters(queue=queue or None, agent=agent or None, district_id=district)
     return stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to,
                                 threshold=threshold, filters=filters)
@@ -47,7 +47,3 @@ def export_kpis(session: DbSession, services: ServicesDep, user: SupervisorUser,
     rows, title = stats_service.call_table(report, table)
     return download(rows, format=format, title=title, name=f"calls-{table}-{report['from']}-{report['to']}")
 
-
-def download(rows: list[list], *, format: str, title: str, name: str) -> Response:
-    body, media = tables.encode(rows, format=format, title=title)
-    return Response(body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{name}.{format}"'})

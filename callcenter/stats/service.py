@@ -24,28 +24,14 @@ from sqlmodel import Session, select
 from callcenter.areas import service as areas_service
 from callcenter.calls.models import BUSY, LOGGED_IN, WAITING_STATES, AgentActivity, AgentStateLog, CallLeg, CallRecord, Outcome
 from callcenter.db import epoch
+from callcenter.reporting import count_where, rate, table_rows
 from callcenter.stats import rollup
 from callcenter.stats.models import AgentActivityDay, CallRollup
 from callcenter.elders.models import Elder
-from callcenter.errors import FieldErrors
-from callcenter.timeutil import day_start_utc, today_in, utcnow
+from callcenter.timeutil import day_start_utc, utcnow
 
-MAX_DAYS = 366
 RAW_BUCKET_SECONDS = 900  # raw calls are summed per quarter hour: every time zone's hours are whole quarters
 ABANDONS = (Outcome.ABANDONED, Outcome.SHORT_ABANDON)
-
-
-def resolve_range(date_from: date | None, date_to: date | None, *, tz) -> tuple[date, date]:
-    """A report's days: both default to today (the centre's); a backwards or over-long range is
-    refused in Chinese."""
-    today = today_in(tz)
-    date_from = date_from or today
-    date_to = date_to or date_from
-    if date_to < date_from:
-        raise FieldErrors.single("to", "结束日期早于开始日期")
-    if (date_to - date_from).days >= MAX_DAYS:
-        raise FieldErrors.single("to", f"统计区间不能超过 {MAX_DAYS} 天")
-    return date_from, date_to
 
 
 @dataclass
@@ -83,10 +69,6 @@ class Tally:
                 setattr(self, field.name, mine + theirs)
 
 
-def rate(numerator: int, denominator: int) -> float | None:
-    return round(numerator / denominator, 4) if denominator else None
-
-
 def _mean(total: int, count: int) -> float | None:
     return round(total / count, 1) if count else None
 
@@ -106,10 +88,6 @@ def call_kpis(tally: Tally, *, threshold: int) -> dict:
         "aht_seconds": _mean(tally.handle, tally.handled),
         "threshold_seconds": threshold,
     }
-
-
-def count_where(condition):
-    return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
 @lru_cache(maxsize=32)
@@ -322,19 +300,6 @@ CALL_TABLES = {"total": ({}, "合计"), "by_day": ({"day": "日期"}, "按日"),
                              "busy_seconds": "通话及整理时长（秒）", "paused_seconds": "暂停时长（秒）",
                              "occupancy": "占用率"}, "按坐席")}
 
-
-def table_rows(items: list[dict], columns: dict[str, str]) -> list[list]:
-    """A header row of `columns`' Chinese names, then one row per item; rates as percentages."""
-    def cell(key, value):
-        if value is None:
-            return ""
-        if key.endswith("_rate") or key.startswith("service_level") or key == "occupancy":
-            return f"{value * 100:.2f}%"
-        if key == "hour":
-            return f"{value:02d}:00-{value:02d}:59"
-        return value
-
-    return [list(columns.values())] + [[cell(key, item.get(key)) for key in columns] for item in items]
 
 
 def call_table(report: dict, table: str) -> tuple[list[list], str]:
