@@ -10,6 +10,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr
@@ -88,6 +89,17 @@ class Settings(BaseSettings):
     provider_link_hours: int = Field(default=24, description="a login link in a dispatch SMS works this long")
     provider_session_hours: int = 12
     upload_max_bytes: int = Field(default=5 * 1024 * 1024, description="largest photo a provider may upload")
+
+    # Notifications (callcenter/notify): the gateway of each channel, retries. Secrets are SecretStr (never shown).
+    sms_gateway: Literal["outbox"] = Field(default="outbox", description="outbox: nothing leaves (the demo)")
+    wechat_gateway: Literal["outbox", "mp"] = Field(default="outbox", description="mp: WeChat Official Account template messages")
+    wechat_app_id: str | None = None
+    wechat_app_secret: SecretStr | None = None
+    wechat_template_ids: dict[str, str] = Field(default_factory=dict, description="each kind's WeChat template id (JSON)")
+    wechat_api_url: str = "https://api.weixin.qq.com"
+    notify_max_attempts: int = Field(default=5, ge=1, description="a message failing this many times (transient errors) is failed")
+    notify_retry_seconds: list[int] = Field(default=[30, 120, 600, 1800], min_length=1,
+                                            description="the wait after the 1st, 2nd … failed attempt (the last repeats)")
 
     city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
     timezone: str = "Asia/Shanghai"
