@@ -91,7 +91,24 @@ class Settings(BaseSettings):
     upload_max_bytes: int = Field(default=5 * 1024 * 1024, description="largest photo a provider may upload")
 
     # Notifications (callcenter/notify): the gateway of each channel, retries. Secrets are SecretStr (never shown).
-    sms_gateway: Literal["outbox"] = Field(default="outbox", description="outbox: nothing leaves (the demo)")
+    sms_gateway: Literal["outbox", "tencent", "smpp"] = Field(
+        default="outbox", description="outbox: nothing leaves (the demo); tencent: Tencent Cloud SMS; smpp: a carrier's SMSC")
+    sms_sign_name: str = Field(default="12349", description="the SMS signature (签名) registered with the provider")
+    sms_template_ids: dict[str, str] = Field(default_factory=dict, description="tencent: each notification kind's approved "
+                                             "template id, as JSON {\"order_dispatched_elder\": \"1234567\", …}")
+    tencent_sms_secret_id: str | None = None
+    tencent_sms_secret_key: SecretStr | None = None
+    tencent_sms_app_id: str | None = Field(default=None, description="the SmsSdkAppId of the SMS application")
+    tencent_sms_region: str = "ap-guangzhou"
+    tencent_sms_endpoint: str = Field(default="https://sms.tencentcloudapi.com", description="scheme://host of the API")
+    smpp_host: str | None = None
+    smpp_port: int = 2775
+    smpp_system_id: str | None = None
+    smpp_password: SecretStr | None = None
+    smpp_system_type: str = ""
+    smpp_source_addr: str = Field(default="12349", description="the sender number the SMSC allows us")
+    smpp_receipt_wait_seconds: float = Field(default=5.0, ge=0, description="how long a send waits for its delivery receipt "
+                                             "(later ones are read by the periodic receipt poll)")
     wechat_gateway: Literal["outbox", "mp"] = Field(default="outbox", description="mp: WeChat Official Account template messages")
     wechat_app_id: str | None = None
     wechat_app_secret: SecretStr | None = None

@@ -4,6 +4,7 @@ the outbox after the test), a real RQ worker draining the `notify` queue, messag
 from __future__ import annotations
 
 import pytest
+from pydantic import SecretStr
 from rq import SimpleWorker
 from rq.job import Job
 from rq.registry import ScheduledJobRegistry
@@ -11,8 +12,13 @@ from sqlmodel import select
 
 from callcenter.notify import jobs as notify_jobs
 from callcenter.notify.models import OutboxMessage
+from tests.notify import fake_smsc, fake_tencent_sms
 from tests.workorders.conftest import city, rq_redis  # noqa: F401  (fixtures)
 from workorders import jobs as order_jobs
+
+TENCENT_TEMPLATES = {"order_dispatched_provider": "2000001", "order_dispatched_provider_nolink": "2000002",
+                     "order_dispatched_elder": "2000003"}
+
 
 @pytest.fixture
 def configure_notify(settings):
@@ -24,6 +30,32 @@ def configure_notify(settings):
 
     yield configure
     notify_jobs.configure(settings)
+
+
+@pytest.fixture
+def tencent(configure_notify, rq_redis):  # noqa: F811
+    with fake_tencent_sms.FakeTencentSms({TENCENT_TEMPLATES[k]: n for k, n in (("order_dispatched_provider", 4),
+                                          ("order_dispatched_provider_nolink", 3), ("order_dispatched_elder", 4))}) as server:
+        configure_notify(**tencent_settings(server.endpoint))
+        yield server
+
+
+def tencent_settings(endpoint: str) -> dict:
+    return dict(sms_gateway="tencent", tencent_sms_secret_id=fake_tencent_sms.SECRET_ID,
+                tencent_sms_secret_key=SecretStr(fake_tencent_sms.SECRET_KEY), tencent_sms_app_id=fake_tencent_sms.APP_ID,
+                sms_sign_name=fake_tencent_sms.SIGN_NAME, sms_template_ids=TENCENT_TEMPLATES, tencent_sms_endpoint=endpoint)
+
+
+@pytest.fixture
+def smsc(configure_notify, rq_redis):  # noqa: F811
+    with fake_smsc.FakeSmsc() as server:
+        configure_notify(**smpp_settings(server.port))
+        yield server
+
+
+def smpp_settings(port: int) -> dict:
+    return dict(sms_gateway="smpp", smpp_host="127.0.0.1", smpp_port=port, smpp_system_id=fake_smsc.SYSTEM_ID,
+                smpp_password=SecretStr(fake_smsc.PASSWORD), smpp_receipt_wait_seconds=10.0)
 
 
 def route_and_send(connection) -> None:

@@ -3,10 +3,12 @@ recipient's channel, configuration errors said clearly, the templates' texts."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import subprocess
 
 import pytest
+from rq import SimpleWorker
 from sqlmodel import select
 
 from callcenter.config import Settings
@@ -39,6 +41,36 @@ def test_a_message_is_claimed_once(services):
     assert first is not None and first[1:] == ("sms", 1) and second is None
 
 
+def _burst(redis_url: str, settings) -> None:
+    """One worker process: its own engine and Redis connection (never shared across a fork)."""
+    import redis
+
+    notify_jobs.configure(settings)
+    connection = redis.Redis.from_url(redis_url)
+    SimpleWorker([notify_jobs.queue(connection)], connection=connection).work(burst=True)
+    os._exit(0)
+
+
+def test_two_workers_given_the_same_messages_send_each_once(services, settings, rq_redis, tencent, configure_notify):
+    from tests.notify.conftest import tencent_settings
+
+    configured = configure_notify(**tencent_settings(tencent.endpoint))
+    ids = write_messages(services, 12)
+    target = notify_jobs.queue(rq_redis)
+    for _ in range(3):  # every message enqueued three times: the workers race for each
+        for message_id in ids:
+            target.enqueue(notify_jobs.send_message, message_id)
+    context = multiprocessing.get_context("fork")
+    workers = [context.Process(target=_burst, args=(settings.redis_url, configured)) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+    assert sorted(int(row["session"]) for row in tencent.sent) == ids  # each message sent exactly once
+    assert {(m.status, m.attempts) for m in messages(services)} == {("sent", 1)}
+
+
 def test_the_back_off_follows_the_settings_and_gives_up_after_the_last_attempt():
     step = lambda attempt, permanent=False: service.next_step(attempt=attempt, permanent=permanent, max_attempts=4,  # noqa: E731
                                                                retry_seconds=[30, 120])
@@ -69,20 +101,24 @@ def test_every_kind_renders_todays_texts():
 
 
 def test_settings_that_make_no_gateway_are_named(settings):
+    with pytest.raises(GatewayConfigError, match="TENCENT_SMS_SECRET_ID, TENCENT_SMS_SECRET_KEY, TENCENT_SMS_APP_ID"):
+        gateways.build(Settings(_env_file=None, sms_gateway="tencent"))
+    with pytest.raises(GatewayConfigError, match="SMS_TEMPLATE_IDS has no template id for order_dispatched_provider_nolink, order_dispatched_elder"):
+        gateways.build(Settings(_env_file=None, sms_gateway="tencent", tencent_sms_secret_id="id", tencent_sms_secret_key="k",
+                                tencent_sms_app_id="1", sms_template_ids={"order_dispatched_provider": "1"}))
+    with pytest.raises(GatewayConfigError, match="SMPP_HOST"):
+        gateways.build(Settings(_env_file=None, sms_gateway="smpp", smpp_system_id="x", smpp_password="p"))
     with pytest.raises(GatewayConfigError, match="WECHAT_APP_ID, WECHAT_APP_SECRET"):
         gateways.build(Settings(_env_file=None, wechat_gateway="mp"))
-    with pytest.raises(GatewayConfigError, match="WECHAT_TEMPLATE_IDS has no template id for order_dispatched_provider_nolink"):
-        gateways.build(Settings(_env_file=None, wechat_gateway="mp", wechat_app_id="wx1", wechat_app_secret="s",
-                                wechat_template_ids={"order_dispatched_provider": "1"}))
 
 
 def test_the_worker_refuses_to_start_on_bad_gateway_settings_without_showing_secrets(settings):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMI_", "SMPP_", "SMS_", "TENCENT_", "WECHAT_"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AMI_", "SMPP_", "SMS_", "TENCENT_"))}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url, "DATA_DIR": str(settings.data_dir),
-            "WECHAT_GATEWAY": "mp", "WECHAT_APP_SECRET": "do-not-print-me"}
+            "SMS_GATEWAY": "smpp", "SMPP_SYSTEM_ID": "hotline", "SMPP_PASSWORD": "do-not-print-me"}
     result = subprocess.run([CALLCENTER, "worker", "--burst"], env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
-    assert "WECHAT_GATEWAY=mp needs WECHAT_APP_ID" in result.stderr
+    assert "SMS_GATEWAY=smpp needs SMPP_HOST" in result.stderr
     assert "do-not-print-me" not in result.stdout + result.stderr
 
 

@@ -15,6 +15,22 @@ def build(settings: Settings) -> dict[str, Gateway]:
 
 
 def _sms(settings: Settings) -> Gateway:
+    if settings.sms_gateway == "tencent":
+        _require(settings, "SMS_GATEWAY=tencent", "tencent_sms_secret_id", "tencent_sms_secret_key", "tencent_sms_app_id")
+        _require_templates("SMS_TEMPLATE_IDS", settings.sms_template_ids)
+        from callcenter.notify.gateways.tencent import TencentSmsGateway
+
+        return TencentSmsGateway(secret_id=settings.tencent_sms_secret_id, secret_key=settings.tencent_sms_secret_key.get_secret_value(),
+                                 app_id=settings.tencent_sms_app_id, sign_name=settings.sms_sign_name,
+                                 template_ids=settings.sms_template_ids, endpoint=settings.tencent_sms_endpoint,
+                                 region=settings.tencent_sms_region)
+    if settings.sms_gateway == "smpp":
+        _require(settings, "SMS_GATEWAY=smpp", "smpp_host", "smpp_system_id", "smpp_password")
+        from callcenter.notify.gateways.smpp import SmppGateway
+
+        return SmppGateway(host=settings.smpp_host, port=settings.smpp_port, system_id=settings.smpp_system_id,
+                           password=settings.smpp_password.get_secret_value(), system_type=settings.smpp_system_type,
+                           source_addr=settings.smpp_source_addr, receipt_wait=settings.smpp_receipt_wait_seconds)
     return OutboxGateway()
 
 
