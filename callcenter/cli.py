@@ -508,16 +508,19 @@ def _sleep(seconds: float, stop: list) -> None:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def _sweep_forever(queue, every: float, stop: list) -> None:
-    """The sweeper thread: enqueue `jobs.sweep` every `every` seconds for as long as the worker
-    runs. Redis away: say so once, try again with a bounded back-off, say when it is back."""
+def _sweep_forever(connection, every: float, stop: list) -> None:
+    """The sweeper thread: enqueue the work orders' and the notifications' `sweep` every `every`
+    seconds for as long as the worker runs. Redis away: say so once, try again with a bounded
+    back-off, say when it is back."""
+    from callcenter.notify import jobs as notify_jobs
     from workorders import jobs
 
     log = logging.getLogger("callcenter.worker")
     delay, failing = WORKER_RETRY[0], None
     while not stop:
         try:
-            queue.enqueue(jobs.sweep)
+            jobs.queue(connection).enqueue(jobs.sweep)
+            notify_jobs.queue(connection).enqueue(notify_jobs.sweep)
         except Exception as exc:  # Redis away (or anything else): never let the thread die
             if failing is None:
                 log.warning("sweeper cannot enqueue (%s: %s); trying again until Redis answers", type(exc).__name__, exc)
@@ -531,7 +534,7 @@ def _sweep_forever(queue, every: float, stop: list) -> None:
         _sleep(every, stop)
 
 
-def _work_until_stopped(queue, connection, *, embedded: bool, stop: list) -> None:
+def _work_until_stopped(queues, connection, *, embedded: bool, stop: list) -> None:
     """Run RQ's worker loop again and again until SIGTERM / SIGINT. RQ's `work()` returns, or
     raises, when Redis fails where it does not expect it (a heartbeat after a job, its start-up,
     a timeout): each time a new worker takes over after a bounded back-off, logged, instead of
@@ -558,7 +561,7 @@ def _work_until_stopped(queue, connection, *, embedded: bool, stop: list) -> Non
             _release_scheduler_lock(rq_worker)
             started = time.monotonic()
             try:
-                rq_worker = worker_class([queue], connection=connection)  # asks Redis already
+                rq_worker = worker_class(queues, connection=connection)  # asks Redis already
                 rq_worker.keeps_scheduler, rq_worker.stop_requests = not embedded, stop
                 if embedded:
                     rq_worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
@@ -600,31 +603,40 @@ def _release_scheduler_lock(previous) -> None:
 @app.command("worker")
 def worker(burst: bool = typer.Option(False, "--burst", help="run the queued jobs, then stop"),
            sweep_seconds: float = typer.Option(60.0, "--sweep-seconds", help="how often orders left in `new` are routed again")) -> None:
-    """The work-order worker: routing, acceptance deadlines (RQ's scheduler) and the sweeper. It
-    outlives Redis outages: RQ's loop and the sweeper wait for Redis (bounded back-off, logged)."""
+    """The worker: work-order routing, acceptance deadlines (RQ's scheduler), sending the
+    notifications, and the sweeper. It outlives Redis outages: RQ's loop and the sweeper wait
+    for Redis (bounded back-off, logged). Settings that make no working gateway stop it at once."""
     import threading
 
     import redis as redis_lib
 
     from callcenter import redis_conn
+    from callcenter.notify import jobs as notify_jobs
+    from callcenter.notify.gateways.base import GatewayConfigError
     from workorders import jobs  # the worker runs the work-order jobs: the one command that needs them
 
     _setup_logging()
     settings = get_settings()
+    try:
+        notify_jobs.configure(settings)
+    except GatewayConfigError as exc:
+        typer.echo(f"notification gateway: {exc}", err=True)
+        raise typer.Exit(2) from exc
     jobs.configure(settings)
     url = redis_conn.redis_url(settings)
     connection = redis_lib.Redis.from_url(url, socket_connect_timeout=5)
-    queue = jobs.queue(connection)
-    typer.echo(f"work-order worker on queue {jobs.QUEUE_NAME}")
+    queues = [jobs.queue(connection), notify_jobs.queue(connection)]
+    typer.echo(f"work-order worker on queues {jobs.QUEUE_NAME}, {notify_jobs.QUEUE_NAME} (SMS gateway: {settings.sms_gateway}, "
+               f"WeChat gateway: {settings.wechat_gateway})")
     if burst:
-        _rq_worker_class()([queue], connection=connection).work(burst=True, with_scheduler=True)
+        _rq_worker_class()(queues, connection=connection).work(burst=True, with_scheduler=True)
         return
     stop: list = []
     # Its own connection, with a short timeout: RQ gives the worker's a timeout longer than its
     # blocking pops (minutes), and the sweeper must not hang that long on a dead link.
-    sweeper_queue = jobs.queue(redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10))
-    threading.Thread(target=_sweep_forever, args=(sweeper_queue, sweep_seconds, stop), daemon=True, name="sweeper").start()
-    _work_until_stopped(queue, connection, embedded=redis_conn.is_embedded(settings), stop=stop)
+    sweeper_connection = redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    threading.Thread(target=_sweep_forever, args=(sweeper_connection, sweep_seconds, stop), daemon=True, name="sweeper").start()
+    _work_until_stopped(queues, connection, embedded=redis_conn.is_embedded(settings), stop=stop)
     stop.append("done")
     typer.echo("work-order worker stopped")
 

@@ -10,6 +10,7 @@ import os
 import secrets
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr
@@ -88,6 +89,34 @@ class Settings(BaseSettings):
     provider_link_hours: int = Field(default=24, description="a login link in a dispatch SMS works this long")
     provider_session_hours: int = 12
     upload_max_bytes: int = Field(default=5 * 1024 * 1024, description="largest photo a provider may upload")
+
+    # Notifications (callcenter/notify): the gateway of each channel, retries. Secrets are SecretStr (never shown).
+    sms_gateway: Literal["outbox", "tencent", "smpp"] = Field(
+        default="outbox", description="outbox: nothing leaves (the demo); tencent: Tencent Cloud SMS; smpp: a carrier's SMSC")
+    sms_sign_name: str = Field(default="12349", description="the SMS signature (签名) registered with the provider")
+    sms_template_ids: dict[str, str] = Field(default_factory=dict, description="tencent: each notification kind's approved "
+                                             "template id, as JSON {\"order_dispatched_elder\": \"1234567\", …}")
+    tencent_sms_secret_id: str | None = None
+    tencent_sms_secret_key: SecretStr | None = None
+    tencent_sms_app_id: str | None = Field(default=None, description="the SmsSdkAppId of the SMS application")
+    tencent_sms_region: str = "ap-guangzhou"
+    tencent_sms_endpoint: str = Field(default="https://sms.tencentcloudapi.com", description="scheme://host of the API")
+    smpp_host: str | None = None
+    smpp_port: int = 2775
+    smpp_system_id: str | None = None
+    smpp_password: SecretStr | None = None
+    smpp_system_type: str = ""
+    smpp_source_addr: str = Field(default="12349", description="the sender number the SMSC allows us")
+    smpp_receipt_wait_seconds: float = Field(default=5.0, ge=0, description="how long a send waits for its delivery receipt "
+                                             "(later ones are read by the periodic receipt poll)")
+    wechat_gateway: Literal["outbox", "mp"] = Field(default="outbox", description="mp: WeChat Official Account template messages")
+    wechat_app_id: str | None = None
+    wechat_app_secret: SecretStr | None = None
+    wechat_template_ids: dict[str, str] = Field(default_factory=dict, description="each kind's WeChat template id (JSON)")
+    wechat_api_url: str = "https://api.weixin.qq.com"
+    notify_max_attempts: int = Field(default=5, ge=1, description="a message failing this many times (transient errors) is failed")
+    notify_retry_seconds: list[int] = Field(default=[30, 120, 600, 1800], min_length=1,
+                                            description="the wait after the 1st, 2nd … failed attempt (the last repeats)")
 
     city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
     timezone: str = "Asia/Shanghai"

@@ -27,6 +27,7 @@ from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, Perm
 from callcenter.areas.api import router as areas_router
 from callcenter.calls.api import accounts_router, agent_router
 from callcenter.calls.api import router as calls_router
+from callcenter.notify.api import router as notify_router
 from callcenter.realtime.api import router as realtime_router
 from callcenter.stats.api import router as stats_router
 from callcenter.realtime.hub import Hub
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workorders_router)
     app.include_router(mobile_router)
     app.include_router(ivr_router)
+    app.include_router(notify_router)
     app.include_router(realtime_router)
     app.include_router(stats_router)
     app.include_router(pages.router)

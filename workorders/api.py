@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from callcenter import reporting
 from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, download
 from callcenter.errors import NotFound
+from callcenter.notify import service as notify_service
 from workorders import jobs, photos, presenter, subsidy
 from workorders import service as orders_service
 from workorders import staff as staff_service
@@ -300,8 +301,8 @@ def subsidy_ledger(elder_id: int, session: DbSession, services: ServicesDep, use
 @router.get("/api/sms-outbox")
 def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, order_id: int | None = None,
                page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=200)):
-    """The default SMS gateway's outbox: every message the system sent, newest first."""
-    rows = orders_service.sms_messages(session=session, order_id=order_id, page=page, page_size=page_size)
+    """The outbox: every notification, newest first, with where its sending stands."""
+    rows = notify_service.outbox(session=session, order_id=order_id, page=page, page_size=page_size)
     return [presenter.sms_dict(row, services.settings.tz) for row in rows]
 
 

@@ -23,6 +23,7 @@ from rq.registry import FailedJobRegistry
 
 from callcenter.config import Settings, get_settings
 from callcenter.db import Database
+from callcenter.notify import jobs as notify_jobs
 from callcenter.timeutil import utcnow
 from workorders import service as orders_service
 from workorders import staff as staff_service
@@ -105,11 +106,15 @@ def route_waiting() -> int:
 
 
 def schedule_deadlines(connection: Redis, deadlines: list[tuple[int, int, int]]) -> None:
-    """The acceptance deadline of each dispatch (order id, dispatch event id, minutes), in one round trip."""
+    """After dispatches are committed: the acceptance deadline of each (order id, dispatch event
+    id, minutes), in one round trip, and the sending of their notifications (notify's kick)."""
+    if not deadlines:
+        return
     with connection.pipeline() as pipe:
         for order_id, event_id, minutes in deadlines:
             queue(connection).enqueue_in(timedelta(minutes=minutes), acceptance_deadline, order_id, event_id, retry=RETRY, pipeline=pipe)
         pipe.execute()
+    notify_jobs.kick(connection)
 
 
 def login_link(settings: Settings):

@@ -9,6 +9,7 @@ from decimal import Decimal
 from sqlalchemy import JSON, Column, DateTime, Index, Numeric
 from sqlmodel import Field, SQLModel
 
+from callcenter.notify.models import OutboxMessage as SmsMessage  # noqa: F401  (the outbox moved to callcenter/notify)
 from callcenter.timeutil import utcnow
 from callcenter.vocabulary import Vocabulary
 
@@ -206,17 +207,3 @@ class WorkOrderEvent(SQLModel, table=True):
     to_status: str = Field(max_length=16)
     provider_id: int | None = Field(default=None, foreign_key="providers.id")
     note: str = Field(default="", max_length=1000)
-
-
-class SmsMessage(SQLModel, table=True):
-    """The SMS outbox: what the gateway sent (or, with the default outbox gateway, would send)."""
-
-    __tablename__ = "sms_outbox"
-
-    id: int | None = Field(default=None, primary_key=True)
-    to: str = Field(max_length=20, index=True)
-    text: str = Field(max_length=500)
-    order_id: int | None = Field(default=None, foreign_key="work_orders.id", index=True)
-    provider_id: int | None = Field(default=None, foreign_key="providers.id")
-    status: str = Field(default="queued", max_length=16)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))

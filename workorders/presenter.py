@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from callcenter.notify import models as notify_models
+from callcenter.notify import templates as notify_templates
 from callcenter.timeutil import local_iso
 from workorders.models import (OrderStatus, ProviderStatus, Urgency, Provider, ProviderStaff, ServiceType, SmsMessage,
                                SubsidyLedger, WorkOrder, WorkOrderEvent)
@@ -60,5 +62,12 @@ def ledger_dict(row: SubsidyLedger, tz) -> dict:
 
 
 def sms_dict(row: SmsMessage, tz) -> dict:
+    """One outbox message, with its sending status, channel and kind in Chinese."""
+    kind = notify_templates.KINDS.get(row.kind)
     return {"id": row.id, "to": row.to, "text": row.text, "order_id": row.order_id, "provider_id": row.provider_id,
-            "status": row.status, "created_at": local_iso(row.created_at, tz)}
+            "status": row.status, "status_label": notify_models.STATUSES.get(row.status, row.status),
+            "channel": row.channel, "channel_label": notify_models.CHANNELS.get(row.channel, row.channel),
+            "kind": row.kind, "kind_label": kind.label if kind else "", "gateway": row.gateway, "attempts": row.attempts,
+            "error": row.error, "created_at": local_iso(row.created_at, tz), "sent_at": local_iso(row.sent_at, tz),
+            "delivered_at": local_iso(row.delivered_at, tz), "next_attempt_at": local_iso(row.next_attempt_at, tz)
+            if row.status == "retrying" else None}

@@ -25,9 +25,10 @@ from callcenter.calls import service as calls_service
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import Elder, ElderPhone
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
+from callcenter.notify import service as notify_service
 from callcenter.phones import InvalidPhoneNumber, parse_phone
 from callcenter.timeutil import as_utc, day_start_utc, utcnow
-from workorders import routing, sms, subsidy
+from workorders import routing, subsidy
 from workorders import staff as staff_service
 from workorders.models import (
     OPEN,
@@ -39,7 +40,6 @@ from workorders.models import (
     Provider,
     ProviderStaff,
     ServiceType,
-    SmsMessage,
     WorkOrder,
     WorkOrderEvent,
     WorkOrderNumber,
@@ -321,6 +321,8 @@ class Router:
         self.session, self.login_link = session, login_link
         self.today = utcnow().astimezone(tz).date()
         candidates, self.providers = _candidates(session=session, today_start=day_start_utc(self.today, tz))
+        self.notifier = notify_service.Notifier(session=session)
+        self.notifier.prefetch(provider.phone for provider in self.providers.values())
         self.candidates = {c.id: c for c in candidates}
         self.kinds = {row.code: row for row in service_types(session=session, active_only=False)}
         self.areas: dict[int | None, frozenset[int]] = {}
@@ -362,15 +364,18 @@ class Router:
         if provider.id not in self.dispatchers:
             self.dispatchers[provider.id] = staff_service.dispatcher_of(session=self.session, provider=provider)
         dispatcher = self.dispatchers[provider.id]
-        where = f"：{self.login_link(dispatcher)}" if dispatcher and self.login_link else "。"
-        sms.send(session=self.session, to=provider.phone, order_id=order.id, provider_id=provider.id,
-                 text=f"【12349】新工单 {order.number}（{kind.name}），请于 {kind.accept_minutes} 分钟内接单{where}")
+        about = {"number": order.number, "service": kind.name, "minutes": kind.accept_minutes}
+        if dispatcher and self.login_link:
+            self.notifier.notify("order_dispatched_provider", to=provider.phone, order_id=order.id, provider_id=provider.id,
+                                 values=about | {"link": self.login_link(dispatcher)})
+        else:
+            self.notifier.notify("order_dispatched_provider_nolink", to=provider.phone, order_id=order.id, provider_id=provider.id,
+                                 values=about)
         if order.elder_id not in self.mobiles:
             self.prefetch_mobiles({order.elder_id})
         if mobile := self.mobiles[order.elder_id]:
-            sms.send(session=self.session, to=mobile, order_id=order.id,
-                     text=f"【12349】您的{kind.name}服务（工单 {order.number}）已由{provider.name}承接。"
-                          f"服务完成后请把确认码 {code} 告诉服务人员。")
+            self.notifier.notify("order_dispatched_elder", to=mobile, order_id=order.id,
+                                 values={"service": kind.name, "number": order.number, "provider": provider.name, "code": code})
         return event
 
     def prefetch_mobiles(self, elder_ids: set[int]) -> None:
@@ -380,6 +385,7 @@ class Router:
         self.mobiles.update({elder_id: None for elder_id in elder_ids})
         for elder_id, number in rows:
             self.mobiles[elder_id] = self.mobiles[elder_id] or number
+        self.notifier.prefetch(number for number in self.mobiles.values() if number)
 
     def due_deadlines(self) -> list[tuple[int, int, int]]:
         """(order id, dispatch event id, minutes to accept) of this router's dispatches, once flushed."""
@@ -460,13 +466,6 @@ def dispatches_overdue(*, session: Session, now: datetime, grace: timedelta) -> 
                               .order_by(WorkOrderEvent.id.desc())).first()
         out.append((order_id, latest))
     return out
-
-
-def sms_messages(*, session: Session, order_id: int | None = None, page: int = 1, page_size: int = 50) -> list[SmsMessage]:
-    query = select(SmsMessage)
-    if order_id is not None:
-        query = query.where(SmsMessage.order_id == order_id)
-    return list(session.exec(query.order_by(SmsMessage.id.desc()).offset((page - 1) * page_size).limit(page_size)))
 
 
 def _candidates(*, session: Session, today_start) -> tuple[list[routing.Candidate], dict[int, Provider]]:

@@ -15,6 +15,7 @@ from sqlmodel import select
 from callcenter.areas import service as areas_service
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ElderIn, PhoneIn
+from callcenter.notify import jobs as notify_jobs
 from workorders import jobs
 from workorders import service as orders_service
 from workorders.models import WorkOrder, WorkOrderEvent
@@ -23,6 +24,7 @@ from workorders.models import WorkOrder, WorkOrderEvent
 @pytest.fixture
 def rq_redis(settings, services):
     jobs.configure(settings)
+    notify_jobs.configure(settings)
     return redis.Redis.from_url(settings.redis_url)
 
 
