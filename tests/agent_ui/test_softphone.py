@@ -206,7 +206,8 @@ def test_the_softphone_answers_mutes_holds_and_hangs_up_in_the_browser(media_bro
 
         page.click("#sp-answer")
         expect(page.locator("#phone-mode")).to_have_text("软电话通话中", timeout=TIMEOUT)
-        assert "200 INVITE" in registrar.seen and "m=audio" in registrar.answer_sdp  # answered with the agent's audio
+        wait_for(lambda: "200 INVITE" in registrar.seen, message="the answer never reached the registrar")
+        assert "m=audio" in registrar.answer_sdp  # answered with the agent's audio
 
         page.click("#sp-mute")
         expect(page.locator("#sp-mute")).to_have_text("取消静音")
