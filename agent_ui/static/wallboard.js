@@ -1,12 +1,17 @@
-/* The supervisors' wallboard: loads /api/stats/wallboard, reloads it within a second of every
-   live event on /ws (and every second while callers wait, so waits and alerts stay exact), and
-   counts the seconds on screen in between. All figures come from the server. Lost events (a
-   "resync" frame: the server's Redis came back; a per-channel "seq" that skips a number; another
-   hub "epoch") reload it at once, as a reconnect does. */
+/* The supervisors' wallboard. It loads /api/stats/wallboard once, then follows the live events on
+   /ws: callers waiting and agents are kept from the events themselves (no request), and today's
+   figures (KPIs, charts, orders) are reloaded from /api/stats/wallboard/figures a moment after
+   calls end, and every 30 s: a copy all screens share, read from the database at most every 5 s.
+   Alerts are worked out here from what is on screen, every second. Lost events (a "resync"
+   frame: the server's Redis came back; a per-channel "seq" that skips a number; another hub
+   "epoch"; a reconnect) reload everything. */
 (function () {
   "use strict";
-  var REFRESH_AFTER_EVENT_MS = 250, IDLE_REFRESH_MS = 10000, WAITING_REFRESH_MS = 1000;
-  var st = { snapshot: null, loadedAt: 0, timer: null, inflight: false, again: false, retry: 0, socket: null, charts: {} };
+  var V = window.VOCABULARY;
+  var FIGURES_AFTER_EVENT_MS = 2000, FIGURES_IDLE_MS = 30000;
+  var FIGURE_EVENTS = { "call.answered": true, "call.abandoned": true, "call.agent_done": true, "call.ended": true, "call.queued": true };
+  var st = { figures: null, waiting: {}, agents: {}, drafts: {}, offset: 0, eventAt: 0, loading: false, again: false, figuresTimer: null,
+             retry: 0, socket: null, charts: {} };
 
   function $(id) { return document.getElementById(id); }
   function text(id, value) { var el = $(id); if (el) el.textContent = value; }
@@ -25,77 +30,176 @@
     row.appendChild(td);
     return td;
   }
-  function elapsed() { return Math.floor((Date.now() - st.loadedAt) / 1000); }
+  function serverNow() { return Date.now() + st.offset; }
+  function secondsSince(ms) { return ms === null ? null : Math.max(0, Math.round((serverNow() - ms) / 1000)); }
+  function isWaiting(state) { return V.waiting_states.indexOf(state) >= 0; }
 
+  function getJSON(url) {
+    return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (response) {
+      if (response.status === 401) { window.location = "/login?next=/supervisor"; throw new Error("signed out"); }
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.json();
+    });
+  }
+
+  // --- everything: on opening, and whenever events may have been lost -------------------------
   function load() {
-    if (st.inflight) { st.again = true; return; }
-    st.inflight = true;
-    fetch("/api/stats/wallboard", { credentials: "same-origin", headers: { Accept: "application/json" } })
-      .then(function (response) {
-        if (response.status === 401) { window.location = "/login?next=/supervisor"; throw new Error("signed out"); }
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.json();
+    if (st.loading) { st.again = true; return; }
+    st.loading = true;
+    getJSON("/api/stats/wallboard")
+      .then(function (s) {
+        st.offset = Date.parse(s.at) - Date.now();
+        st.waiting = {};
+        s.waiting.forEach(function (c) { st.waiting[c.call_id] = Object.assign({}, c, { queuedMs: Date.parse(c.queued_at) }); });
+        st.agents = {};
+        s.agents.forEach(function (a) {
+          st.agents[a.agent] = Object.assign({}, a, { sinceMs: a.seconds_in_state === null ? null : serverNow() - a.seconds_in_state * 1000 });
+        });
+        st.drafts = {};
+        takeFigures(s);
+        renderLive();
       })
-      .then(function (snapshot) { st.snapshot = snapshot; st.loadedAt = Date.now(); render(); })
       .catch(function (err) { text("wb-link", "数据加载失败：" + err.message); })
       .then(function () {
-        st.inflight = false;
-        if (st.again) { st.again = false; load(); return; }
-        schedule(st.snapshot && st.snapshot.waiting.length ? WAITING_REFRESH_MS : IDLE_REFRESH_MS);
+        st.loading = false;
+        if (st.again) { st.again = false; load(); }
       });
   }
 
-  function schedule(ms) {
-    if (st.timer !== null) clearTimeout(st.timer);
-    st.timer = setTimeout(function () { st.timer = null; load(); }, ms);
+  // --- today's figures: shared by every screen, reloaded after calls end --------------------------
+  function loadFigures() {  // read after the newest event seen: figures that include it
+    getJSON("/api/stats/wallboard/figures" + (st.eventAt ? "?since=" + st.eventAt / 1000 : "")).then(takeFigures).catch(function (err) { text("wb-link", "数据加载失败：" + err.message); });
+  }
+  function scheduleFigures(ms) {
+    if (st.figuresTimer !== null) clearTimeout(st.figuresTimer);
+    st.figuresTimer = setTimeout(function () { st.figuresTimer = null; loadFigures(); scheduleFigures(FIGURES_IDLE_MS); }, ms);
+  }
+  function takeFigures(f) {
+    st.figures = f;
+    var drafts = {}, readAt = Date.parse(f.at);
+    f.drafts.forEach(function (d) { drafts[d.order_id] = Object.assign({}, d, { createdMs: readAt - d.minutes * 60000 }); });
+    Object.keys(st.drafts).forEach(function (id) {  // announced after these figures were read: kept until the next
+      if (!drafts[id] && st.drafts[id].createdMs > readAt) drafts[id] = st.drafts[id];
+    });
+    st.drafts = drafts;
+    renderFigures();
+    renderAlerts();
+    scheduleFigures(FIGURES_IDLE_MS);
   }
 
-  function render() {
-    var s = st.snapshot, t = s.today;
-    text("wb-clock", s.day + " " + s.at.slice(11, 19) + " 更新");
-    text("kpi-threshold", s.settings.threshold_seconds);
-    text("kpi-waiting", s.waiting.length);
-    text("kpi-longest-now", s.waiting.length ? "最长 " + duration(s.waiting.reduce(function (m, c) { return Math.max(m, c.wait_seconds); }, 0)) : "");
+  // --- the live events ------------------------------------------------------------------------
+  function applyCall(ev) {
+    if (isWaiting(ev.state) && ev.queued_at) {
+      st.waiting[ev.call_id] = {
+        id: ev.id, call_id: ev.call_id, queue: ev.queue, priority: ev.priority, caller_display: ev.caller_display,
+        elder_name: (st.waiting[ev.call_id] || {}).elder_name || ev.caller_name || "", ivr_route_label: V.ivr_routes[ev.ivr_route] || "",
+        emergency: ev.ivr_route === "emergency" || ev.priority > 0 || ev.queue === "emergency", state: ev.state, agent: ev.agent,
+        queuedMs: Date.parse(ev.queued_at)
+      };
+    } else {
+      delete st.waiting[ev.call_id];
+    }
+  }
+  function applyAgent(ev) {
+    var key = ev.agent || ev.interface, wrapup = ev.state === "paused" && ev.pause_reason === "wrapup";
+    var activity = wrapup ? "wrapup" : ev.state;
+    st.agents[key] = {
+      agent: key, name: ev.name, activity: activity, activity_label: V.agent_activities[activity] || activity,
+      pause_reason_label: activity === "paused" ? (V.pause_reasons[ev.pause_reason] || ev.pause_reason || "") : "",
+      sinceMs: ev.since ? Date.parse(ev.since) : null
+    };
+  }
+  function applyEmergency(ev) {
+    if (ev.order_id === null || ev.order_id === undefined) return;
+    st.drafts[ev.order_id] = { order_id: ev.order_id, number: ev.order_number, elder_name: ev.elder_name || ev.caller || "未知来电",
+                               createdMs: Date.parse(ev.at) };
+  }
+
+  // --- drawing --------------------------------------------------------------------------------
+  function waitingNow() {
+    return Object.keys(st.waiting).map(function (id) {
+      var c = st.waiting[id];
+      return Object.assign({}, c, { wait_seconds: secondsSince(c.queuedMs) });
+    }).sort(function (a, b) { return (b.emergency - a.emergency) || (b.wait_seconds - a.wait_seconds); });
+  }
+
+  function longestNow(waiting) {
+    return waiting.length ? "最长 " + duration(Math.max.apply(null, waiting.map(function (c) { return c.wait_seconds; }))) : "";
+  }
+
+  function renderLive() {
+    var waiting = waitingNow();
+    text("kpi-waiting", waiting.length);
+    text("kpi-longest-now", longestNow(waiting));
+    renderWaiting(waiting);
+    renderAgents();
+    renderAlerts();
+  }
+
+  function renderFigures() {
+    var f = st.figures, t = f.today;
+    text("wb-clock", f.day + " " + f.at.slice(11, 19) + " 更新");
+    text("kpi-threshold", f.settings.threshold_seconds);
     ["offered", "answered", "longest_wait_seconds"].forEach(function (key) { text("kpi-" + key, num(t[key])); });
     ["asa_seconds", "aht_seconds"].forEach(function (key) { text("kpi-" + key, mean(t[key])); });
     ["answer_rate", "service_level", "timely_answer_rate", "abandon_rate"].forEach(function (key) { text("kpi-" + key, pct(t[key])); });
-    text("kpi-last-hour", "近一小时 " + pct(s.last_hour.service_level));
+    text("kpi-last-hour", "近一小时 " + pct(f.last_hour.service_level));
     text("kpi-abandons", "放弃 " + t.abandoned + "，短时放弃 " + t.short_abandons);
-    text("kpi-orders_open", s.orders.open);
-    text("kpi-orders_escalated", s.orders.escalated);
-    text("kpi-orders-today", "今日新建 " + s.orders.created_today + "，办结 " + s.orders.completed_today);
-    var low = s.last_hour.service_level !== null && s.last_hour.service_level < s.settings.service_level_target;
+    text("kpi-orders_open", f.orders.open);
+    text("kpi-orders_escalated", f.orders.escalated);
+    text("kpi-orders-today", "今日新建 " + f.orders.created_today + "，办结 " + f.orders.completed_today);
+    var low = f.last_hour.service_level !== null && f.last_hour.service_level < f.settings.service_level_target;
     document.querySelector('[data-kpi="service_level"]').classList.toggle("bad", low);
-    document.querySelector('[data-kpi="orders_escalated"]').classList.toggle("bad", s.orders.escalated > 0);
-    renderAlerts(s.alerts);
-    renderWaiting(s.waiting);
-    renderAgents(s.agents, s.by_agent);
-    renderOrders(s.orders);
-    renderCharts(s);
+    document.querySelector('[data-kpi="orders_escalated"]').classList.toggle("bad", f.orders.escalated > 0);
+    renderAgents();
+    renderOrders(f.orders);
+    renderCharts(f);
   }
 
-  function renderAlerts(alerts) {
-    var box = $("wb-alerts");
+  // What a supervisor must act on now, the most urgent first.
+  function alerts() {
+    if (!st.figures) return [];
+    var settings = st.figures.settings, waiting = waitingNow(), found = [];
+    waiting.forEach(function (c) {
+      if (c.emergency) found.push({ kind: "emergency_waiting", message: "紧急呼叫等待中：" + (c.elder_name || c.caller_display || "未知来电") + "，已等待 " + c.wait_seconds + " 秒" });
+    });
+    Object.keys(st.drafts).forEach(function (id) {
+      var d = st.drafts[id], minutes = Math.floor(secondsSince(d.createdMs) / 60);
+      found.push({ kind: "emergency_draft", message: "语音导航紧急求助待确认：" + d.elder_name + "（工单 " + d.number + "，" + minutes + " 分钟前）" });
+    });
+    waiting.forEach(function (c) {
+      if (c.wait_seconds > settings.long_wait_alert_seconds) {
+        found.push({ kind: "long_wait", message: "来电 " + (c.caller_display || "未知号码") + " 已等待 " + c.wait_seconds + " 秒（超过 " + settings.long_wait_alert_seconds + " 秒）" });
+      }
+    });
+    var level = st.figures.last_hour.service_level;
+    if (level !== null && level < settings.service_level_target) {
+      found.push({ kind: "service_level", message: "近一小时服务水平 " + (level * 100).toFixed(1) + "%，低于目标 " + Math.round(settings.service_level_target * 100) + "%" });
+    }
+    return found;
+  }
+
+  function renderAlerts() {
+    var box = $("wb-alerts"), found = alerts();
     box.textContent = "";
-    alerts.forEach(function (alert) {
+    found.forEach(function (alert) {
       var p = document.createElement("p");
       p.className = "wb-alert alert-" + alert.kind;
       p.textContent = alert.message;
       box.appendChild(p);
     });
-    box.hidden = !alerts.length;
+    box.hidden = !found.length;
   }
 
   function renderWaiting(waiting) {
-    var body = $("wb-waiting").tBodies[0];
+    var body = $("wb-waiting").tBodies[0], late = st.figures ? st.figures.settings.long_wait_alert_seconds : Infinity;
     body.textContent = "";
     if (!waiting.length) { var row = body.insertRow(); cell(row, "当前无人排队", "muted").colSpan = 5; return; }
     waiting.forEach(function (c) {
       var row = body.insertRow();
       row.dataset.callId = c.call_id;
-      row.dataset.wait = c.wait_seconds;
       if (c.emergency) row.className = "emergency";
-      else if (c.wait_seconds > st.snapshot.settings.long_wait_alert_seconds) row.className = "late";
+      else if (c.wait_seconds > late) row.className = "late";
       cell(row, (c.emergency ? "【紧急】" : "") + (c.caller_display || "未知号码"), "mono");
       cell(row, c.elder_name || "");
       cell(row, c.queue || "");
@@ -104,21 +208,21 @@
     });
   }
 
-  function renderAgents(agents, byAgent) {
+  function renderAgents() {
     var body = $("wb-agents").tBodies[0], counts = {}, today = {};
-    (byAgent || []).forEach(function (a) { today[a.agent] = a; });
+    ((st.figures && st.figures.by_agent) || []).forEach(function (a) { today[a.agent] = a; });
     body.textContent = "";
-    agents.forEach(function (a) {
+    Object.keys(st.agents).sort().forEach(function (key) {
+      var a = st.agents[key], since = secondsSince(a.sinceMs);
       counts[a.activity_label] = (counts[a.activity_label] || 0) + 1;
       var row = body.insertRow(), mine = today[a.agent] || {};
       row.dataset.agent = a.agent;
-      row.dataset.since = a.seconds_in_state === null ? "" : a.seconds_in_state;
       cell(row, a.agent + (a.name ? " " + a.name : ""));
       var badge = document.createElement("span");
       badge.className = "state-badge state-" + a.activity;
       badge.textContent = a.activity_label + (a.pause_reason_label ? "（" + a.pause_reason_label + "）" : "");
       cell(row, "").appendChild(badge);
-      cell(row, duration(a.seconds_in_state), "tick");
+      cell(row, duration(since), "tick");
       cell(row, num(mine.answered === undefined ? 0 : mine.answered));
       cell(row, pct(mine.occupancy));
     });
@@ -164,19 +268,20 @@
     });
   }
 
-  function tick() {
-    if (!st.snapshot) return;
-    var extra = elapsed();
-    document.querySelectorAll("#wb-waiting tr[data-wait]").forEach(function (row) {
-      row.cells[4].textContent = duration(Number(row.dataset.wait) + extra);
+  function tick() {  // waits and times in state go on between events; alerts follow them
+    if (!st.figures) return;
+    var waiting = waitingNow(), cells = {};
+    waiting.forEach(function (c) { cells[c.call_id] = duration(c.wait_seconds); });
+    document.querySelectorAll("#wb-waiting tr[data-call-id]").forEach(function (row) { row.cells[4].textContent = cells[row.dataset.callId] || ""; });
+    document.querySelectorAll("#wb-agents tr[data-agent]").forEach(function (row) {
+      var a = st.agents[row.dataset.agent];
+      if (a) row.cells[2].textContent = duration(secondsSince(a.sinceMs));
     });
-    document.querySelectorAll("#wb-agents tr[data-since]").forEach(function (row) {
-      if (row.dataset.since !== "") row.cells[2].textContent = duration(Number(row.dataset.since) + extra);
-    });
+    text("kpi-longest-now", longestNow(waiting));
+    renderAlerts();
   }
 
   var sequence = window.LiveSequence();
-  function inSequence(event) { return sequence.check(event); }
 
   function connect() {
     var socket = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host + "/ws");
@@ -185,9 +290,24 @@
     socket.onopen = function () { st.retry = 0; text("wb-link", "实时连接正常"); $("wb-link").className = "link-state"; load(); };
     socket.onmessage = function (message) {
       var event = JSON.parse(message.data);
-      if (!inSequence(event)) { schedule(0); return; }  // events were lost: reload everything now
-      if (event.type === "ivr.emergency") { schedule(0); return; }  // the IVR's emergency alert: show it at once
-      if (event.type && (event.type.indexOf("call.") === 0 || event.type === "agent.state")) schedule(REFRESH_AFTER_EVENT_MS);
+      if (!sequence.check(event)) { load(); return; }  // events were lost: reload everything now
+      if (!event.type) return;
+      if (event.type.indexOf("call.") === 0) {
+        applyCall(event);
+        renderLive();
+        if (FIGURE_EVENTS[event.type]) {
+          st.eventAt = Math.max(st.eventAt, Date.parse(event.at) || 0);
+          scheduleFigures(FIGURES_AFTER_EVENT_MS);
+        }
+      } else if (event.type === "agent.state") {
+        applyAgent(event);
+        renderAgents();
+      } else if (event.type === "ivr.emergency") {  // the IVR's emergency alert: shown at once
+        applyEmergency(event);
+        renderAlerts();
+        st.eventAt = Math.max(st.eventAt, Date.parse(event.at) || 0);
+        scheduleFigures(FIGURES_AFTER_EVENT_MS);  // its draft order among the open ones
+      }
     };
     socket.onclose = function (event) {
       if (st.socket !== socket) return;
@@ -202,7 +322,7 @@
     document.body.classList.add("bigscreen");
     if (document.documentElement.requestFullscreen) document.documentElement.requestFullscreen().catch(function () {});
     Object.keys(st.charts).forEach(function (id) { st.charts[id].resize(); });
-    if (st.snapshot) renderCharts(st.snapshot);
+    if (st.figures) renderCharts(st.figures);
   }
 
   $("wb-big").addEventListener("click", bigScreen);

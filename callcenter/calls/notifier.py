@@ -22,7 +22,8 @@ def call_changed(*, kind: str, call: Call, record: CallRecord) -> CallEvent:
         queue=call.queue, priority=call.priority, ivr_route=call.ivr_route, agent=extension_of(call.agent_interface),
         agent_interface=call.agent_interface,
         rang_agent=extension_of(call.rang_interface) if kind == "call.ring_no_answer" else None,
-        agent_name=call.agent_name, wait_seconds=call.wait_seconds, talk_seconds=call.talk_seconds, transfers=call.transfers,
+        agent_name=call.agent_name, queued_at=iso(call.queued_at), wait_seconds=call.wait_seconds, talk_seconds=call.talk_seconds,
+        transfers=call.transfers,
         legs=[leg(one) for one in call.legs], survey_score=call.survey_score, at=iso(utcnow()))
 
 

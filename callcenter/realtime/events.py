@@ -86,6 +86,7 @@ class CallEvent(Event):
     agent_interface: str | None
     rang_agent: str | None  # call.ring_no_answer: the extension that did not answer
     agent_name: str | None
+    queued_at: str | None  # when it entered the queue (UTC ISO 8601): the wallboard counts its wait from it
     wait_seconds: int | None  # None until it left the queue
     talk_seconds: int | None  # None until the talk ended
     transfers: int

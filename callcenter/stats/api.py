@@ -3,11 +3,14 @@ and its exports."""
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import date
-
 from typing import Literal
 
 from fastapi import APIRouter, Query
+from fastapi.encoders import jsonable_encoder
+from redis.exceptions import RedisError
 
 from callcenter import reporting
 from callcenter.deps import DbSession, ServicesDep, SupervisorUser, download
@@ -15,13 +18,47 @@ from callcenter.stats import service as stats_service
 from callcenter.stats import wallboard
 
 router = APIRouter(prefix="/api/stats", tags=["stats"])
+FIGURES_SECONDS = 5.0  # how old today's figures on a wallboard may be
 
 
 @router.get("/wallboard")
 def wallboard_snapshot(session: DbSession, services: ServicesDep, user: SupervisorUser):
     """Callers waiting, agents by activity, today's KPIs, the last hour's service level, open
-    orders and the alerts; the wallboard page reloads it on each live event."""
-    return wallboard.snapshot(session=session, settings=services.settings)
+    orders and the alerts: what the wallboard loads when it opens, and again after a reconnect
+    or lost events; in between it follows the live events."""
+    return wallboard.snapshot(session=session, settings=services.settings, shared_figures=shared_figures(session, services))
+
+
+@router.get("/wallboard/figures")
+def wallboard_figures(session: DbSession, services: ServicesDep, user: SupervisorUser,
+                      since: float | None = Query(None, description="epoch seconds of the newest event the page saw")):
+    """Today's KPIs, the last hour, orders and unconfirmed emergency drafts, as all screens share
+    them: the wallboard reloads these a moment after calls end. A copy read after `since` and at
+    most FIGURES_SECONDS ago is served as it is."""
+    return shared_figures(session, services, since=since)
+
+
+def shared_figures(session, services, *, since: float | None = None) -> dict:
+    """Today's figures from the copy in Redis all screens (and web processes) share, read again
+    when it is FIGURES_SECONDS old or older than `since`: twenty screens reloading after the same
+    event cost the database one reading. Without Redis, read for this screen."""
+    key = f"{services.settings.events_prefix}:wallboard:figures"
+    try:
+        cached = services.redis.get(key)
+    except RedisError:
+        return wallboard.figures(session=session, settings=services.settings)
+    if cached:
+        copy = json.loads(cached)
+        if since is None or copy["read_at"] >= since:
+            return copy["figures"]
+    read_at = time.time()
+    fresh = jsonable_encoder(wallboard.figures(session=session, settings=services.settings))
+    try:
+        services.redis.set(key, json.dumps({"read_at": read_at, "figures": fresh}, ensure_ascii=False),
+                           px=int(FIGURES_SECONDS * 1000))
+    except RedisError:
+        pass
+    return fresh
 
 
 @router.get("/kpis")

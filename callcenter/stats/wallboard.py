@@ -97,21 +97,38 @@ def alerts(*, waiting: list[dict], last_hour: dict, target: float, long_wait: in
     return found
 
 
-def snapshot(*, session: Session, settings, now: datetime | None = None) -> dict:
+def live(*, session: Session, settings, now: datetime) -> dict:
+    """What the page then keeps from the live events alone: callers waiting and agents."""
+    return {"waiting": waiting_calls(session=session, tz=settings.tz, now=now),
+            "agents": agents_now(session=session, tz=settings.tz, now=now)}
+
+
+def figures(*, session: Session, settings, now: datetime | None = None) -> dict:
+    """Today's KPIs (by hour and agent), the last hour's service level, orders and the IVR's
+    unconfirmed emergency drafts: what the page reloads after calls end, from a copy shared by all
+    screens (stats/api.py)."""
     tz, now = settings.tz, now or utcnow()
     today = now.astimezone(tz).date()
     threshold = settings.service_level_seconds
     report = stats_service.report(session=session, tz=tz, date_from=today, date_to=today, threshold=threshold, now=now)
     last_hour = stats_service.call_kpis(stats_service.tally_until_now(session=session, start=now - timedelta(hours=1), now=now,
                                                                       threshold=threshold), threshold=threshold)
-    waiting = waiting_calls(session=session, tz=tz, now=now)
     return {
         "at": local_iso(now, tz), "day": today.isoformat(),
         "settings": {"threshold_seconds": threshold, "service_level_target": settings.service_level_target,
                      "long_wait_alert_seconds": settings.long_wait_alert_seconds},
         "today": report["total"], "by_hour": report["by_hour"], "by_agent": report["by_agent"], "last_hour": last_hour,
-        "waiting": waiting, "agents": agents_now(session=session, tz=tz, now=now),
         "orders": open_orders(session=session) | order_stats.created_on(session=session, tz=tz, day=today),
-        "alerts": alerts(waiting=waiting, last_hour=last_hour, target=settings.service_level_target,
-                         long_wait=settings.long_wait_alert_seconds, drafts=emergency_drafts(session=session, now=now)),
+        "drafts": emergency_drafts(session=session, now=now),
     }
+
+
+def snapshot(*, session: Session, settings, now: datetime | None = None, shared_figures: dict | None = None) -> dict:
+    """Everything the page shows (on load, and again after a reconnect or lost events), with the
+    alerts. `shared_figures`: today's figures as another screen just read them."""
+    now = now or utcnow()
+    board = (shared_figures or figures(session=session, settings=settings, now=now)) | live(session=session, settings=settings, now=now)
+    board["at"] = local_iso(now, settings.tz)
+    board["alerts"] = alerts(waiting=board["waiting"], last_hour=board["last_hour"], target=settings.service_level_target,
+                             long_wait=settings.long_wait_alert_seconds, drafts=board["drafts"])
+    return board
