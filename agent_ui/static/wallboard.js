@@ -8,9 +8,11 @@
 (function () {
   "use strict";
   var V = window.VOCABULARY;
-  var FIGURES_AFTER_EVENT_MS = 2000, FIGURES_IDLE_MS = 30000;
+  // Today's figures: 2 s after the first call event since the last reading (however many follow),
+  // 5 s later again while the shared copy predates the newest event seen, else every 30 s.
+  var FIGURES_AFTER_EVENT_MS = 2000, FIGURES_RENEWED_MS = 5000, FIGURES_IDLE_MS = 30000;
   var FIGURE_EVENTS = { "call.answered": true, "call.abandoned": true, "call.agent_done": true, "call.ended": true, "call.queued": true };
-  var st = { figures: null, waiting: {}, agents: {}, drafts: {}, offset: 0, eventAt: 0, loading: false, again: false, figuresTimer: null,
+  var st = { figures: null, waiting: {}, agents: {}, drafts: {}, offset: 0, eventAt: 0, loading: false, again: false, figuresTimer: null, figuresAt: 0,
              retry: 0, socket: null, charts: {} };
 
   function $(id) { return document.getElementById(id); }
@@ -67,12 +69,18 @@
   }
 
   // --- today's figures: shared by every screen, reloaded after calls end --------------------------
-  function loadFigures() {  // read after the newest event seen: figures that include it
-    getJSON("/api/stats/wallboard/figures" + (st.eventAt ? "?since=" + st.eventAt / 1000 : "")).then(takeFigures).catch(function (err) { text("wb-link", "数据加载失败：" + err.message); });
+  function loadFigures() {
+    getJSON("/api/stats/wallboard/figures").then(takeFigures).catch(function (err) {
+      text("wb-link", "数据加载失败：" + err.message);
+      scheduleFigures(FIGURES_RENEWED_MS);
+    });
   }
-  function scheduleFigures(ms) {
+  function scheduleFigures(ms) {  // at the earlier of what is planned and `ms` from now
+    var at = Date.now() + ms;
+    if (st.figuresTimer !== null && st.figuresAt <= at) return;
     if (st.figuresTimer !== null) clearTimeout(st.figuresTimer);
-    st.figuresTimer = setTimeout(function () { st.figuresTimer = null; loadFigures(); scheduleFigures(FIGURES_IDLE_MS); }, ms);
+    st.figuresAt = at;
+    st.figuresTimer = setTimeout(function () { st.figuresTimer = null; loadFigures(); }, ms);
   }
   function takeFigures(f) {
     st.figures = f;
@@ -84,7 +92,7 @@
     st.drafts = drafts;
     renderFigures();
     renderAlerts();
-    scheduleFigures(FIGURES_IDLE_MS);
+    scheduleFigures(f.read_at * 1000 < st.eventAt ? FIGURES_RENEWED_MS : FIGURES_IDLE_MS);
   }
 
   // --- the live events ------------------------------------------------------------------------

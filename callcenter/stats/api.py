@@ -30,34 +30,30 @@ def wallboard_snapshot(session: DbSession, services: ServicesDep, user: Supervis
 
 
 @router.get("/wallboard/figures")
-def wallboard_figures(session: DbSession, services: ServicesDep, user: SupervisorUser,
-                      since: float | None = Query(None, description="epoch seconds of the newest event the page saw")):
+def wallboard_figures(session: DbSession, services: ServicesDep, user: SupervisorUser):
     """Today's KPIs, the last hour, orders and unconfirmed emergency drafts, as all screens share
-    them: the wallboard reloads these a moment after calls end. A copy read after `since` and at
-    most FIGURES_SECONDS ago is served as it is."""
-    return shared_figures(session, services, since=since)
+    them (`read_at`: when they were read, epoch seconds): the wallboard reloads these a moment
+    after calls end, and again once the shared copy is renewed if it was read before the newest
+    event the page saw."""
+    return shared_figures(session, services)
 
 
-def shared_figures(session, services, *, since: float | None = None) -> dict:
+def shared_figures(session, services) -> dict:
     """Today's figures from the copy in Redis all screens (and web processes) share, read again
-    when it is FIGURES_SECONDS old or older than `since`: twenty screens reloading after the same
-    event cost the database one reading. Without Redis, read for this screen."""
+    once it is FIGURES_SECONDS old: however many screens watch, the database reads them at most
+    once every FIGURES_SECONDS. Without Redis, read for this screen."""
     key = f"{services.settings.events_prefix}:wallboard:figures"
     try:
         cached = services.redis.get(key)
     except RedisError:
-        return wallboard.figures(session=session, settings=services.settings)
+        cached = None
     if cached:
-        copy = json.loads(cached)
-        if since is None or copy["read_at"] >= since:
-            return copy["figures"]
-    read_at = time.time()
-    fresh = jsonable_encoder(wallboard.figures(session=session, settings=services.settings))
+        return json.loads(cached)
+    fresh = jsonable_encoder(wallboard.figures(session=session, settings=services.settings)) | {"read_at": time.time()}
     try:
-        services.redis.set(key, json.dumps({"read_at": read_at, "figures": fresh}, ensure_ascii=False),
-                           px=int(FIGURES_SECONDS * 1000))
+        services.redis.set(key, json.dumps(fresh, ensure_ascii=False), px=int(FIGURES_SECONDS * 1000))
     except RedisError:
-        pass
+        pass  # Redis away: read for this screen
     return fresh
 
 
