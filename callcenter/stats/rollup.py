@@ -4,8 +4,8 @@ Calls: every flush that writes a call's queue entry, answer, end, wrap-up, outco
 queue or agent marks the hours (UTC) those calls entered the queue in as dirty, in the same
 transaction (one upsert, no reads: the bridge's latency barely moves). Readers take marked hours
 from the calls themselves, so a report is exact at every moment; the bridge sums marked hours
-again a second later with the same SQL as the raw report (`stats.service.tally_columns`: one
-definition) and clears their marks (`refresh_dirty`). The ORM hook catches every writer (the
+again a second later with the same measures as the raw report (stats/measures.py: one
+definition, by name) and clears their marks (`refresh_dirty`). The ORM hook catches every writer (the
 bridge, the wrap-up end, tests' factories); only a Core UPDATE on `calls` would bypass it, and
 there is none; `callcenter stats check` compares the rollup with the calls and repairs it.
 
@@ -15,7 +15,6 @@ seconds to the local days it spans (`add_activity`).
 
 from __future__ import annotations
 
-from dataclasses import fields
 from functools import lru_cache
 from datetime import date, datetime, timedelta, timezone
 
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from callcenter.calls.models import CallRecord
 from callcenter.db import epoch, upsert_statement, write_lock
+from callcenter.stats.measures import NAMES, Tally, tally_columns
 from callcenter.stats.models import AgentActivityDay, CallRollup, CallRollupDirty
 from callcenter.timeutil import as_utc, day_start_utc
 
@@ -35,6 +35,7 @@ TRACKED = ("queued_at", "answered_at", "agent_done_at", "wrapup_ended_at", "outc
 # PostgreSQL finds a query's GROUP BY terms in its select list.
 QUEUE_KEY = func.coalesce(CallRecord.queue, literal_column("''"))
 AGENT_KEY = func.coalesce(CallRecord.agent_extension, literal_column("''"))
+ROLLUP_KEYS = ("bucket", "queue", "agent")  # call_rollup's primary key; its other columns are the measures (stats/measures.py)
 LOCK_KEY = 12349001  # PostgreSQL advisory lock: one rollup refresh at a time (SQLite's writer lock does it there)
 
 
@@ -103,23 +104,16 @@ def refresh_dirty(session: Session) -> int:
 
 
 def _sums_of_calls(low: int, high: int, buckets: set[int] | None = None):
-    """The rollup's rows as summed from the calls of hours [low, high) (or only `buckets`)."""
-    from callcenter.stats.service import tally_columns
-
+    """The rollup's rows as summed from the calls of hours [low, high) (or only `buckets`), each
+    column labelled with its rollup column's name."""
     bucket = bucket_column()
     queue, agent = QUEUE_KEY, AGENT_KEY
-    query = select(bucket, queue, agent, *tally_columns(ROLLUP_THRESHOLD)).where(
+    query = select(bucket.label("bucket"), queue.label("queue"), agent.label("agent"), *tally_columns(ROLLUP_THRESHOLD)).where(
         CallRecord.direction == "inbound", CallRecord.queued_at >= datetime.fromtimestamp(low * BUCKET_SECONDS, timezone.utc),
         CallRecord.queued_at < datetime.fromtimestamp(high * BUCKET_SECONDS, timezone.utc))
     if buckets is not None:
         query = query.where(bucket.in_(buckets))
     return query.group_by(bucket, queue, agent)
-
-
-def _columns() -> list[str]:
-    from callcenter.stats.service import Tally
-
-    return ["bucket", "queue", "agent", *(field.name for field in fields(Tally))]
 
 
 def refresh_calls(connection, buckets: set[int]) -> None:
@@ -128,19 +122,23 @@ def refresh_calls(connection, buckets: set[int]) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     connection.execute(delete(CallRollup).where(CallRollup.bucket.in_(buckets)))
     sums = _sums_of_calls(min(buckets), max(buckets) + 1, buckets)
-    connection.execute(insert(CallRollup).from_select(_columns(), sums))
+    connection.execute(insert(CallRollup).from_select([column.name for column in sums.selected_columns], sums))
 
 
-def differences(session: Session, start: datetime, end: datetime) -> list[tuple]:
+def _key(row) -> tuple[int, str, str]:
+    values = row._mapping
+    return int(values["bucket"]), values["queue"], values["agent"]
+
+
+def differences(session: Session, start: datetime, end: datetime) -> list[tuple[int, str, str, Tally | None, Tally | None]]:
     """(bucket, queue, agent, stored, summed) for each rollup row of [start, end) that differs
     from the calls, marked hours aside; `callcenter stats check` prints them."""
     low, high = bucket_of(start), bucket_of(end)
     dirty = dirty_buckets(session, low, high)
-    names = _columns()
-    stored = {tuple(row[:3]): tuple(row[3:]) for row in session.execute(
-        select(*(getattr(CallRollup, name) for name in names)).where(CallRollup.bucket >= low, CallRollup.bucket < high))}
-    summed = {(int(row[0]), row[1], row[2]): tuple(int(v) if v is not None else None for v in row[3:])
-              for row in session.execute(_sums_of_calls(low, high))}
+    rows = select(*(getattr(CallRollup, name) for name in (*ROLLUP_KEYS, *NAMES))).where(CallRollup.bucket >= low,
+                                                                                       CallRollup.bucket < high)
+    stored = {_key(row): Tally.of_row(row) for row in session.execute(rows)}
+    summed = {_key(row): Tally.of_row(row) for row in session.execute(_sums_of_calls(low, high))}
     return [(*key, stored.get(key), summed.get(key)) for key in sorted(set(stored) | set(summed), key=str)
             if key[0] not in dirty and stored.get(key) != summed.get(key)]
 

@@ -1,18 +1,21 @@
 """The call rollup through every kind of write (a new call, its answer and end, a move to another
 agent or queue taking the longest wait with it, a deletion): each write marks its hour dirty,
 reports stay exact meanwhile (they read a marked hour from the calls), and summing the marked
-hours again (what the bridge does a second later) leaves the rollup equal to the calls."""
+hours again (what the bridge does a second later) leaves the rollup equal to the calls. The
+rollup table has a column per measure."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from sqlmodel import select
 
 from callcenter.calls.models import CallRecord
 from callcenter.stats import rollup
 from callcenter.stats import service as stats_service
+from callcenter.stats.measures import MEASURES, NAMES
 from callcenter.stats.models import CallRollup, CallRollupDirty
 
 SH = ZoneInfo("Asia/Shanghai")
@@ -69,3 +72,15 @@ def test_the_rollup_follows_each_write_of_a_call(services):
     with services.db.session_scope() as session:
         session.delete(session.exec(select(CallRecord).where(CallRecord.linkedid == "y")).one())
     assert rows(services) == {("emergency", "8002"): (1, 1, 50, 1, 110)}
+
+
+def test_the_rollup_table_has_a_column_per_measure(services):
+    """A measure added without its call_rollup column (in the model and in a migration) fails here,
+    not as a report that silently reads nothing; a maximum is the only nullable figure (no wait is
+    not a wait of 0 s)."""
+    expected = sorted((*rollup.ROLLUP_KEYS, *NAMES))
+    assert len(set(expected)) == len(expected), "a measure is named like a rollup key, or twice"
+    assert sorted(CallRollup.__table__.columns.keys()) == expected
+    migrated = {column["name"]: column for column in sa.inspect(services.db.engine).get_columns("call_rollup")}
+    assert sorted(migrated) == expected
+    assert {m.name for m in MEASURES if migrated[m.name]["nullable"]} == {m.name for m in MEASURES if m.combine == "max"}
