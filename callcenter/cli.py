@@ -160,6 +160,14 @@ def _ami_target(settings) -> tuple[str, int, str, str, bool]:
     return "127.0.0.1", settings.ami_port, settings.ami_user or "simulator", secret, True
 
 
+def _rollup_keeper(settings):
+    """What the bridge keeps the reports' rollups with (stats.rollup.Keeper): given here, where the
+    processes are put together, because the calls domain does not import stats."""
+    from callcenter.stats import rollup
+
+    return rollup.Keeper(tz=settings.tz)
+
+
 @app.command("run")
 def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port")) -> None:
     """Everything on one machine: migrations, the web app, the AMI bridge, and the AMI simulator
@@ -196,7 +204,7 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
         # Under the leader lease like `callcenter ami`: never a second bridge on the same Asterisk and Redis.
         lease = aioredis.from_url(os.environ["REDIS_URL"])
         make_bridge = lambda: bridge_module.from_settings(settings, host=ami_host, port=ami_port, username=ami_user,  # noqa: E731
-                                                          secret=ami_secret, database=database)
+                                                          secret=ami_secret, rollups=_rollup_keeper(settings), database=database)
         tasks.append(asyncio.create_task(leader.run_as_leader(make_bridge, lease), name="bridge"))
         worker = WorkerSupervisor(_start_worker_process)
         tasks.append(asyncio.create_task(worker.watch(), name="worker-supervisor"))
@@ -682,8 +690,8 @@ def ami() -> None:
 
     async def main() -> None:
         lease = aioredis.from_url(redis_conn.redis_url(settings))
-        await leader.run_as_leader(lambda: bridge_module.from_settings(settings, host=host, port=port, username=user,
-                                                                       secret=secret, database=database), lease)
+        await leader.run_as_leader(lambda: bridge_module.from_settings(settings, host=host, port=port, username=user, secret=secret,
+                                                                       rollups=_rollup_keeper(settings), database=database), lease)
 
     asyncio.run(main())
 

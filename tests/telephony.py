@@ -15,6 +15,7 @@ from sqlmodel import select
 from callcenter.calls.bridge import Bridge
 from callcenter.calls.models import AgentStatus, CallRecord
 from callcenter.simulator.traffic import Simulator, TrafficMix
+from callcenter.stats import rollup
 
 USER, SECRET = "console-bridge", "console-secret"
 # Calls stay up until the test (or the console) ends them; agents answer almost at once.
@@ -48,7 +49,8 @@ class LiveTelephony:
         return future.result(timeout)
 
     def start_bridge(self) -> None:
-        self.bridge = Bridge(database=self.services.db, redis=aioredis.from_url(self.settings.redis_url), area_code="0411",
+        self.bridge = Bridge(database=self.services.db, rollups=rollup.Keeper(tz=self.settings.tz),
+                             redis=aioredis.from_url(self.settings.redis_url), area_code="0411",
                              events_prefix=self.settings.events_prefix,
                              host="127.0.0.1", port=self.port, username=USER, secret=SECRET, backoff_initial=0.05,
                              backoff_max=0.5, wrapup_seconds=self.wrapup_seconds)

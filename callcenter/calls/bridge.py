@@ -8,6 +8,11 @@ memory, in order, and go out when it returns; the database stays the record.
 After every (re)connect the bridge takes a snapshot (QueueStatus, CoreShowChannels; bridged
 channels carry their BridgeId there, so BridgeList adds nothing) and reconciles: calls Asterisk no longer has are closed as `lost_during_outage`.
 
+Each write transaction hands what it wrote (`calls.written.Written`) to the bridge's rollup keeper
+before it commits (the reports read the hours it touched from the calls until they are summed
+again), and the keeper sums them again a second later (`_refresh_rollups`). The keeper comes from
+the composition root (callcenter/cli.py): the calls domain does not import stats.
+
 The bridge also runs the console's telephony commands (`calls.commands`: pause, ready, hang up,
 transfer, call back) and the wrap-up: after each answered queue call the agent is paused with
 reason `wrapup` for `wrapup_seconds`, then made ready again unless they chose otherwise meanwhile.
@@ -29,7 +34,6 @@ from collections import deque
 from pathlib import Path
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -41,9 +45,9 @@ from callcenter.calls import service as calls_service
 from callcenter.calls.control import PAUSE_REASONS, PHONE_OFFLINE_REASON, WRAPUP_REASON
 from callcenter.calls.models import AgentActivity
 from callcenter.calls.tracker import AGENT_CONTEXTS, CallTracker, Change
+from callcenter.calls.written import RollupKeeper, Written
 from callcenter.db import Database
 from callcenter.realtime.events import Event, encode
-from callcenter.stats import rollup
 from callcenter.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -133,14 +137,13 @@ class BridgeStats:
 
 
 class Bridge:
-    def __init__(self, *, database: Database, redis: aioredis.Redis, area_code: str, host: str, port: int, username: str,
-                 secret: str, short_abandon_seconds: int = 5, ping_interval: float = 5.0, ping_timeout: float = 3.0,
+    def __init__(self, *, database: Database, rollups: RollupKeeper, redis: aioredis.Redis, area_code: str, host: str, port: int,
+                 username: str, secret: str, short_abandon_seconds: int = 5, ping_interval: float = 5.0, ping_timeout: float = 3.0,
                  backoff_initial: float = 0.5, backoff_max: float = 5.0, wrapup_seconds: float = 0,
-                 tz: ZoneInfo = ZoneInfo("Asia/Shanghai"), events_prefix: str = "hotline", records_dir: Path | None = None,
-                 agent_contexts: frozenset[str] = AGENT_CONTEXTS):
+                 events_prefix: str = "hotline", records_dir: Path | None = None, agent_contexts: frozenset[str] = AGENT_CONTEXTS):
         self.database = database
+        self.rollups = rollups  # told what each write changed, in its transaction; refreshed a second later
         self.records_dir = records_dir  # Asterisk's log folder (ASTERISK_LOG_DIR): queue_log and CEL
-        self.tz = tz  # agents' time is added up per local day
         self.redis = redis
         self.wrapup_seconds = wrapup_seconds
         self.wrapups: dict[str, _WrapUp] = {}  # agent interface → its wrap-up under way
@@ -374,15 +377,16 @@ class Bridge:
         one event per change, to publish once committed."""
         last_call = {c.call.linkedid: c.call for c, _ in changes if c.call is not None}
         last_agent = {c.agent.interface: c.agent for c, _ in changes if c.agent is not None}
+        written = Written()
         with self.database.session_scope() as session, session.no_autoflush:
-            # One flush for the whole batch: the call rollup's hook then marks the batch's hours once.
-            records = {linkedid: calls_service.record_call(session=session, call=call, area_code=self.area_code)
+            records = {linkedid: calls_service.record_call(session=session, call=call, area_code=self.area_code, written=written)
                        for linkedid, call in last_call.items()}
             for agent in last_agent.values():
                 calls_service.record_agent(session=session, agent=agent)
             calls_service.log_agent_activities(session=session, agents=[c.agent for c, _ in changes if c.agent is not None],
-                                               tz=self.tz)
+                                               written=written)
             session.flush()  # ids for the events
+            self.rollups.written(session, written)  # the batch's hours, marked once, committed with its calls
             return [(notifier.of_change(change, records), received) for change, received in changes]
 
     async def _refresh_rollups(self) -> None:
@@ -408,7 +412,7 @@ class Bridge:
 
     def _refresh_rollups_now(self) -> int:
         with self.database.session_scope() as session:
-            return rollup.refresh_dirty(session)
+            return self.rollups.refresh(session)
 
     async def _retry_publish(self) -> None:
         while True:
@@ -531,6 +535,7 @@ class Bridge:
                     self.wrapups.pop(agent.interface).timer.cancel()
                     if wrapup.linkedid:
                         await asyncio.to_thread(self._record_wrapup_end, wrapup.linkedid, agent.since or utcnow(), agent.interface)
+                        self.rollups_pending = True
             elif change.kind == "agent.state" and change.agent.paused and change.agent.pause_reason == WRAPUP_REASON:
                 agent = change.agent  # an orphan: nobody would ever make this agent ready again
                 elapsed = (utcnow() - agent.since).total_seconds() if agent.since else 0.0
@@ -571,9 +576,12 @@ class Bridge:
                 await asyncio.sleep(1.0)  # the reconnect snapshot first: it says whether still paused
 
     def _record_wrapup_end(self, linkedid: str, at: datetime, interface: str) -> None:
+        written = Written()
         try:
             with self.database.session_scope() as session:
-                calls_service.record_wrapup_end(session=session, linkedid=linkedid, at=at, interface=interface)
+                calls_service.record_wrapup_end(session=session, linkedid=linkedid, at=at, interface=interface, written=written)
+                session.flush()
+                self.rollups.written(session, written)
         except Exception:
             log.exception("could not record the end of a wrap-up")
 
@@ -607,12 +615,14 @@ def event_time(message: Message) -> datetime:
     return utcnow()
 
 
-def from_settings(settings, *, host: str, port: int, username: str, secret: str, database: Database | None = None) -> Bridge:
-    """A bridge for `callcenter ami` / `callcenter run`, on the configured database and Redis."""
+def from_settings(settings, *, host: str, port: int, username: str, secret: str, rollups: RollupKeeper,
+                  database: Database | None = None) -> Bridge:
+    """A bridge for `callcenter ami` / `callcenter run`, on the configured database and Redis,
+    keeping `rollups` (the composition root's: stats.rollup.Keeper)."""
     from callcenter import redis_conn
 
-    return Bridge(database=database or Database(settings), redis=aioredis.from_url(redis_conn.redis_url(settings)),
+    return Bridge(database=database or Database(settings), rollups=rollups, redis=aioredis.from_url(redis_conn.redis_url(settings)),
                   area_code=settings.city_area_code, host=host, port=port, username=username, secret=secret,
-                  short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds, tz=settings.tz,
+                  short_abandon_seconds=settings.short_abandon_seconds, wrapup_seconds=settings.wrapup_seconds,
                   events_prefix=settings.events_prefix, records_dir=settings.asterisk_log_dir,
                   agent_contexts=control.agent_contexts(settings))

@@ -1,6 +1,9 @@
 """Calls: record what the tracker says happened, match callers to elders, read calls back.
 
-The caller (the bridge) owns the transaction: these functions flush, never commit.
+The caller (the bridge) owns the transaction: these functions flush, never commit. The writers of
+what the reports sum (a call's queue entry, answer, end, wrap-up, outcome, …; an agent's activity)
+add what they touched to the caller's `Written` (calls/written.py), which the caller hands to the
+rollup keeper in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,12 +23,12 @@ from callcenter.calls import control
 from callcenter.calls.control import WRAPUP_REASON
 from callcenter.calls.models import DISPOSITIONS, AgentActivity, AgentStateLog, AgentStatus, CallLeg, CallRecord, CallState, Outcome
 from callcenter.calls.tracker import AgentState, Call, Leg
+from callcenter.calls.written import Stretch, Written
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import Elder
 from callcenter.elders.schemas import PhoneIn
 from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import try_parse_phone
-from callcenter.stats import rollup
 from callcenter.timeutil import as_utc, day_start_utc, utcnow
 
 
@@ -48,15 +51,15 @@ def extension_of(interface: str | None) -> str | None:
     return match.group(1) if match else None
 
 
-def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
-    """Insert or update the row of `call` (keyed by Linkedid) from the tracker's snapshot.
-    The elder is matched when the caller's number is first known."""
+def record_call(*, session: Session, call: Call, area_code: str, written: Written) -> CallRecord:
+    """Insert or update the row of `call` (keyed by Linkedid) from the tracker's snapshot, noted
+    in `written`. The elder is matched when the caller's number is first known."""
     record = session.exec(select(CallRecord).where(CallRecord.linkedid == call.linkedid)).first()
     if record is not None and call.reconciled and record.state == CallState.ENDED and record.outcome != Outcome.LOST_DURING_OUTAGE:
         return record  # recorded whole already (by this bridge before a restart, or by the other one)
     if record is None:
         record = CallRecord(linkedid=call.linkedid, direction=call.direction, state=call.state, started_at=call.started_at)
-    number_before = record.caller_number
+    number_before, queued_before = record.caller_number, record.queued_at
     for name in COPIED_FIELDS:
         value = getattr(call, name)
         if value is None and name in KEPT_FIELDS:
@@ -76,6 +79,7 @@ def record_call(*, session: Session, call: Call, area_code: str) -> CallRecord:
         record.leg_agents = leg_agents
     record.updated_at = utcnow()
     session.add(record)
+    written.call(queued_before, record.queued_at)
     if call.legs:
         if record.id is None:
             session.flush()  # the legs need the call's id
@@ -122,9 +126,10 @@ def _take_elder_ref(*, session: Session, record: CallRecord, elder_id: int) -> N
             record.elder_candidates = [*record.elder_candidates, elder_id]
 
 
-def record_wrapup_end(*, session: Session, linkedid: str, at: datetime, interface: str | None = None) -> None:
+def record_wrapup_end(*, session: Session, linkedid: str, at: datetime, written: Written, interface: str | None = None) -> None:
     """The agent's wrap-up after their part of this call ended at `at` (ready again, or paused
-    for another reason): on their leg, and on the call when they were its last agent."""
+    for another reason): on their leg, and on the call (noted in `written`) when they were its
+    last agent."""
     record = session.exec(select(CallRecord).where(CallRecord.linkedid == linkedid)).first()
     if record is None:
         return
@@ -139,6 +144,7 @@ def record_wrapup_end(*, session: Session, linkedid: str, at: datetime, interfac
     if last_agent and record.wrapup_ended_at is None:
         record.wrapup_ended_at = at
         session.add(record)
+        written.call(record.queued_at)
 
 
 def _user_for_extension(session: Session, extension: str | None) -> int | None:
@@ -168,16 +174,15 @@ def activity_of(agent: AgentState) -> str:
     return AgentActivity.WRAPUP if agent.state == AgentActivity.PAUSED and agent.pause_reason == WRAPUP_REASON else agent.state
 
 
-def log_agent_activities(*, session: Session, agents: list[AgentState], tz) -> None:
+def log_agent_activities(*, session: Session, agents: list[AgentState], written: Written) -> None:
     """Close each agent's open stretch in `agent_state_log` and open the next, wherever the
     activity changed; `agents` are the batch's agent changes in the order they happened, so a
-    short call inside one batch still leaves its stretch. Closed stretches are added to the
-    agents' days (occupancy reads those)."""
+    short call inside one batch still leaves its stretch. Closed stretches go to `written` (the
+    rollup keeper adds them to the agents' days, which occupancy reads)."""
     if not agents:
         return
     open_rows = {row.interface: row for row in session.exec(select(AgentStateLog).where(
         AgentStateLog.interface.in_({agent.interface for agent in agents}), AgentStateLog.ended_at.is_(None)))}
-    closed = []
     for agent in agents:
         activity = activity_of(agent)
         reason = agent.pause_reason if activity == "paused" else None
@@ -189,12 +194,11 @@ def log_agent_activities(*, session: Session, agents: list[AgentState], tz) -> N
             current.ended_at = max(at, as_utc(current.started_at))
             session.add(current)
             at = current.ended_at
-            closed.append((current.extension or current.interface, current.activity, as_utc(current.started_at), at))
+            written.stretches.append(Stretch(current.extension or current.interface, current.activity, as_utc(current.started_at), at))
         row = AgentStateLog(interface=agent.interface, extension=extension_of(agent.interface), activity=activity,
                             pause_reason=reason, started_at=at)
         session.add(row)
         open_rows[agent.interface] = row
-    rollup.add_activity(session, closed, tz)
 
 
 class MembershipChange(NamedTuple):

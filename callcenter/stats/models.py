@@ -1,6 +1,7 @@
-"""Rollups the reports and the wallboard read instead of raw rows (DESIGN.md, "KPIs"). A write
-marks its hour dirty in its own transaction and readers take marked hours from the calls
-(stats/rollup.py), so a report never disagrees with the calls."""
+"""Rollups the reports and the wallboard read instead of raw rows (DESIGN.md, "KPIs"). Whoever
+writes calls marks their hours dirty in the same transaction (the bridge through the rollup keeper
+the composition root gives it), and readers take marked hours from the calls (stats/rollup.py),
+so a report never disagrees with the calls."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from sqlmodel import Field, SQLModel
 
 
 class CallRollup(SQLModel, table=True):
-    """The call tally (stats.service.Tally, with T = ROLLUP_THRESHOLD) of one hour (UTC) of queue
-    entries, per queue and agent extension ('' for none)."""
+    """The call measures (stats/measures.py, with T = ROLLUP_THRESHOLD) of one hour (UTC) of queue
+    entries, per queue and agent extension ('' for none): one column per measure, named like it
+    (tests/stats/test_rollup.py checks the model and the migrated table), nullable for a maximum."""
 
     __tablename__ = "call_rollup"
 
@@ -47,7 +49,8 @@ class AgentActivityDay(SQLModel, table=True):
 
 class CallRollupDirty(SQLModel, table=True):
     """An hour of call_rollup that no longer equals its calls: marked in the transaction that
-    wrote one of its calls, cleared by the bridge once it summed the hour again. Readers take a
+    wrote one of its calls (stats.rollup.mark_dirty), cleared by the bridge once it summed the
+    hour again. Readers take a
     marked hour from the calls themselves, so a report is exact at every moment."""
 
     __tablename__ = "call_rollup_dirty"

@@ -1,40 +1,44 @@
 """Keeping the rollups (stats/models.py) exact for every reader.
 
-Calls: every flush that writes a call's queue entry, answer, end, wrap-up, outcome, wait, talk,
-queue or agent marks the hours (UTC) those calls entered the queue in as dirty, in the same
-transaction (one upsert, no reads: the bridge's latency barely moves). Readers take marked hours
-from the calls themselves, so a report is exact at every moment; the bridge sums marked hours
-again a second later with the same SQL as the raw report (`stats.service.tally_columns`: one
-definition) and clears their marks (`refresh_dirty`). The ORM hook catches every writer (the
-bridge, the wrap-up end, tests' factories); only a Core UPDATE on `calls` would bypass it, and
-there is none; `callcenter stats check` compares the rollup with the calls and repairs it.
+Calls: whoever writes calls marks the hours (UTC) they entered the queue in as dirty, in the same
+transaction (`mark_dirty`: one upsert, no reads; the bridge's latency barely moves). The bridge
+does it through its `Keeper`, which the composition root (callcenter/cli.py) hands it: the calls
+domain says what each write touched (calls/written.py) and never imports stats. Readers take
+marked hours from the calls themselves, so a report is exact at every moment; the bridge sums
+marked hours again a second later (`refresh_dirty`, through the keeper) with the same measures as
+the raw report (stats/measures.py: one definition, by name) and clears their marks. Every writer
+in the code marks (the bridge's calls and wrap-up ends; tests' factories call `mark_dirty`); a
+write that does not (plain SQL, an import) leaves the rollup behind its calls until
+`callcenter stats check --repair` finds the differing hours and sums them again.
 
-Agent activity: the bridge closes each stretch of agent_state_log exactly once, and adds its
-seconds to the local days it spans (`add_activity`).
+Agent activity: the bridge closes each stretch of agent_state_log exactly once, and the keeper
+adds its seconds to the local days it spans (`add_activity`).
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
+from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import lru_cache
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone, tzinfo
 
-from sqlalchemy import bindparam, delete, event, func, insert, inspect, literal_column, select, text
+from sqlalchemy import bindparam, delete, func, insert, literal_column, select, text
 from sqlalchemy.orm import Session
 
 from callcenter.calls.models import CallRecord
+from callcenter.calls.written import Stretch, Written
 from callcenter.db import epoch, upsert_statement, write_lock
+from callcenter.stats.measures import NAMES, Tally, tally_columns
 from callcenter.stats.models import AgentActivityDay, CallRollup, CallRollupDirty
 from callcenter.timeutil import as_utc, day_start_utc
 
 ROLLUP_THRESHOLD = 15  # T of the rolled-up service level (GB/T 33358-2016); another T reads the raw calls
 BUCKET_SECONDS = 3600  # an hour: a day of 100 agents is 2,400 rows at most
-TRACKED = ("queued_at", "answered_at", "agent_done_at", "wrapup_ended_at", "outcome", "wait_seconds", "talk_seconds",
-           "queue", "agent_extension", "direction")
 # A call's queue and agent as rollup keys ('' for none); one expression object each, so that
 # PostgreSQL finds a query's GROUP BY terms in its select list.
 QUEUE_KEY = func.coalesce(CallRecord.queue, literal_column("''"))
 AGENT_KEY = func.coalesce(CallRecord.agent_extension, literal_column("''"))
+ROLLUP_KEYS = ("bucket", "queue", "agent")  # call_rollup's primary key; its other columns are the measures (stats/measures.py)
 LOCK_KEY = 12349001  # PostgreSQL advisory lock: one rollup refresh at a time (SQLite's writer lock does it there)
 
 
@@ -52,27 +56,30 @@ def covers(start: datetime, end: datetime) -> bool:
     return all(int(as_utc(at).timestamp()) % BUCKET_SECONDS == 0 for at in (start, end))
 
 
-def _touched_buckets(session: Session) -> set[int]:
-    """The hours this flush changes for the rollup: of calls new, deleted, or changed in a column
-    the tally reads (the hour they were queued in before and after)."""
-    buckets: set[int] = set()
-    for obj in (*session.new, *session.dirty, *session.deleted):
-        if not isinstance(obj, CallRecord):
-            continue
-        state = inspect(obj)
-        if obj in session.dirty and not any(state.attrs[name].history.has_changes() for name in TRACKED):
-            continue
-        history = state.attrs.queued_at.history
-        buckets.update(bucket_of(value) for value in (*history.added, *history.unchanged, *history.deleted) if value)
-    return buckets
+@dataclass(frozen=True)
+class Keeper:
+    """The bridge's rollup keeper (calls.written.RollupKeeper): marks what each write touched, in
+    its transaction, and sums the marked hours again when the bridge asks, a second later."""
+
+    tz: tzinfo  # agents' time is added up per local day
+
+    def written(self, session: Session, written: Written) -> None:
+        mark_dirty(session, written.queued_at)
+        add_activity(session, written.stretches, self.tz)
+
+    def refresh(self, session: Session) -> int:
+        return refresh_dirty(session)
 
 
-@event.listens_for(Session, "after_flush")
-def _mark_dirty(session: Session, _context) -> None:
-    buckets = _touched_buckets(session)
+def mark_dirty(session: Session, queued_at: Iterable[datetime | None]) -> None:
+    """Mark the hours of these queue entries as no longer equal to their calls, in the session's
+    transaction: readers take them from the calls until `refresh_dirty` sums them again. Whoever
+    writes a call's queue entry, answer, end, wrap-up, outcome, wait, talk, queue or agent (or
+    inserts or deletes a call) calls this with its queue entry before and after the write."""
+    buckets = sorted({bucket_of(at) for at in queued_at if at is not None})
     if buckets:
         connection = session.connection()
-        connection.execute(_mark_statement(connection.dialect.name), [{"bucket": b, "version": 1} for b in sorted(buckets)])
+        connection.execute(_mark_statement(connection.dialect.name), [{"bucket": bucket, "version": 1} for bucket in buckets])
 
 
 @lru_cache(maxsize=2)
@@ -103,23 +110,16 @@ def refresh_dirty(session: Session) -> int:
 
 
 def _sums_of_calls(low: int, high: int, buckets: set[int] | None = None):
-    """The rollup's rows as summed from the calls of hours [low, high) (or only `buckets`)."""
-    from callcenter.stats.service import tally_columns
-
+    """The rollup's rows as summed from the calls of hours [low, high) (or only `buckets`), each
+    column labelled with its rollup column's name."""
     bucket = bucket_column()
     queue, agent = QUEUE_KEY, AGENT_KEY
-    query = select(bucket, queue, agent, *tally_columns(ROLLUP_THRESHOLD)).where(
+    query = select(bucket.label("bucket"), queue.label("queue"), agent.label("agent"), *tally_columns(ROLLUP_THRESHOLD)).where(
         CallRecord.direction == "inbound", CallRecord.queued_at >= datetime.fromtimestamp(low * BUCKET_SECONDS, timezone.utc),
         CallRecord.queued_at < datetime.fromtimestamp(high * BUCKET_SECONDS, timezone.utc))
     if buckets is not None:
         query = query.where(bucket.in_(buckets))
     return query.group_by(bucket, queue, agent)
-
-
-def _columns() -> list[str]:
-    from callcenter.stats.service import Tally
-
-    return ["bucket", "queue", "agent", *(field.name for field in fields(Tally))]
 
 
 def refresh_calls(connection, buckets: set[int]) -> None:
@@ -128,19 +128,23 @@ def refresh_calls(connection, buckets: set[int]) -> None:
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
     connection.execute(delete(CallRollup).where(CallRollup.bucket.in_(buckets)))
     sums = _sums_of_calls(min(buckets), max(buckets) + 1, buckets)
-    connection.execute(insert(CallRollup).from_select(_columns(), sums))
+    connection.execute(insert(CallRollup).from_select([column.name for column in sums.selected_columns], sums))
 
 
-def differences(session: Session, start: datetime, end: datetime) -> list[tuple]:
+def _key(row) -> tuple[int, str, str]:
+    values = row._mapping
+    return int(values["bucket"]), values["queue"], values["agent"]
+
+
+def differences(session: Session, start: datetime, end: datetime) -> list[tuple[int, str, str, Tally | None, Tally | None]]:
     """(bucket, queue, agent, stored, summed) for each rollup row of [start, end) that differs
     from the calls, marked hours aside; `callcenter stats check` prints them."""
     low, high = bucket_of(start), bucket_of(end)
     dirty = dirty_buckets(session, low, high)
-    names = _columns()
-    stored = {tuple(row[:3]): tuple(row[3:]) for row in session.execute(
-        select(*(getattr(CallRollup, name) for name in names)).where(CallRollup.bucket >= low, CallRollup.bucket < high))}
-    summed = {(int(row[0]), row[1], row[2]): tuple(int(v) if v is not None else None for v in row[3:])
-              for row in session.execute(_sums_of_calls(low, high))}
+    rows = select(*(getattr(CallRollup, name) for name in (*ROLLUP_KEYS, *NAMES))).where(CallRollup.bucket >= low,
+                                                                                       CallRollup.bucket < high)
+    stored = {_key(row): Tally.of_row(row) for row in session.execute(rows)}
+    summed = {_key(row): Tally.of_row(row) for row in session.execute(_sums_of_calls(low, high))}
     return [(*key, stored.get(key), summed.get(key)) for key in sorted(set(stored) | set(summed), key=str)
             if key[0] not in dirty and stored.get(key) != summed.get(key)]
 
@@ -168,7 +172,7 @@ def split_by_day(start: datetime, end: datetime, tz) -> list[tuple[date, int]]:
     return parts
 
 
-def add_activity(session: Session, stretches: list[tuple[str, str, datetime, datetime]], tz) -> None:
+def add_activity(session: Session, stretches: list[Stretch], tz) -> None:
     """Add closed stretches (extension, activity, started, ended) to the agents' days."""
     totals: dict[tuple[date, str, str], int] = {}
     for extension, activity, started, ended in stretches:

@@ -5,33 +5,33 @@ A call counts on the day and hour (Asia/Shanghai, or the configured zone) it ent
 only inbound calls that reached a queue are offered. Rates are None when their denominator is
 zero (a day without calls has no service level, not 0 %).
 
-Every figure is a sum, a count or a maximum, so the database does the adding: one GROUP BY per
-quarter hour (`Tally`) and Python folds them into hours, days and the range. With the standard T
-of 15 s the sums come from `call_rollup`, per hour (kept exact by stats/rollup.py), so a report
-reads the rollup's rows, not every call; another T or a district filter sums the calls.
+Every KPI is derived here (`call_kpis`) from a `Tally` of named measures (stats/measures.py: each
+a sum, a count or a maximum, defined once), so the database does the adding: one GROUP BY per
+quarter hour and Python folds the tallies into hours, days and the range, measure by measure.
+With the standard T of 15 s the measures come from `call_rollup`, per hour (kept exact by
+stats/rollup.py), so a report reads the rollup's rows, not every call; another T or a district
+filter sums the calls.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, fields, replace
-from functools import lru_cache
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta, timezone
 
-from sqlalchemy import and_, case, func, literal_column, or_
+from sqlalchemy import and_, func, literal_column, or_
 from sqlmodel import Session, select
 
 from callcenter.areas import service as areas_service
-from callcenter.calls.models import BUSY, LOGGED_IN, WAITING_STATES, AgentActivity, AgentStateLog, CallLeg, CallRecord, Outcome
-from callcenter.db import epoch
+from callcenter.calls.models import BUSY, LOGGED_IN, WAITING_STATES, AgentActivity, AgentStateLog, CallLeg, CallRecord
 from callcenter.reporting import count_where, rate, table_rows
 from callcenter.stats import rollup
+from callcenter.stats.measures import Tally, rollup_columns, tally_columns
 from callcenter.stats.models import AgentActivityDay, CallRollup
 from callcenter.elders.models import Elder
 from callcenter.timeutil import day_start_utc, utcnow
 
 RAW_BUCKET_SECONDS = 900  # raw calls are summed per quarter hour: every time zone's hours are whole quarters
-ABANDONS = (Outcome.ABANDONED, Outcome.SHORT_ABANDON)
 
 
 @dataclass
@@ -41,32 +41,6 @@ class Filters:
     queue: str | None = None
     agent: str | None = None
     district_id: int | None = None
-
-
-@dataclass
-class Tally:
-    """Sums over a set of offered calls, from which every call KPI follows; tallies add up, so
-    a day is the sum of its hours and a range the sum of its days."""
-
-    offered: int = 0
-    answered: int = 0
-    within: int = 0
-    abandoned: int = 0
-    short_abandons: int = 0
-    timeouts: int = 0
-    abandoned_within: int = 0
-    answered_wait: int = 0
-    longest_wait: int | None = None
-    handled: int = 0
-    handle: int = 0
-
-    def add(self, other: "Tally") -> None:
-        for field in fields(self):
-            mine, theirs = getattr(self, field.name), getattr(other, field.name)
-            if field.name == "longest_wait":
-                setattr(self, field.name, max((v for v in (mine, theirs) if v is not None), default=None))
-            else:
-                setattr(self, field.name, mine + theirs)
 
 
 def _mean(total: int, count: int) -> float | None:
@@ -90,30 +64,6 @@ def call_kpis(tally: Tally, *, threshold: int) -> dict:
     }
 
 
-@lru_cache(maxsize=32)
-def tally_columns(threshold: int) -> tuple:
-    """SQL aggregates in `Tally`'s field order. A call is answered once an agent picked it up (so
-    the wallboard counts a call in progress); its handling time (talk + wrap-up, wrap-up = wrap-up
-    ended − agent done, never below 0) once the agent is done with it."""
-    answered = CallRecord.answered_at.is_not(None)
-    handled = and_(answered, CallRecord.agent_done_at.is_not(None))
-    wait = func.coalesce(CallRecord.wait_seconds, 0)
-    wrapup = case((and_(CallRecord.wrapup_ended_at.is_not(None), CallRecord.agent_done_at.is_not(None),
-                        CallRecord.wrapup_ended_at > CallRecord.agent_done_at),
-                   epoch(CallRecord.wrapup_ended_at) - epoch(CallRecord.agent_done_at)), else_=0)
-    return (
-        func.count(), count_where(answered), count_where(and_(answered, wait <= threshold)), count_where(CallRecord.outcome == Outcome.ABANDONED),
-        count_where(CallRecord.outcome == Outcome.SHORT_ABANDON), count_where(CallRecord.outcome == Outcome.TIMEOUT),
-        count_where(and_(CallRecord.outcome.in_(ABANDONS), wait <= threshold)),
-        func.coalesce(func.sum(case((answered, wait), else_=0)), 0), func.max(CallRecord.wait_seconds), count_where(handled),
-        func.coalesce(func.sum(case((handled, func.coalesce(CallRecord.talk_seconds, 0) + wrapup), else_=0)), 0),
-    )
-
-
-def _tally(values) -> Tally:
-    return Tally(*(int(v) if v is not None else None for v in values))
-
-
 def _offered_where(query, *, session: Session, start: datetime, end: datetime, filters: Filters):
     """Inbound calls that entered a queue in [start, end), narrowed by `filters`."""
     query = query.where(CallRecord.direction == "inbound", CallRecord.queued_at >= start, CallRecord.queued_at < end)
@@ -132,7 +82,7 @@ def tally_until_now(*, session: Session, start: datetime, now: datetime, thresho
     waiting is left out until the wait passes T: until then the call may yet be answered in time."""
     undecided = and_(CallRecord.state.in_(WAITING_STATES), CallRecord.queued_at > now - timedelta(seconds=threshold))
     query = _offered_where(select(*tally_columns(threshold)), session=session, start=start, end=now, filters=Filters())
-    return _tally(session.exec(query.where(~undecided)).one())
+    return Tally.of_row(session.exec(query.where(~undecided)).one())
 
 
 def _uses_rollup(threshold: int, filters: Filters) -> bool:
@@ -149,12 +99,6 @@ def _rollup_where(query, *, start: datetime, end: datetime, filters: Filters):
     return query
 
 
-@lru_cache(maxsize=1)
-def _rollup_sums() -> tuple:
-    return tuple(func.max(CallRollup.longest_wait) if field.name == "longest_wait" else func.sum(getattr(CallRollup, field.name))
-                 for field in fields(Tally))
-
-
 def _dirty_hours(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters) -> set[int] | None:
     """None: the whole range is read from the calls; otherwise the hours the rollup must not be
     trusted for (marked dirty by a write the bridge has not summed yet), read from the calls."""
@@ -169,40 +113,65 @@ def _in_hours(hours: set[int]):
                       CallRecord.queued_at < datetime.fromtimestamp((hour + 1) * size, timezone.utc)) for hour in sorted(hours)))
 
 
+# The keys of a tally's row, labelled like its measures: the bucket (None: a row per agent) and the
+# agent's extension ('': a row per bucket).
+NO_BUCKET, NO_AGENT = literal_column("NULL").label("bucket"), literal_column("''").label("agent")
+
+
 def tallies(*, session: Session, start: datetime, end: datetime, threshold: int,
             filters: Filters) -> tuple[dict[datetime, Tally], dict[str, Tally]]:
     """The tallies of [start, end) per hour or quarter hour (keyed by its start in UTC; either
     lies within one local hour) and per agent extension. From the rollup, with the hours marked
     dirty from the calls in one query grouped by hour and agent; or, where the rollup does not
     apply, all from the calls."""
+    dirty = _dirty_hours(session=session, start=start, end=end, threshold=threshold, filters=filters)
+    where = {"session": session, "start": start, "end": end, "filters": filters}
+    if dirty is None:
+        seconds = RAW_BUCKET_SECONDS
+        rows = _rows_of_calls(threshold=threshold, **where)
+    else:
+        seconds = rollup.BUCKET_SECONDS
+        rows = _rows_of_rollup(dirty=dirty, **where)
     per_bucket: dict[datetime, Tally] = defaultdict(Tally)
     per_agent: dict[str, Tally] = defaultdict(Tally)
-    dirty = _dirty_hours(session=session, start=start, end=end, threshold=threshold, filters=filters)
-    agent = rollup.AGENT_KEY
-    seconds = RAW_BUCKET_SECONDS if dirty is None else rollup.BUCKET_SECONDS
-    bucket = rollup.bucket_column(seconds).label("bucket")
-    def raw(*columns):
-        return _offered_where(select(*columns, *tally_columns(threshold)), session=session, start=start, end=end, filters=filters)
-
-    if dirty is None:  # two sums, per bucket and per agent: a month by both at once would be a row per agent-hour
-        rows = session.exec(raw(bucket, literal_column("''")).group_by(bucket)).all()
-        rows += session.exec(raw(literal_column("NULL"), agent).group_by(agent)).all()
-    else:
-        rows = session.exec(raw(bucket, agent).where(_in_hours(dirty)).group_by(bucket, agent)).all() if dirty else []
-        clean = _rollup_where(select(CallRollup.bucket, literal_column("''"), *_rollup_sums()), start=start, end=end,
-                              filters=filters)
-        by_agent = _rollup_where(select(literal_column("NULL"), CallRollup.agent, *_rollup_sums()).where(CallRollup.agent != ""),
-                                 start=start, end=end, filters=filters)
-        if dirty:
-            clean, by_agent = (q.where(CallRollup.bucket.not_in(dirty)) for q in (clean, by_agent))
-        rows += session.exec(clean.group_by(CallRollup.bucket)).all() + session.exec(by_agent.group_by(CallRollup.agent)).all()
-    for hour, name, *values in rows:
-        tally = _tally(values)
+    for row in rows:
+        tally, hour, name = Tally.of_row(row), row._mapping["bucket"], row._mapping["agent"]
         if hour is not None:
             per_bucket[datetime.fromtimestamp(int(hour) * seconds, timezone.utc)].add(tally)
         if name:
             per_agent[name].add(tally)
     return per_bucket, per_agent
+
+
+def _raw_tallies(*keys, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters):
+    return _offered_where(select(*keys, *tally_columns(threshold)), session=session, start=start, end=end, filters=filters)
+
+
+def _rows_of_calls(*, session: Session, start: datetime, end: datetime, threshold: int, filters: Filters) -> list:
+    """All from the calls, per quarter hour, then per agent (a month by both at once would be a
+    row per agent-hour)."""
+    where = {"session": session, "start": start, "end": end, "threshold": threshold, "filters": filters}
+    bucket, agent = rollup.bucket_column(RAW_BUCKET_SECONDS).label("bucket"), rollup.AGENT_KEY.label("agent")
+    return (session.exec(_raw_tallies(bucket, NO_AGENT, **where).group_by(bucket)).all()
+            + session.exec(_raw_tallies(NO_BUCKET, agent, **where).group_by(agent)).all())
+
+
+def _rows_of_rollup(*, session: Session, start: datetime, end: datetime, filters: Filters, dirty: set[int]) -> list:
+    """The hours marked dirty from the calls, per hour and agent; every other hour from the rollup,
+    per hour, then per agent."""
+    rows = []
+    if dirty:
+        bucket, agent = rollup.bucket_column().label("bucket"), rollup.AGENT_KEY.label("agent")
+        raw = _raw_tallies(bucket, agent, session=session, start=start, end=end, threshold=rollup.ROLLUP_THRESHOLD,
+                           filters=filters)
+        rows += session.exec(raw.where(_in_hours(dirty)).group_by(bucket, agent)).all()
+    per_hour = _rollup_where(select(CallRollup.bucket.label("bucket"), NO_AGENT, *rollup_columns()), start=start, end=end,
+                             filters=filters)
+    per_agent = _rollup_where(select(NO_BUCKET, CallRollup.agent.label("agent"), *rollup_columns()).where(CallRollup.agent != ""),
+                              start=start, end=end, filters=filters)
+    if dirty:
+        per_hour, per_agent = (query.where(CallRollup.bucket.not_in(dirty)) for query in (per_hour, per_agent))
+    return rows + session.exec(per_hour.group_by(CallRollup.bucket)).all() + session.exec(per_agent.group_by(CallRollup.agent)).all()
 
 
 def agent_activity_seconds(*, session: Session, tz, date_from: date, date_to: date, now: datetime | None = None,

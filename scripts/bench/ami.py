@@ -33,6 +33,7 @@ from callcenter.calls.bridge import Bridge  # noqa: E402
 from callcenter.config import Settings  # noqa: E402
 from callcenter.db import Database, create_postgres_database  # noqa: E402
 from callcenter.simulator.server import AMIServer  # noqa: E402
+from callcenter.stats import rollup  # noqa: E402
 
 TRACES = ROOT / "tests" / "fixtures" / "ami-traces"
 NAMES = ("answered", "abandoned", "ivr", "resync")
@@ -137,7 +138,8 @@ async def bench_bridge(data: bytes, events: int, database_url: str, workdir: Pat
     migrate.upgrade(database_url)
     server = Firehose(data, rate)
     port = await server.start()
-    bridge = Bridge(database=Database(settings), redis=aioredis.from_url(REDIS_URL), area_code="0411", host="127.0.0.1",
+    bridge = Bridge(database=Database(settings), rollups=rollup.Keeper(tz=settings.tz), redis=aioredis.from_url(REDIS_URL),
+                    area_code="0411", host="127.0.0.1",
                     port=port, username="bench", secret="bench")
     bridge.publisher.latencies = []
     task = asyncio.create_task(bridge.run())

@@ -22,6 +22,7 @@ from callcenter.elders import service as elders_service
 from callcenter.db import Database
 from callcenter.elders.schemas import ElderIn, PhoneIn
 from tests.ami.fake_asterisk import SECRET, USER, FakeAsterisk, channel_row, random_chunks, trace_events
+from callcenter.stats import rollup
 from tests.conftest import BACKEND
 from tests.faults import TcpProxy
 
@@ -41,7 +42,8 @@ async def eventually(predicate, timeout: float = 10.0, interval: float = 0.05):
 
 
 def make_bridge(settings, services, port: int, **options) -> Bridge:
-    defaults = {"ping_interval": 5.0, "ping_timeout": 2.0, "backoff_initial": 0.05, "backoff_max": 0.5, "database": services.db}
+    defaults = {"ping_interval": 5.0, "ping_timeout": 2.0, "backoff_initial": 0.05, "backoff_max": 0.5, "database": services.db,
+                "rollups": rollup.Keeper(tz=settings.tz)}
     return Bridge(redis=aioredis.from_url(settings.redis_url), area_code="0411", host="127.0.0.1",
                   port=port, username=USER, secret=SECRET, events_prefix=settings.events_prefix, **(defaults | options))
 
@@ -294,7 +296,8 @@ def test_events_wait_while_redis_is_down_and_go_out_when_it_returns(settings, se
     async def scenario():
         fake = FakeAsterisk([trace_events("answered")])
         ami_port = await fake.start()
-        bridge = Bridge(database=services.db, redis=aioredis.from_url(proxied_url), area_code="0411", host="127.0.0.1",
+        bridge = Bridge(database=services.db, rollups=rollup.Keeper(tz=settings.tz), redis=aioredis.from_url(proxied_url),
+                        area_code="0411", host="127.0.0.1",
                         port=ami_port, username=USER, secret=SECRET, backoff_initial=0.05, events_prefix=prefix)
         task = asyncio.create_task(bridge.run())
         await eventually(lambda: ended(calls(services), 1), timeout=30)  # recorded while Redis is down

@@ -87,7 +87,7 @@ def test_agents_behind_local_channels_keep_their_legs(tmp_path):
     (tmp_path / "cel-custom" / "hotline.csv").write_text(cel.replace('"agents"', '"team"'), encoding="utf-8")
     (tmp_path / "queue_log").write_bytes((RECORDS / "queue_log").read_bytes())
     settings = Settings(agent_interface="Local/{extension}@team", agent_phone="PJSIP/{extension}")
-    made = bridge.from_settings(settings, host="127.0.0.1", port=5038, username="u", secret="s", database=object())
+    made = bridge.from_settings(settings, host="127.0.0.1", port=5038, username="u", secret="s", rollups=object(), database=object())
     found = records.read(tmp_path, at(1796152080))
     window = dict(start=at(1796152080), end=at(1796152120))
     assert [leg.interface for leg in records.ended_calls(found, **window)[0].legs] == []  # the default contexts miss them

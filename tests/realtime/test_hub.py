@@ -150,6 +150,7 @@ def test_websocket_refuses_strangers_and_other_sites(settings, services, two_web
 def test_snapshot_shows_an_agent_only_its_own_calls(settings, services, agent_client):
     from callcenter.calls import service as calls_service
     from callcenter.calls.tracker import Call
+    from callcenter.calls.written import Written
     from callcenter.timeutil import utcnow
 
     me = agent_client.get("/api/auth/me").json()
@@ -162,7 +163,7 @@ def test_snapshot_shows_an_agent_only_its_own_calls(settings, services, agent_cl
         call = Call(linkedid=linkedid, direction="inbound", context="from-elders", started_at=utcnow(), state=state,
                     agent_interface=interface, queue="hotline")
         with services.db.session_scope() as session:
-            calls_service.record_call(session=session, call=call, area_code="0411")
+            calls_service.record_call(session=session, call=call, area_code="0411", written=Written())  # never queued: no hour
     body = agent_client.get("/api/realtime/snapshot").json()
     assert [c["call_id"] for c in body["calls"]] == ["1.0"]
     assert body["waiting"] == {"hotline": 1}

@@ -16,6 +16,7 @@ import redis.asyncio as aioredis
 
 from callcenter.calls.bridge import Bridge
 from callcenter.simulator.server import encode_message
+from callcenter.stats import rollup
 from tests.ami.fake_asterisk import SECRET, USER, FakeAsterisk
 
 QUEUE = "hotline"
@@ -124,7 +125,7 @@ class ScriptedAsterisk:
     """The fake Asterisk and the real bridge on their own event loop in a thread, so a
     browser test can watch the wallboard while events are played or injected."""
 
-    def __init__(self, settings, services, script: list[bytes]):
+    def __init__(self, settings, services, script: list[bytes], rollups=None):
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self._thread.start()
@@ -132,7 +133,8 @@ class ScriptedAsterisk:
         self.sent = _events_in(script)  # what the bridge must have read before the test looks
         port = self.run(self.fake.start())
         # A long wrap-up timer: the script's own pause events end each wrap-up at its chosen time.
-        self.bridge = Bridge(database=services.db, redis=aioredis.from_url(settings.redis_url), area_code="0411",
+        self.bridge = Bridge(database=services.db, rollups=rollups or rollup.Keeper(tz=settings.tz),
+                             redis=aioredis.from_url(settings.redis_url), area_code="0411",
                              events_prefix=settings.events_prefix,
                              host="127.0.0.1", port=port, username=USER, secret=SECRET, backoff_initial=0.05,
                              backoff_max=0.5, wrapup_seconds=3600)

@@ -101,10 +101,10 @@ DAY_AGENTS = [
 ]
 
 
-def play(settings, services, day: date, prefix: str = "", shift: timedelta = timedelta(0)) -> None:
+def play(settings, services, day: date, prefix: str = "", shift: timedelta = timedelta(0), rollups=None) -> None:
     script = Script(prefix)
     fixed_day(script, day, shift)
-    asterisk = ScriptedAsterisk(settings, services, script.messages())
+    asterisk = ScriptedAsterisk(settings, services, script.messages(), rollups=rollups)
     asterisk.close()
 
 
