@@ -25,6 +25,7 @@ from tests.workorders.test_routing import children_of
 from workorders import jobs
 from workorders import service as orders_service
 
+SCHEDULER_BACK_IN = 150.0  # RQ's scheduler lock lapses 61 s after its dead holder's last heartbeat, checked every 10 s
 ROUTED_IN = 60.0  # seconds an order may take to be routed (the sweeper runs every half second here)
 
 
@@ -43,8 +44,8 @@ def order_without_job(services, settings, user, elder_id: int, *, waited: timede
         return order.id
 
 
-def dispatched(services, order_id: int, message: str) -> None:
-    wait_for(lambda: order_row(services, order_id).status == "dispatched", timeout=ROUTED_IN, message=message)
+def dispatched(services, order_id: int, message: str, timeout: float = ROUTED_IN) -> None:
+    wait_for(lambda: order_row(services, order_id).status == "dispatched", timeout=timeout, message=message)
 
 
 def group_members(pgid: int) -> list[int]:
@@ -99,7 +100,9 @@ def test_the_worker_its_sweeper_and_scheduler_outlive_a_redis_outage(settings, s
         dispatched(services, after, "an order created after the outage was not routed")
         scheduled = order_without_job(services, settings, agent, city["elder"])  # too recent for the sweeper
         queue.enqueue_in(timedelta(seconds=1), jobs.route_order, scheduled)
-        dispatched(services, scheduled, "RQ's scheduler did not run a job scheduled after the outage")
+        # RQ's scheduler process may have died in the outage holding its lock (61 s): the worker
+        # starts a new one once the lock lapses (it looks every 10 s)
+        dispatched(services, scheduled, "RQ's scheduler did not run a job scheduled after the outage", timeout=SCHEDULER_BACK_IN)
         assert worker.poll() is None
     finally:
         output = stop(worker, worker.pid)
