@@ -13,25 +13,31 @@ each after one warm-up, what the pages ask for:
   with the current hour marked dirty as the bridge's writes leave it (read from the calls);
 - one day's report (call KPIs per hour from the rollup, per agent with occupancy, and the
   work-order report), i.e. /supervisor/reports for yesterday;
-- the 30-day report, the same for the whole range.
-Targets: wallboard under 50 ms, one day under 200 ms, 30 days under 2 s.
+- the 30-day report, the same for the whole range;
+- today's figures as a wallboard reloads them after calls end (issue 16): read from the database,
+  and from the copy every screen shares (Redis, read again every 5 s), with the SQL statements
+  one screen's reload sends.
+Targets: wallboard under 50 ms, one day under 200 ms, 30 days under 2 s, a shared reload under 5 ms.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
 import time
 import uuid
+from types import SimpleNamespace
 from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from sqlalchemy import text  # noqa: E402
+import redis as redis_lib  # noqa: E402
+from sqlalchemy import event, text  # noqa: E402
 
 from callcenter import migrate  # noqa: E402
 from callcenter.areas import service as areas_service  # noqa: E402
@@ -43,12 +49,14 @@ from callcenter.elders.schemas import ElderIn, PhoneIn  # noqa: E402
 from callcenter.stats import rollup  # noqa: E402
 from callcenter.stats.models import CallRollupDirty  # noqa: E402
 from callcenter.stats import service as stats_service  # noqa: E402
+from callcenter.stats import api as stats_api  # noqa: E402
 from callcenter.stats import wallboard  # noqa: E402
 from callcenter.timeutil import day_start_utc, today_in, utcnow  # noqa: E402
 from workorders import service as orders_service  # noqa: E402
 from workorders import stats as order_stats  # noqa: E402
 
 PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+REDIS_URL = "redis://127.0.0.1:6379/12"
 AGENTS = 100
 
 CALLS_SQL = """
@@ -172,6 +180,19 @@ def fill(database: Database, settings: Settings, *, calls: int, orders: int, day
         connection.execute(text("VACUUM ANALYZE"))  # as autovacuum leaves a table in steady use
 
 
+def count_statements(database: Database, function) -> int:
+    """How many SQL statements `function` sends (a warm call)."""
+    function()
+    sent = []
+    listener = lambda *args: sent.append(1)  # noqa: E731
+    event.listen(database.engine, "before_cursor_execute", listener)
+    try:
+        function()
+    finally:
+        event.remove(database.engine, "before_cursor_execute", listener)
+    return len(sent)
+
+
 def timed(label: str, runs: int, target: float, function) -> None:
     function()  # warm-up: plans cached, pages in memory
     times = []
@@ -216,12 +237,32 @@ def main() -> None:
                 with database.session_scope() as session:
                     wallboard.snapshot(session=session, settings=settings)
 
+            # What one screen's reload of today's figures costs now: the copy all screens share
+            # (stats/api.py), read from the database at most every FIGURES_SECONDS.
+            redis = redis_lib.Redis.from_url(REDIS_URL)
+            shared = SimpleNamespace(settings=settings.model_copy(update={"events_prefix": f"benchstats{os.getpid()}"}),
+                                     redis=redis)
+
+            def figures_shared():
+                with database.session_scope() as session:
+                    stats_api.shared_figures(session, shared)
+
+            def figures_read():
+                with database.session_scope() as session:
+                    wallboard.figures(session=session, settings=settings)
+
             with database.session_scope() as session:
                 day = stats_service.report(session=session, tz=tz, date_from=yesterday, date_to=yesterday, threshold=threshold)
                 print(f"yesterday: {day['total']['offered']:,} calls offered, {len(day['by_agent'])} agents, "
                       f"service level {day['total']['service_level']}, occupancy of {day['by_agent'][0]['agent']} "
                       f"{day['by_agent'][0]['occupancy']}")
             timed("wallboard snapshot (today)", args.runs, 50, board)
+            timed("wallboard figures, read", args.runs, 50, figures_read)
+            queries = count_statements(database, figures_shared)
+            timed("wallboard figures, shared copy", args.runs, 5, figures_shared)
+            print(f"  a screen's figures from the shared copy: {queries} SQL statements (the copy is read again every "
+                  f"{stats_api.FIGURES_SECONDS:g} s, whatever the number of screens)")
+            redis.delete(f"{shared.settings.events_prefix}:wallboard:figures")
             timed("one day's report (calls + orders)", args.runs, 200, reports(yesterday, yesterday))
             timed(f"{args.days}-day report (calls + orders)", max(3, args.runs // 4), 2000, reports(first, today))
             database.engine.dispose()
