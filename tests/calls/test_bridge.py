@@ -286,37 +286,51 @@ def test_bad_credentials_give_a_clear_error_and_back_off(settings, services, cap
     assert "AMI login to" in caplog.text and SECRET not in caplog.text
 
 
-def test_events_wait_while_redis_is_down_and_go_out_when_it_returns(settings, services, redis_proxy):
-    """Redis is away for the bridge (a proxy the test owns refuses it) while a call comes and ends:
-    the events wait, and go out in order once Redis is back; the test listens from before."""
-    proxy, proxied_url = redis_proxy
-    proxy.reject()
-    prefix = f"{settings.events_prefix}-outage"
+def _ping(client) -> bool:
+    try:
+        return client.ping()
+    except redis.RedisError:
+        return False
+
+
+def test_events_wait_while_redis_is_down_and_go_out_when_it_returns(settings, services, tmp_path):
+    import socket
+    import subprocess
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"redis://127.0.0.1:{port}/0"
 
     async def scenario():
         fake = FakeAsterisk([trace_events("answered")])
         ami_port = await fake.start()
-        bridge = Bridge(database=services.db, rollups=rollup.Keeper(tz=settings.tz), redis=aioredis.from_url(proxied_url),
-                        area_code="0411", host="127.0.0.1",
-                        port=ami_port, username=USER, secret=SECRET, backoff_initial=0.05, events_prefix=prefix)
+        bridge = Bridge(database=services.db, rollups=rollup.Keeper(tz=settings.tz), redis=aioredis.from_url(url), area_code="0411", host="127.0.0.1",
+                        port=ami_port, username=USER, secret=SECRET, backoff_initial=0.05)
         task = asyncio.create_task(bridge.run())
         await eventually(lambda: ended(calls(services), 1), timeout=30)  # recorded while Redis is down
         await bridge.wait_idle()
         kept = len(bridge.publisher.pending)
-        pubsub = redis.Redis.from_url(settings.redis_url).pubsub()
-        pubsub.subscribe(event_channels(prefix).calls)
-        pubsub.get_message(timeout=5)  # the subscription is confirmed: nothing published from now on is missed
-        proxy.heal()
-        received = []
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any(m.get("type") == "call.ended" for m in received):
-            message = await asyncio.to_thread(pubsub.get_message, timeout=0.2)
-            if message and message["type"] == "message":
-                received.append(json.loads(message["data"]))
-        bridge.stop()
-        await asyncio.wait_for(task, 30)
-        await fake.close()
-        return kept, received, len(bridge.publisher.pending)
+        server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                   "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
+        try:
+            client = redis.Redis.from_url(url)
+            await eventually(lambda: _ping(client), timeout=10)
+            pubsub = client.pubsub()
+            pubsub.subscribe(event_channels("hotline").calls)  # the bridge's default prefix
+            received = []
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not any(m.get("type") == "call.ended" for m in received):
+                message = await asyncio.to_thread(pubsub.get_message, timeout=0.2)
+                if message and message["type"] == "message":
+                    received.append(json.loads(message["data"]))
+            bridge.stop()
+            await asyncio.wait_for(task, 30)
+            await fake.close()
+            return kept, received, len(bridge.publisher.pending)
+        finally:
+            server.terminate()
+            server.wait(10)
 
     kept, received, left = asyncio.run(scenario())
     assert kept > 5 and left == 0
