@@ -6,14 +6,12 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 from rq import SimpleWorker
-from rq.job import Job
-from rq.registry import ScheduledJobRegistry
 from sqlmodel import select
 
 from callcenter.notify import jobs as notify_jobs
 from callcenter.notify.models import OutboxMessage
 from tests.notify import fake_smsc, fake_tencent_sms
-from tests.workorders.conftest import city, rq_redis  # noqa: F401  (fixtures)
+from tests.workorders.conftest import city, rq_redis, scheduled_jobs_due_now  # noqa: F401  (fixtures)
 from workorders import jobs as order_jobs
 
 TENCENT_TEMPLATES = {"order_dispatched_provider": "2000001", "order_dispatched_provider_nolink": "2000002",
@@ -70,13 +68,7 @@ def send(connection) -> None:
 
 def retries_due_now(connection) -> int:
     """Time control: the scheduled retries are due now (no sleeping through the back-off)."""
-    queue = notify_jobs.queue(connection)
-    registry = ScheduledJobRegistry(queue=queue)
-    ids = registry.get_job_ids()
-    for job_id in ids:
-        registry.remove(job_id)
-        queue.enqueue_job(Job.fetch(job_id, connection=connection))
-    return len(ids)
+    return scheduled_jobs_due_now(notify_jobs.queue(connection))
 
 
 def messages(services) -> list[OutboxMessage]:

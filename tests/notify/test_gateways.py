@@ -4,7 +4,7 @@ messages to a local server speaking the provider's protocol (tests/notify/fake_*
 
 from __future__ import annotations
 
-from tests.notify.conftest import TENCENT_TEMPLATES, messages, retries_due_now, route_and_send, send
+from tests.notify.conftest import TENCENT_TEMPLATES, messages, retries_due_now, route_and_send, send, smpp_settings
 from tests.workorders.conftest import new_order, order_row
 from callcenter.notify import jobs as notify_jobs
 
@@ -90,7 +90,10 @@ def test_smpp_sends_long_chinese_texts_in_ucs2_parts_and_reads_the_delivery_rece
     assert smsc.binds == ["transceiver", "transceiver"] and smsc.unbinds == 2
 
 
-def test_smpp_throttling_is_retried_and_a_late_receipt_is_collected_by_the_receipt_poll(services, console, city, rq_redis, smsc):
+def test_smpp_throttling_is_retried_and_a_late_receipt_is_collected_by_the_receipt_poll(services, console, city, rq_redis, smsc,
+                                                                                         configure_notify):
+    # Each send waits its whole receipt wait for a receipt the SMSC holds back: a short one here.
+    configure_notify(**smpp_settings(smsc.port) | {"smpp_receipt_wait_seconds": 1.0})
     smsc.submit_statuses = [0x58]  # ESME_RTHROTTLED for the first submit_sm
     smsc.hold_receipts = True
     new_order(console, city["elder"])

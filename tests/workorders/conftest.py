@@ -75,12 +75,17 @@ def history(services, order_id: int) -> list[tuple]:
 
 def run_deadlines_now(connection) -> int:
     """Time control: every scheduled acceptance deadline is due now (no sleeping for an hour)."""
-    queue = jobs.queue(connection)
+    return scheduled_jobs_due_now(jobs.queue(connection))
+
+
+def scheduled_jobs_due_now(queue) -> int:
+    """The jobs scheduled on `queue` are queued now, as RQ's scheduler would queue them when due;
+    returns how many."""
     registry = ScheduledJobRegistry(queue=queue)
     ids = registry.get_job_ids()
     for job_id in ids:
         registry.remove(job_id)
-        queue.enqueue_job(Job.fetch(job_id, connection=connection))
+        queue.enqueue_job(Job.fetch(job_id, connection=queue.connection))
     return len(ids)
 
 
