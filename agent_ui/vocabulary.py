@@ -4,13 +4,10 @@ a label or a state added there reaches the console and the wallboard without a s
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from callcenter.calls.models import IVR_ROUTES, WAITING_STATES, WITH_AGENT, AgentActivity, CallState, Outcome, PauseReason
 from workorders.models import OPEN, OrderStatus
 
 
-@lru_cache(maxsize=1)
 def for_pages() -> dict:
     return {
         "call_states": CallState.labels(),

@@ -65,8 +65,8 @@ def sms_dict(row: SmsMessage, tz) -> dict:
     """One outbox message, with its sending status, channel and kind in Chinese."""
     kind = notify_templates.KINDS.get(row.kind)
     return {"id": row.id, "to": row.to, "text": row.text, "order_id": row.order_id, "provider_id": row.provider_id,
-            "status": row.status, "status_label": notify_models.STATUSES.get(row.status, row.status),
-            "channel": row.channel, "channel_label": notify_models.CHANNELS.get(row.channel, row.channel),
+            "status": row.status, "status_label": notify_models.MessageStatus.label_of(row.status),
+            "channel": row.channel, "channel_label": notify_models.Channel.label_of(row.channel),
             "kind": row.kind, "kind_label": kind.label if kind else "", "gateway": row.gateway, "attempts": row.attempts,
             "error": row.error, "created_at": local_iso(row.created_at, tz), "sent_at": local_iso(row.sent_at, tz),
             "delivered_at": local_iso(row.delivered_at, tz), "next_attempt_at": local_iso(row.next_attempt_at, tz)

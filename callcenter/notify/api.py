@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from callcenter.deps import DbSession, ServicesDep, SupervisorUser
 from callcenter.errors import FieldErrors
 from callcenter.notify import service
-from callcenter.notify.models import CHANNELS, Recipient
+from callcenter.notify.models import Channel, Recipient
 from callcenter.phones import InvalidPhoneNumber, parse_phone
 
 router = APIRouter(tags=["notify"])
@@ -31,7 +31,7 @@ def _phone(raw: str, area_code: str) -> str:
 
 def _recipient_dict(phone: str, row: Recipient | None) -> dict:
     channel = row.channel if row else "sms"
-    return {"phone": phone, "channel": channel, "channel_label": CHANNELS[channel], "wechat_openid": row.wechat_openid if row else None}
+    return {"phone": phone, "channel": channel, "channel_label": Channel(channel).label, "wechat_openid": row.wechat_openid if row else None}
 
 
 @router.get("/api/notify/recipients/{phone}")

@@ -44,8 +44,6 @@ class Channel(Vocabulary):
     NONE = "none", "不通知"
 
 
-STATUSES, CHANNELS = MessageStatus.labels(), Channel.labels()
-
 
 def _ts(**kwargs):
     return Field(default=None, sa_column=Column(DateTime(timezone=True), **kwargs))

@@ -21,7 +21,7 @@ from sqlmodel import Session, select
 from callcenter.errors import FieldErrors
 from callcenter.notify import templates
 from callcenter.notify.gateways.base import Outgoing, Receipt, Sent
-from callcenter.notify.models import CHANNELS, CLAIMABLE, Channel, MessageStatus, OutboxMessage, Recipient
+from callcenter.notify.models import CLAIMABLE, Channel, MessageStatus, OutboxMessage, Recipient
 from callcenter.timeutil import utcnow
 
 TABLE = OutboxMessage.__table__
@@ -69,8 +69,8 @@ def channel_for(recipient: Recipient | None, *, phone: str) -> tuple[str, str]:
 
 def set_recipient(*, session: Session, phone: str, channel: str, wechat_openid: str | None = None) -> Recipient:
     """How the owner of `phone` (E.164) wants notifications."""
-    if channel not in CHANNELS:
-        raise FieldErrors.single("channel", f"通知方式无效：{channel}（可选：{'、'.join(CHANNELS)}）")
+    if channel not in Channel.labels():
+        raise FieldErrors.single("channel", f"通知方式无效：{channel}（可选：{Channel.choices()}）")
     if channel == Channel.WECHAT and not (wechat_openid or "").strip():
         raise FieldErrors.single("wechat_openid", "选择微信通知须填写该用户的 openid")
     row = session.get(Recipient, phone) or Recipient(phone=phone)

@@ -1,6 +1,7 @@
 """The supervisors' live wallboard: one snapshot of the centre now (callers waiting, agents by
-activity and time in it, today's KPIs, open and escalated orders) and the alerts a supervisor
-must act on. The page loads it, then reloads it within a second of each live event.
+activity and time in it, today's KPIs, open and escalated orders, unconfirmed IVR emergency
+drafts). The page loads it, then follows the live events and reloads only today's figures
+(`figures`); it works the alerts out itself from what it shows (agent_ui/static/wallboard.js).
 
 Today's KPIs are `stats_service.report` for today, so the wallboard at the end of a day and that
 day's report are the same figures by construction.
@@ -81,22 +82,6 @@ def emergency_drafts(*, session: Session, now: datetime) -> list[dict]:
              "minutes": max(0, int((now - as_utc(created)).total_seconds() // 60))} for order_id, number, created, name in rows]
 
 
-def alerts(*, waiting: list[dict], last_hour: dict, target: float, long_wait: int, drafts: list[dict] = ()) -> list[dict]:
-    """What a supervisor must act on now, the most urgent first."""
-    found = [{"kind": "emergency_waiting", "call_id": c["call_id"],
-              "message": f"紧急呼叫等待中：{c['elder_name'] or c['caller_display'] or '未知来电'}，已等待 {c['wait_seconds']} 秒"}
-             for c in waiting if c["emergency"]]
-    found += [{"kind": "emergency_draft", "order_id": d["order_id"],
-               "message": f"语音导航紧急求助待确认：{d['elder_name']}（工单 {d['number']}，{d['minutes']} 分钟前）"} for d in drafts]
-    found += [{"kind": "long_wait", "call_id": c["call_id"],
-               "message": f"来电 {c['caller_display'] or '未知号码'} 已等待 {c['wait_seconds']} 秒（超过 {long_wait} 秒）"}
-              for c in waiting if c["wait_seconds"] > long_wait]
-    level = last_hour["service_level"]
-    if level is not None and level < target:
-        found.append({"kind": "service_level", "message": f"近一小时服务水平 {level * 100:.1f}%，低于目标 {target * 100:.0f}%"})
-    return found
-
-
 def live(*, session: Session, settings, now: datetime) -> dict:
     """What the page then keeps from the live events alone: callers waiting and agents."""
     return {"waiting": waiting_calls(session=session, tz=settings.tz, now=now),
@@ -124,11 +109,9 @@ def figures(*, session: Session, settings, now: datetime | None = None) -> dict:
 
 
 def snapshot(*, session: Session, settings, now: datetime | None = None, shared_figures: dict | None = None) -> dict:
-    """Everything the page shows (on load, and again after a reconnect or lost events), with the
-    alerts. `shared_figures`: today's figures as another screen just read them."""
+    """Everything the page shows (on load, and again after a reconnect or lost events).
+    `shared_figures`: today's figures as another screen just read them."""
     now = now or utcnow()
     board = (shared_figures or figures(session=session, settings=settings, now=now)) | live(session=session, settings=settings, now=now)
     board["at"] = local_iso(now, settings.tz)
-    board["alerts"] = alerts(waiting=board["waiting"], last_hour=board["last_hour"], target=settings.service_level_target,
-                             long_wait=settings.long_wait_alert_seconds, drafts=board["drafts"])
     return board
