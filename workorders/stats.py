@@ -43,24 +43,37 @@ class OrderTally:
     complaints: int = 0
     escalations: int = 0
 
+    @classmethod
+    def of_row(cls, row) -> "OrderTally":
+        """The tally in a result row whose columns are labelled with the field names (`tally_columns`)."""
+        values = row._mapping
+        return cls(**{field.name: int(values[field.name]) for field in fields(cls)})
+
     def add(self, other: "OrderTally") -> None:
         for field in fields(self):
             setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
 
 
-def _tally_columns() -> list:
-    """SQL aggregates in `OrderTally`'s field order."""
-    def reached(done, due):
-        return [count_where(done.is_not(None)), count_where(and_(done.is_not(None), done <= due))]
+def tally_columns() -> tuple:
+    """Each `OrderTally` field's SQL aggregate, labelled with the field's name (read back by name,
+    so their order does not matter; a field without its aggregate fails `OrderTally.of_row`)."""
+    def reached(done, due) -> tuple:
+        return count_where(done.is_not(None)), count_where(and_(done.is_not(None), done <= due))
 
     escalated = WorkOrder.id.in_(select(WorkOrderEvent.order_id).where(WorkOrderEvent.to_status == OrderStatus.ESCALATED))
-    return [
-        func.count(), *reached(WorkOrder.completed_at, WorkOrder.complete_due), *reached(WorkOrder.accepted_at, WorkOrder.accept_due),
-        *reached(WorkOrder.arrived_at, WorkOrder.arrive_due), count_where(WorkOrder.status == OrderStatus.CLOSED),
-        count_where(WorkOrder.status == OrderStatus.CANCELLED), count_where(WorkOrder.satisfaction.is_not(None)),
-        count_where(WorkOrder.satisfaction >= 4),
-        func.coalesce(func.sum(WorkOrder.satisfaction), 0), count_where(WorkOrder.complaint), count_where(escalated),
-    ]
+    completed, completed_in_time = reached(WorkOrder.completed_at, WorkOrder.complete_due)
+    accepted, accepted_in_time = reached(WorkOrder.accepted_at, WorkOrder.accept_due)
+    arrived, arrived_in_time = reached(WorkOrder.arrived_at, WorkOrder.arrive_due)
+    aggregates = {
+        "created": func.count(), "completed": completed, "completed_in_time": completed_in_time,
+        "accepted": accepted, "accepted_in_time": accepted_in_time, "arrived": arrived, "arrived_in_time": arrived_in_time,
+        "closed": count_where(WorkOrder.status == OrderStatus.CLOSED),
+        "cancelled": count_where(WorkOrder.status == OrderStatus.CANCELLED),
+        "callbacks": count_where(WorkOrder.satisfaction.is_not(None)), "satisfied": count_where(WorkOrder.satisfaction >= 4),
+        "satisfaction_sum": func.coalesce(func.sum(WorkOrder.satisfaction), 0),
+        "complaints": count_where(WorkOrder.complaint), "escalations": count_where(escalated),
+    }
+    return tuple(aggregate.label(name) for name, aggregate in aggregates.items())
 
 
 def order_kpis(tally: OrderTally) -> dict:
@@ -97,13 +110,13 @@ def report(*, session: Session, tz, date_from: date, date_to: date, district_id:
     `district_id` keeps the orders (and draws) of elders living in that area."""
     start, end = day_start_utc(date_from, tz), day_start_utc(date_to + timedelta(days=1), tz)
     communities = areas_service.communities_under(session=session, area_id=district_id) if district_id else None
-    query = select(WorkOrder.service_type, WorkOrder.provider_id, WorkOrder.status, *_tally_columns()).where(
+    query = select(WorkOrder.service_type, WorkOrder.provider_id, WorkOrder.status, *tally_columns()).where(
         WorkOrder.created_at >= start, WorkOrder.created_at < end)
     if communities is not None:
         query = query.where(WorkOrder.community_id.in_(communities))
     total, by_type, by_provider, by_status = OrderTally(), defaultdict(OrderTally), defaultdict(OrderTally), defaultdict(int)
-    for code, provider_id, status, *values in session.exec(query.group_by(WorkOrder.service_type, WorkOrder.provider_id, WorkOrder.status)):
-        tally = OrderTally(*(int(v) for v in values))
+    for row in session.exec(query.group_by(WorkOrder.service_type, WorkOrder.provider_id, WorkOrder.status)):
+        code, provider_id, status, tally = row.service_type, row.provider_id, row.status, OrderTally.of_row(row)
         for bucket in (total, by_type[code]) + ((by_provider[provider_id],) if provider_id is not None else ()):
             bucket.add(tally)
         by_status[status] += tally.created

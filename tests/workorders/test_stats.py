@@ -98,3 +98,13 @@ def test_work_order_exports_match_the_report(app, services, orders):
     streets = client.get("/api/stats/workorders/export", params=day | {"table": "subsidy_by_street", "format": "xlsx"})
     rows = list(openpyxl.load_workbook(io.BytesIO(streets.content)).active.iter_rows(values_only=True))
     assert rows[0] == ("街道", "补贴支出（元）") and [row[0] for row in rows[1:]] == ["桃源街道", "海军广场街道"]
+
+
+def test_every_order_tally_field_has_exactly_one_named_aggregate():
+    """The report reads its sums by name: a field without an aggregate, or an aggregate without
+    its field, would drop or misplace a figure."""
+    from dataclasses import fields
+
+    from workorders.stats import OrderTally, tally_columns
+
+    assert sorted(column.name for column in tally_columns()) == sorted(field.name for field in fields(OrderTally))
