@@ -598,8 +598,8 @@
         session.on("unmuted", function () { text("sp-mute", "静音"); });
         ["ended", "failed"].forEach(function (name) {
           var mine = session;
-          session.on(name, function (ev) {
-            if (name === "failed") say("软电话通话失败：" + cause(ev.cause), false);
+          session.on(name, function (sipEvent) {
+            if (name === "failed") say("软电话通话失败：" + cause(sipEvent.cause), false);
             if (session !== mine) return;  // already dropped
             session = null;
             show("softphone-controls", false);
@@ -649,9 +649,9 @@
         function done() { answered = true; clearTimeout(late); }
         ua.sendOptions(cfg.uri.replace(/^sip:[^@]*@/, "sip:"), null, { eventHandlers: {
           succeeded: done,
-          failed: function (ev) {
+          failed: function (sipEvent) {
             done();
-            if (ev.cause === "Request Timeout" || ev.cause === "Connection Error") reconnect();
+            if (sipEvent.cause === "Request Timeout" || sipEvent.cause === "Connection Error") reconnect();
           },
         } });
       }, KEEPALIVE_MS);

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from pathlib import Path
 
@@ -69,3 +70,30 @@ def test_every_frame_of_real_calls_keeps_the_contract(settings, services):
     assert snapshot["agents"], "the snapshot lists the agents the traces signed in"
     for row in snapshot["agents"]:
         AgentStateEvent.model_validate(row)  # the snapshot's agents have the live event's shape
+
+
+STATIC = Path(__file__).resolve().parents[2] / "agent_ui" / "static"
+
+
+def _schema_fields_and_types() -> tuple[set[str], set[str]]:
+    schema = events.contract_schema()
+    fields, types = set(schema["numbered"]["properties"]), set()
+    for model in schema["events"].values():
+        fields |= set(model["properties"])
+        kind = model["properties"]["type"]
+        types |= set(kind.get("enum", [kind.get("const")]))
+    return fields, types
+
+
+def test_the_pages_read_only_event_fields_and_types_the_contract_has():
+    """The console and wallboard name event fields by hand (a live event is always `ev` there; the
+    softphone's SIP events are `sipEvent`) and event types as
+    strings: each must be in the contract, so renaming a field there fails here, not on a screen."""
+    fields, types = _schema_fields_and_types()
+    for page in ("console.js", "wallboard.js", "live.js"):
+        source = (STATIC / page).read_text(encoding="utf-8")
+        read = set(re.findall(r"\bev\.([a-z_]+)\b", source))
+        named = set(re.findall(r'"((?:call|agent|ivr|queue)\.[a-z_]+)"', source))
+        assert len(read) >= 4, f"{page}: live events are no longer read as `ev` (update this test)"
+        assert read <= fields, f"{page} reads fields no event has: {sorted(read - fields)}"
+        assert named <= types, f"{page} names event types that do not exist: {sorted(named - types)}"
