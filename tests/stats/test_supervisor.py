@@ -9,6 +9,7 @@ import csv
 import html
 import io
 import re
+import time
 from datetime import date, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
@@ -179,8 +180,20 @@ def tile(page, key: str) -> str:
     return page.inner_text(f"#kpi-{key}")
 
 
+def clear_of_midnight(margin: timedelta = timedelta(minutes=3)) -> datetime:
+    """Now (Shanghai), once it is at least `margin` away from a local midnight: a test that counts
+    "today" and queues callers minutes back must not straddle two days. Waits (only near midnight)."""
+    now = datetime.now(SH)
+    midnight = datetime.combine(now.date() + timedelta(days=1), datetime.min.time(), SH)
+    if midnight - now < margin:
+        time.sleep((midnight - now + margin).total_seconds())
+    elif now - midnight + timedelta(days=1) < margin:
+        time.sleep((margin - (now - midnight + timedelta(days=1))).total_seconds())
+    return datetime.now(SH)
+
+
 def test_wallboard_shows_todays_hand_computed_kpis_and_live_alerts(page, live_server, settings, services):
-    local_now = datetime.now(SH)
+    local_now = clear_of_midnight()
     play(settings, services, local_now.date(), prefix="today-", shift=quiet_shift(local_now))
     user = make_user(services, "supervisor")
     sign_in(page, live_server, "/supervisor", user, PASSWORD)
