@@ -53,6 +53,11 @@ from callcenter.timeutil import utcnow
 log = logging.getLogger(__name__)
 MAX_BATCH = 500
 HELD_RETRY_SECONDS = 1.0
+# On stop, what is left to tell Redis (the last events, "no bridge runs") gets this long: each
+# Redis command may wait out its socket timeout (5 s) and retries, and a bridge told to stop must
+# stop (systemd, a standby taking over), Redis or not. Consoles resync from the database anyway.
+LAST_WORDS_SECONDS = 3.0
+BEAT_SECONDS = 2.0  # a heartbeat Redis has not taken by then is skipped (the next comes within a quarter of its TTL)
 MAX_HELD_CHANGES = 50_000  # changes kept through a database outage before compacting them
 ROLLUP_REFRESH_SECONDS = 1.0
 DB_STALL_SECONDS = 5.0  # a batch the database has not taken in this long is reported (log, heartbeat, /healthz)
@@ -160,6 +165,7 @@ class Bridge:
         self.idle = asyncio.Event()
         self.rollups_pending = True  # marks may be left from before a restart
         self.disconnected_at: datetime | None = None
+        self.stopping = False
         self.client = AMIClient(host, port, username, secret, on_event=self._on_event, on_connect=self._on_connect,
                                 on_disconnect=self._on_disconnect, ping_interval=ping_interval, ping_timeout=ping_timeout,
                                 backoff_initial=backoff_initial, backoff_max=backoff_max)
@@ -191,13 +197,22 @@ class Bridge:
             for task in helpers + [w.timer for w in self.wrapups.values()] + list(self._phone_tasks.values()):
                 task.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
-            await self.publisher.flush()
-            try:  # the web knows at once that no bridge runs
-                await self.redis.delete(commands.BRIDGE_KEY)
-            except (RedisError, OSError):
-                pass
+            try:
+                await asyncio.wait_for(self._last_words(), LAST_WORDS_SECONDS)
+            except asyncio.TimeoutError:
+                log.warning("stopped with %d events unpublished: Redis did not answer within %.0f s",
+                            len(self.publisher.pending), LAST_WORDS_SECONDS)
+
+    async def _last_words(self) -> None:
+        """Publish what is left and tell the web at once that no bridge runs."""
+        await self.publisher.flush()
+        try:
+            await self.redis.delete(commands.BRIDGE_KEY)
+        except (RedisError, OSError):
+            pass
 
     def stop(self) -> None:
+        self.stopping = True
         self.client.stop()
 
     def _last_recorded_at(self) -> datetime | None:
@@ -224,7 +239,8 @@ class Bridge:
 
     async def _on_disconnect(self) -> None:
         self.disconnected_at = utcnow()
-        await self._beat()
+        if not self.stopping:  # stopping: the last words say no bridge runs
+            await self._beat()
         log.warning("AMI connection lost at %s", self.disconnected_at.isoformat())
 
     async def _on_connect(self, client: AMIClient) -> None:
@@ -294,7 +310,8 @@ class Bridge:
         self.rollups_pending = True
         for event, received in payloads:
             self.publisher.add(event, received)
-        await self.publisher.flush()
+        if not self.publisher.redis_down:  # else the retry loop publishes: calls and wrap-ups do not wait on Redis
+            await self.publisher.flush()
         await self._follow_wrapups([change for change, _ in changes])
         self._follow_phones([change for change, _ in changes])
 
@@ -433,12 +450,15 @@ class Bridge:
             await self._beat()
 
     async def _beat(self) -> None:
+        """Tell /healthz and the web how the bridge is. Best effort and bounded: a Redis that does not
+        answer (a half-open link) must not hold up the AMI login or the snapshot behind it."""
         self._beaten_recording = self.recording
+        beat = self.redis.set(commands.BRIDGE_KEY, commands.heartbeat(ami_connected=self.client.connected.is_set(),
+                                                                      recording=self.recording, held=len(self.held)),
+                              ex=commands.BRIDGE_TTL_SECONDS)
         try:
-            await self.redis.set(commands.BRIDGE_KEY, commands.heartbeat(ami_connected=self.client.connected.is_set(),
-                                                                         recording=self.recording, held=len(self.held)),
-                                 ex=commands.BRIDGE_TTL_SECONDS)
-        except (RedisError, OSError):
+            await asyncio.wait_for(beat, BEAT_SECONDS)
+        except (RedisError, OSError, asyncio.TimeoutError):
             pass  # Redis is down: the web cannot send commands either
 
     async def _serve_commands(self) -> None:

@@ -515,3 +515,32 @@ def test_a_restarted_bridge_keeps_each_agents_time_in_state_and_pause_per_queue(
     with services.db.session_scope() as session:
         stretches = session.exec(select(AgentStateLog).where(AgentStateLog.interface == "PJSIP/8001")).all()
     assert [(row.activity, row.ended_at) for row in stretches] == [("ready", None)]
+
+
+def test_a_bridge_whose_redis_link_went_silent_keeps_recording_and_stops_when_told(settings, services, redis_proxy):
+    """A half-open Redis link (a NAT that forgot it: nothing passes, nothing closes) must not hang
+    the bridge built as `callcenter ami` builds it: the calls are still recorded, and told to stop
+    it stops (it once waited forever on its first Redis command after the link went silent)."""
+    from callcenter.calls import bridge as bridge_module
+
+    proxy, proxied_url = redis_proxy
+
+    async def scenario():
+        fake = FakeAsterisk([trace_events("answered")])
+        ami_port = await fake.start()
+        proxy.blackhole()
+        bridge = bridge_module.from_settings(settings.model_copy(update={"redis_url": proxied_url}), host="127.0.0.1", port=ami_port,
+                                             username=USER, secret=SECRET, rollups=rollup.Keeper(tz=settings.tz), database=services.db)
+        task = asyncio.create_task(bridge.run())
+        try:
+            await eventually(lambda: ended(calls(services), 1), timeout=60)  # recorded though Redis is unreachable
+            bridge.stop()
+            # Its last words get 3 s. Before, the AMI goodbye, the last batch and the last words each
+            # waited out Redis's 5 s socket timeout, one after the other (and more under load).
+            await asyncio.wait_for(asyncio.shield(task), 15)
+        finally:
+            task.cancel()
+            await fake.close()
+        return len(bridge.publisher.pending)
+
+    assert asyncio.run(scenario()) > 5  # the events it could not publish are still held, not lost
