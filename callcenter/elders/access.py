@@ -124,9 +124,8 @@ class ElderAccess:
         (the user just created the profile); `reason`: a supervisor's stated reason."""
         reason = check_reason(reason)
         supervisor = auth_service.has_role(user, "supervisor")
-        grant = purpose or self.open_purpose(session=session, user=user, elder_id=elder_id)
-        if grant is None and supervisor and reason is not None:
-            grant = Grant(reason)
+        stated = Grant(reason) if supervisor and reason is not None else None  # what they chose to state is recorded
+        grant = purpose or stated or self.open_purpose(session=session, user=user, elder_id=elder_id)
         return Access(full=grant is not None, grant=grant, may_state_reason=supervisor)
 
 
