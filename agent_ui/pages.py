@@ -12,7 +12,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
 from agent_ui import vocabulary
-from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import sign_in
 from callcenter.auth.models import ROLES
@@ -21,7 +20,7 @@ from callcenter.calls import presenter as calls_presenter
 from callcenter.calls.models import DISPOSITIONS
 from callcenter.calls import service as calls_service
 from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep, client_ip, csrf_token_for
-from callcenter.elders import presenter
+from callcenter.elders import access
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
 from callcenter.errors import Conflict, DomainError
@@ -98,7 +97,7 @@ def logout_submit():
 def elders_page(request: Request, session: DbSession, services: ServicesDep, user: AgentUser, q: str = "", page: int = 1):
     result = elders_service.search(session=session, q=q, sealer=services.sealer, page=max(page, 1), page_size=20)
     today = today_in(services.settings.tz)
-    rows = [presenter.summary(elder, today=today) for elder in result.items]
+    rows = [access.card(session=session, elder=elder, today=today) for elder in result.items]
     pages = max(1, (result.total + result.page_size - 1) // result.page_size)
     return render(request, "elders.html", {"user": user, "q": q, "rows": rows, "total": result.total,
                                           "capped": result.total_is_capped, "page": result.page, "pages": pages})
@@ -110,11 +109,13 @@ def elder_page(elder_id: int, request: Request, session: DbSession, services: Se
 
 
 def _elder_context(elder_id: int, request: Request, session, services, user) -> dict:
-    """The profile (the view audit-logged), its calls and work orders."""
+    """The elder as the user may see them now (elders/access.py; a supervisor states `?reason=`),
+    the view audit-logged; with the full profile, its calls and work orders."""
     elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
-    audit_service.record(session=session, actor=user, action="view", elder_id=elder.id, ip=client_ip(request))
-    profile = presenter.profile(session=session, elder=elder, today=today_in(services.settings.tz),
-                                reveal_id=auth_service.has_role(user, "admin"), sealer=services.sealer)
+    profile = access.show(session=session, access=services.elder_access, user=user, elder=elder, today=today_in(services.settings.tz),
+                          sealer=services.sealer, via="page", ip=client_ip(request), reason=request.query_params.get("reason"))
+    if profile["access"]["level"] != "full":
+        return {"user": user, "elder": profile, "order_error": None, "created": None}
     tz = services.settings.tz
     rows, total = calls_service.search(session=session, tz=tz, elder_id=elder.id, page_size=20)
     calls = [calls_presenter.call_dict(row, tz, notes_visible=calls_service.handles(user=user, call=row)) for row in rows]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from callcenter.config import get_settings
+from callcenter import config
 
 app = typer.Typer(help="12349 养老服务热线后台 (12349 elderly-care hotline backend)", no_args_is_help=True,
                   pretty_exceptions_show_locals=False)  # locals may hold secrets
@@ -29,6 +29,17 @@ app.add_typer(ivr_app, name="ivr")
 def _fail(message: str) -> None:
     typer.secho(message, fg=typer.colors.RED, err=True)
     raise typer.Exit(code=1)
+
+
+def get_settings() -> config.Settings:
+    """The settings; a setting the service refuses (e.g. RETENTION_AUDIT_DAYS under 180) stops the
+    command with its message, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        return config.get_settings()
+    except ValidationError as exc:
+        _fail("configuration error:\n" + "\n".join(f"  {'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()))
 
 
 @db_app.command("upgrade")
@@ -518,9 +529,10 @@ def _sleep(seconds: float, stop: list) -> None:
 
 def _sweep_forever(connection, every: float, stop: list) -> None:
     """The sweeper thread: enqueue the work orders' and the notifications' `sweep` every `every`
-    seconds for as long as the worker runs. Redis away: say so once, try again with a bounded
+    seconds for as long as the worker runs, and the retention purge once a day (privacy's kick). Redis away: say so once, try again with a bounded
     back-off, say when it is back."""
     from callcenter.notify import jobs as notify_jobs
+    from callcenter.privacy import jobs as privacy_jobs
     from workorders import jobs
 
     log = logging.getLogger("callcenter.worker")
@@ -529,6 +541,7 @@ def _sweep_forever(connection, every: float, stop: list) -> None:
         try:
             jobs.queue(connection).enqueue(jobs.sweep)
             notify_jobs.queue(connection).enqueue(notify_jobs.sweep)
+            privacy_jobs.kick(connection)
         except Exception as exc:  # Redis away (or anything else): never let the thread die
             if failing is None:
                 log.warning("sweeper cannot enqueue (%s: %s); trying again until Redis answers", type(exc).__name__, exc)
@@ -621,6 +634,7 @@ def worker(burst: bool = typer.Option(False, "--burst", help="run the queued job
     from callcenter import redis_conn
     from callcenter.notify import jobs as notify_jobs
     from callcenter.notify.gateways.base import GatewayConfigError
+    from callcenter.privacy import jobs as privacy_jobs
     from workorders import jobs  # the worker runs the work-order jobs: the one command that needs them
 
     _setup_logging()
@@ -631,10 +645,11 @@ def worker(burst: bool = typer.Option(False, "--burst", help="run the queued job
         typer.echo(f"notification gateway: {exc}", err=True)
         raise typer.Exit(2) from exc
     jobs.configure(settings)
+    privacy_jobs.configure(settings)
     url = redis_conn.redis_url(settings)
     connection = redis_lib.Redis.from_url(url, socket_connect_timeout=5)
-    queues = [jobs.queue(connection), notify_jobs.queue(connection)]
-    typer.echo(f"work-order worker on queues {jobs.QUEUE_NAME}, {notify_jobs.QUEUE_NAME} (SMS gateway: {settings.sms_gateway}, "
+    queues = [jobs.queue(connection), notify_jobs.queue(connection), privacy_jobs.queue(connection)]
+    typer.echo(f"work-order worker on queues {', '.join(q.name for q in queues)} (SMS gateway: {settings.sms_gateway}, "
                f"WeChat gateway: {settings.wechat_gateway})")
     if burst:
         _rq_worker_class()(queues, connection=connection).work(burst=True, with_scheduler=True)

@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_AUDIT_RETENTION_DAYS = 180  # six months: the shortest audit retention the settings accept
 
 
 class Settings(BaseSettings):
@@ -118,6 +120,13 @@ class Settings(BaseSettings):
     notify_retry_seconds: list[int] = Field(default=[30, 120, 600, 1800], min_length=1,
                                             description="the wait after the 1st, 2nd … failed attempt (the last repeats)")
 
+    # Retention (README, "Privacy"): the worker's daily purge removes what is older than this.
+    retention_call_days: int = Field(default=1095, ge=1, description="call records (with their legs) are kept this long")
+    retention_recording_days: int = Field(default=180, ge=1, description="recordings under RECORDINGS_DIR are kept this long")
+    retention_audit_days: int = Field(default=365, description="audit log entries are kept this long (at least 180: six months)")
+    recordings_dir: Path | None = Field(default=None, description="where Asterisk's MixMonitor writes recordings (its "
+                                        "spool/monitor, /var/spool/asterisk/monitor); unset: no recordings are purged")
+
     city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
     timezone: str = "Asia/Shanghai"
 
@@ -125,6 +134,14 @@ class Settings(BaseSettings):
     cookie_secure: bool = False
     login_max_failures: int = 5
     login_lockout_seconds: int = 15 * 60
+
+    @field_validator("retention_audit_days")
+    @classmethod
+    def _audit_kept_six_months(cls, days: int) -> int:
+        if days < MIN_AUDIT_RETENTION_DAYS:
+            raise ValueError(f"RETENTION_AUDIT_DAYS={days} is too short: audit logs must be kept at least "
+                             f"{MIN_AUDIT_RETENTION_DAYS} days (six months)")
+        return days
 
     @property
     def tz(self) -> ZoneInfo:

@@ -37,6 +37,9 @@ class Services:
     sealer: Sealer
     sessions: auth_service.SessionCodec
     throttle: auth_service.LoginThrottle
+    # elders.access.ElderAccess: purpose-bound access to profiles, with the domains' purpose finders (built in
+    # main.py; not imported here: accounts, which use these dependencies, sit below elders)
+    elder_access: object
 
 
 class NotAuthenticated(DomainError):

@@ -22,6 +22,7 @@ from callcenter.config import Settings, get_settings
 from callcenter.crypto import Sealer
 from callcenter.db import Database
 from callcenter.deps import CSRF_COOKIE, CsrfRejected, NotAuthenticated, Services, csrf_protect
+from callcenter.elders.access import ElderAccess
 from callcenter.elders.api import router as elders_router
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied, Unavailable
 from callcenter.areas.api import router as areas_router
@@ -45,7 +46,17 @@ def build_services(settings: Settings) -> Services:
         sessions=auth_service.SessionCodec(settings.secret, settings.session_max_age_seconds),
         throttle=auth_service.LoginThrottle(redis, max_failures=settings.login_max_failures,
                                             window_seconds=settings.login_lockout_seconds),
+        elder_access=_elder_access(),
     )
+
+
+def _elder_access() -> ElderAccess:
+    """The profile policy with the purposes the calls, work orders and IVR domains find."""
+    from callcenter.calls import purposes as call_purposes
+    from ivr import purposes as ivr_purposes
+    from workorders import purposes as order_purposes
+
+    return ElderAccess((call_purposes.open_call, order_purposes.open_order, ivr_purposes.open_callback))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -70,6 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from agent_ui import pages
     from agent_ui import manage as manage_pages
     from agent_ui import supervisor as supervisor_pages
+    from callcenter.privacy.api import router as privacy_router
     from ivr.api import router as ivr_router
     from workorders.api import router as workorders_router
     from workorders.mobile import router as mobile_router
@@ -83,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(workorders_router)
     app.include_router(mobile_router)
     app.include_router(ivr_router)
+    app.include_router(privacy_router)
     app.include_router(notify_router)
     app.include_router(realtime_router)
     app.include_router(stats_router)

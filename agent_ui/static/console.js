@@ -267,7 +267,9 @@
     $("elder-risks").replaceChildren.apply($("elder-risks"), (e.risk_flag_labels || []).map(function (f) { return el("span", { className: "flag", text: f }); }));
     $("elder-link").href = "/elders/" + e.id;
     var place = [e.district, e.street, e.community].filter(Boolean).join(" ");
-    var facts = [
+    var card = e.access && e.access.level === "card";  // no open call or task with the elder: the reduced card
+    var facts = card ? [["社区", e.community || "—"], ["电话", (e.phones || []).map(function (p) { return p.masked; }).join("，")],
+                        ["完整档案", e.access.message]] : [
       ["住址", (place ? place + " " : "") + (e.address || "")], ["失能等级", e.ability_level_label],
       ["居住状况", e.living_situation_label], ["经济状况", e.economic_status_label],
       ["慢性病", e.chronic_conditions || "无", !!e.chronic_conditions], ["过敏史", e.allergies || "无", !!e.allergies],
@@ -322,7 +324,7 @@
       api("GET", "/api/elders?page_size=10&q=" + encodeURIComponent(q)).then(function (data) {
         var select = $("link-elder").elder_id;
         var options = data.items.map(function (e) {
-          return el("option", { value: e.id, text: e.name + "（" + (e.age != null ? e.age + " 岁，" : "") + (e.address || "") + "）" });
+          return el("option", { value: e.id, text: e.name + "（" + (e.age != null ? e.age + " 岁，" : "") + (e.community || "") + "）" });
         });
         select.replaceChildren.apply(select, options.length ? options : [el("option", { value: "", text: "未找到" })]);
       }).catch(function (err) { say(err.message, false); });

@@ -27,7 +27,7 @@ from callcenter.calls import service as calls_service
 from callcenter.calls.models import AgentRequest, CallRecord
 from callcenter.auth.api import UserUpdate, user_dict
 from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
-from callcenter.elders import presenter as elders_presenter
+from callcenter.elders import access as elders_access
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
@@ -109,23 +109,23 @@ def get_call(call_id: int, session: DbSession, services: ServicesDep, user: Agen
 
 @router.get("/{call_id}/pop")
 def screen_pop(call: OwnCall, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
-    """Everything the console shows when a call is offered: the call; the elder's profile (the
-    view is audited) or, when several elders share the number, who they are; the elder's last
+    """Everything the console shows when a call is offered: the call; the elder as the agent may
+    see them now (elders/access.py: the full profile while they hold the call or wrap it up, the
+    view audited with the call as its reason) or, when several elders share the number, who they are; the elder's last
     calls. (Open work orders come from /api/workorders?elder_id=&open=true.)"""
     tz, today = services.settings.tz, today_in(services.settings.tz)
     elder = candidates = None
     if call.elder_id is not None:
         record = elders_service.get_or_raise(session=session, elder_id=call.elder_id)
-        elder = elders_presenter.profile(session=session, elder=record, today=today,
-                                         reveal_id=auth_service.has_role(user, "admin"), sealer=services.sealer)
-        audit_service.record(session=session, actor=user, action="view", elder_id=record.id,
-                             detail={"via": "screen_pop", "call_id": call.id}, ip=client_ip(request))
+        elder = elders_access.show(session=session, access=services.elder_access, user=user, elder=record, today=today,
+                                   sealer=services.sealer, via="screen_pop", ip=client_ip(request))
     elif call.elder_candidates:
         candidates = _candidates(session, call, today)
         for candidate in candidates:
             audit_service.record(session=session, actor=user, action="view_summary", elder_id=candidate["id"],
                                  detail={"via": "screen_pop", "call_id": call.id}, ip=client_ip(request))
-    recent = calls_service.recent_for_elder(session=session, elder_id=call.elder_id, exclude_id=call.id) if elder else []
+    full = elder is not None and elder["access"]["level"] == "full"
+    recent = calls_service.recent_for_elder(session=session, elder_id=call.elder_id, exclude_id=call.id) if full else []
     return {
         "call": _call_dict(call, tz, user),
         "elder": elder,
@@ -142,7 +142,7 @@ def _candidates(session, call: CallRecord, today) -> list[dict]:
     for elder_id in call.elder_candidates:
         match = matches.get(elder_id)
         elder = match.elder if match else elders_service.get_or_raise(session=session, elder_id=elder_id)
-        row = elders_presenter.summary(elder, today=today)
+        row = elders_access.card(session=session, elder=elder, today=today)
         if match is not None:
             row |= {"relation": match.relation, "relation_label": RELATIONS.get(match.relation, match.relation),
                     "owner_name": match.owner_name}

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, UploadFile
 from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
 from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, download
-from callcenter.elders import presenter, transfer
+from callcenter.elders import access, presenter, transfer
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ContactIn, DeactivateIn, ElderIn, ElderUpdate, PhoneIn
 from callcenter.errors import FieldErrors
@@ -36,7 +36,7 @@ def list_elders(
     )
     today = today_in(services.settings.tz)
     return {
-        "items": [presenter.summary(elder, today=today) for elder in result.items],
+        "items": [access.card(session=session, elder=elder, today=today) for elder in result.items],
         "total": result.total,
         "total_is_capped": result.total_is_capped,
         "page": result.page,
@@ -48,7 +48,7 @@ def list_elders(
 def create_elder(elder_in: ElderIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     elder = elders_service.create(session=session, elder_in=elder_in, sealer=services.sealer, area_code=services.settings.city_area_code)
     audit_service.record(session=session, actor=user, action="create", elder_id=elder.id, ip=client_ip(request))
-    return _profile(session, services, user, elder)
+    return _profile(session, services, user, elder, request, purpose=access.Grant(access.Purpose.CREATE), audit=False)
 
 
 @router.get("/lookup")
@@ -63,7 +63,7 @@ def lookup_by_phone(phone: str, request: Request, session: DbSession, services: 
         "phone": normalized.e164,
         "display": normalized.display,
         "matches": [
-            presenter.summary(match.elder, today=today)
+            access.card(session=session, elder=match.elder, today=today)
             | {
                 "relation": match.relation,
                 "relation_label": presenter.RELATIONS.get(match.relation, match.relation),
@@ -110,10 +110,12 @@ def import_elders(file: UploadFile, request: Request, session: DbSession, servic
 
 
 @router.get("/{elder_id}")
-def get_elder(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+def get_elder(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser,
+              reason: str | None = Query(None, max_length=32, description="a supervisor's stated reason (elders/access.py)")):
+    """The full profile while the user has a call or task open with the elder (or, for supervisors,
+    a stated `reason`), else the reduced card; `access` says which and why. Audited either way."""
     elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
-    audit_service.record(session=session, actor=user, action="view", elder_id=elder.id, ip=client_ip(request))
-    return _profile(session, services, user, elder)
+    return _profile(session, services, user, elder, request, reason=reason)
 
 
 @router.patch("/{elder_id}")
@@ -123,14 +125,14 @@ def update_elder(elder_id: int, changes: ElderUpdate, request: Request, session:
         area_code=services.settings.city_area_code,
     )
     audit_service.record(session=session, actor=user, action="update", elder_id=elder.id, detail={"fields": changed}, ip=client_ip(request))
-    return _profile(session, services, user, elder)
+    return _profile(session, services, user, elder, request)
 
 
 @router.post("/{elder_id}/deactivate")
 def deactivate_elder(elder_id: int, body: DeactivateIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     elder = elders_service.deactivate(session=session, elder_id=elder_id, reason=body.reason)
     audit_service.record(session=session, actor=user, action="deactivate", elder_id=elder.id, detail={"reason": body.reason}, ip=client_ip(request))
-    return _profile(session, services, user, elder)
+    return _profile(session, services, user, elder, request)
 
 
 @router.post("/{elder_id}/phones", status_code=201)
@@ -160,8 +162,7 @@ def remove_contact(elder_id: int, contact_id: int, request: Request, session: Db
     audit_service.record(session=session, actor=user, action="remove_contact", elder_id=elder_id, detail={"name": row.name}, ip=client_ip(request))
 
 
-def _profile(session, services, user, elder) -> dict:
-    return presenter.profile(
-        session=session, elder=elder, today=today_in(services.settings.tz), reveal_id=auth_service.has_role(user, "admin"),
-        sealer=services.sealer,
-    )
+def _profile(session, services, user, elder, request: Request, **how) -> dict:
+    """The elder as the user may see them now (elders/access.py), the view audited."""
+    return access.show(session=session, access=services.elder_access, user=user, elder=elder, today=today_in(services.settings.tz),
+                       sealer=services.sealer, via="api", ip=client_ip(request), **how)

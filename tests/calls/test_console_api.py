@@ -74,7 +74,8 @@ def test_an_offered_call_pops_the_elder_and_takes_notes_hangup_and_wrapup(servic
     assert pop["call"]["caller"] == "+8613800138000"
     with services.db.session_scope() as session:
         views = session.exec(select(AuditLog).where(AuditLog.elder_id == elder_id, AuditLog.action == "view")).all()
-    assert [v.detail["via"] for v in views] == ["screen_pop"]
+    assert [v.detail for v in views] == [{"via": "screen_pop", "reason": "call", "call_id": call.id}]  # the call is the purpose
+    assert pop["elder"]["access"]["level"] == "full" and "emergency_contacts" in pop["elder"]
 
     saved = console.put(f"/api/calls/{call.id}/summary", json={"disposition": "service_request", "notes": "需要助餐，每天午餐"})
     assert saved.status_code == 200 and saved.json()["disposition_label"] == "服务申请"

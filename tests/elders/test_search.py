@@ -86,9 +86,11 @@ def test_paging(agent_client, city):
     assert not {i["id"] for i in first["items"]} & {i["id"] for i in second["items"]}
 
 
-def test_search_results_mask_id_numbers(agent_client, city):
+def test_search_results_are_cards_without_id_numbers(agent_client, city):
+    # Issue 17: results are the reduced card (no ID number at all, phones masked), not masked IDs.
     item = agent_client.get("/api/elders", params={"q": "zdy"}).json()["items"][0]
-    assert "*" * 10 in item["id_number"]
+    assert "id_number" not in item and "address" not in item
+    assert all("****" in phone["masked"] for phone in item["phones"])
 
 
 def test_wildcards_in_queries_match_literally(agent_client, city):
