@@ -155,7 +155,7 @@ def issue_token(*, session: Session, kind: str, subject_id: int, max_age: int) -
     session.execute(delete(AccessToken).where(AccessToken.kind == kind, AccessToken.subject_id == subject_id,
                                               AccessToken.expires_at <= now))
     token = secrets.token_urlsafe(32)
-    session.add(AccessToken(kind=kind, subject_id=subject_id, token_hash=_digest(token),
+    session.add(AccessToken(kind=kind, subject_id=subject_id, token_hash=_digest(token), created_at=now,
                             expires_at=now + timedelta(seconds=max_age)))
     return token
 

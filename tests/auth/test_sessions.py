@@ -122,3 +122,19 @@ def test_the_websocket_refuses_a_session_ended_by_a_password_change(app, service
         assert close_code(desk) is None
         assert supervisor_client.patch(f"/api/users/{agent.id}", json={"password": "another-password-2"}).status_code == 200
         assert close_code(desk) == NOT_SIGNED_IN
+
+
+def test_an_open_websocket_closes_when_its_session_ends(app, client, services, monkeypatch):
+    from callcenter.realtime import api as realtime_api
+
+    monkeypatch.setattr(realtime_api, "SESSION_CHECK_SECONDS", 0.1)
+    login(client, make_user(services, "agent", sip_extension="8003"))
+    with TestClient(app) as console:
+        console.cookies.set("cc_session", captured(client))
+        with console.websocket_connect("/ws") as socket:
+            assert socket.receive_json()["type"] == "hello"
+            assert client.post("/api/auth/logout", headers=csrf_headers(client)).status_code == 204
+            with pytest.raises(WebSocketDisconnect) as closed:
+                while True:  # heartbeats or events may come first; the close follows within 0.1 s
+                    socket.receive_text()
+    assert closed.value.code == NOT_SIGNED_IN
