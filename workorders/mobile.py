@@ -86,7 +86,8 @@ def login_page(request: Request, next: str | None = None):
 def login(request: Request, session: DbSession, services: ServicesDep, phone: Annotated[str, Form()] = "",
           password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/m/"):
     """Phone and password, through the same login throttle as the hotline's (account `m:` + phone)."""
-    account = f"m:{phone.strip()}"
+    parsed = try_parse_phone(phone, default_area_code=services.settings.city_area_code)
+    account = f"m:{parsed.e164 if parsed else phone.strip()}"  # one account however the number is written
     attempt = login_attempt(request, services, account)
     try:
         services.throttle.check(attempt)

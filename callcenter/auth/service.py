@@ -83,13 +83,12 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
     user = get_user_or_raise(session=session, user_id=user_id)
     if "role" in changes and changes["role"] not in ROLES:
         raise FieldErrors.single("role", f"角色无效：{changes['role']}")
+    if "password" in changes and len(changes["password"]) < MIN_PASSWORD_LENGTH:
+        raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
+    if "password" in changes or changes.get("active") is False:  # whoever held a session of the account is out
+        revoke_all(session=session, kind=USER_SESSION, subject_id=user.id)
     if "password" in changes:
-        if len(changes["password"]) < MIN_PASSWORD_LENGTH:
-            raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
         user.password_hash = hash_password(changes.pop("password"))
-        revoke_all(session=session, kind=USER_SESSION, subject_id=user.id)
-    if changes.get("active") is False:
-        revoke_all(session=session, kind=USER_SESSION, subject_id=user.id)
     if "queue_penalty" in changes:
         changes["queue_penalty"] = changes["queue_penalty"] or 0
         if not 0 <= changes["queue_penalty"] <= 100:
