@@ -13,13 +13,13 @@ from fastapi.templating import Jinja2Templates
 
 from agent_ui import vocabulary
 from callcenter.auth import service as auth_service
-from callcenter.auth.api import sign_in
+from callcenter.auth.api import sign_in, sign_out
 from callcenter.auth.models import ROLES
 from callcenter.calls import control
 from callcenter.calls import presenter as calls_presenter
 from callcenter.calls.models import DISPOSITIONS
 from callcenter.calls import service as calls_service
-from callcenter.deps import SESSION_COOKIE, AgentUser, DbSession, ServicesDep, client_ip, csrf_token_for
+from callcenter.deps import AgentUser, DbSession, ServicesDep, client_ip, csrf_token_for
 from callcenter.elders import access
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
@@ -81,15 +81,18 @@ def login_submit(request: Request, session: DbSession, services: ServicesDep,
     try:
         sign_in(request=request, response=response, session=session, services=services, username=username, password=password)
     except DomainError as exc:
-        status = 429 if isinstance(exc, auth_service.TooManyAttempts) else 401
-        return render(request, "login.html", {"next": _safe_next(next), "error": exc.message, "username": username, "user": None}, status)
+        page = render(request, "login.html", {"next": _safe_next(next), "error": exc.message, "username": username, "user": None},
+                      429 if isinstance(exc, auth_service.TooManyAttempts) else 401)
+        if isinstance(exc, auth_service.TooManyAttempts):
+            page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     return response
 
 
 @router.post("/logout")
-def logout_submit():
+def logout_submit(request: Request, session: DbSession, services: ServicesDep):
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    sign_out(request=request, response=response, session=session, services=services)
     return response
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_AUDIT_RETENTION_DAYS = 180  # six months: the shortest audit retention the settings accept
@@ -88,8 +88,8 @@ class Settings(BaseSettings):
 
     # Provider mobile pages (/m/): the dispatch SMS carries a signed login link to PUBLIC_URL.
     public_url: str = Field(default="http://127.0.0.1:8000", description="how phones reach this site, for SMS links")
-    provider_link_hours: int = Field(default=24, description="a login link in a dispatch SMS works this long")
-    provider_session_hours: int = 12
+    provider_link_minutes: int = Field(default=30, ge=1, description="a login link in a dispatch SMS works this long, once")
+    provider_session_hours: int = Field(default=12, ge=1, description="a provider staff member's sign-in lasts this long")
     upload_max_bytes: int = Field(default=5 * 1024 * 1024, description="largest photo a provider may upload")
 
     # Notifications (callcenter/notify): the gateway of each channel, retries. Secrets are SecretStr (never shown).
@@ -130,10 +130,26 @@ class Settings(BaseSettings):
     city_area_code: str = Field(default="0411", description="area code for landlines dialled without one")
     timezone: str = "Asia/Shanghai"
 
-    session_max_age_seconds: int = 12 * 3600
-    cookie_secure: bool = False
-    login_max_failures: int = 5
-    login_lockout_seconds: int = 15 * 60
+    # Security (README, "Security settings").
+    session_max_age_seconds: int = Field(default=12 * 3600, ge=60, description="a hotline user's sign-in lasts this long "
+                                         "(logout, a password change or a deactivation end it at once)")
+    cookie_secure: bool | None = Field(default=None, description="cookies only over HTTPS (default: on when PUBLIC_URL is https)")
+    login_free_failures: int = Field(default=3, ge=1, description="wrong passwords for one account from one address (or "
+                                     "known device) before each further attempt must wait")
+    login_backoff_seconds: int = Field(default=2, ge=1, description="the first wait; each further failure doubles it")
+    login_backoff_max_seconds: int = Field(default=15 * 60, ge=1, description="the longest wait")
+    login_account_limit: int = Field(default=10, ge=1, description="wrong passwords for one account from devices that never "
+                                     "signed in to it, before those devices must wait (its known devices never do)")
+    login_address_limit: int = Field(default=100, ge=1, description="wrong passwords from one address (any account, unknown "
+                                     "devices) before it must wait: high enough for a shift of agents behind one NAT")
+    login_window_seconds: int = Field(default=3600, ge=60, description="failures are forgotten this long after the last one")
+    login_device_days: int = Field(default=180, ge=1, description="a browser stays a known device of its accounts this long")
+
+    @model_validator(mode="after")
+    def _secure_cookies_follow_public_url(self) -> "Settings":
+        if self.cookie_secure is None:
+            self.cookie_secure = self.public_url.lower().startswith("https://")
+        return self
 
     @field_validator("retention_audit_days")
     @classmethod

@@ -15,12 +15,14 @@ from sqlmodel import Session
 from callcenter import tables
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import User
+from callcenter.auth.throttle import Attempt, DeviceCookie, LoginThrottle
 from callcenter.config import Settings
 from callcenter.crypto import Sealer
 from callcenter.db import Database
 from callcenter.errors import DomainError, PermissionDenied
 
 SESSION_COOKIE = "cc_session"
+DEVICE_COOKIE = "cc_device"  # the known-device cookie of the login throttle (auth/throttle.py)
 CSRF_COOKIE = "cc_csrf"
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -35,8 +37,9 @@ class Services:
     db: Database
     redis: object
     sealer: Sealer
-    sessions: auth_service.SessionCodec
-    throttle: auth_service.LoginThrottle
+    sessions: auth_service.UserSessions
+    throttle: LoginThrottle
+    devices: DeviceCookie
     # elders.access.ElderAccess: purpose-bound access to profiles, with the domains' purpose finders (built in
     # main.py; not imported here: accounts, which use these dependencies, sit below elders)
     elder_access: object
@@ -134,6 +137,21 @@ def csrf_token_for(request: Request) -> str:
 
 def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
+
+
+def login_attempt(request: Request, services: Services, account: str) -> Attempt:
+    """A login attempt as the throttle sees it: account, address, and whether this browser has
+    signed in to that account before (its known-device cookie)."""
+    known = services.devices.known_device(request.cookies.get(DEVICE_COOKIE), account)
+    return Attempt(account=account, address=client_ip(request), known_device=known)
+
+
+def remember_device(request: Request, response: Response, services: Services, account: str) -> None:
+    """After a successful login: this browser is a known device of `account` from now on."""
+    settings = services.settings
+    response.set_cookie(DEVICE_COOKIE, services.devices.remember(request.cookies.get(DEVICE_COOKIE), account),
+                        max_age=settings.login_device_days * 86400, httponly=True, samesite="lax",
+                        secure=settings.cookie_secure, path="/")
 
 
 def download(rows: list[list], *, format: str, title: str, name: str) -> Response:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
@@ -18,10 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from callcenter import redis_conn
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import router as auth_router
+from callcenter.auth.throttle import DeviceCookie, Limits, LoginThrottle
 from callcenter.config import Settings, get_settings
 from callcenter.crypto import Sealer
 from callcenter.db import Database
-from callcenter.deps import CSRF_COOKIE, CsrfRejected, NotAuthenticated, Services, csrf_protect
+from callcenter.deps import CSRF_COOKIE, CsrfRejected, CurrentUser, NotAuthenticated, Services, csrf_protect
 from callcenter.elders.access import ElderAccess
 from callcenter.elders.api import router as elders_router
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied, Unavailable
@@ -43,9 +45,12 @@ def build_services(settings: Settings) -> Services:
         db=Database(settings),
         redis=redis,
         sealer=Sealer(settings.secret),
-        sessions=auth_service.SessionCodec(settings.secret, settings.session_max_age_seconds),
-        throttle=auth_service.LoginThrottle(redis, max_failures=settings.login_max_failures,
-                                            window_seconds=settings.login_lockout_seconds),
+        sessions=auth_service.UserSessions(settings.session_max_age_seconds),
+        throttle=LoginThrottle(redis, Limits(
+            free_failures=settings.login_free_failures, backoff_seconds=settings.login_backoff_seconds,
+            max_backoff_seconds=settings.login_backoff_max_seconds, account_limit=settings.login_account_limit,
+            address_limit=settings.login_address_limit, window_seconds=settings.login_window_seconds)),
+        devices=DeviceCookie(settings.secret),
         elder_access=_elder_access(),
     )
 
@@ -70,13 +75,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await app.state.hub.stop()
         services.db.engine.dispose()
 
-    app = FastAPI(title="12349 养老服务热线", lifespan=lifespan, dependencies=[Depends(csrf_protect)], docs_url=None, redoc_url=None)
+    app = FastAPI(title="12349 养老服务热线", lifespan=lifespan, dependencies=[Depends(csrf_protect)], docs_url=None, redoc_url=None,
+                  openapi_url=None)
     app.state.services = services
     app.state.hub = Hub(redis_conn.redis_url(settings), events_prefix=settings.events_prefix,
                         ping_seconds=settings.live_ping_seconds)
     _install_error_handlers(app)
     _install_csrf_cookie(app, settings)
     _install_access_log(app)
+    _install_security_headers(app, settings)
 
     from agent_ui import pages
     from agent_ui import manage as manage_pages
@@ -104,13 +111,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(manage_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
+    @app.get("/openapi.json", include_in_schema=False)
+    def openapi(user: CurrentUser):
+        """The API description, for signed-in users only: it maps every route an attacker could try."""
+        return app.openapi()
+
     @app.get("/docs", include_in_schema=False)
-    async def docs():
-        """Swagger UI from our own static files: hotline centres often run on closed networks."""
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="12349 养老服务热线 API",
-                                   swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
-                                   swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
-                                   swagger_favicon_url="/static/vendor/swagger-ui/favicon-32x32.png")
+    def docs(user: CurrentUser):
+        """Swagger UI from our own static files (hotline centres often run on closed networks),
+        started by a static script: the CSP allows no inline one."""
+        return HTMLResponse(SWAGGER_PAGE)
 
     @app.get("/healthz", tags=["ops"])
     async def healthz():
@@ -179,6 +189,59 @@ def loggable_path(path: str) -> str:
         if path.startswith(prefix):
             return prefix + "…"
     return path
+
+
+SWAGGER_PAGE = """<!doctype html>
+<html lang="zh-CN">
+<head>
+  <meta charset="utf-8">
+  <title>12349 养老服务热线 API</title>
+  <link rel="stylesheet" href="/static/vendor/swagger-ui/swagger-ui.css">
+  <link rel="icon" type="image/png" href="/static/vendor/swagger-ui/favicon-32x32.png">
+</head>
+<body>
+<div id="swagger-ui" data-openapi-url="/openapi.json"></div>
+<script src="/static/vendor/swagger-ui/swagger-ui-bundle.js"></script>
+<script src="/static/swagger-init.js"></script>
+</body>
+</html>
+"""
+
+
+def content_security_policy(host: str | None, sip_ws_url: str | None) -> str:
+    """Scripts from our own files only (no inline code, no eval); no framing; connections to this
+    site, its websocket (ws/wss of the same host: older browsers do not count them as 'self') and
+    the web softphone's SIP websocket. Inline styles stay allowed: ECharts' tooltips and Swagger
+    UI write style attributes."""
+    connect = ["'self'"]
+    if host and HOST.fullmatch(host):
+        connect += [f"ws://{host}", f"wss://{host}"]
+    sip = urlsplit(sip_ws_url) if sip_ws_url else None
+    if sip and sip.scheme in ("ws", "wss") and sip.netloc:
+        connect.append(f"{sip.scheme}://{sip.netloc}")
+    return "; ".join([
+        "default-src 'self'", "script-src 'self'", "style-src 'self' 'unsafe-inline'", "img-src 'self' data: blob:",
+        "media-src 'self' blob:", f"connect-src {' '.join(connect)}", "object-src 'none'", "base-uri 'self'",
+        "form-action 'self'", "frame-ancestors 'none'",
+    ])
+
+
+HOST = re.compile(r"(?:[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?")
+
+
+def _install_security_headers(app: FastAPI, settings: Settings) -> None:
+    """Every HTTP response (pages, JSON, static files, provider pages, errors) carries the CSP and
+    the anti-framing, no-sniffing and referrer headers: this is the one place they are set."""
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers["Content-Security-Policy"] = content_security_policy(request.headers.get("host"),
+                                                                              settings.sip_ws_url)
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        return response
 
 
 def _install_csrf_cookie(app: FastAPI, settings: Settings) -> None:

@@ -57,12 +57,25 @@ def browser():
         browser.close()
 
 
+@contextmanager
+def no_csp_violations(page):
+    """Fails when the page broke its Content-Security-Policy (an inline script or handler, a
+    connection or file the policy does not allow): Chromium reports each on the console."""
+    violations = []
+    page.on("console", lambda message: violations.append(message.text) if "Content Security Policy" in message.text else None)
+    yield
+    assert not violations, violations
+
+
 @pytest.fixture
 def page(browser, services):
     context = browser.new_context(viewport={"width": 1366, "height": 768}, locale="zh-CN")
     page = context.new_page()
-    yield page
-    context.close()
+    try:
+        with no_csp_violations(page):
+            yield page
+    finally:
+        context.close()
 
 
 def screenshot(page, name: str) -> Path:

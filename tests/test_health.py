@@ -30,17 +30,17 @@ def test_healthz_reports_redis_down_and_agents_can_still_sign_in(settings, servi
         assert right.status_code == 200
 
 
-def test_openapi_lists_the_public_routes(client):
-    paths = client.get("/openapi.json").json()["paths"]
+def test_openapi_lists_the_public_routes(agent_client):
+    paths = agent_client.get("/openapi.json").json()["paths"]
     for path in ("/api/auth/login", "/api/elders", "/api/elders/{elder_id}", "/api/elders/lookup", "/api/elders/import", "/healthz"):
         assert path in paths
 
 
-def test_api_docs_load_nothing_from_a_cdn(client):
-    html = client.get("/docs").text
+def test_api_docs_load_nothing_from_a_cdn(agent_client):
+    html = agent_client.get("/docs").text
     assert "/static/vendor/swagger-ui/swagger-ui-bundle.js" in html
     assert "cdn" not in html.lower() and "https://" not in html.replace("https://fastapi.tiangolo.com", "")
-    assert client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+    assert agent_client.get("/static/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
 
 
 @pytest.mark.skipif(BACKEND != "postgresql", reason="the outage is PostgreSQL behind a TCP proxy (SQLite is a file)")

@@ -118,9 +118,9 @@ def schedule_deadlines(connection: Redis, deadlines: list[tuple[int, int, int]])
 
 
 def login_link(settings: Settings):
-    """How SMS links sign a provider's dispatcher in (workorders/staff.py)."""
-    tokens = staff_service.tokens_for(settings)
-    return lambda staff: staff_service.login_link(tokens=tokens, public_url=settings.public_url, staff=staff)
+    """How SMS links sign a provider's dispatcher in (workorders/staff.py): one-time, short-lived."""
+    return lambda session, staff: staff_service.login_link(session=session, public_url=settings.public_url,
+                                                           minutes=settings.provider_link_minutes, staff=staff)
 
 
 def route_order(order_id: int) -> str:

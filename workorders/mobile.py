@@ -19,7 +19,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from callcenter.audit import service as audit_service
-from callcenter.deps import DbSession, NotAuthenticated, ServicesDep, client_ip, csrf_token_for
+from callcenter.auth import service as auth_service
+from callcenter.deps import DbSession, NotAuthenticated, ServicesDep, client_ip, csrf_token_for, login_attempt, remember_device
 from callcenter.elders import service as elders_service
 from callcenter.errors import Conflict, DomainError, NotFound
 from callcenter.phones import try_parse_phone
@@ -40,13 +41,9 @@ def render(request: Request, name: str, context: dict, status_code: int = 200) -
     return templates.TemplateResponse(request, name, {"csrf_token": csrf_token_for(request)} | context, status_code=status_code)
 
 
-def _tokens(services) -> staff_service.Tokens:
-    return staff_service.tokens_for(services.settings)
-
-
 def current_staff(request: Request, session: DbSession, services: ServicesDep) -> ProviderStaff:
     token = request.cookies.get(PROVIDER_COOKIE)
-    staff = _tokens(services).staff_for_session(token, session) if token else None
+    staff = staff_service.staff_for_session(session=session, token=token) if token else None
     if staff is None:
         raise NotAuthenticated()
     return staff
@@ -66,10 +63,11 @@ def own_order(order_id: int, session: DbSession, staff: Staff) -> WorkOrder:
 OwnOrder = Annotated[WorkOrder, Depends(own_order)]
 
 
-def _signed_in(staff: ProviderStaff, services, target: str) -> RedirectResponse:
+def _signed_in(staff: ProviderStaff, session, services, target: str) -> RedirectResponse:
+    hours = services.settings.provider_session_hours
     response = RedirectResponse(target, status_code=303)
-    response.set_cookie(PROVIDER_COOKIE, _tokens(services).session_token(staff), httponly=True, samesite="lax",
-                        secure=services.settings.cookie_secure, max_age=services.settings.provider_session_hours * 3600, path="/m")
+    response.set_cookie(PROVIDER_COOKIE, staff_service.start_session(session=session, staff=staff, hours=hours), httponly=True,
+                        samesite="lax", secure=services.settings.cookie_secure, max_age=hours * 3600, path="/m")
     return response
 
 
@@ -87,31 +85,56 @@ def login_page(request: Request, next: str | None = None):
 @router.post("/login")
 def login(request: Request, session: DbSession, services: ServicesDep, phone: Annotated[str, Form()] = "",
           password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/m/"):
-    key, ip = f"m:{phone.strip()}", client_ip(request)
+    """Phone and password, through the same login throttle as the hotline's (account `m:` + phone)."""
+    parsed = try_parse_phone(phone, default_area_code=services.settings.city_area_code)
+    account = f"m:{parsed.e164 if parsed else phone.strip()}"  # one account however the number is written
+    attempt = login_attempt(request, services, account)
     try:
-        services.throttle.check(key, ip)
-    except DomainError as exc:
-        return render(request, "m/login.html", {"next": _safe_next(next), "error": exc.message, "phone": phone}, 429)
+        services.throttle.check(attempt)
+    except auth_service.TooManyAttempts as exc:
+        page = render(request, "m/login.html", {"next": _safe_next(next), "error": exc.message, "phone": phone}, 429)
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     staff = staff_service.authenticate(session=session, phone=phone, password=password, area_code=services.settings.city_area_code)
     if staff is None:
-        services.throttle.record_failure(key, ip)
+        services.throttle.failed(attempt)
         return render(request, "m/login.html", {"next": _safe_next(next), "error": "手机号或密码错误", "phone": phone}, 401)
-    services.throttle.reset(key)
-    return _signed_in(staff, services, _safe_next(next))
+    services.throttle.succeeded(attempt)
+    response = _signed_in(staff, session, services, _safe_next(next))
+    remember_device(request, response, services, account)
+    return response
 
 
 @router.get("/link/{token}")
-def login_by_link(token: str, request: Request, session: DbSession, services: ServicesDep):
-    """The link in a dispatch SMS: signed, expiring; a bad one says why and offers the form."""
+def link_page(token: str, request: Request, session: DbSession, services: ServicesDep):
+    """The link in a dispatch SMS opens a page with one button that signs in: the link works once,
+    and an SMS app or chat that fetches links to preview them must not spend it. A bad link says
+    why and offers the password form."""
     try:
-        staff = _tokens(services).staff_for_link(token, session)
+        staff = staff_service.staff_for_link(session=session, token=token, minutes=services.settings.provider_link_minutes,
+                                             use=False)
     except staff_service.BadLoginLink as exc:
         return render(request, "m/login.html", {"next": "/m/", "error": exc.message}, 401)
-    return _signed_in(staff, services, "/m/")
+    return render(request, "m/link.html", {"token": token, "who": staff.name,
+                                           "provider": session.get(Provider, staff.provider_id).name})
+
+
+@router.post("/link")
+def login_by_link(request: Request, session: DbSession, services: ServicesDep, token: Annotated[str, Form(max_length=200)] = ""):
+    """Spend the link (single use) and sign in."""
+    try:
+        staff = staff_service.staff_for_link(session=session, token=token, minutes=services.settings.provider_link_minutes,
+                                             use=True)
+    except staff_service.BadLoginLink as exc:
+        return render(request, "m/login.html", {"next": "/m/", "error": exc.message}, 401)
+    return _signed_in(staff, session, services, "/m/")
 
 
 @router.post("/logout")
-def logout():
+def logout(request: Request, session: DbSession):
+    token = request.cookies.get(PROVIDER_COOKIE)
+    if token:
+        staff_service.end_session(session=session, token=token)
     response = RedirectResponse("/m/login", status_code=303)
     response.delete_cookie(PROVIDER_COOKIE, path="/m")
     return response

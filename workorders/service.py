@@ -309,7 +309,7 @@ def search(*, session: Session, status: str | None = None, elder_id: int | None 
 
 # --- routing -----------------------------------------------------------------------------------------
 
-LoginLink = Callable[[ProviderStaff], str]
+LoginLink = Callable[[Session, ProviderStaff], str]  # the link is recorded in the dispatch's transaction
 
 
 class Router:
@@ -367,7 +367,7 @@ class Router:
         about = {"number": order.number, "service": kind.name, "minutes": kind.accept_minutes}
         if dispatcher and self.login_link:
             self.notifier.notify("order_dispatched_provider", to=provider.phone, order_id=order.id, provider_id=provider.id,
-                                 values=about | {"link": self.login_link(dispatcher)})
+                                 values=about | {"link": self.login_link(self.session, dispatcher)})
         else:
             self.notifier.notify("order_dispatched_provider_nolink", to=provider.phone, order_id=order.id, provider_id=provider.id,
                                  values=about)

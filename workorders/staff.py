@@ -1,17 +1,14 @@
 """Provider staff accounts and how they sign in to the mobile pages (no HTTP here).
 
-Two ways in: phone + password, or the signed link in a dispatch SMS (itsdangerous, expiring).
-Both end in the same signed session cookie, which carries a fingerprint of the password hash, so
-changing the password or deactivating the account ends every session at once.
+Two ways in: phone + password, or the link in a dispatch SMS: a random token held on the server
+(callcenter/auth: only its hash is stored), short-lived and single-use. Both end in a server-side
+session; logout ends it, and changing the password or deactivating the account ends every session
+and every unused link of that account at once.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from sqlmodel import Session, select
 
 from callcenter import db
@@ -20,12 +17,12 @@ from callcenter.errors import Conflict, DomainError, FieldErrors
 from callcenter.phones import InvalidPhoneNumber, parse_phone
 from workorders.models import Provider, ProviderStaff
 
-LINK_SALT = "provider-login-link"
-SESSION_SALT = "provider-session"
+STAFF_SESSION, STAFF_LINK = auth_service.STAFF_SESSION, auth_service.STAFF_LINK
 
 
 class BadLoginLink(DomainError):
-    """A link that was tampered with, belongs to a removed account, or is too old."""
+    """A link that was never issued (tampered, cut short), is too old, was used already, or whose
+    account changed its password or was deactivated since."""
 
 
 def create_staff(*, session: Session, provider_id: int, name: str, phone: str, area_code: str,
@@ -59,6 +56,8 @@ def update_staff(*, session: Session, staff_id: int, password: str | None = None
         staff.password_hash = auth_service.hash_password(password)
     if active is not None:
         staff.active = active
+    if password is not None or active is False:  # whoever held a session or a link of the account is out
+        sign_out_everywhere(session=session, staff_id=staff.id)
     session.add(staff)
     session.flush()
     return staff
@@ -96,54 +95,46 @@ def authenticate(*, session: Session, phone: str, password: str, area_code: str)
     return staff if can_sign_in(session, staff) else None
 
 
-def tokens_for(settings) -> "Tokens":
-    return Tokens(settings.secret, link_max_age=settings.provider_link_hours * 3600,
-                  session_max_age=settings.provider_session_hours * 3600)
+def sign_out_everywhere(*, session: Session, staff_id: int) -> None:
+    """End every session and unused login link of this staff member."""
+    for kind in (STAFF_SESSION, STAFF_LINK):
+        auth_service.revoke_all(session=session, kind=kind, subject_id=staff_id)
 
 
-def login_link(*, tokens: "Tokens", public_url: str, staff: ProviderStaff) -> str:
-    return f"{public_url.rstrip('/')}/m/link/{tokens.link_token(staff)}"
+def login_link(*, session: Session, public_url: str, minutes: int, staff: ProviderStaff) -> str:
+    """A one-time link that signs `staff` in within `minutes` (for a dispatch SMS)."""
+    token = auth_service.issue_token(session=session, kind=STAFF_LINK, subject_id=staff.id, max_age=minutes * 60)
+    return f"{public_url.rstrip('/')}/m/link/{token}"
 
 
-class Tokens:
-    """Signed login links and session cookies for provider staff."""
+def staff_for_link(*, session: Session, token: str, minutes: int, use: bool) -> ProviderStaff:
+    """The account a login link signs in (`use`: and the link is spent); BadLoginLink, in
+    Chinese, saying why when it cannot."""
+    record = auth_service.find_token(session=session, kind=STAFF_LINK, token=token)
+    if record is None:
+        raise BadLoginLink("登录链接无效（可能被改动或复制不完整），请用手机号和密码登录")
+    if record.revoked_at is not None:
+        raise BadLoginLink("登录链接已失效（每个链接只能使用一次，账号改密码或停用后也会失效），请用手机号和密码登录，或请热线重新发送")
+    if not auth_service.is_valid(record):
+        raise BadLoginLink(f"登录链接已过期（有效期 {minutes} 分钟），请用手机号和密码登录，或请热线重新发送")
+    staff = session.get(ProviderStaff, record.subject_id)
+    if not can_sign_in(session, staff):
+        raise BadLoginLink("该账号已停用，请联系热线")
+    if use and auth_service.use_token(session=session, kind=STAFF_LINK, token=token) is None:
+        raise BadLoginLink("登录链接已失效（每个链接只能使用一次），请用手机号和密码登录，或请热线重新发送")
+    return staff
 
-    def __init__(self, secret: bytes, *, link_max_age: int, session_max_age: int):
-        self.links = URLSafeTimedSerializer(secret, salt=LINK_SALT)
-        self.sessions = URLSafeTimedSerializer(secret, salt=SESSION_SALT)
-        self.link_max_age = link_max_age
-        self.session_max_age = session_max_age
-        self.secret = secret
 
-    def link_token(self, staff: ProviderStaff) -> str:
-        return self.links.dumps({"sid": staff.id})
+def start_session(*, session: Session, staff: ProviderStaff, hours: int) -> str:
+    return auth_service.issue_token(session=session, kind=STAFF_SESSION, subject_id=staff.id, max_age=hours * 3600)
 
-    def staff_for_link(self, token: str, session: Session) -> ProviderStaff:
-        """The account a login link signs in; BadLoginLink (in Chinese) when it cannot."""
-        hours = self.link_max_age // 3600
-        try:
-            payload = self.links.loads(token, max_age=self.link_max_age)
-        except SignatureExpired as exc:
-            raise BadLoginLink(f"登录链接已过期（有效期 {hours} 小时），请用手机号和密码登录，或请热线重新发送") from exc
-        except BadSignature as exc:
-            raise BadLoginLink("登录链接无效（可能被改动或复制不完整），请用手机号和密码登录") from exc
-        staff = session.get(ProviderStaff, payload.get("sid")) if isinstance(payload, dict) else None
-        if not can_sign_in(session, staff):
-            raise BadLoginLink("该账号已停用，请联系热线")
-        return staff
 
-    def _fingerprint(self, staff: ProviderStaff) -> str:
-        return hmac.new(self.secret, (staff.password_hash or "link-only").encode(), hashlib.sha256).hexdigest()[:16]
+def staff_for_session(*, session: Session, token: str) -> ProviderStaff | None:
+    """The staff member a session token signs in, while the session lasts and the account may sign in."""
+    staff_id = auth_service.token_subject(session=session, kind=STAFF_SESSION, token=token)
+    staff = session.get(ProviderStaff, staff_id) if staff_id is not None else None
+    return staff if can_sign_in(session, staff) else None
 
-    def session_token(self, staff: ProviderStaff) -> str:
-        return self.sessions.dumps({"sid": staff.id, "fp": self._fingerprint(staff)})
 
-    def staff_for_session(self, token: str, session: Session) -> ProviderStaff | None:
-        try:
-            payload = self.sessions.loads(token, max_age=self.session_max_age)
-        except (BadSignature, SignatureExpired):
-            return None
-        staff = session.get(ProviderStaff, payload.get("sid"))
-        if not can_sign_in(session, staff) or not hmac.compare_digest(payload.get("fp", ""), self._fingerprint(staff)):
-            return None
-        return staff
+def end_session(*, session: Session, token: str) -> None:
+    auth_service.revoke_token(session=session, kind=STAFF_SESSION, token=token)

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES, User
-from callcenter.deps import SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, client_ip
+from callcenter.deps import (SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, login_attempt,
+                             remember_device)
 
 router = APIRouter(tags=["auth"])
 
@@ -54,20 +55,29 @@ def user_dict(user: User) -> dict:
 
 
 def sign_in(*, request: Request, response: Response, session, services, username: str, password: str) -> User:
-    """Check the throttle and the password, set the session cookie. Shared by the JSON API and
-    the login page."""
-    ip = client_ip(request)
-    services.throttle.check(username, ip)
+    """Check the throttle and the password, start a session and set its cookie, remember this
+    browser as a known device of the account. Shared by the JSON API and the login page."""
+    attempt = login_attempt(request, services, username)
+    services.throttle.check(attempt)
     user = auth_service.authenticate(session=session, username=username, password=password)
     if user is None:
-        services.throttle.record_failure(username, ip)
+        services.throttle.failed(attempt)
         raise auth_service.BadCredentials()
-    services.throttle.reset(username)
+    services.throttle.succeeded(attempt)
     response.set_cookie(
-        SESSION_COOKIE, services.sessions.issue(user), max_age=services.settings.session_max_age_seconds,
+        SESSION_COOKIE, services.sessions.issue(user, session), max_age=services.settings.session_max_age_seconds,
         httponly=True, samesite="lax", secure=services.settings.cookie_secure, path="/",
     )
+    remember_device(request, response, services, username)
     return user
+
+
+def sign_out(*, request: Request, response: Response, session, services) -> None:
+    """End this browser's session on the server (its cookie then signs no one in) and drop the cookie."""
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        services.sessions.revoke(token, session)
+    response.delete_cookie(SESSION_COOKIE, path="/")
 
 
 @router.post("/api/auth/login")
@@ -78,8 +88,8 @@ def login(body: LoginIn, request: Request, response: Response, session: DbSessio
 
 
 @router.post("/api/auth/logout", status_code=204)
-def logout(response: Response):
-    response.delete_cookie(SESSION_COOKIE, path="/")
+def logout(request: Request, response: Response, session: DbSession, services: ServicesDep):
+    sign_out(request=request, response=response, session=session, services=services)
 
 
 @router.get("/api/auth/me")

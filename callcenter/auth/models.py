@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime
+from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
 from callcenter.timeutil import utcnow
@@ -29,3 +29,22 @@ class User(SQLModel, table=True):
     queue_penalty: int = Field(default=0, description="Asterisk member penalty: higher is offered calls later")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+
+class AccessToken(SQLModel, table=True):
+    """A sign-in held on the server: a hotline user's session, a provider staff member's session,
+    or the one-time login link of a dispatch SMS. Only a hash of the random token is stored, so
+    the table read by someone else signs no one in. A token works until `expires_at`, unless
+    revoked (logout, a used link, a password change, a deactivation)."""
+
+    __tablename__ = "access_tokens"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16, description="user_session | staff_session | staff_link")
+    subject_id: int = Field(description="users.id for user_session, provider_staff.id otherwise")
+    token_hash: str = Field(max_length=64, unique=True, description="SHA-256 of the token, hex")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
+    expires_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
+
+    __table_args__ = (Index("ix_access_tokens_subject", "kind", "subject_id"),)

@@ -1,23 +1,22 @@
-"""Accounts, passwords (argon2), login throttling and signed session cookies."""
+"""Accounts, passwords (argon2), login throttling (callcenter/auth/throttle.py) and server-side
+sessions (random tokens whose hashes live in `access_tokens`)."""
 
 from __future__ import annotations
 
 import hashlib
-import hmac
-
 import logging
+import secrets
+from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
-from redis.exceptions import RedisError
+from sqlalchemy import delete, update
 from sqlmodel import Session, select
 
 from callcenter import db
-
-from callcenter.auth.models import ROLE_RANK, ROLES, User
+from callcenter.auth.models import ROLE_RANK, ROLES, AccessToken, User
 from callcenter.errors import Conflict, DomainError, FieldErrors, PermissionDenied
-from callcenter.timeutil import utcnow
+from callcenter.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
@@ -27,8 +26,8 @@ MIN_PASSWORD_LENGTH = 8
 
 class TooManyAttempts(DomainError):
     def __init__(self, retry_after: int):
-        minutes = max(1, (retry_after + 59) // 60)
-        super().__init__(f"登录失败次数过多，请 {minutes} 分钟后再试")
+        wait = f"{retry_after} 秒" if retry_after < 60 else f"{(retry_after + 59) // 60} 分钟"
+        super().__init__(f"登录失败次数过多，请 {wait}后再试")
         self.retry_after = retry_after
 
 
@@ -79,13 +78,16 @@ def create_user(
 
 
 def update_user(*, session: Session, user_id: int, changes: dict) -> User:
-    """Change role, display name, extension, active flag, password, queues or penalty (keys present only)."""
+    """Change role, display name, extension, active flag, password, queues or penalty (keys present
+    only). A new password or a deactivation ends every session of the account at once."""
     user = get_user_or_raise(session=session, user_id=user_id)
     if "role" in changes and changes["role"] not in ROLES:
         raise FieldErrors.single("role", f"角色无效：{changes['role']}")
+    if "password" in changes and len(changes["password"]) < MIN_PASSWORD_LENGTH:
+        raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
+    if "password" in changes or changes.get("active") is False:  # whoever held a session of the account is out
+        revoke_all(session=session, kind=USER_SESSION, subject_id=user.id)
     if "password" in changes:
-        if len(changes["password"]) < MIN_PASSWORD_LENGTH:
-            raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
         user.password_hash = hash_password(changes.pop("password"))
     if "queue_penalty" in changes:
         changes["queue_penalty"] = changes["queue_penalty"] or 0
@@ -134,72 +136,87 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
     return user
 
 
-class LoginThrottle:
-    """Counts failed logins per user name and per client address in Redis (shared by every web
-    process); past the limit, logins are refused until the window has passed.
+# --- server-side sign-ins: sessions and one-time links ------------------------------------------
 
-    With Redis down it lets logins through (and says so in the log): agents must still be able
-    to sign in to answer calls, and the passwords are still checked.
-    """
-
-    def __init__(self, redis, *, max_failures: int, window_seconds: int):
-        self.redis = redis
-        self.max_failures = max_failures
-        self.window = window_seconds
-
-    def _keys(self, username: str, ip: str) -> list[str]:
-        return [f"login:fail:user:{username.strip().lower()}", f"login:fail:ip:{ip}"]
-
-    def check(self, username: str, ip: str) -> None:
-        user_key, ip_key = self._keys(username, ip)
-        try:
-            counts = self.redis.mget([user_key, ip_key])
-        except RedisError as exc:
-            log.warning("login throttle unavailable (Redis: %s); login allowed", type(exc).__name__)
-            return
-        user_failures, ip_failures = (int(c or 0) for c in counts)
-        if user_failures >= self.max_failures or ip_failures >= self.max_failures * 4:
-            key = user_key if user_failures >= self.max_failures else ip_key
-            raise TooManyAttempts(retry_after=max(self.redis.ttl(key), 1))
-
-    def record_failure(self, username: str, ip: str) -> None:
-        pipe = self.redis.pipeline()
-        for key in self._keys(username, ip):
-            pipe.set(key, 0, ex=self.window, nx=True)  # the window starts at the first failure
-            pipe.incr(key)
-        try:
-            pipe.execute()
-        except RedisError as exc:
-            log.warning("login throttle unavailable (Redis: %s); failure not counted", type(exc).__name__)
-
-    def reset(self, username: str) -> None:
-        try:
-            self.redis.delete(self._keys(username, "")[0])
-        except RedisError:
-            pass
+USER_SESSION = "user_session"
+STAFF_SESSION = "staff_session"  # a provider staff member on the mobile pages (workorders/staff.py)
+STAFF_LINK = "staff_link"  # the one-time login link of a dispatch SMS
 
 
-class SessionCodec:
-    """The session cookie: user id and a fingerprint of the password hash (so changing the
-    password ends every session), signed and time-limited."""
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
 
-    def __init__(self, secret: bytes, max_age: int):
-        self.serializer = URLSafeTimedSerializer(secret, salt="hotline-session")
+
+def issue_token(*, session: Session, kind: str, subject_id: int, max_age: int) -> str:
+    """A new random token for `subject_id`, valid `max_age` seconds; only its hash is stored. The
+    subject's expired tokens of that kind are dropped on the way."""
+    now = utcnow()
+    session.execute(delete(AccessToken).where(AccessToken.kind == kind, AccessToken.subject_id == subject_id,
+                                              AccessToken.expires_at <= now))
+    token = secrets.token_urlsafe(32)
+    session.add(AccessToken(kind=kind, subject_id=subject_id, token_hash=_digest(token), created_at=now,
+                            expires_at=now + timedelta(seconds=max_age)))
+    return token
+
+
+def find_token(*, session: Session, kind: str, token: str) -> AccessToken | None:
+    """The stored record of `token` (valid or not), or None for a token never issued."""
+    if not token or len(token) > 200:
+        return None
+    return session.exec(select(AccessToken).where(AccessToken.kind == kind, AccessToken.token_hash == _digest(token))).first()
+
+
+def is_valid(record: AccessToken | None) -> bool:
+    return record is not None and record.revoked_at is None and as_utc(record.expires_at) > utcnow()
+
+
+def token_subject(*, session: Session, kind: str, token: str) -> int | None:
+    """Whose token this is, while it is neither expired nor revoked."""
+    record = find_token(session=session, kind=kind, token=token)
+    return record.subject_id if is_valid(record) else None
+
+
+def use_token(*, session: Session, kind: str, token: str) -> int | None:
+    """Single use: revoke a valid token and return its subject; None when it was not valid, or
+    another request used it first (compare-and-set)."""
+    now = utcnow()
+    record = find_token(session=session, kind=kind, token=token)
+    if not is_valid(record):
+        return None
+    used = session.execute(update(AccessToken).where(AccessToken.id == record.id, AccessToken.revoked_at.is_(None))
+                           .values(revoked_at=now).execution_options(synchronize_session=False))
+    return record.subject_id if used.rowcount == 1 else None
+
+
+def revoke_token(*, session: Session, kind: str, token: str) -> None:
+    record = find_token(session=session, kind=kind, token=token)
+    if record is not None and record.revoked_at is None:
+        record.revoked_at = utcnow()
+        session.add(record)
+
+
+def revoke_all(*, session: Session, kind: str, subject_id: int) -> None:
+    """End every token of this kind the subject holds (password changed, account deactivated)."""
+    session.execute(update(AccessToken).where(AccessToken.kind == kind, AccessToken.subject_id == subject_id,
+                                              AccessToken.revoked_at.is_(None))
+                    .values(revoked_at=utcnow()).execution_options(synchronize_session=False))
+
+
+class UserSessions:
+    """Sessions of hotline users: the cookie holds a random token, the server its hash, so logout,
+    a password change or a deactivation ends a session at once (no signed cookie outliving it)."""
+
+    def __init__(self, max_age: int):
         self.max_age = max_age
-        self.secret = secret
 
-    def fingerprint(self, user: User) -> str:
-        return hmac.new(self.secret, user.password_hash.encode(), hashlib.sha256).hexdigest()[:16]
-
-    def issue(self, user: User) -> str:
-        return self.serializer.dumps({"uid": user.id, "fp": self.fingerprint(user)})
+    def issue(self, user: User, session: Session) -> str:
+        return issue_token(session=session, kind=USER_SESSION, subject_id=user.id, max_age=self.max_age)
 
     def read(self, token: str, session: Session) -> User | None:
-        try:
-            payload = self.serializer.loads(token, max_age=self.max_age)
-        except (BadSignature, SignatureExpired):
-            return None
-        user = session.get(User, payload.get("uid"))
-        if user is None or not user.active or not hmac.compare_digest(payload.get("fp", ""), self.fingerprint(user)):
-            return None
-        return user
+        """The active user this token signs in, or None."""
+        user_id = token_subject(session=session, kind=USER_SESSION, token=token)
+        user = session.get(User, user_id) if user_id is not None else None
+        return user if user is not None and user.active else None
+
+    def revoke(self, token: str, session: Session) -> None:
+        revoke_token(session=session, kind=USER_SESSION, token=token)

@@ -16,6 +16,7 @@ from functools import partial
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
 from callcenter.calls import presenter as calls_presenter
@@ -29,6 +30,7 @@ from callcenter.realtime.hub import TOO_SLOW, Subscriber
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["realtime"])
 HEARTBEAT_SECONDS = 15.0
+SESSION_CHECK_SECONDS = 15.0  # an open socket whose session ended elsewhere is closed within this
 HEARTBEAT = encode(Heartbeat())
 NOT_SIGNED_IN = 4401
 FORBIDDEN_ORIGIN = 4403
@@ -61,7 +63,8 @@ async def websocket(socket: WebSocket):
     if not _same_origin(socket):
         await socket.close(code=FORBIDDEN_ORIGIN)  # another site's page may not ride on our cookie
         return
-    user = await asyncio.to_thread(_user_for, services, socket.cookies.get(SESSION_COOKIE))
+    token = socket.cookies.get(SESSION_COOKIE)
+    user = await asyncio.to_thread(_user_for, services, token)
     if user is None:
         await socket.close(code=NOT_SIGNED_IN)
         return
@@ -71,7 +74,7 @@ async def websocket(socket: WebSocket):
     hub.add(subscriber)
     # live: False until the hub's subscription is up, which a resync frame then announces
     await socket.send_text(encode(Hello(role=user.role, extension=user.sip_extension, live=hub.live)))
-    sender = asyncio.create_task(_send(socket, subscriber))
+    sender = asyncio.create_task(_send(socket, subscriber, partial(_signed_in, services, token)))
     try:
         while True:  # the browser says nothing we need; reading notices when it leaves
             await socket.receive_text()
@@ -83,16 +86,40 @@ async def websocket(socket: WebSocket):
         await asyncio.gather(sender, return_exceptions=True)
 
 
-async def _send(socket: WebSocket, subscriber: Subscriber) -> None:
+async def _send(socket: WebSocket, subscriber: Subscriber, signed_in) -> None:
+    """Forward the subscriber's frames, a heartbeat when idle; close the socket when it falls too
+    far behind, or once its session has ended elsewhere (logout, a password change, a deactivation)."""
+    loop = asyncio.get_running_loop()
+    beat_at, check_at = loop.time() + HEARTBEAT_SECONDS, loop.time() + SESSION_CHECK_SECONDS
     while True:
         if subscriber.overflowed:
             await socket.close(code=TOO_SLOW)
             return
-        try:
-            text = await asyncio.wait_for(subscriber.queue.get(), HEARTBEAT_SECONDS)
-        except asyncio.TimeoutError:
+        now = loop.time()
+        if now >= check_at:
+            if not await signed_in():
+                await socket.close(code=NOT_SIGNED_IN)
+                return
+            check_at = loop.time() + SESSION_CHECK_SECONDS
+        if now >= beat_at:
             text = HEARTBEAT
+        else:
+            try:
+                text = await asyncio.wait_for(subscriber.queue.get(), min(beat_at, check_at) - now)
+            except asyncio.TimeoutError:
+                continue
         await socket.send_text(text)
+        beat_at = loop.time() + HEARTBEAT_SECONDS
+
+
+async def _signed_in(services, token: str) -> bool:
+    """Whether the socket's session still signs its user in; a database that cannot answer now
+    ends nothing (the next check decides)."""
+    try:
+        return await asyncio.to_thread(_user_for, services, token) is not None
+    except SQLAlchemyError as exc:
+        log.warning("session of an open websocket not checked: %s", type(exc).__name__)
+        return True
 
 
 def _waiting_calls(services) -> list[tuple[str, str, str]]:

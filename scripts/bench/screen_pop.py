@@ -90,11 +90,11 @@ def make_agents(settings: Settings, count: int, supervisors: int = 0) -> tuple[l
               "sip_extension": None, "active": True, "created_at": utcnow()} for n in range(1, supervisors + 1)]
     with database.session_scope() as session:
         session.execute(insert(User), rows)
-    codec = auth_service.SessionCodec(settings.secret, settings.session_max_age_seconds)
+    sessions = auth_service.UserSessions(settings.session_max_age_seconds)
     with database.session_scope() as session:
         users = session.exec(select(User).order_by(User.id)).all()
-        tokens = [(u.sip_extension, codec.issue(u)) for u in users if u.role == "agent"]
-        bosses = [codec.issue(u) for u in users if u.role == "supervisor"]
+        tokens = [(u.sip_extension, sessions.issue(u, session)) for u in users if u.role == "agent"]
+        bosses = [sessions.issue(u, session) for u in users if u.role == "supervisor"]
     database.engine.dispose()
     return tokens, bosses
 

@@ -22,17 +22,16 @@ def test_wrong_password_is_refused_in_chinese(client, services):
     assert client.get("/api/auth/me").status_code == 401
 
 
-def test_repeated_wrong_passwords_are_throttled_even_for_the_right_one(client, services):
+def test_repeated_wrong_passwords_from_one_address_make_it_wait_even_for_the_right_one(client, services):
+    """The pair (account, address) gets a few free failures, then waits (auth/throttle.py; the
+    known-device and NAT cases are in test_throttle.py)."""
     user = make_user(services, "agent")
-    for _ in range(services.settings.login_max_failures):
+    for _ in range(services.settings.login_free_failures):
         assert client.post("/api/auth/login", json={"username": user.username, "password": "nope-nope"}).status_code == 401
     blocked = client.post("/api/auth/login", json={"username": user.username, "password": PASSWORD})
     assert blocked.status_code == 429
     assert "登录失败次数过多" in blocked.json()["detail"]
-    assert 0 < int(blocked.headers["Retry-After"]) <= services.settings.login_lockout_seconds
-    # the lock lives in Redis, shared by every web process, and ends with its window
-    services.redis.delete(f"login:fail:user:{user.username}")
-    assert login(client, user).status_code == 200
+    assert 0 < int(blocked.headers["Retry-After"]) <= services.settings.login_backoff_max_seconds
 
 
 def test_inactive_user_cannot_log_in(client, services):
@@ -42,16 +41,6 @@ def test_inactive_user_cannot_log_in(client, services):
 
         auth_service.update_user(session=session, user_id=user.id, changes={"active": False})
     assert client.post("/api/auth/login", json={"username": user.username, "password": PASSWORD}).status_code == 401
-
-
-def test_changing_the_password_ends_existing_sessions(client, services):
-    user = make_user(services, "agent")
-    login(client, user)
-    with services.db.session_scope() as session:
-        from callcenter.auth import service as auth_service
-
-        auth_service.update_user(session=session, user_id=user.id, changes={"password": "another-password-2"})
-    assert client.get("/api/auth/me").status_code == 401
 
 
 def test_tampered_session_cookie_is_rejected(client, services):

@@ -1,18 +1,16 @@
 """The provider's mobile pages over HTTP, with routing run by a real RQ worker on real Redis: the
 whole life of an order from a call to a closed callback; rejection; sign-in by SMS link
-(tampered and expired links refused) and by password; one provider cannot touch another's
+(tampered, expired, used and revoked links refused) and by password; one provider cannot touch another's
 orders; the confirmation code, photo checks and the subsidy."""
 
 from __future__ import annotations
 
 import logging
 import re
-import time
 from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
-from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 from sqlmodel import select
 
 from callcenter.audit.models import AuditLog
@@ -49,9 +47,17 @@ def m_post(client, path: str, data: dict | None = None, files: dict | None = Non
                        follow_redirects=False)
 
 
+def open_link(client, path: str):
+    """Open an SMS link and tap its button (the link's page spends it only then): the answer."""
+    page = client.get(path, follow_redirects=False)
+    assert page.status_code == 200, page.text
+    token = re.search(r'name="token" value="([^"]+)"', page.text).group(1)
+    return m_post(client, "/m/link", {"token": token})
+
+
 def sign_in_by_sms(app, services, provider_phone: str, order_id: int) -> TestClient:
     client = provider_client(app)
-    response = client.get(link_path(sms_to(services, provider_phone, order_id)), follow_redirects=False)
+    response = open_link(client, link_path(sms_to(services, provider_phone, order_id)))
     assert response.status_code == 303 and response.headers["location"] == "/m/"
     return client
 
@@ -162,7 +168,7 @@ def test_login_links_never_reach_the_access_log(app, services, console, city, rq
     work(rq_redis)
     path = link_path(sms_to(services, "+8613900000001", order_id))
     with caplog.at_level(logging.INFO, logger="callcenter.access"):
-        assert provider_client(app).get(path, follow_redirects=False).status_code == 303
+        assert open_link(provider_client(app), path).status_code == 303
     token = path.rsplit("/", 1)[1]
     logged = [r.getMessage() for r in caplog.records if r.name == "callcenter.access"]
     assert any("/m/link/…" in line for line in logged) and not any(token in line for line in logged)
@@ -175,26 +181,110 @@ def test_tampered_and_expired_links_and_bad_passwords_are_refused(app, services,
     client = provider_client(app)
     tampered = client.get(path[:-3] + ("AAA" if not path.endswith("AAA") else "BBB"))
     assert tampered.status_code == 401 and "登录链接无效" in tampered.text
-    forged = client.get("/m/link/" + URLSafeTimedSerializer(b"not-our-secret", salt=staff_service.LINK_SALT).dumps({"sid": 1}))
-    assert forged.status_code == 401
-
-    class SignedYesterday(TimestampSigner):  # the same key, a token issued 25 hours ago
-        def get_timestamp(self):
-            return int(time.time()) - 25 * 3600
-
-    with services.db.session_scope() as session:
-        staff = session.exec(select(ProviderStaff).where(ProviderStaff.phone == "+8613900000001")).one()
-        staff_id = staff.id
-    old = URLSafeTimedSerializer(settings.secret, salt=staff_service.LINK_SALT, signer=SignedYesterday).dumps({"sid": staff_id})
-    expired = client.get(f"/m/link/{old}")
-    assert expired.status_code == 401 and "登录链接已过期（有效期 24 小时）" in expired.text
+    assert m_post(client, "/m/link", {"token": "made-up-token"}).status_code == 401
+    expire_links(services)
+    expired = client.get(path)
+    assert expired.status_code == 401 and "登录链接已过期（有效期 30 分钟）" in expired.text
+    assert m_post(client, "/m/link", {"token": path.rsplit("/", 1)[1]}).status_code == 401
     assert client.get("/m/", headers={"accept": "text/html"}, follow_redirects=False).headers["location"].startswith("/m/login")
 
     wrong = m_post(client, "/m/login", {"phone": "13900000001", "password": "guess-guess"})
     assert wrong.status_code == 401 and "手机号或密码错误" in wrong.text  # link-only account: no password works
-    with services.db.session_scope() as session:  # a deactivated account's valid link no longer works
-        staff_service.update_staff(session=session, staff_id=staff_id, active=False)
-    assert "该账号已停用" in client.get(path).text
+
+
+def expire_links(services, minutes_ago: int = 1) -> None:
+    """Every login link issued so far ran out `minutes_ago` minutes ago."""
+    from datetime import timedelta
+
+    from callcenter.auth.models import AccessToken
+    from callcenter.timeutil import utcnow
+
+    with services.db.session_scope() as session:
+        for row in session.exec(select(AccessToken).where(AccessToken.kind == "staff_link")):
+            row.expires_at = utcnow() - timedelta(minutes=minutes_ago)
+            session.add(row)
+
+
+def dispatcher_id(services, phone: str = "+8613900000001") -> int:
+    with services.db.session_scope() as session:
+        return session.exec(select(ProviderStaff.id).where(ProviderStaff.phone == phone)).one()
+
+
+def test_a_login_link_works_once(app, services, console, city, rq_redis):
+    """Finding 3: a link used to work for 24 h, any number of times. Previews (an SMS app fetching
+    the link) do not spend it: only the button does."""
+    order_id = new_order(console, city["elder"])
+    work(rq_redis)
+    path = link_path(sms_to(services, "+8613900000001", order_id))
+    first = provider_client(app)
+    assert first.get(path).status_code == 200  # a preview, then the staff member's own tap
+    assert open_link(first, path).status_code == 303
+    assert first.get("/m/").status_code == 200
+    again = provider_client(app)
+    page = again.get(path)
+    assert page.status_code == 401 and "登录链接已失效" in page.text
+    replayed = m_post(again, "/m/link", {"token": path.rsplit("/", 1)[1]})
+    assert replayed.status_code == 401 and "cc_provider" not in again.cookies
+
+
+def test_links_are_short_lived(app, services, settings, console, city, rq_redis):
+    assert settings.provider_link_minutes == 30
+    order_id = new_order(console, city["elder"])
+    work(rq_redis)
+    path = link_path(sms_to(services, "+8613900000001", order_id))
+    from callcenter.auth.models import AccessToken
+
+    with services.db.session_scope() as session:
+        row = session.exec(select(AccessToken).where(AccessToken.kind == "staff_link")).one()
+        lifetime = row.expires_at - row.created_at
+    assert lifetime.total_seconds() == 30 * 60
+    expire_links(services)
+    assert provider_client(app).get(path).status_code == 401
+
+
+@pytest.mark.parametrize("change", [{"password": "a-new-password-1"}, {"active": False}])
+def test_a_link_and_the_sessions_end_when_the_password_changes_or_the_account_is_deactivated(
+        app, services, console, city, rq_redis, supervisor, change):
+    first = new_order(console, city["elder"])
+    work(rq_redis)
+    signed_in = sign_in_by_sms(app, services, "+8613900000001", first)
+    second = new_order(console, city["elder"])
+    work(rq_redis)
+    unused = link_path(sms_to(services, "+8613900000001", second))
+    assert supervisor.patch(f"/api/provider-staff/{dispatcher_id(services)}", json=change).status_code == 200
+    assert signed_in.get("/m/", headers={"accept": "text/html"}, follow_redirects=False).status_code == 303  # to the login
+    client = provider_client(app)
+    assert client.get(unused).status_code == 401
+    assert m_post(client, "/m/link", {"token": unused.rsplit("/", 1)[1]}).status_code == 401
+
+
+def test_provider_logout_ends_the_session_on_the_server(app, services, console, city, rq_redis):
+    order_id = new_order(console, city["elder"])
+    work(rq_redis)
+    phone = sign_in_by_sms(app, services, "+8613900000001", order_id)
+    cookie = phone.cookies.get("cc_provider")
+    assert m_post(phone, "/m/logout").status_code == 303
+    thief = provider_client(app)
+    thief.cookies.set("cc_provider", cookie, path="/m")
+    assert thief.get("/m/", headers={"accept": "text/html"}, follow_redirects=False).status_code == 303
+
+
+def test_the_mobile_login_uses_the_login_throttle(app, services, supervisor, city, monkeypatch):
+    """Wrong passwords make that phone and address wait (429, Retry-After); the staff member's own
+    phone, a known device, still signs in."""
+    staff_id = dispatcher_id(services)
+    assert supervisor.patch(f"/api/provider-staff/{staff_id}", json={"password": PASSWORD}).status_code == 200
+    with TestClient(app, client=("10.9.0.1", 40000)) as own_phone:
+        own_phone.get("/m/login")
+        assert m_post(own_phone, "/m/login", {"phone": "13900000001", "password": PASSWORD}).status_code == 303
+        with TestClient(app, client=("10.9.0.1", 40000)) as attacker:
+            attacker.get("/m/login")
+            written = ["139 0000 0001", "+8613900000001", "13900000001", "0086 139-0000-0001"]  # one number, one account
+            for n in range(services.settings.login_free_failures):
+                assert m_post(attacker, "/m/login", {"phone": written[n % 4], "password": "guess-guess"}).status_code == 401
+            refused = m_post(attacker, "/m/login", {"phone": "13900000001", "password": PASSWORD})
+            assert refused.status_code == 429 and "登录失败次数过多" in refused.text and int(refused.headers["Retry-After"]) > 0
+        assert m_post(own_phone, "/m/login", {"phone": "13900000001", "password": PASSWORD}).status_code == 303
 
 
 def test_a_stale_page_explains_why_and_wrong_codes_lock(app, services, console, city, rq_redis):
