@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
+from callcenter.areas import scope as areas_scope
+from callcenter.elders.models import elders_within
 from callcenter.timeutil import utcnow
 from callcenter.vocabulary import Vocabulary
 
@@ -203,3 +205,6 @@ class AgentStateLog(SQLModel, table=True):
     pause_reason: str | None = Field(default=None, max_length=40)
     started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     ended_at: datetime | None = _ts()
+
+
+areas_scope.register(CallRecord, lambda scope: CallRecord.elder_id.in_(elders_within(scope)))
