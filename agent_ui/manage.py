@@ -20,7 +20,7 @@ from callcenter.calls import service as calls_service
 from callcenter.calls.models import IVR_ROUTES, AgentActivity, AgentStatus
 from callcenter.areas import scope as areas_scope
 from callcenter.deps import CitySupervisorUser, DbSession, ServicesDep, SupervisorUser, release
-from callcenter.errors import Conflict, DomainError, FieldErrors
+from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
 from callcenter.timeutil import utcnow
 from ivr import menu as ivr_menu
 from ivr import prompts as ivr_prompts
@@ -33,6 +33,11 @@ router = APIRouter(include_in_schema=False)
 
 def _done(path: str, message: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{urlencode({'ok': message})}", status_code=303)
+
+
+def _status(exc: DomainError) -> int:
+    """The page's status for a refused change: not allowed 403, outside the scope 404, else 422."""
+    return 403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 422
 
 
 def _problem(exc: DomainError) -> str:
@@ -81,7 +86,7 @@ def create_agent(request: Request, session: DbSession, services: ServicesDep, us
                                    changes={"queues": queues.split(), "queue_penalty": queue_penalty})
     except DomainError as exc:
         session.rollback()
-        return _agents_page(request, session, user, error=_problem(exc), status_code=422)
+        return _agents_page(request, session, user, error=_problem(exc), status_code=_status(exc))
     return _done("/supervisor/agents", f"已创建账号：{created.username}")
 
 
@@ -109,7 +114,7 @@ def change_agent(request: Request, user_id: int, session: DbSession, services: S
                                            change=membership)
     except DomainError as exc:
         session.rollback()
-        return _agents_page(request, session, user, error=_problem(exc), status_code=422)
+        return _agents_page(request, session, user, error=_problem(exc), status_code=_status(exc))
     messages = {"queues": "已更新队列与优先级", "password": "已重置密码", "deactivate": "已停用", "activate": "已启用"}
     return _done("/supervisor/agents", f"{username}：{messages[action]}")
 
