@@ -72,7 +72,7 @@ def scope_of(*, session: Session, area_id: int | None, providers_work: bool = Fa
         return CITY
     areas = frozenset(areas_service.subtree(session=session, area_id=area_id))
     ancestors = {area.id for area in areas_service.path_of(session=session, area_id=area_id)}
-    communities = frozenset(session.execute(select(Area.id).where(Area.id.in_(areas), Area.level == "community")).scalars())
+    communities = frozenset(session.execute(select(Area.id).where(Area.id.in_(sorted(areas)), Area.level == "community")).scalars())
     return Scope(area_id=area_id, areas=areas, communities=communities,
                  providers=frozenset(_providers_serving(session=session, areas=areas | ancestors)),
                  providers_work=providers_work)
