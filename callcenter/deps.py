@@ -106,7 +106,7 @@ def require_role(role: str, *, officials: bool = False, city: bool = False):
         if not (auth_service.has_role(user, role) or (officials and auth_service.is_official(user))):
             raise PermissionDenied("没有权限执行此操作")
         if city and not areas_scope.current(session).city:
-            raise PermissionDenied("仅限市级账号：全市话务实时数据不按辖区划分")
+            raise PermissionDenied("此功能仅限市级账号：全市话务实时数据与全市设置不按辖区划分")
         return user
 
     return check
