@@ -26,7 +26,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=64, unique=True)
     display_name: str = Field(default="", max_length=64)
-    role: str = Field(max_length=16)
+    role: str = Field(max_length=32)
     password_hash: str = Field(max_length=255)
     sip_extension: str | None = Field(default=None, max_length=32, unique=True)
     active: bool = Field(default=True)
