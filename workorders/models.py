@@ -213,9 +213,9 @@ class WorkOrderEvent(SQLModel, table=True):
 
 
 def orders_within(scope: areas_scope.Scope):
-    """The orders `scope` sees: of elders living there and, for a street office, of the
-    providers serving the street wherever they work."""
-    condition = areas_scope.any_of(WorkOrder.community_id, scope.communities)
+    """The orders `scope` sees: of elders living there or on the line with its agent and, for a
+    street office, of the providers serving the street wherever they work."""
+    condition = or_(areas_scope.any_of(WorkOrder.community_id, scope.communities), areas_scope.any_of(WorkOrder.elder_id, scope.callers))
     if scope.providers_work and scope.providers:
         condition = or_(condition, WorkOrder.provider_id.in_(sorted(scope.providers)))
     return condition

@@ -46,6 +46,7 @@ class Scope:
     communities: frozenset[int] = frozenset()  # the communities among them (elders live in one)
     providers: frozenset[int] = frozenset()  # providers whose coverage includes or contains the area
     providers_work: bool = False  # also the orders of those providers wherever they serve (street offices)
+    callers: frozenset[int] = frozenset()  # elders on the line with this agent now, wherever they live
 
     @property
     def city(self) -> bool:
@@ -66,8 +67,10 @@ class Scope:
 CITY = Scope()
 
 
-def scope_of(*, session: Session, area_id: int | None, providers_work: bool = False) -> Scope:
-    """The scope of an account attached to `area_id` (None: the whole city)."""
+def scope_of(*, session: Session, area_id: int | None, providers_work: bool = False, extension: str | None = None) -> Scope:
+    """The scope of an account attached to `area_id` (None: the whole city); with the
+    `extension` of a hotline agent, also the elders of the calls open on it (a call can come from
+    anywhere: the caller's profile, orders and drafts are the agent's business while it lasts)."""
     if area_id is None:
         return CITY
     areas = frozenset(areas_service.subtree(session=session, area_id=area_id))
@@ -75,7 +78,8 @@ def scope_of(*, session: Session, area_id: int | None, providers_work: bool = Fa
     communities = frozenset(session.execute(select(Area.id).where(Area.id.in_(sorted(areas)), Area.level == "community")).scalars())
     return Scope(area_id=area_id, areas=areas, communities=communities,
                  providers=frozenset(_providers_serving(session=session, areas=areas | ancestors)),
-                 providers_work=providers_work)
+                 providers_work=providers_work,
+                 callers=frozenset(_callers_reader(session, extension)) if extension else frozenset())
 
 
 def _providers_serving(*, session: Session, areas: set[int]) -> list[int]:
@@ -88,7 +92,12 @@ def _no_providers(session: Session) -> list[tuple[int, list[int]]]:
     return []
 
 
+def _no_callers(session: Session, extension: str) -> list[int]:
+    return []
+
+
 _coverage_reader: Callable[[Session], list[tuple[int, list[int]]]] = _no_providers
+_callers_reader: Callable[[Session, str], list[int]] = _no_callers
 _CRITERIA: list[tuple[type, Callable[[Scope], ColumnElement[bool]]]] = []
 
 
@@ -102,6 +111,12 @@ def register_coverage(reader: Callable[[Session], list[tuple[int, list[int]]]]) 
     """How to read (provider id, area ids it covers): work orders register it."""
     global _coverage_reader
     _coverage_reader = reader
+
+
+def register_callers(reader: Callable[[Session, str], list[int]]) -> None:
+    """How to read the elders of the calls open on an extension: calls register it."""
+    global _callers_reader
+    _callers_reader = reader
 
 
 def any_of(column, ids) -> ColumnElement[bool]:

@@ -66,8 +66,10 @@ def is_official(user: User) -> bool:
 
 def scope_of(*, session: Session, user: User) -> areas_scope.Scope:
     """What `user` may see: its area and everything under it (no area: the whole city); a street
-    office also sees the work of the providers serving its street."""
-    return areas_scope.scope_of(session=session, area_id=user.area_id, providers_work=user.role == "street_official")
+    office also sees the work of the providers serving its street; hotline staff also the callers
+    on the line with them."""
+    return areas_scope.scope_of(session=session, area_id=user.area_id, providers_work=user.role == "street_official",
+                                extension=user.sip_extension if has_role(user, "agent") else None)
 
 
 def _area_error(*, session: Session, role: str, area_id: int | None) -> str | None:

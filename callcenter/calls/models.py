@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, Index, select
 from sqlmodel import Field, SQLModel
 
 from callcenter.areas import scope as areas_scope
@@ -207,4 +207,12 @@ class AgentStateLog(SQLModel, table=True):
     ended_at: datetime | None = _ts()
 
 
+def _callers(session, extension: str) -> list[int]:
+    """The elders of the calls open on `extension` (offered to it or talking)."""
+    rows = session.execute(select(CallRecord.elder_id).where(CallRecord.agent_extension == extension, CallRecord.state != "ended",
+                                                             CallRecord.elder_id.is_not(None)))
+    return [elder_id for (elder_id,) in rows]
+
+
 areas_scope.register(CallRecord, lambda scope: CallRecord.elder_id.in_(elders_within(scope)))
+areas_scope.register_callers(_callers)

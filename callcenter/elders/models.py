@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint, or_
 from sqlmodel import Field, SQLModel, select
 
 from callcenter.areas import scope as areas_scope
@@ -131,10 +131,15 @@ class EmergencyContact(SQLModel, table=True):
 
 
 def elders_within(scope: areas_scope.Scope):
-    """SELECT of the ids of the elders living in `scope` (the other models' criteria use it)."""
-    return select(Elder.id).where(areas_scope.any_of(Elder.community_id, scope.communities))
+    """SELECT of the ids of the elders `scope` sees (the other models' criteria use it)."""
+    return select(Elder.id).where(elder_within(scope))
 
 
-areas_scope.register(Elder, lambda scope: areas_scope.any_of(Elder.community_id, scope.communities))
+def elder_within(scope: areas_scope.Scope):
+    """Living in the scope's communities, or on the line with its agent now."""
+    return or_(areas_scope.any_of(Elder.community_id, scope.communities), areas_scope.any_of(Elder.id, scope.callers))
+
+
+areas_scope.register(Elder, elder_within)
 areas_scope.register(ElderPhone, lambda scope: ElderPhone.elder_id.in_(elders_within(scope)))
 areas_scope.register(EmergencyContact, lambda scope: EmergencyContact.elder_id.in_(elders_within(scope)))

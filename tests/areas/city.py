@@ -78,9 +78,12 @@ def build(services, settings) -> City:
                               provider_id=provider.id, community_id=community.id, accept_due=now, arrive_due=now,
                               complete_due=now + timedelta(hours=1), completed_at=now, photo=f"matrix-{side}.jpg")
             session.add(order)
-            call = CallRecord(linkedid=f"matrix-{side}", direction="inbound", state="talking", elder_id=elder.id,
-                              caller_e164="+86" + number, agent_extension=extension, leg_agents=[extension], queue="hotline",
-                              started_at=now, queued_at=now, answered_at=now)
+            # A's call is on the line with the city agent; B's call was the district agent's and has
+            # ended (on a live call the caller's elder is in the agent's scope: test_scope.py).
+            call = CallRecord(linkedid=f"matrix-{side}", direction="inbound", state="talking" if side == "A" else "ended",
+                              elder_id=elder.id, caller_e164="+86" + number, agent_extension=extension, leg_agents=[extension],
+                              queue="hotline", started_at=now, queued_at=now, answered_at=now,
+                              ended_at=None if side == "A" else now)
             request = CallbackRequest(caller_number=number, caller_e164="+86" + number, elder_id=elder.id, reason="busy",
                                       due_at=now)
             session.add_all([call, request])
