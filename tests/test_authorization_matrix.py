@@ -186,6 +186,10 @@ TABLE: dict[str, Row] = {
     "POST /m/orders/{order_id}/checkin": Row(PROVIDER, PROVIDER_OUT, form={}),
     "POST /m/orders/{order_id}/complete": Row(PROVIDER, PROVIDER_OUT, form={"code": "0000"}),
     "GET /m/orders/{order_id}/photo": Row(PROVIDER, PROVIDER_OUT),
+    # an elder's own data and its erasure (last: an erasure would take the marker names away)
+    "GET /api/privacy/elders/{elder_id}/export": Row(SUPERVISOR, SUPERVISOR_OUT),
+    "GET /api/privacy/erasures": Row(SUPERVISOR),
+    "POST /api/privacy/elders/{elder_id}/anonymise": Row(SUPERVISOR, SUPERVISOR_OUT, json={"reason": "矩阵"}),
 }
 
 
