@@ -9,7 +9,7 @@ from callcenter.realtime.events import encode
 from callcenter.realtime.hub import Hub, Subscriber
 from tests.areas import city as city_module
 from tests.areas.city import MARKERS
-from tests.conftest import login
+from tests.conftest import PASSWORD, csrf_headers, login
 from callcenter.calls.models import CallRecord
 from workorders.models import WorkOrder
 
@@ -176,3 +176,13 @@ def test_the_city_wide_pages_and_settings_are_the_citys(client, town):
     assert boss.get("/api/stats/wallboard").status_code == 403
     assert boss.patch("/api/service-types/meal", json={"accept_minutes": 30}).status_code == 403
     assert "仅限市级账号" in boss.get("/supervisor").text
+
+
+def test_an_official_signs_in_to_its_reports(client, town):
+    client.get("/login")
+    official = town.accounts["street_official"]
+    signed_in = client.post("/login", data={"username": official.username, "password": PASSWORD}, headers=csrf_headers(client),
+                            follow_redirects=False)
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == "/supervisor/reports"
+    page = client.get("/supervisor/reports", headers={"Accept": "text/html"})
+    assert page.status_code == 200 and "统计报表" in page.text and "坐席工作台" not in page.text
