@@ -13,12 +13,14 @@ from sqlmodel import select
 from agent_ui import forms
 from agent_ui.pages import render
 from callcenter.areas import service as areas_service
+from callcenter.areas.models import AREA_LEVELS
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES
 from callcenter.calls import service as calls_service
 from callcenter.calls.models import IVR_ROUTES, AgentActivity, AgentStatus
-from callcenter.deps import DbSession, ServicesDep, SupervisorUser, release
-from callcenter.errors import Conflict, DomainError, FieldErrors
+from callcenter.areas import scope as areas_scope
+from callcenter.deps import CitySupervisorUser, DbSession, ServicesDep, SupervisorUser, release
+from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
 from callcenter.timeutil import utcnow
 from ivr import menu as ivr_menu
 from ivr import prompts as ivr_prompts
@@ -33,6 +35,11 @@ def _done(path: str, message: str) -> RedirectResponse:
     return RedirectResponse(f"{path}?{urlencode({'ok': message})}", status_code=303)
 
 
+def _status(exc: DomainError) -> int:
+    """The page's status for a refused change: not allowed 403, outside the scope 404, else 422."""
+    return 403 if isinstance(exc, PermissionDenied) else 404 if isinstance(exc, NotFound) else 422
+
+
 def _problem(exc: DomainError) -> str:
     if isinstance(exc, FieldErrors):
         return "；".join(message for _, message in exc.errors)
@@ -43,16 +50,20 @@ def _problem(exc: DomainError) -> str:
 
 def _agents_page(request: Request, session, user, *, error: str | None = None, status_code: int = 200):
     live = {row.extension: row for row in session.exec(select(AgentStatus))}
+    scope = areas_scope.current(session)
+    areas = [area for area in areas_service.list_all(session=session) if scope.city or area.id in scope.areas]
+    area_names = {area.id: area.name for area in areas_service.list_all(session=session)}
     people = []
-    for person in auth_service.list_users(session=session):
+    for person in auth_service.list_users(session=session, scope=scope):
         state = live.get(person.sip_extension) if person.sip_extension else None
         people.append({"user": person, "queues_text": " ".join(person.queues),
                        "manageable": person.role == "agent" or auth_service.has_role(user, "admin"),
+                       "area": area_names.get(person.area_id, "全市") if person.area_id else "全市",
                        "live": AgentActivity.label_of(state.state) if state else "未登录",
                        "live_queues": " ".join(state.queues) if state else ""})
     return render(request, "manage_agents.html", {
         "user": user, "people": people, "roles": ROLES, "error": error, "ok": request.query_params.get("ok"),
-        "may_manage_all": auth_service.has_role(user, "admin"),
+        "may_manage_all": auth_service.has_role(user, "admin"), "areas": areas, "city": scope.city, "area_levels": AREA_LEVELS,
     }, status_code=status_code)
 
 
@@ -64,16 +75,18 @@ def agents_page(request: Request, session: DbSession, user: SupervisorUser):
 @router.post("/supervisor/agents")
 def create_agent(request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser, username: str = Form(""),
                  display_name: str = Form(""), password: str = Form(""), role: str = Form("agent"),
-                 sip_extension: str = Form(""), queues: str = Form(""), queue_penalty: int = Form(0)):
+                 sip_extension: str = Form(""), queues: str = Form(""), queue_penalty: int = Form(0), area_id: str = Form("")):
     try:
-        auth_service.check_may_manage(user, role)
+        area = forms.integer_field(area_id, "area_id", "所属地区") if area_id.strip() else None
+        auth_service.check_may_manage(user, role, area_id=area, scope=areas_scope.current(session))
         created = auth_service.create_user(session=session, username=username, role=role, password=password,
-                                           display_name=display_name.strip(), sip_extension=sip_extension.strip() or None)
+                                           display_name=display_name.strip(), sip_extension=sip_extension.strip() or None,
+                                           area_id=area)
         calls_service.update_agent(session=session, settings=services.settings, user_id=created.id,
                                    changes={"queues": queues.split(), "queue_penalty": queue_penalty})
     except DomainError as exc:
         session.rollback()
-        return _agents_page(request, session, user, error=_problem(exc), status_code=422)
+        return _agents_page(request, session, user, error=_problem(exc), status_code=_status(exc))
     return _done("/supervisor/agents", f"已创建账号：{created.username}")
 
 
@@ -87,8 +100,9 @@ def change_agent(request: Request, user_id: int, session: DbSession, services: S
     try:
         if changes is None:
             raise FieldErrors.single("action", f"未知操作：{action}")
-        target = auth_service.get_user_or_raise(session=session, user_id=user_id)
-        auth_service.check_may_manage(user, target.role)
+        scope = areas_scope.current(session)
+        target = auth_service.get_user_within_or_raise(session=session, user_id=user_id, scope=scope)
+        auth_service.check_may_manage(user, target.role, area_id=target.area_id, scope=scope)
         if target.id == user.id and action == "deactivate":
             raise FieldErrors.single("active", "不能停用自己的账号")
         _, membership = calls_service.update_agent(session=session, settings=services.settings, user_id=user_id,
@@ -100,7 +114,7 @@ def change_agent(request: Request, user_id: int, session: DbSession, services: S
                                            change=membership)
     except DomainError as exc:
         session.rollback()
-        return _agents_page(request, session, user, error=_problem(exc), status_code=422)
+        return _agents_page(request, session, user, error=_problem(exc), status_code=_status(exc))
     messages = {"queues": "已更新队列与优先级", "password": "已重置密码", "deactivate": "已停用", "activate": "已启用"}
     return _done("/supervisor/agents", f"{username}：{messages[action]}")
 
@@ -119,7 +133,7 @@ def service_types_page(request: Request, session: DbSession, user: SupervisorUse
 
 
 @router.post("/supervisor/service-types/{code}")
-def change_service_type(request: Request, code: str, session: DbSession, user: SupervisorUser, name: str = Form(""),
+def change_service_type(request: Request, code: str, session: DbSession, user: CitySupervisorUser, name: str = Form(""),
                         accept_minutes: int = Form(...), arrive_minutes: int = Form(...), complete_minutes: int = Form(...),
                         unit_cost: str = Form("0"), government_purchased: bool = Form(False), active: bool = Form(False)):
     try:
@@ -154,7 +168,7 @@ def providers_page(request: Request, session: DbSession, user: SupervisorUser):
 
 
 @router.post("/supervisor/providers")
-async def save_provider(request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+async def save_provider(request: Request, session: DbSession, services: ServicesDep, user: CitySupervisorUser):
     """Create (no `id`) or change a provider: service types, coverage (streets), capacity,
     contract window, status with its reason."""
     form = await request.form()
@@ -197,7 +211,7 @@ def ivr_page(request: Request, session: DbSession, services: ServicesDep, user: 
 
 
 @router.post("/supervisor/ivr")
-async def save_ivr(request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+async def save_ivr(request: Request, session: DbSession, services: ServicesDep, user: CitySupervisorUser):
     """The menu (keys, waits, queues, priority), business hours (days, periods, holidays, 调休
     workdays) and prompt texts, in one form; a page saved after someone else's save is refused."""
     form = await request.form()

@@ -79,13 +79,15 @@ def login_submit(request: Request, session: DbSession, services: ServicesDep,
                  username: str = Form(""), password: str = Form(""), next: str = Form("/console")):
     response = RedirectResponse(_safe_next(next), status_code=303)
     try:
-        sign_in(request=request, response=response, session=session, services=services, username=username, password=password)
+        user = sign_in(request=request, response=response, session=session, services=services, username=username, password=password)
     except DomainError as exc:
         page = render(request, "login.html", {"next": _safe_next(next), "error": exc.message, "username": username, "user": None},
                       429 if isinstance(exc, auth_service.TooManyAttempts) else 401)
         if isinstance(exc, auth_service.TooManyAttempts):
             page.headers["Retry-After"] = str(exc.retry_after)
         return page
+    if auth_service.is_official(user) and response.headers["location"] == "/console":
+        response.headers["location"] = "/supervisor/reports"  # area officials have no console: their figures
     return response
 
 

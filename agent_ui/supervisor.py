@@ -12,7 +12,7 @@ from agent_ui import forms
 from agent_ui.pages import render
 from callcenter.areas.models import Area
 from callcenter import reporting
-from callcenter.deps import DbSession, ServicesDep, SupervisorUser
+from callcenter.deps import CitySupervisorUser, CurrentScope, DbSession, OverseerUser, ServicesDep
 from callcenter.errors import FieldErrors
 from callcenter.stats import service as stats_service
 from callcenter.stats.service import CALL_TABLES
@@ -22,7 +22,7 @@ router = APIRouter(include_in_schema=False)
 
 
 @router.get("/supervisor")
-def wallboard_page(request: Request, services: ServicesDep, user: SupervisorUser, mode: str = ""):
+def wallboard_page(request: Request, services: ServicesDep, user: CitySupervisorUser, mode: str = ""):
     """The wallboard; wallboard.js loads /api/stats/wallboard and follows the websocket.
     `?mode=big` opens it in the wall-screen (大屏) layout."""
     return render(request, "wallboard.html", {"user": user, "big": mode == "big",
@@ -30,7 +30,7 @@ def wallboard_page(request: Request, services: ServicesDep, user: SupervisorUser
 
 
 @router.get("/supervisor/reports")
-def reports_page(request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser,
+def reports_page(request: Request, session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope,
                  date_from: str = Query("", alias="from"), date_to: str = Query("", alias="to"), queue: str = "",
                  agent: str = "", district: str = ""):
     """Call and work-order reports of a date range, with filters, charts and export links."""
@@ -40,7 +40,7 @@ def reports_page(request: Request, session: DbSession, services: ServicesDep, us
     context = {"user": user, "form": form, "districts": districts, "error": None, "calls": None, "orders": None, "tables": []}
     try:
         first, last = reporting.resolve_range(forms.date_field(date_from, "from"), forms.date_field(date_to, "to"), tz=tz)
-        district_id = _district(district, districts)
+        district_id = scope.narrow(_district(district, districts))
     except FieldErrors as exc:
         return render(request, "reports.html", context | {"error": exc.message}, status_code=422)
     filters = stats_service.Filters(queue=queue or None, agent=agent or None, district_id=district_id)

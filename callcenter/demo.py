@@ -31,6 +31,11 @@ DEMO_PASSWORD = "12349demo"
 DEMO_ACCOUNTS = [("admin", "admin", "系统管理员", None), ("banzhang", "supervisor", "王班长", None)] + [
     (f"agent{n:02d}", "agent", name, f"80{n:02d}") for n, name in enumerate(["李晓梅", "张丽", "刘洋", "陈静", "赵敏"], start=1)
 ]
+# Area officials (区民政, 街道, 社区): (username, role, display name, path of their area: district,
+# street, and for the community account the street's first community).
+DEMO_OFFICIALS = [("quminzheng", "district_official", "中山区民政局", ("中山区",)),
+                  ("jiedao", "street_official", "青泥洼桥街道办", ("中山区", "青泥洼桥街道")),
+                  ("shequ", "community_staff", "社区工作站", ("中山区", "青泥洼桥街道", None))]
 
 CITY = {  # district: (division code, streets)
     "中山区": ("210202", ["青泥洼桥街道", "人民路街道", "桃源街道", "老虎滩街道"]),
@@ -67,8 +72,8 @@ def generate(database: Database, settings: Settings, *, elders: int, seed: int, 
     rng = random.Random(seed)
     result = DemoResult()
     with database.session_scope() as session:
-        result.accounts = _accounts(session)
         communities = _areas(session, rng)
+        result.accounts = _accounts(session)
         result.areas = session.exec(select(func.count()).select_from(Area)).one()
     maker = _ElderMaker(rng, Sealer(settings.secret), communities, area_code=settings.city_area_code)
     with database.session_scope() as session:
@@ -103,7 +108,22 @@ def _accounts(session) -> list[tuple[str, str, str]]:
             auth_service.create_user(session=session, username=username, role=role, password=DEMO_PASSWORD,
                                      display_name=display_name, sip_extension=extension)
         accounts.append((username, role, DEMO_PASSWORD))
+    for username, role, display_name, path in DEMO_OFFICIALS:
+        if session.exec(select(User).where(User.username == username)).first() is None:
+            auth_service.create_user(session=session, username=username, role=role, password=DEMO_PASSWORD,
+                                     display_name=display_name, area_id=_area_at(session, path).id)
+        accounts.append((username, role, DEMO_PASSWORD))
     return accounts
+
+
+def _area_at(session, path: tuple[str | None, ...]) -> Area:
+    """The area at a path of names from the district down; None: the first child (by id)."""
+    area = None
+    for name in path:
+        query = select(Area).where(Area.parent_id == (area.id if area else None))
+        query = query.where(Area.name == name) if name is not None else query.order_by(Area.id)
+        area = session.exec(query).first()
+    return area
 
 
 def _areas(session, rng: random.Random) -> list[tuple[int, str, str]]:

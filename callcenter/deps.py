@@ -13,6 +13,8 @@ from starlette.requests import HTTPConnection
 from sqlmodel import Session
 
 from callcenter import tables
+from callcenter.areas import scope as areas_scope
+from callcenter.areas.scope import Scope
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import User
 from callcenter.auth.throttle import Attempt, DeviceCookie, LoginThrottle
@@ -80,8 +82,13 @@ def release(session: Session) -> None:
 
 
 def current_user_or_none(request: Request, session: DbSession, services: ServicesDep) -> User | None:
+    """The signed-in user; from here on the request's session sees only the user's scope
+    (areas/scope.py: every query of scoped models is filtered there, not in the routes)."""
     token = request.cookies.get(SESSION_COOKIE)
-    return services.sessions.read(token, session) if token else None
+    user = services.sessions.read(token, session) if token else None
+    if user is not None:
+        areas_scope.apply(session, auth_service.scope_of(session=session, user=user))
+    return user
 
 
 def current_user(user: Annotated[User | None, Depends(current_user_or_none)]) -> User:
@@ -93,12 +100,16 @@ def current_user(user: Annotated[User | None, Depends(current_user_or_none)]) ->
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
-def require_role(role: str):
-    """Dependency: the signed-in user, who must have `role` or higher."""
+def require_role(role: str, *, officials: bool = False, city: bool = False):
+    """Dependency: the signed-in user, who must have hotline `role` or higher, or with
+    `officials` be a district, street or community account (they read their area's data);
+    with `city`, the user's scope must be the whole city."""
 
-    def check(user: CurrentUser) -> User:
-        if not auth_service.has_role(user, role):
+    def check(user: CurrentUser, session: DbSession) -> User:
+        if not (auth_service.has_role(user, role) or (officials and auth_service.is_official(user))):
             raise PermissionDenied("没有权限执行此操作")
+        if city and not areas_scope.current(session).city:
+            raise PermissionDenied("此功能仅限市级账号：全市话务实时数据与全市设置不按辖区划分")
         return user
 
     return check
@@ -107,6 +118,20 @@ def require_role(role: str):
 AgentUser = Annotated[User, Depends(require_role("agent"))]
 SupervisorUser = Annotated[User, Depends(require_role("supervisor"))]
 AdminUser = Annotated[User, Depends(require_role("admin"))]
+# Reads of an area's elders, orders and callbacks: hotline staff, and area officials (scoped).
+ReaderUser = Annotated[User, Depends(require_role("agent", officials=True))]
+# Reports, figures and the providers' work: supervisors and admins, and area officials (scoped).
+OverseerUser = Annotated[User, Depends(require_role("supervisor", officials=True))]
+# The live city-wide figures (wallboard): supervisors and admins of the whole city.
+CitySupervisorUser = Annotated[User, Depends(require_role("supervisor", city=True))]
+
+
+def current_scope(user: CurrentUser, session: DbSession) -> Scope:
+    """The signed-in user's scope, as current_user applied it to the request's session."""
+    return areas_scope.current(session)
+
+
+CurrentScope = Annotated[Scope, Depends(current_scope)]
 
 
 async def csrf_protect(request: HTTPConnection) -> None:

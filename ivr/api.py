@@ -10,7 +10,7 @@ from sqlmodel import select
 
 from callcenter.audit import service as audit_service
 from callcenter.calls import control
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
+from callcenter.deps import AgentUser, CitySupervisorUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
 from callcenter.errors import Conflict
 from callcenter.phones import try_parse_phone
 from callcenter.elders.models import Elder
@@ -87,7 +87,7 @@ class SettingsIn(BaseModel):
 
 
 @router.put("/api/ivr/settings")
-def save_ivr_settings(body: SettingsIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def save_ivr_settings(body: SettingsIn, session: DbSession, services: ServicesDep, user: CitySupervisorUser):
     data = body.model_dump(exclude={"versions"}, exclude_none=True)
     ivr_service.save_config(session=session, data=data, user=user, versions=body.versions,
                             menu_file=services.settings.ivr_menu_file)

@@ -7,6 +7,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime, Index
 from sqlmodel import Field, SQLModel
 
+from callcenter.areas import scope as areas_scope
+from callcenter.elders.models import elders_within
 from callcenter.timeutil import utcnow
 from callcenter.vocabulary import Vocabulary
 
@@ -57,3 +59,6 @@ class CallbackRequest(SQLModel, table=True):
     handled_by: int | None = Field(default=None, foreign_key="users.id")
     handled_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
     note: str = Field(default="", max_length=500)
+
+
+areas_scope.register(CallbackRequest, lambda scope: CallbackRequest.elder_id.in_(elders_within(scope)))

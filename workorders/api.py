@@ -19,7 +19,12 @@ from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from callcenter import reporting
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, download
+from contextlib import nullcontext
+
+from callcenter.areas import scope as areas_scope
+from callcenter.calls.api import readable_call
+from callcenter.deps import (AgentUser, CitySupervisorUser, CurrentScope, DbSession, OverseerUser, ReaderUser, ServicesDep,
+                             SupervisorUser, download)
 from callcenter.errors import NotFound
 from callcenter.notify import service as notify_service
 from workorders import jobs, photos, presenter, subsidy
@@ -33,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 @router.get("/api/service-types")
-def list_service_types(session: DbSession, user: AgentUser):
+def list_service_types(session: DbSession, user: ReaderUser):
     return [presenter.service_type_dict(row) for row in orders_service.service_types(session=session)]
 
 
@@ -48,7 +53,7 @@ class ServiceTypeUpdate(BaseModel):
 
 
 @router.patch("/api/service-types/{code}")
-def update_service_type(code: str, body: ServiceTypeUpdate, session: DbSession, user: SupervisorUser):
+def update_service_type(code: str, body: ServiceTypeUpdate, session: DbSession, user: CitySupervisorUser):
     """SLA minutes, cost, government purchase, active; orders already made keep their deadlines."""
     row = orders_service.update_service_type(session=session, code=code, fields=body.model_dump(exclude_unset=True))
     return presenter.service_type_dict(row)
@@ -68,12 +73,14 @@ class ProviderIn(BaseModel):
 
 
 @router.get("/api/providers")
-def list_providers(session: DbSession, user: SupervisorUser):
+def list_providers(session: DbSession, user: OverseerUser):
+    """The providers serving the user's area (all, for the city)."""
     return [presenter.provider_dict(row) for row in orders_service.list_providers(session=session)]
 
 
 @router.post("/api/providers", status_code=201)
-def create_provider(body: ProviderIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def create_provider(body: ProviderIn, session: DbSession, services: ServicesDep, user: CitySupervisorUser):
+    """Contracts are the city's: signed by a city supervisor or admin."""
     row = orders_service.save_provider(session=session, fields=body.model_dump(exclude_unset=True),
                                        area_code=services.settings.city_area_code)
     return presenter.provider_dict(row)
@@ -111,8 +118,12 @@ def _order(session, services, order, *, events: bool = False, names: dict[str, s
 @router.post("/api/workorders", status_code=201)
 def create_order(body: OrderIn, background: BackgroundTasks, session: DbSession, services: ServicesDep, user: AgentUser):
     """From a call (`call_id`: the elder of the call) or for an elder (`elder_id`). Routing is
-    enqueued after the order is committed (background tasks run after the response)."""
-    order = orders_service.create_order(session=session, user=user, tz=services.settings.tz, **body.model_dump())
+    enqueued after the order is committed (background tasks run after the response). From one of
+    the agent's own calls the caller's elder may live anywhere; otherwise the elder must be in scope."""
+    if body.call_id is not None:
+        readable_call(body.call_id, session, user)
+    with areas_scope.city_wide(session) if body.call_id is not None else nullcontext():
+        order = orders_service.create_order(session=session, user=user, tz=services.settings.tz, **body.model_dump())
     background.add_task(_enqueue_route, services.redis, order.id)
     return _order(session, services, order, events=True)
 
@@ -132,7 +143,7 @@ def enqueue_after_commit(enqueue, connection, order_id: int, *args) -> None:
 
 
 @router.get("/api/workorders")
-def list_orders(session: DbSession, services: ServicesDep, user: AgentUser, status: str | None = None,
+def list_orders(session: DbSession, services: ServicesDep, user: ReaderUser, status: str | None = None,
                 elder_id: int | None = None, open: bool = False, page: int = Query(1, ge=1),
                 page_size: int = Query(50, ge=1, le=200)):
     rows, total = orders_service.search(session=session, status=status, elder_id=elder_id, open_only=open, page=page,
@@ -143,7 +154,7 @@ def list_orders(session: DbSession, services: ServicesDep, user: AgentUser, stat
 
 
 @router.get("/api/workorders/{order_id}")
-def get_order(order_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
+def get_order(order_id: int, session: DbSession, services: ServicesDep, user: ReaderUser):
     return _order(session, services, orders_service.get_or_raise(session=session, order_id=order_id), events=True)
 
 
@@ -196,7 +207,7 @@ def alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
 
 
 @router.get("/api/workorders/{order_id}/photo")
-def order_photo(order_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
+def order_photo(order_id: int, session: DbSession, services: ServicesDep, user: ReaderUser):
     order = orders_service.get_or_raise(session=session, order_id=order_id)
     if not order.photo:
         raise NotFound("该工单没有上传照片")
@@ -242,7 +253,7 @@ def close_order(order_id: int, body: NoteIn, session: DbSession, services: Servi
 # --- callbacks (回访) -------------------------------------------------------------------------------
 
 @router.get("/api/callbacks")
-def callbacks(session: DbSession, services: ServicesDep, user: AgentUser):
+def callbacks(session: DbSession, services: ServicesDep, user: ReaderUser):
     """Completed orders waiting for the elder's callback, with who to call."""
     rows = orders_service.callbacks_due(session=session)
     names = _service_names(session)
@@ -294,7 +305,7 @@ def update_staff(staff_id: int, body: StaffChange, session: DbSession, user: Sup
 
 
 @router.get("/api/subsidy-ledger")
-def subsidy_ledger(elder_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
+def subsidy_ledger(elder_id: int, session: DbSession, services: ServicesDep, user: ReaderUser):
     return [presenter.ledger_dict(row, services.settings.tz) for row in subsidy.ledger_of(session=session, elder_id=elder_id)]
 
 
@@ -307,23 +318,25 @@ def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, 
 
 
 @router.get("/api/stats/workorders")
-def workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
-                    date_to: date | None = Query(None, alias="to"), district: int | None = None):
+def workorder_stats(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope,
+                    date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
+                    district: int | None = None):
     """Work-order KPIs of a range of local days (default today): completion, on-time, SLA,
     satisfaction, complaints, escalations, per type / provider / status; subsidy spent.
-    `district` (an area id) keeps the orders of elders living there."""
+    `district` (an area id) keeps the orders of elders living there; a scoped user's report is of
+    its own area (or an area within it)."""
     date_from, date_to = reporting.resolve_range(date_from, date_to, tz=services.settings.tz)
     return workorder_stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to,
-                                          district_id=district)
+                                          district_id=scope.narrow(district))
 
 
 @router.get("/api/stats/workorders/export")
-def export_workorder_stats(session: DbSession, services: ServicesDep, user: SupervisorUser,
+def export_workorder_stats(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope,
                            date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
                            district: int | None = None,
                            table: Literal["total", "by_type", "by_provider", "subsidy_by_type", "subsidy_by_street"] = "by_type",
                            format: Literal["csv", "xlsx"] = "csv"):
     """One table of the work-order report as CSV or XLSX, with Chinese headers."""
-    report = workorder_stats(session, services, user, date_from, date_to, district)
+    report = workorder_stats(session, services, user, scope, date_from, date_to, district)
     rows, title = workorder_stats_service.order_table(report, table)
     return download(rows, format=format, title=title, name=f"workorders-{table}-{report['from']}-{report['to']}")

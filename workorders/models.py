@@ -6,8 +6,11 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Column, DateTime, Index, Numeric
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, or_
+from sqlmodel import Field, SQLModel, select
+
+from callcenter.areas import scope as areas_scope
+from callcenter.elders.models import elders_within
 
 from callcenter.notify.models import OutboxMessage as SmsMessage  # noqa: F401  (the outbox moved to callcenter/notify)
 from callcenter.timeutil import utcnow
@@ -207,3 +210,25 @@ class WorkOrderEvent(SQLModel, table=True):
     to_status: str = Field(max_length=16)
     provider_id: int | None = Field(default=None, foreign_key="providers.id")
     note: str = Field(default="", max_length=1000)
+
+
+def orders_within(scope: areas_scope.Scope):
+    """The orders `scope` sees: of elders living there or on the line with its agent and, for a
+    street office, of the providers serving the street wherever they work."""
+    condition = or_(areas_scope.any_of(WorkOrder.community_id, scope.communities), areas_scope.any_of(WorkOrder.elder_id, scope.callers))
+    if scope.providers_work and scope.providers:
+        condition = or_(condition, WorkOrder.provider_id.in_(sorted(scope.providers)))
+    return condition
+
+
+def _coverage(session) -> list[tuple[int, list[int]]]:
+    return [tuple(row) for row in session.execute(select(Provider.id, Provider.coverage))]
+
+
+areas_scope.register_coverage(_coverage)
+areas_scope.register(WorkOrder, orders_within)
+areas_scope.register(WorkOrderEvent, lambda scope: WorkOrderEvent.order_id.in_(select(WorkOrder.id).where(orders_within(scope))))
+areas_scope.register(SmsMessage, lambda scope: SmsMessage.order_id.in_(select(WorkOrder.id).where(orders_within(scope))))
+areas_scope.register(SubsidyLedger, lambda scope: SubsidyLedger.elder_id.in_(elders_within(scope)))
+areas_scope.register(Provider, lambda scope: areas_scope.any_of(Provider.id, scope.providers))
+areas_scope.register(ProviderStaff, lambda scope: areas_scope.any_of(ProviderStaff.provider_id, scope.providers))

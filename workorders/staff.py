@@ -64,6 +64,8 @@ def update_staff(*, session: Session, staff_id: int, password: str | None = None
 
 
 def staff_of(*, session: Session, provider_id: int) -> list[ProviderStaff]:
+    """The provider's accounts; NotFound for an unknown provider (or one outside the scope)."""
+    db.get_or_raise(session, Provider, provider_id, "服务商")
     return list(session.exec(select(ProviderStaff).where(ProviderStaff.provider_id == provider_id).order_by(ProviderStaff.id)))
 
 

@@ -53,6 +53,20 @@ def communities_under(*, session: Session, area_id: int) -> list[int]:
     return list(session.exec(select(Area.id).where(Area.id.in_(level), Area.level == "community")))
 
 
+def subtree(*, session: Session, area_id: int) -> list[int]:
+    """Ids of an area and of every area under it; an unknown id has none."""
+    found = list(session.exec(select(Area.id).where(Area.id == area_id)))
+    level = found
+    for _ in range(len(CHILD_LEVEL)):
+        level = list(session.exec(select(Area.id).where(Area.parent_id.in_(level)))) if level else []
+        found += level
+    return found
+
+
+def get_or_none(*, session: Session, area_id: int) -> Area | None:
+    return session.get(Area, area_id)
+
+
 def get_community_or_raise(*, session: Session, community_id: int) -> Area:
     area = session.get(Area, community_id)
     if area is None or area.level != "community":

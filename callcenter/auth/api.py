@@ -9,8 +9,8 @@ from pydantic import BaseModel, Field
 
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES, User
-from callcenter.deps import (SESSION_COOKIE, CurrentUser, DbSession, ServicesDep, SupervisorUser, login_attempt,
-                             remember_device)
+from callcenter.deps import (SESSION_COOKIE, CurrentScope, CurrentUser, DbSession, ServicesDep, SupervisorUser,
+                             login_attempt, remember_device)
 
 router = APIRouter(tags=["auth"])
 
@@ -26,6 +26,7 @@ class UserIn(BaseModel):
     password: str
     display_name: str = ""
     sip_extension: str | None = None
+    area_id: int | None = Field(default=None, description="the account's district, street or community; none: the whole city")
 
 
 class UserUpdate(BaseModel):
@@ -37,6 +38,7 @@ class UserUpdate(BaseModel):
     sip_secret: str | None = Field(default=None, max_length=128, description="web softphone SIP password; empty clears it")
     queues: list[str] | None = Field(default=None, description="queues the agent joins when ready ([]: QUEUE_NAME)")
     queue_penalty: int | None = None
+    area_id: int | None = Field(default=None, description="the account's scope (an area id); null: the whole city")
 
 
 def user_dict(user: User) -> dict:
@@ -51,6 +53,7 @@ def user_dict(user: User) -> dict:
         "softphone": user.sip_secret_sealed is not None,  # the secret itself never leaves except to its agent
         "queues": user.queues,
         "queue_penalty": user.queue_penalty,
+        "area_id": user.area_id,
     }
 
 
@@ -98,13 +101,14 @@ def me(user: CurrentUser):
 
 
 @router.get("/api/users")
-def list_users(session: DbSession, user: SupervisorUser):
-    return [user_dict(u) for u in auth_service.list_users(session=session)]
+def list_users(session: DbSession, user: SupervisorUser, scope: CurrentScope):
+    """The accounts within the manager's scope."""
+    return [user_dict(u) for u in auth_service.list_users(session=session, scope=scope)]
 
 
 @router.post("/api/users", status_code=201)
-def create_user(body: UserIn, session: DbSession, user: SupervisorUser):
-    auth_service.check_may_manage(user, body.role)
+def create_user(body: UserIn, session: DbSession, user: SupervisorUser, scope: CurrentScope):
+    auth_service.check_may_manage(user, body.role, area_id=body.area_id, scope=scope)
     created = auth_service.create_user(session=session, username=body.username, role=body.role, password=body.password,
-                                       display_name=body.display_name, sip_extension=body.sip_extension)
+                                       display_name=body.display_name, sip_extension=body.sip_extension, area_id=body.area_id)
     return user_dict(created)

@@ -9,8 +9,15 @@ from sqlmodel import Field, SQLModel
 
 from callcenter.timeutil import utcnow
 
-ROLES = {"agent": "坐席", "supervisor": "班长", "admin": "管理员"}
+# Two axes. Hotline staff rank agent < supervisor < admin (require_role("agent") admits the three).
+# Area officials are not on that scale: they read their area's data and use no console, telephony
+# or account management, so no official ever passes a hotline role check.
+HOTLINE_ROLES = {"agent": "坐席", "supervisor": "班长", "admin": "管理员"}
+OFFICIAL_ROLES = {"district_official": "区民政", "street_official": "街道", "community_staff": "社区"}
+ROLES = HOTLINE_ROLES | OFFICIAL_ROLES
 ROLE_RANK = {"agent": 1, "supervisor": 2, "admin": 3}
+# The area level an official's account must be attached to (areas.models.AREA_LEVELS).
+OFFICIAL_LEVEL = {"district_official": "district", "street_official": "street", "community_staff": "community"}
 
 
 class User(SQLModel, table=True):
@@ -19,7 +26,7 @@ class User(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     username: str = Field(max_length=64, unique=True)
     display_name: str = Field(default="", max_length=64)
-    role: str = Field(max_length=16)
+    role: str = Field(max_length=32)
     password_hash: str = Field(max_length=255)
     sip_extension: str | None = Field(default=None, max_length=32, unique=True)
     active: bool = Field(default=True)
@@ -27,6 +34,8 @@ class User(SQLModel, table=True):
     queues: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False),
                               description="the queues an agent joins when ready; empty: the configured QUEUE_NAME")
     queue_penalty: int = Field(default=0, description="Asterisk member penalty: higher is offered calls later")
+    area_id: int | None = Field(default=None, foreign_key="areas.id", index=True,
+                                description="the account's scope (district, street or community); None: the whole city")
     created_at: datetime = Field(default_factory=utcnow, sa_column=Column(DateTime(timezone=True), nullable=False))
     last_login_at: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=True)))
 

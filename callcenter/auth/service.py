@@ -10,12 +10,15 @@ from datetime import timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import delete, update
+from sqlalchemy import delete, true, update
 from sqlmodel import Session, select
 
 from callcenter import db
-from callcenter.auth.models import ROLE_RANK, ROLES, AccessToken, User
-from callcenter.errors import Conflict, DomainError, FieldErrors, PermissionDenied
+from callcenter.areas import scope as areas_scope
+from callcenter.areas import service as areas_service
+from callcenter.areas.models import AREA_LEVELS
+from callcenter.auth.models import OFFICIAL_LEVEL, OFFICIAL_ROLES, ROLE_RANK, ROLES, AccessToken, User
+from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
 from callcenter.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -49,12 +52,40 @@ def verify_password(password_hash: str | None, password: str) -> None:
 
 
 def has_role(user: User, role: str) -> bool:
-    """True when `user` has `role` or a higher one (agent < supervisor < admin)."""
+    """True when `user` has hotline `role` or a higher one (agent < supervisor < admin). Area
+    officials have no hotline role."""
     return ROLE_RANK.get(user.role, 0) >= ROLE_RANK[role]
 
 
+def is_official(user: User) -> bool:
+    """A district, street or community account: reads its area's data, nothing else."""
+    return user.role in OFFICIAL_ROLES
+
+
+def scope_of(*, session: Session, user: User) -> areas_scope.Scope:
+    """What `user` may see: its area and everything under it (no area: the whole city); a street
+    office also sees the work of the providers serving its street; hotline staff also the callers
+    on the line with them."""
+    return areas_scope.scope_of(session=session, area_id=user.area_id, providers_work=user.role == "street_official",
+                                extension=user.sip_extension if has_role(user, "agent") else None)
+
+
+def _area_error(*, session: Session, role: str, area_id: int | None) -> str | None:
+    """Why `area_id` cannot be the scope of an account with `role` (None: it can)."""
+    if area_id is None:
+        return f"{ROLES[role]}账号须指定所属地区" if role in OFFICIAL_LEVEL else None
+    area = areas_service.get_or_none(session=session, area_id=area_id)
+    if area is None:
+        return f"地区 {area_id} 不存在"
+    level = OFFICIAL_LEVEL.get(role)
+    if level is not None and area.level != level:
+        return f"{ROLES[role]}账号须属于一个{AREA_LEVELS[level]}，{area.name}是{AREA_LEVELS.get(area.level, area.level)}"
+    return None
+
+
 def create_user(
-    *, session: Session, username: str, role: str, password: str, display_name: str = "", sip_extension: str | None = None
+    *, session: Session, username: str, role: str, password: str, display_name: str = "", sip_extension: str | None = None,
+    area_id: int | None = None,
 ) -> User:
     errors = []
     username = username.strip()
@@ -64,6 +95,8 @@ def create_user(
         errors.append(("role", f"角色无效：{role}（可选：{', '.join(ROLES)}）"))
     if len(password) < MIN_PASSWORD_LENGTH:
         errors.append(("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位"))
+    if role in ROLES and (area_error := _area_error(session=session, role=role, area_id=area_id)):
+        errors.append(("area_id", area_error))
     if errors:
         raise FieldErrors(errors)
     if session.exec(select(User).where(User.username == username)).first():
@@ -71,18 +104,22 @@ def create_user(
     if sip_extension and session.exec(select(User).where(User.sip_extension == sip_extension)).first():
         raise Conflict(f"分机号已被占用：{sip_extension}")
     user = User(username=username, role=role, password_hash=hash_password(password), display_name=display_name or username,
-                sip_extension=sip_extension or None)
+                sip_extension=sip_extension or None, area_id=area_id)
     session.add(user)
     session.flush()
     return user
 
 
 def update_user(*, session: Session, user_id: int, changes: dict) -> User:
-    """Change role, display name, extension, active flag, password, queues or penalty (keys present
-    only). A new password or a deactivation ends every session of the account at once."""
+    """Change role, area, display name, extension, active flag, password, queues or penalty (keys
+    present only). A new password or a deactivation ends every session of the account at once."""
     user = get_user_or_raise(session=session, user_id=user_id)
     if "role" in changes and changes["role"] not in ROLES:
         raise FieldErrors.single("role", f"角色无效：{changes['role']}")
+    if "role" in changes or "area_id" in changes:
+        area_error = _area_error(session=session, role=changes.get("role", user.role), area_id=changes.get("area_id", user.area_id))
+        if area_error:
+            raise FieldErrors.single("area_id", area_error)
     if "password" in changes and len(changes["password"]) < MIN_PASSWORD_LENGTH:
         raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
     if "password" in changes or changes.get("active") is False:  # whoever held a session of the account is out
@@ -93,7 +130,7 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
         changes["queue_penalty"] = changes["queue_penalty"] or 0
         if not 0 <= changes["queue_penalty"] <= 100:
             raise FieldErrors.single("queue_penalty", "优先级惩罚值须在 0 到 100 之间")
-    for name in ("role", "display_name", "sip_extension", "active", "queues", "queue_penalty"):
+    for name in ("role", "area_id", "display_name", "sip_extension", "active", "queues", "queue_penalty"):
         if name in changes:
             setattr(user, name, changes[name])
     session.add(user)
@@ -110,14 +147,30 @@ def get_user_or_raise(*, session: Session, user_id: int) -> User:
     return db.get_or_raise(session, User, user_id, "用户")
 
 
-def check_may_manage(actor: User, role: str) -> None:
-    """Supervisors manage agents; only admins manage supervisors and admins."""
+def check_may_manage(actor: User, role: str, *, area_id: int | None = None, scope: areas_scope.Scope = areas_scope.CITY) -> None:
+    """Supervisors manage agents; only admins manage supervisors, admins and area officials. A
+    scoped actor (`scope`: its own) gives accounts an area within its scope only."""
     if role != "agent" and not has_role(actor, "admin"):
-        raise PermissionDenied("只有管理员可以管理班长和管理员账号")
+        raise PermissionDenied("只有管理员可以管理班长、管理员和区、街道、社区账号")
+    if not scope.city and area_id not in scope.areas:
+        raise PermissionDenied("只能管理本辖区内的账号")
 
 
-def list_users(*, session: Session) -> list[User]:
-    return list(session.exec(select(User).order_by(User.role, User.username)))
+def accounts_within(scope: areas_scope.Scope):
+    """The accounts a scoped manager sees: those attached to its area or under it."""
+    return true() if scope.city else areas_scope.any_of(User.area_id, scope.areas)
+
+
+def list_users(*, session: Session, scope: areas_scope.Scope = areas_scope.CITY) -> list[User]:
+    return list(session.exec(select(User).where(accounts_within(scope)).order_by(User.role, User.username)))
+
+
+def get_user_within_or_raise(*, session: Session, user_id: int, scope: areas_scope.Scope) -> User:
+    """The account, or NotFound when it is outside `scope` (its existence is not revealed)."""
+    user = session.exec(select(User).where(User.id == user_id, accounts_within(scope))).first()
+    if user is None:
+        raise NotFound(f"用户 {user_id} 不存在")
+    return user
 
 
 def authenticate(*, session: Session, username: str, password: str) -> User | None:

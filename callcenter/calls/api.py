@@ -26,11 +26,12 @@ from callcenter.calls import control, presenter
 from callcenter.calls import service as calls_service
 from callcenter.calls.models import AgentRequest, CallRecord
 from callcenter.auth.api import UserUpdate, user_dict
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
+from callcenter.areas import scope as areas_scope
+from callcenter.deps import AgentUser, CurrentScope, DbSession, ServicesDep, SupervisorUser, client_ip, release
 from callcenter.elders import access as elders_access
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
-from callcenter.errors import Conflict, FieldErrors, PermissionDenied
+from callcenter.errors import Conflict, FieldErrors, NotFound, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone, try_parse_phone
 from callcenter.timeutil import today_in, utcnow
 
@@ -39,9 +40,21 @@ agent_router = APIRouter(prefix="/api/agent", tags=["console"])
 accounts_router = APIRouter(tags=["auth"])
 
 
-def own_call(call_id: int, session: DbSession, user: AgentUser) -> CallRecord:
-    """Dependency: a call the signed-in agent handles (or any call, for a supervisor)."""
-    call = calls_service.get_or_raise(session=session, call_id=call_id)
+def readable_call(call_id: int, session: DbSession, user: AgentUser) -> CallRecord:
+    """Dependency: a call the signed-in agent took part in, whatever the caller's area (a call can
+    come from anywhere), or any other call within the user's scope (404 outside it)."""
+    with areas_scope.city_wide(session):
+        call = calls_service.get_or_raise(session=session, call_id=call_id)
+    if not calls_service.took_part(user=user, call=call) and not areas_scope.visible(session, CallRecord, call.id):
+        raise NotFound(f"通话 {call_id} 不存在")
+    return call
+
+
+ReadableCall = Annotated[CallRecord, Depends(readable_call)]
+
+
+def own_call(call: ReadableCall, user: AgentUser) -> CallRecord:
+    """Dependency: a call the signed-in agent handles (or any call in scope, for a supervisor)."""
     if not calls_service.handles(user=user, call=call):
         raise PermissionDenied("这不是您接听的通话，无法查看或操作")
     return call
@@ -99,9 +112,8 @@ def recall_list(session: DbSession, services: ServicesDep, user: AgentUser):
 
 
 @router.get("/{call_id}")
-def get_call(call_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
+def get_call(call: ReadableCall, session: DbSession, services: ServicesDep, user: AgentUser):
     """The call, with each agent's part of it (`legs`: who talked, how long, how it ended)."""
-    call = calls_service.get_or_raise(session=session, call_id=call_id)
     return _call_dict(call, services.settings.tz, user) | {
         "transfers": call.transfers, "reconciled": call.reconciled,
         "legs": [presenter.leg_dict(leg, services.settings.tz) for leg in calls_service.legs_of(session=session, call_id=call.id)]}
@@ -112,7 +124,13 @@ def screen_pop(call: OwnCall, request: Request, session: DbSession, services: Se
     """Everything the console shows when a call is offered: the call; the elder as the agent may
     see them now (elders/access.py: the full profile while they hold the call or wrap it up, the
     view audited with the call as its reason) or, when several elders share the number, who they are; the elder's last
-    calls. (Open work orders come from /api/workorders?elder_id=&open=true.)"""
+    calls. (Open work orders come from /api/workorders?elder_id=&open=true.) The caller's elder
+    is found whatever the agent's scope: a call can come from anywhere."""
+    with areas_scope.city_wide(session):
+        return _screen_pop(call, request, session, services, user)
+
+
+def _screen_pop(call: CallRecord, request: Request, session, services, user) -> dict:
     tz, today = services.settings.tz, today_in(services.settings.tz)
     elder = candidates = None
     if call.elder_id is not None:
@@ -170,8 +188,9 @@ class ElderChoiceIn(BaseModel):
 @router.post("/{call_id}/elder")
 def choose_elder(body: ElderChoiceIn, call: OwnCall, request: Request, session: DbSession, services: ServicesDep,
                  user: AgentUser):
-    calls_service.set_elder(session=session, call=call, elder_id=body.elder_id, phone_relation=body.phone_relation,
-                            owner_name=body.owner_name, area_code=services.settings.city_area_code)
+    with areas_scope.city_wide(session):  # the caller may live anywhere
+        calls_service.set_elder(session=session, call=call, elder_id=body.elder_id, phone_relation=body.phone_relation,
+                                owner_name=body.owner_name, area_code=services.settings.city_area_code)
     detail = {"call_id": call.id, "linked_phone": body.phone_relation is not None}
     audit_service.record(session=session, actor=user, action="link_call", elder_id=body.elder_id, detail=detail, ip=client_ip(request))
     return _call_dict(call, services.settings.tz, user)
@@ -225,7 +244,7 @@ def call_back(body: CallbackIn, request: Request, session: DbSession, services: 
     emergency contact or steward in the elder's profile."""
     area_code = services.settings.city_area_code
     if body.call_id is not None:
-        call = own_call(body.call_id, session, user)
+        call = own_call(readable_call(body.call_id, session, user), user)
         phone = try_parse_phone(call.caller_e164, default_area_code=area_code)
         if phone is None:
             raise Conflict("该来电未显示号码，无法回拨")
@@ -259,12 +278,16 @@ def softphone(services: ServicesDep, user: AgentUser):
 # --- accounts: an agent's queues and penalty are Asterisk's queue membership ----------------------
 
 @accounts_router.patch("/api/users/{user_id}")
-def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser):
-    target = auth_service.get_user_or_raise(session=session, user_id=user_id)
-    auth_service.check_may_manage(user, target.role)
+def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser,
+                scope: CurrentScope):
+    """An account within the manager's scope (404 outside it); a new role or area must be one the
+    manager may give."""
+    target = auth_service.get_user_within_or_raise(session=session, user_id=user_id, scope=scope)
+    auth_service.check_may_manage(user, target.role, area_id=target.area_id, scope=scope)
     changes = body.model_dump(exclude_unset=True)
-    if "role" in changes:
-        auth_service.check_may_manage(user, changes["role"])
+    if "role" in changes or "area_id" in changes:
+        auth_service.check_may_manage(user, changes.get("role", target.role), area_id=changes.get("area_id", target.area_id),
+                                      scope=scope)
     if "sip_secret" in changes:
         auth_service.set_sip_secret(user=target, secret=changes.pop("sip_secret"), sealer=services.sealer)
     updated, membership = calls_service.update_agent(session=session, settings=services.settings, user_id=user_id,

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, DateTime, Index
+from sqlalchemy import JSON, Column, DateTime, Index, select
 from sqlmodel import Field, SQLModel
 
+from callcenter.areas import scope as areas_scope
+from callcenter.elders.models import elders_within
 from callcenter.timeutil import utcnow
 from callcenter.vocabulary import Vocabulary
 
@@ -203,3 +205,14 @@ class AgentStateLog(SQLModel, table=True):
     pause_reason: str | None = Field(default=None, max_length=40)
     started_at: datetime = Field(sa_column=Column(DateTime(timezone=True), nullable=False))
     ended_at: datetime | None = _ts()
+
+
+def _callers(session, extension: str) -> list[int]:
+    """The elders of the calls open on `extension` (offered to it or talking)."""
+    rows = session.execute(select(CallRecord.elder_id).where(CallRecord.agent_extension == extension, CallRecord.state != "ended",
+                                                             CallRecord.elder_id.is_not(None)))
+    return [elder_id for (elder_id,) in rows]
+
+
+areas_scope.register(CallRecord, lambda scope: CallRecord.elder_id.in_(elders_within(scope)))
+areas_scope.register_callers(_callers)

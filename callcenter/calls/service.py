@@ -353,7 +353,15 @@ def handles(*, user: User, call: CallRecord) -> bool:
     supervisor: may read the call and its notes and write them."""
     if user.role in ("supervisor", "admin"):
         return True
-    return holds(user=user, call=call) or (user.sip_extension is not None and user.sip_extension in (call.leg_agents or []))
+    return took_part(user=user, call=call)
+
+
+def took_part(*, user: User, call: CallRecord) -> bool:
+    """The call is with the user now, or the user's extension had a leg of it (whatever the role)."""
+    if call.agent_user_id == user.id:
+        return True
+    extension = user.sip_extension
+    return extension is not None and (call.agent_extension == extension or extension in (call.leg_agents or []))
 
 
 def record_summary(*, session: Session, call: CallRecord, user: User, disposition: str | None, notes: str | None) -> CallRecord:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Literal
 
 from fastapi import APIRouter, Query, Request, UploadFile
 
 from callcenter.audit import service as audit_service
 from callcenter.auth import service as auth_service
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, download
+from callcenter.areas import scope as areas_scope
+from callcenter.deps import AgentUser, CitySupervisorUser, DbSession, ReaderUser, ServicesDep, SupervisorUser, client_ip, download
 from callcenter.elders import access, presenter, transfer
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ContactIn, DeactivateIn, ElderIn, ElderUpdate, PhoneIn
@@ -23,17 +25,19 @@ MAX_IMPORT_BYTES = 20 * 1024 * 1024
 def list_elders(
     session: DbSession,
     services: ServicesDep,
-    user: AgentUser,
+    user: ReaderUser,
     q: str = "",
     page: int = Query(1, ge=1),
     page_size: int = Query(20, ge=1, le=200),
     include_inactive: bool = False,
 ):
     """Search by name, full pinyin, pinyin initials, phone fragment, last 4 of the ID number or
-    community; blank `q` lists everyone. ID numbers are always masked in lists."""
-    result = elders_service.search(
-        session=session, q=q, sealer=services.sealer, page=page, page_size=page_size, include_inactive=include_inactive
-    )
+    community; blank `q` lists everyone in the user's scope. Hotline staff search the whole city
+    (a caller may live anywhere). ID numbers are always masked in lists."""
+    with areas_scope.city_wide(session) if q and auth_service.has_role(user, "agent") else nullcontext():
+        result = elders_service.search(
+            session=session, q=q, sealer=services.sealer, page=page, page_size=page_size, include_inactive=include_inactive
+        )
     today = today_in(services.settings.tz)
     return {
         "items": [access.card(session=session, elder=elder, today=today) for elder in result.items],
@@ -53,8 +57,10 @@ def create_elder(elder_in: ElderIn, request: Request, session: DbSession, servic
 
 @router.get("/lookup")
 def lookup_by_phone(phone: str, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
-    """Elders reachable at a caller's number, in any caller-ID format, with whose number it is."""
-    normalized, matches = elders_service.lookup_by_phone(session=session, raw=phone, area_code=services.settings.city_area_code)
+    """Elders reachable at a caller's number, in any caller-ID format, with whose number it is
+    (the whole city, whatever the agent's scope: a call can come from anywhere)."""
+    with areas_scope.city_wide(session):
+        normalized, matches = elders_service.lookup_by_phone(session=session, raw=phone, area_code=services.settings.city_area_code)
     today = today_in(services.settings.tz)
     for match in matches:
         audit_service.record(session=session, actor=user, action="lookup", elder_id=match.elder.id,
@@ -95,7 +101,7 @@ def export_elders(
 
 
 @router.post("/import")
-def import_elders(file: UploadFile, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def import_elders(file: UploadFile, request: Request, session: DbSession, services: ServicesDep, user: CitySupervisorUser):
     """Import a CSV or XLSX file; returns a row-level report. Valid rows are written, bad rows
     are reported (row, column, reason), re-importing updates by ID number."""
     content = file.file.read(MAX_IMPORT_BYTES + 1)
@@ -110,7 +116,7 @@ def import_elders(file: UploadFile, request: Request, session: DbSession, servic
 
 
 @router.get("/{elder_id}")
-def get_elder(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser,
+def get_elder(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: ReaderUser,
               reason: str | None = Query(None, max_length=32, description="a supervisor's stated reason (elders/access.py)")):
     """The full profile while the user has a call or task open with the elder (or, for supervisors,
     a stated `reason`), else the reduced card; `access` says which and why. Audited either way."""

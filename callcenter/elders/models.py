@@ -9,9 +9,10 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint, or_
+from sqlmodel import Field, SQLModel, select
 
+from callcenter.areas import scope as areas_scope
 from callcenter.timeutil import utcnow
 
 GENDERS = {"male": "男", "female": "女"}
@@ -127,3 +128,18 @@ class EmergencyContact(SQLModel, table=True):
     phone: str = Field(max_length=20, index=True, description="E.164")
     priority: int = Field(default=1)
     note: str = Field(default="", max_length=200)
+
+
+def elders_within(scope: areas_scope.Scope):
+    """SELECT of the ids of the elders `scope` sees (the other models' criteria use it)."""
+    return select(Elder.id).where(elder_within(scope))
+
+
+def elder_within(scope: areas_scope.Scope):
+    """Living in the scope's communities, or on the line with its agent now."""
+    return or_(areas_scope.any_of(Elder.community_id, scope.communities), areas_scope.any_of(Elder.id, scope.callers))
+
+
+areas_scope.register(Elder, elder_within)
+areas_scope.register(ElderPhone, lambda scope: ElderPhone.elder_id.in_(elders_within(scope)))
+areas_scope.register(EmergencyContact, lambda scope: EmergencyContact.elder_id.in_(elders_within(scope)))

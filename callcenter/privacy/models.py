@@ -8,6 +8,8 @@ from datetime import datetime
 from sqlalchemy import JSON, Column, DateTime
 from sqlmodel import Field, SQLModel
 
+from callcenter.areas import scope as areas_scope
+from callcenter.elders.models import elders_within
 from callcenter.timeutil import utcnow
 
 
@@ -23,3 +25,6 @@ class ElderErasure(SQLModel, table=True):
     request_ref: str = Field(default="", max_length=64, description="the request's reference (申请编号), if any")
     counts: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False),
                          description="what was cleared: phones, contacts, calls, orders, callback requests, audit entries")
+
+
+areas_scope.register(ElderErasure, lambda scope: ElderErasure.elder_id.in_(elders_within(scope)))

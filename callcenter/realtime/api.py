@@ -19,6 +19,8 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import select
 
+from callcenter.areas import scope as areas_scope
+from callcenter.auth import service as auth_service
 from callcenter.calls import presenter as calls_presenter
 from callcenter.calls.models import WAITING_STATES, AgentStatus, CallRecord
 from callcenter.calls import service as calls_service
@@ -33,15 +35,16 @@ HEARTBEAT_SECONDS = 15.0
 SESSION_CHECK_SECONDS = 15.0  # an open socket whose session ended elsewhere is closed within this
 HEARTBEAT = encode(Heartbeat())
 NOT_SIGNED_IN = 4401
-FORBIDDEN_ORIGIN = 4403
+FORBIDDEN_ORIGIN = 4403  # another site's page, or an account that follows no live calls
 
 
 @router.get("/api/realtime/snapshot")
 def snapshot(session: DbSession, services: ServicesDep, user: AgentUser):
     """Open calls and agent states this user may see, and the callers waiting per queue."""
     tz = services.settings.tz
-    subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
-    rows = session.exec(select(CallRecord).where(CallRecord.state != "ended"))
+    subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension, city=user.area_id is None)
+    with areas_scope.city_wide(session):  # the agent's own calls, whoever calls; wants() decides
+        rows = list(session.exec(select(CallRecord).where(CallRecord.state != "ended")))
     calls = [calls_presenter.call_dict(row, tz, notes_visible=calls_service.handles(user=user, call=row)) for row in rows]
     agents = [agent_changed(row).model_dump() for row in session.exec(select(AgentStatus))]
     waiting: dict[str, int] = {}
@@ -68,9 +71,12 @@ async def websocket(socket: WebSocket):
     if user is None:
         await socket.close(code=NOT_SIGNED_IN)
         return
+    if not auth_service.has_role(user, "agent"):
+        await socket.close(code=FORBIDDEN_ORIGIN)  # area officials follow no live calls
+        return
     await socket.accept()
     hub.set_waiting_loader(partial(_waiting_calls, services))
-    subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension)
+    subscriber = Subscriber(user_id=user.id, role=user.role, extension=user.sip_extension, city=user.area_id is None)
     hub.add(subscriber)
     # live: False until the hub's subscription is up, which a resync frame then announces
     await socket.send_text(encode(Hello(role=user.role, extension=user.sip_extension, live=hub.live)))

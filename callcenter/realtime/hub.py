@@ -3,7 +3,9 @@
 Every web process subscribes to the bridge's channels (`<events_prefix>:calls` and `:agents`) once
 and fans the events out to its own sockets, so an event reaches an agent whichever process holds
 the agent's socket. Who gets what:
-- a supervisor (or admin): every call and agent event;
+- a supervisor (or admin) of the whole city: every call and agent event;
+- a supervisor of a district, street or community (areas/scope.py): as an agent, since a frame
+  carries no area, and a frame about an elder outside the subscriber's scope must not be sent;
 - an agent: events of calls offered to / answered by their extension, their own agent state,
   and the number of callers waiting in each queue (`queue.waiting`).
 
@@ -64,13 +66,14 @@ class Subscriber:
     user_id: int
     role: str
     extension: str | None
+    city: bool = True  # the account's scope is the whole city
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=SEND_QUEUE_LIMIT))
     overflowed: bool = False
     seq: dict[str, int] = field(default_factory=dict)
 
     @property
     def sees_everything(self) -> bool:
-        return self.role in ("supervisor", "admin")
+        return self.role in ("supervisor", "admin") and self.city
 
     def wants(self, event: dict) -> bool:
         if self.sees_everything:

@@ -13,7 +13,7 @@ from fastapi.encoders import jsonable_encoder
 from redis.exceptions import RedisError
 
 from callcenter import reporting
-from callcenter.deps import DbSession, ServicesDep, SupervisorUser, download
+from callcenter.deps import CitySupervisorUser, CurrentScope, DbSession, OverseerUser, ServicesDep, download
 from callcenter.stats import service as stats_service
 from callcenter.stats import wallboard
 
@@ -22,7 +22,7 @@ FIGURES_SECONDS = 5.0  # how old today's figures on a wallboard may be
 
 
 @router.get("/wallboard")
-def wallboard_snapshot(session: DbSession, services: ServicesDep, user: SupervisorUser):
+def wallboard_snapshot(session: DbSession, services: ServicesDep, user: CitySupervisorUser):
     """Callers waiting, agents by activity, today's KPIs, the last hour's service level, open
     orders and the alerts: what the wallboard loads when it opens, and again after a reconnect
     or lost events; in between it follows the live events."""
@@ -30,7 +30,7 @@ def wallboard_snapshot(session: DbSession, services: ServicesDep, user: Supervis
 
 
 @router.get("/wallboard/figures")
-def wallboard_figures(session: DbSession, services: ServicesDep, user: SupervisorUser):
+def wallboard_figures(session: DbSession, services: ServicesDep, user: CitySupervisorUser):
     """Today's KPIs, the last hour, orders and unconfirmed emergency drafts, as all screens share
     them (`read_at`: when they were read, epoch seconds): the wallboard reloads these a moment
     after calls end, and again once the shared copy is renewed if it was read before the newest
@@ -58,25 +58,27 @@ def shared_figures(session, services) -> dict:
 
 
 @router.get("/kpis")
-def kpis(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
+def kpis(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope, date_from: date | None = Query(None, alias="from"),
          date_to: date | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
          district: int | None = None, threshold: int = Query(15, ge=1, le=600)):
     """Offered, answered, abandons, service level (T = `threshold` s), ASA, AHT …, per day,
     hour of day and agent (with occupancy). Days are the centre's local days; the default is
-    today. `district` (an area id) keeps the calls of elders living there."""
+    today. `district` (an area id) keeps the calls of elders living there; a scoped user's report
+    is of its own area (or an area within it): the hourly rollup has no area."""
     date_from, date_to = reporting.resolve_range(date_from, date_to, tz=services.settings.tz)
-    filters = stats_service.Filters(queue=queue or None, agent=agent or None, district_id=district)
+    filters = stats_service.Filters(queue=queue or None, agent=agent or None, district_id=scope.narrow(district))
     return stats_service.report(session=session, tz=services.settings.tz, date_from=date_from, date_to=date_to,
                                 threshold=threshold, filters=filters)
 
 
 @router.get("/kpis/export")
-def export_kpis(session: DbSession, services: ServicesDep, user: SupervisorUser, date_from: date | None = Query(None, alias="from"),
+def export_kpis(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope,
+                date_from: date | None = Query(None, alias="from"),
                 date_to: date | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
                 district: int | None = None, threshold: int = Query(15, ge=1, le=600),
                 table: Literal["total", "by_day", "by_hour", "by_agent"] = "by_day", format: Literal["csv", "xlsx"] = "csv"):
     """One table of the report as CSV or XLSX, with Chinese headers."""
-    report = kpis(session, services, user, date_from, date_to, queue, agent, district, threshold)
+    report = kpis(session, services, user, scope, date_from, date_to, queue, agent, district, threshold)
     rows, title = stats_service.call_table(report, table)
     return download(rows, format=format, title=title, name=f"calls-{table}-{report['from']}-{report['to']}")
 

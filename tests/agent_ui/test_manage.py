@@ -47,7 +47,7 @@ def test_supervisor_creates_resets_and_deactivates_an_agent(app, services, super
     short = post(supervisor_client, "/supervisor/agents", {"username": "x2", "password": "short", "role": "agent"})
     assert short.status_code == 422 and "密码至少" in short.text
     boss = post(supervisor_client, "/supervisor/agents", {"username": "boss", "password": "long-password-1", "role": "admin"})
-    assert boss.status_code == 422 and "只有管理员可以管理班长和管理员账号" in boss.text
+    assert boss.status_code == 403 and "只有管理员可以管理班长、管理员和区、街道、社区账号" in boss.text
     bad_queue = post(supervisor_client, f"/supervisor/agents/{created.id}", {"action": "queues", "queues": "热线", "queue_penalty": "0"})
     assert bad_queue.status_code == 422 and "队列名只能含字母" in bad_queue.text
     assert user_named(services, "lixiu").queues == ["hotline", "emergency"]  # unchanged
