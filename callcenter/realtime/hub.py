@@ -50,6 +50,10 @@ TOO_SLOW = 1013  # "try again later": the browser reconnects and reloads the sna
 WAITING_INTERVAL = 0.25
 IDLE_PING_SECONDS = 5.0  # a subscription silent this long is asked for a PONG, replaced when none comes as long again
 RETRY_INITIAL, RETRY_MAX = 0.5, 5.0  # back-off between attempts to subscribe again
+# Closing a Redis connection can wait forever for a socket that never finishes closing
+# (redis/redis-py#3941: wait_closed inside disconnect); the hub gives it this long, and its stop
+# twice as long, so a web process always stops (once seen: a test's app teardown hung 13 min).
+CLOSE_SECONDS = 2.0
 
 WaitingRows = list[tuple[str, str, str]]  # (queue, call_id, state) of the calls waiting now
 
@@ -128,7 +132,10 @@ class Hub:
         tasks = self._tasks.pop(asyncio.get_running_loop(), [])
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            _, stuck = await asyncio.wait(tasks, timeout=2 * CLOSE_SECONDS)
+            if stuck:
+                log.warning("realtime hub stopped with %d task(s) still closing their Redis connection", len(stuck))
 
     def add(self, subscriber: Subscriber) -> None:
         self.subscribers.add(subscriber)
@@ -164,9 +171,9 @@ class Hub:
                 delay = min(delay * 2, RETRY_MAX)
             finally:
                 try:
-                    await client.aclose()
-                except (RedisError, OSError):
-                    pass  # the connection is broken already: nothing to close cleanly
+                    await asyncio.wait_for(client.aclose(), CLOSE_SECONDS)
+                except (RedisError, OSError, asyncio.TimeoutError):
+                    pass  # broken already, or a close that never ends: nothing more to do cleanly
 
     async def _follow(self, pubsub) -> None:
         """Read the subscription; each time all channels are confirmed subscribed (the first

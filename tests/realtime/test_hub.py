@@ -287,3 +287,27 @@ def test_deployments_sharing_a_redis_server_hear_only_their_own_events(settings,
     assert call_ids["b"] == {call_of["b"]}  # nothing of city A: neither its call nor its alert
     assert [a["call_id"] for a in alerts] == [IVR_CALL]  # published on cityA:calls
     assert has("a", "ivr.emergency", IVR_CALL) and not any(e.get("type") == "ivr.emergency" for e in received["b"])
+
+
+def test_the_hub_stops_even_if_closing_its_redis_connection_never_ends(settings, monkeypatch):
+    """redis-py's close can wait forever on a socket that never finishes closing (redis/redis-py#3941;
+    once seen here as a test's app teardown hanging 13 min): a web process must stop all the same."""
+    import redis.asyncio as aioredis
+
+    from callcenter.realtime.hub import Hub
+
+    async def never_closes(self, *args, **kwargs):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(aioredis.Redis, "aclose", never_closes)
+
+    async def scenario():
+        hub = Hub(settings.redis_url, events_prefix=settings.events_prefix)
+        await hub.start()
+        deadline = time.monotonic() + 30
+        while not hub.live and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert hub.live, "the hub did not subscribe"
+        await asyncio.wait_for(hub.stop(), 30)
+
+    asyncio.run(scenario())
