@@ -293,8 +293,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        detail = [{"loc": list(err.get("loc", [])), "msg": _chinese(err), "type": err.get("type")} for err in exc.errors()]
+        detail = [{"loc": _loc(err), "msg": _chinese(err), "type": err.get("type")} for err in exc.errors()]
         return JSONResponse({"detail": detail, "message": "请求格式有误"}, status_code=422)
+
+
+def _loc(err: dict) -> list:
+    """Where the error is; a model-wide check that names a field (ctx "field") points at it."""
+    loc = list(err.get("loc", []))
+    field = (err.get("ctx") or {}).get("field")
+    return loc + [field] if isinstance(field, str) else loc
 
 
 def _chinese(err: dict) -> str:

@@ -13,14 +13,15 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Literal
 
-from fastapi import APIRouter, BackgroundTasks, Query
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
 from callcenter import reporting
-from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, download
-from callcenter.errors import NotFound
+from callcenter.audit import service as audit_service
+from callcenter.deps import AgentUser, DbSession, ServicesDep, SupervisorUser, client_ip, download
+from callcenter.errors import FieldErrors, NotFound
 from callcenter.notify import service as notify_service
 from workorders import jobs, photos, presenter, subsidy
 from workorders import service as orders_service
@@ -208,10 +209,12 @@ class ApproveIn(BaseModel):
 
 
 @router.post("/api/workorders/{order_id}/approve-overdraw")
-def approve_overdraw(order_id: int, body: ApproveIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def approve_overdraw(order_id: int, body: ApproveIn, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
     """Let this order's completion draw the subsidy below zero (the elder's need comes first)."""
     order = orders_service.get_or_raise(session=session, order_id=order_id)
     subsidy.approve_overdraw(session=session, order=order, supervisor=user)
+    audit_service.record(session=session, actor=user, action="subsidy_overdraw", elder_id=order.elder_id,
+                         detail={"order": order.number, "note": body.note}, ip=client_ip(request))
     return _order(session, services, order, events=True)
 
 
@@ -296,6 +299,25 @@ def update_staff(staff_id: int, body: StaffChange, session: DbSession, user: Sup
 @router.get("/api/subsidy-ledger")
 def subsidy_ledger(elder_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
     return [presenter.ledger_dict(row, services.settings.tz) for row in subsidy.ledger_of(session=session, elder_id=elder_id)]
+
+
+class AdjustIn(BaseModel):
+    elder_id: int
+    amount: Decimal = Field(max_digits=8, decimal_places=2, description="元: positive grants, negative corrects")
+    note: str = Field(min_length=1, max_length=150, description="why (文件号, 更正原因)")
+
+
+@router.post("/api/subsidy-ledger", status_code=201)
+def adjust_subsidy(body: AdjustIn, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """A supervisor grants or corrects an elder's subsidy: a ledger row and an audit entry with
+    the old and new balance. (A profile edit cannot touch the balance.)"""
+    if body.amount == 0:
+        raise FieldErrors.single("amount", "调整金额不能为 0")
+    before, entry = subsidy.adjust(session=session, elder_id=body.elder_id, amount=body.amount, note=body.note)
+    audit_service.record(session=session, actor=user, action="subsidy_adjust", elder_id=body.elder_id,
+                         detail={"note": body.note, "changes": {"subsidy_balance": {"old": str(before), "new": str(entry.balance_after)}}},
+                         ip=client_ip(request))
+    return presenter.ledger_dict(entry, services.settings.tz)
 
 
 @router.get("/api/sms-outbox")

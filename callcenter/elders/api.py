@@ -103,9 +103,9 @@ def import_elders(file: UploadFile, request: Request, session: DbSession, servic
         raise FieldErrors.single("file", "文件超过 20 MB")
     rows = transfer.read_table(file.filename or "", content)
     report = transfer.import_rows(session=session, rows=rows, sealer=services.sealer, area_code=services.settings.city_area_code)
-    for elder_id, action in report.written:
+    for elder_id, action, changed in report.written:
         audit_service.record(session=session, actor=user, action=f"import_{action}", elder_id=elder_id,
-                             detail={"file": file.filename}, ip=client_ip(request))
+                             detail={"file": file.filename} | presenter.audit_changes(changed), ip=client_ip(request))
     return report.as_dict()
 
 
@@ -120,18 +120,22 @@ def get_elder(elder_id: int, request: Request, session: DbSession, services: Ser
 
 @router.patch("/{elder_id}")
 def update_elder(elder_id: int, changes: ElderUpdate, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    """Change profile fields (only those sent). Money fields are refused (422): the subsidy moves
+    only through the subsidy ledger. The audit entry keeps each changed field's old and new value."""
     elder, changed = elders_service.update(
         session=session, elder_id=elder_id, changes=changes.model_dump(exclude_unset=True), sealer=services.sealer,
         area_code=services.settings.city_area_code,
     )
-    audit_service.record(session=session, actor=user, action="update", elder_id=elder.id, detail={"fields": changed}, ip=client_ip(request))
+    audit_service.record(session=session, actor=user, action="update", elder_id=elder.id, detail=presenter.audit_changes(changed),
+                         ip=client_ip(request))
     return _profile(session, services, user, elder, request)
 
 
 @router.post("/{elder_id}/deactivate")
 def deactivate_elder(elder_id: int, body: DeactivateIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     elder = elders_service.deactivate(session=session, elder_id=elder_id, reason=body.reason)
-    audit_service.record(session=session, actor=user, action="deactivate", elder_id=elder.id, detail={"reason": body.reason}, ip=client_ip(request))
+    audit_service.record(session=session, actor=user, action="deactivate", elder_id=elder.id,
+                         detail={"reason": body.reason} | presenter.audit_changes({"active": (True, False)}), ip=client_ip(request))
     return _profile(session, services, user, elder, request)
 
 

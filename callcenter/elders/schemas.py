@@ -4,9 +4,12 @@ which names each bad field in Chinese; these models only fix the shape."""
 from __future__ import annotations
 
 from datetime import date
-from decimal import Decimal
+from pydantic import BaseModel, Field, model_validator
+from pydantic_core import PydanticCustomError
 
-from pydantic import BaseModel, Field
+# Money on a profile moves only through its own audited paths (workorders/subsidy.py: a service's
+# draw at completion, a supervisor's adjustment or overdraw approval), never through a profile edit.
+MONEY_FIELDS = {"subsidy_balance": "补贴余额"}
 
 
 class PhoneIn(BaseModel):
@@ -40,9 +43,19 @@ class ElderFields(BaseModel):
     allergies: str | None = Field(default=None, max_length=500)
     steward_name: str | None = Field(default=None, max_length=50)
     steward_phone: str | None = None
-    subsidy_balance: Decimal | None = None
     risk_flags: list[str] | None = None
     notes: str | None = Field(default=None, max_length=2000)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_money(cls, data):
+        """A money field in a profile's body is refused by name (422), not silently dropped."""
+        if isinstance(data, dict):
+            for name, label in MONEY_FIELDS.items():
+                if name in data:
+                    raise PydanticCustomError("money_field", "{field}：{label}不能在档案中修改，只能经补贴台账变动（服务结算扣减、班长调整）",
+                                              {"field": name, "label": label})
+        return data
 
 
 class ElderIn(ElderFields):

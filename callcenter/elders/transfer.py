@@ -13,10 +13,12 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 
 import openpyxl
 from sqlmodel import Session, select
 
+from callcenter import tables
 from callcenter.areas import service as areas_service
 from callcenter.crypto import Sealer
 from callcenter.elders import presenter
@@ -80,7 +82,8 @@ class ImportReport:
     rejected_rows: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
-    written: list[tuple[int, str]] = field(default_factory=list)  # (elder id, "create" | "update")
+    # (elder id, "create" | "update", {field: (old, new)} of what the row changed)
+    written: list[tuple[int, str, dict]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -153,7 +156,7 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
     if missing:
         raise FieldErrors.single("file", f"缺少必填列：{'、'.join(missing)}")
 
-    accepted: list[tuple[int, ElderIn, dict]] = []
+    accepted: list[tuple[int, ElderIn, dict, Decimal | None]] = []
     first_row_of_id: dict[str, int] = {}
     for row_number, raw in enumerate(rows, start=2):
         values = {KEY_OF[h]: v for h, v in raw.items() if h in KEY_OF}
@@ -162,6 +165,10 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
             continue
         report.total += 1
         elder_in, area, problems = _parse_row(cells, id_was_number=isinstance(values.get("id_number"), (int, float)))
+        balance = None
+        if elder_in is not None and cells.get("subsidy_balance"):
+            balance, balance_problems = _check_balance(session=session, sealer=sealer, elder_in=elder_in, text=cells["subsidy_balance"])
+            problems += balance_problems
         if elder_in is not None and not problems:
             earlier = first_row_of_id.setdefault(elder_in.id_number, row_number)
             if earlier != row_number:
@@ -172,13 +179,13 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
             report.rejected_rows += 1
             report.problems += [RowProblem(row_number, HEADER_OF.get(key, key), reason) for key, reason in problems]
             continue
-        accepted.append((row_number, elder_in, area))
+        accepted.append((row_number, elder_in, area, balance))
 
-    for _row_number, elder_in, area in accepted:
+    for _row_number, elder_in, area, balance in accepted:
         if area:
             elder_in.community_id = areas_service.community_for_path(session=session, **area).id
-        elder_id, created = _write(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code)
-        report.written.append((elder_id, "create" if created else "update"))
+        elder_id, created, changed = _write(session=session, elder_in=elder_in, balance=balance, sealer=sealer, area_code=area_code)
+        report.written.append((elder_id, "create" if created else "update", changed))
         if created:
             report.created += 1
         else:
@@ -187,8 +194,11 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
 
 
 def _text(value) -> str:
+    """A cell as text; a formula-like cell our export quoted (tables.escape_cell) comes back unquoted."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return str(tables.unescape_cell(value)).strip()
     if isinstance(value, datetime):
         return value.date().isoformat()
     if isinstance(value, date):
@@ -227,7 +237,7 @@ def _parse_row(cells: dict[str, str], id_was_number: bool) -> tuple[ElderIn | No
     fields = {
         key: cells[key]
         for key in ("gender", "address", "living_situation", "economic_status", "ability_level", "chronic_conditions",
-                    "allergies", "steward_name", "steward_phone", "subsidy_balance", "notes")
+                    "allergies", "steward_name", "steward_phone", "notes")
         if cells.get(key)
     }
     if cells.get("risk_flags"):
@@ -274,19 +284,35 @@ def _check_against_database(*, session: Session, elder_in: ElderIn, area_code: s
     return problems
 
 
-def _write(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: str) -> tuple[int, bool]:
-    """Create the elder, or update the one with this ID number; (elder id, created?)."""
+def _check_balance(*, session: Session, sealer: Sealer, elder_in: ElderIn, text: str) -> tuple[Decimal | None, list[tuple[str, str]]]:
+    """The 补贴余额 column opens a new elder's balance; for an elder already registered it must
+    match the balance on record (the file cannot move money: the subsidy ledger does)."""
+    try:
+        balance = elders_service.opening_balance_or_error(text)
+    except ValueError as exc:
+        return None, [("subsidy_balance", str(exc))]
+    existing = elders_service.find_by_id_number(session=session, sealer=sealer, id_number=elder_in.id_number or "")
+    if existing is not None and existing.subsidy_balance != balance:
+        return None, [("subsidy_balance", f"与系统中的余额 {existing.subsidy_balance} 元不一致：导入不改变已登记老人的补贴余额，"
+                                          "请清空该列，或由班长在补贴台账中调整")]
+    return (balance if existing is None else None), []
+
+
+def _write(*, session: Session, elder_in: ElderIn, balance: Decimal | None, sealer: Sealer, area_code: str) -> tuple[int, bool, dict]:
+    """Create the elder (with its opening balance), or update the one with this ID number;
+    (elder id, created?, {field: (old, new)})."""
     existing = elders_service.find_by_id_number(session=session, sealer=sealer, id_number=elder_in.id_number)
     if existing is None:
-        return elders_service.create(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code).id, True
+        elder = elders_service.create(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code, opening_balance=balance)
+        return elder.id, True, ({"subsidy_balance": (None, elder.subsidy_balance)} if balance is not None else {})
     changes = elder_in.model_dump(exclude={"phones", "emergency_contacts", "id_number"}, exclude_none=True)
-    elders_service.update(session=session, elder_id=existing.id, changes=changes, sealer=sealer, area_code=area_code)
+    _, changed = elders_service.update(session=session, elder_id=existing.id, changes=changes, sealer=sealer, area_code=area_code)
     for phone_in in elder_in.phones:
         elders_service.add_phone(session=session, elder_id=existing.id, phone_in=phone_in.model_copy(update={"is_primary": False}),
                                  area_code=area_code)
     for contact_in in elder_in.emergency_contacts:
         elders_service.add_contact(session=session, elder_id=existing.id, contact_in=contact_in, area_code=area_code)
-    return existing.id, False
+    return existing.id, False, changed
 
 
 # --- export ---------------------------------------------------------------------------------

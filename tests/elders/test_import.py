@@ -7,6 +7,7 @@ from datetime import date
 import openpyxl
 from sqlmodel import select
 
+from callcenter import tables
 from callcenter.audit.models import AuditLog
 from callcenter.elders.models import Elder
 from tests.conftest import csrf_headers, id_number
@@ -156,3 +157,50 @@ def test_admin_export_reimports_without_change(admin_client, services):
     assert report["problems"] == []
     assert (report["created"], report["updated"], report["rejected_rows"]) == (0, 2, 0)
     assert elder_names(services) == ["刘桂兰", "陈德明"]
+
+
+HOSTILE = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@SUM(1)", "\t=1+1", "\r=1+1"]
+
+
+def test_exports_carry_formula_like_text_as_text(admin_client, services):
+    """Finding 2: names and notes such as =cmd|' /C calc'!A0 were exported as live formulas
+    (XLSX) and raw (CSV). The CSV quotes them (OWASP), the XLSX holds them as text cells, and
+    the import reads its own export back unchanged."""
+    admin_client.get("/api/auth/me")
+    upload(admin_client, "a.csv", csv_bytes(sheet_rows()[:2]))
+    with services.db.session_scope() as session:
+        elder = session.exec(select(Elder)).one()
+        elder_id = elder.id
+    for value in HOSTILE:
+        assert admin_client.patch(f"/api/elders/{elder_id}", json={"name": value[:50], "notes": value}).status_code == 200
+        exported = admin_client.get("/api/elders/export", params={"format": "csv"}).content.decode("utf-8-sig")
+        row = dict(zip(*list(csv.reader(io.StringIO(exported)))))
+        assert row["姓名"] == "'" + value.strip() and row["备注"] == "'" + value.strip()
+        xlsx = admin_client.get("/api/elders/export", params={"format": "xlsx"}).content
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx)).active
+        header = [cell.value for cell in sheet[1]]
+        cell = sheet.cell(row=2, column=header.index("备注") + 1)
+        assert cell.data_type == "s" and cell.value == value.strip() and cell.quotePrefix
+        report = upload(admin_client, "export.csv", exported.encode("utf-8-sig")).json()
+        assert report["problems"] == [] and report["updated"] == 1
+        with services.db.session_scope() as session:
+            assert session.get(Elder, elder_id).notes == value.strip()
+
+
+def test_negative_numbers_are_not_quoted():
+    assert tables.escape_cell("-20.00") == "-20.00" and tables.escape_cell("-2+3") == "'-2+3"
+
+
+def test_import_opens_a_new_balance_but_never_moves_one(supervisor_client, services):
+    supervisor_client.get("/api/auth/me")
+    rows = [["姓名", "身份证号", "补贴余额"], ["刘桂兰", ID_A, "300"]]
+    assert upload(supervisor_client, "a.csv", csv_bytes(rows)).json()["created"] == 1
+    same = upload(supervisor_client, "a.csv", csv_bytes(rows)).json()
+    assert (same["updated"], same["problems"]) == (1, [])
+    report = upload(supervisor_client, "a.csv", csv_bytes([rows[0], ["刘桂兰", ID_A, "99999"]])).json()
+    assert report["rejected_rows"] == 1 and report["problems"][0]["column"] == "补贴余额"
+    with services.db.session_scope() as session:
+        elder = session.exec(select(Elder)).one()
+        assert str(elder.subsidy_balance) == "300.00"
+        entry = session.exec(select(AuditLog).where(AuditLog.action == "import_create")).one()
+    assert entry.detail["changes"] == {"subsidy_balance": {"old": None, "new": "300.00"}}
