@@ -20,6 +20,7 @@ from callcenter import redis_conn
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import router as auth_router
 from callcenter.auth.throttle import DeviceCookie, Limits, LoginThrottle
+from callcenter.bodylimit import BodyLimit
 from callcenter.config import Settings, get_settings
 from callcenter.crypto import Sealer
 from callcenter.db import Database
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_csrf_cookie(app, settings)
     _install_access_log(app)
     _install_security_headers(app, settings)
+    app.add_middleware(BodyLimit, settings=settings)  # last added, so outermost: before any parsing
 
     from agent_ui import pages
     from agent_ui import manage as manage_pages

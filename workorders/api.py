@@ -14,7 +14,6 @@ from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request
-from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
@@ -201,7 +200,7 @@ def order_photo(order_id: int, session: DbSession, services: ServicesDep, user: 
     order = orders_service.get_or_raise(session=session, order_id=order_id)
     if not order.photo:
         raise NotFound("该工单没有上传照片")
-    return FileResponse(photos.path_of(services.settings, order.photo))
+    return photos.response(services.settings, order.photo)
 
 
 class ApproveIn(BaseModel):

@@ -14,7 +14,7 @@ from typing import Annotated
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -260,4 +260,4 @@ def _complete(request, order_id, services, code, notes, minutes, data) -> HTMLRe
 def order_photo(order: OwnOrder, services: ServicesDep):
     if not order.photo:
         raise NotFound("该工单没有上传照片")
-    return FileResponse(photos.path_of(services.settings, order.photo))
+    return photos.response(services.settings, order.photo)

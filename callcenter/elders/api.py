@@ -16,7 +16,6 @@ from callcenter.errors import FieldErrors
 from callcenter.timeutil import today_in
 
 router = APIRouter(prefix="/api/elders", tags=["elders"])
-MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
 @router.get("")
@@ -98,9 +97,10 @@ def export_elders(
 def import_elders(file: UploadFile, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
     """Import a CSV or XLSX file; returns a row-level report. Valid rows are written, bad rows
     are reported (row, column, reason), re-importing updates by ID number."""
-    content = file.file.read(MAX_IMPORT_BYTES + 1)
-    if len(content) > MAX_IMPORT_BYTES:
-        raise FieldErrors.single("file", "文件超过 20 MB")
+    limit = services.settings.import_max_bytes
+    content = file.file.read(limit + 1)
+    if len(content) > limit:
+        raise FieldErrors.single("file", f"文件超过 {limit / 1024 / 1024:g} MB，请拆分后导入")
     rows = transfer.read_table(file.filename or "", content)
     report = transfer.import_rows(session=session, rows=rows, sealer=services.sealer, area_code=services.settings.city_area_code)
     for elder_id, action, changed in report.written:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 
 import openpyxl
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from callcenter import tables
@@ -24,7 +26,7 @@ from callcenter.crypto import Sealer
 from callcenter.elders import presenter
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import ABILITY_LEVELS, ECONOMIC_STATUSES, GENDERS, LIVING_SITUATIONS, RISK_FLAGS, Elder
-from callcenter.elders.schemas import ContactIn, ElderIn, PhoneIn
+from callcenter.elders.schemas import ElderIn
 from callcenter.errors import FieldErrors
 
 # (key, header, accepted aliases)
@@ -100,16 +102,18 @@ class ImportReport:
 
 
 def read_table(filename: str, content: bytes) -> list[dict[str, object]]:
-    """Rows of a CSV (UTF-8 or GB18030, as Excel saves it) or XLSX file, keyed by header text."""
+    """Rows of a CSV (UTF-8 or GB18030, as Excel saves it) or XLSX file, keyed by header text.
+    Rows are read one at a time and the file is refused as soon as it passes MAX_ROWS; an XLSX
+    is looked at (declared sizes, compression ratio) before anything is unpacked."""
     name = filename.lower()
     if name.endswith(".csv"):
-        return _read_csv(content)
+        return _rows_to_dicts(_read_csv(content))
     if name.endswith(".xlsx"):
-        return _read_xlsx(content)
+        return _rows_to_dicts(_read_xlsx(content))
     raise FieldErrors.single("file", "仅支持 CSV 或 XLSX 文件")
 
 
-def _read_csv(content: bytes) -> list[dict[str, object]]:
+def _read_csv(content: bytes) -> Iterator[list]:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             text = content.decode(encoding)
@@ -118,29 +122,74 @@ def _read_csv(content: bytes) -> list[dict[str, object]]:
             continue
     else:
         raise FieldErrors.single("file", "文件编码无法识别，请另存为 UTF-8 或 GBK 编码的 CSV")
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise FieldErrors.single("file", f"第 {line} 行含有空字符（NUL），文件可能已损坏，请用 Excel 另存为 CSV 后重试")
     reader = csv.reader(io.StringIO(text))
-    rows = list(reader)
-    return _rows_to_dicts(rows)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a cell over the csv module's limit (128 KB), a broken quote
+            raise FieldErrors.single("file", f"第 {reader.line_num} 行无法读取（单元格过大或引号不成对），请检查后重新导出") from exc
+        yield row
 
 
-def _read_xlsx(content: bytes) -> list[dict[str, object]]:
+# An XLSX is a zip of XML: a small file can unpack to gigabytes. What its members declare is
+# checked before openpyxl unpacks anything (zipfile then stops at the declared size).
+MAX_XLSX_UNPACKED = 200 * 1024 * 1024  # a full 50,000-row sheet is about 60 MB of XML
+MAX_XLSX_RATIO = 100  # spreadsheets compress 5-20 times; a zip bomb a thousand
+
+
+def check_xlsx_archive(content: bytes) -> None:
+    """FieldErrors when the XLSX is not a zip or would unpack to far more than a spreadsheet."""
+    try:
+        members = zipfile.ZipFile(io.BytesIO(content)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise FieldErrors.single("file", "无法读取 XLSX 文件，文件可能已损坏") from exc
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > MAX_XLSX_UNPACKED:
+        raise FieldErrors.single("file", f"XLSX 解压后超过 {MAX_XLSX_UNPACKED // 1024 // 1024} MB，请拆分后导入")
+    for member in members:
+        if member.file_size > 1024 * 1024 and member.file_size > MAX_XLSX_RATIO * max(member.compress_size, 1):
+            raise FieldErrors.single("file", "XLSX 文件的压缩比异常（可能是压缩炸弹），已拒绝导入")
+
+
+def _read_xlsx(content: bytes) -> Iterator[list]:
+    check_xlsx_archive(content)
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a damaged file
         raise FieldErrors.single("file", "无法读取 XLSX 文件，文件可能已损坏") from exc
-    sheet = workbook.worksheets[0]
-    rows = [list(row) for row in sheet.iter_rows(values_only=True)]
-    workbook.close()
-    return _rows_to_dicts(rows)
+    try:
+        for row in workbook.worksheets[0].iter_rows(values_only=True):
+            yield list(row)
+    except FieldErrors:
+        raise
+    except Exception as exc:
+        raise FieldErrors.single("file", "无法读取 XLSX 文件，文件可能已损坏") from exc
+    finally:
+        workbook.close()
 
 
-def _rows_to_dicts(rows: list[list]) -> list[dict[str, object]]:
-    if not rows:
+MAX_CELL_CHARS = 5000  # the longest field (notes) takes 2,000
+
+
+def _rows_to_dicts(rows: Iterator[list]) -> list[dict[str, object]]:
+    """Header row, then up to MAX_ROWS rows: the file is refused at row MAX_ROWS + 1, unread beyond."""
+    header = next(rows, None)
+    if header is None:
         raise FieldErrors.single("file", "文件为空")
-    headers = [str(cell).strip() if cell is not None else "" for cell in rows[0]]
-    if len(rows) - 1 > MAX_ROWS:
-        raise FieldErrors.single("file", f"单个文件最多 {MAX_ROWS} 行，请拆分后导入")
-    return [dict(zip(headers, row)) for row in rows[1:]]
+    headers = [str(cell).strip() if cell is not None else "" for cell in header]
+    result = []
+    for number, row in enumerate(rows, start=2):
+        if len(result) == MAX_ROWS:
+            raise FieldErrors.single("file", f"单个文件最多 {MAX_ROWS} 行，请拆分后导入")
+        if any(isinstance(cell, str) and len(cell) > MAX_CELL_CHARS for cell in row):
+            raise FieldErrors.single("file", f"第 {number} 行有单元格超过 {MAX_CELL_CHARS} 字，请检查后重新导出")
+        result.append(dict(zip(headers, row)))
+    return result
 
 
 # --- import ---------------------------------------------------------------------------------
@@ -227,13 +276,13 @@ def _parse_row(cells: dict[str, str], id_was_number: bool) -> tuple[ElderIn | No
     area = {k: cells.get(k, "") for k in ("district", "street", "community")}
     if any(area.values()) and not all(area.values()):
         problems.append(("community", "区、街道、社区须同时填写"))
-    phones = [PhoneIn(number=n, relation="self", is_primary=i == 0) for i, n in enumerate(_split_numbers(cells.get("phones", "")))]
+    phones = [{"number": n, "relation": "self", "is_primary": i == 0} for i, n in enumerate(_split_numbers(cells.get("phones", "")))]
     contacts = []
     if cells.get("contact_name") or cells.get("contact_phone"):
         if not (cells.get("contact_name") and cells.get("contact_phone")):
             problems.append(("contact_phone", "紧急联系人须同时填写姓名和电话"))
         else:
-            contacts.append(ContactIn(name=cells["contact_name"], relation=cells.get("contact_relation") or "relative", phone=cells["contact_phone"]))
+            contacts.append({"name": cells["contact_name"], "relation": cells.get("contact_relation") or "relative", "phone": cells["contact_phone"]})
     fields = {
         key: cells[key]
         for key in ("gender", "address", "living_situation", "economic_status", "ability_level", "chronic_conditions",
@@ -244,8 +293,23 @@ def _parse_row(cells: dict[str, str], id_was_number: bool) -> tuple[ElderIn | No
         fields["risk_flags"] = _split(cells["risk_flags"])
     if problems:
         return None, None, problems
-    elder_in = ElderIn(name=cells["name"], id_number=id_number, birth_date=birth_date, phones=phones, emergency_contacts=contacts, **fields)
+    try:
+        elder_in = ElderIn(name=cells["name"], id_number=id_number, birth_date=birth_date, phones=phones, emergency_contacts=contacts,
+                           **fields)
+    except ValidationError as exc:  # a cell longer than its field takes
+        return None, None, [(_column_of(error["loc"]), _too_long(error)) for error in exc.errors()]
     return elder_in, (area if all(area.values()) else None), problems
+
+
+def _column_of(loc: tuple) -> str:
+    if loc and loc[0] == "emergency_contacts":
+        return "contact_" + ("name" if loc[-1] == "name" else "phone")
+    return "phones" if loc and loc[0] == "phones" else str(loc[0] if loc else "file")
+
+
+def _too_long(error: dict) -> str:
+    limit = (error.get("ctx") or {}).get("max_length")
+    return f"不能超过 {limit} 字" if limit else "无效的值"
 
 
 def _split(text: str) -> list[str]:
