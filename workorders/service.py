@@ -95,8 +95,8 @@ def save_provider(*, session: Session, fields: dict, area_code: str, provider_id
     start, end = fields.get("contract_start", provider.contract_start), fields.get("contract_end", provider.contract_end)
     if start and end and end < start:
         errors.append(("contract_end", "合同结束日期早于开始日期"))
-    if provider_id is None and not (fields.get("name") or "").strip():
-        errors.append(("name", "必填"))
+    if (provider_id is None or fields.get("name") is not None) and not (fields.get("name") or "").strip():
+        errors.append(("name", "服务商名称不能为空"))
     if errors:
         raise FieldErrors(errors)
     name = (fields.get("name") or provider.name).strip()

@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -33,13 +32,14 @@ from callcenter.elders.models import RELATIONS
 from callcenter.errors import Conflict, FieldErrors, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone, try_parse_phone
 from callcenter.timeutil import today_in, utcnow
+from callcenter.inputs import Id, Page, ReportDate
 
 router = APIRouter(prefix="/api/calls", tags=["calls"])
 agent_router = APIRouter(prefix="/api/agent", tags=["console"])
 accounts_router = APIRouter(tags=["auth"])
 
 
-def own_call(call_id: int, session: DbSession, user: AgentUser) -> CallRecord:
+def own_call(call_id: Id, session: DbSession, user: AgentUser) -> CallRecord:
     """Dependency: a call the signed-in agent handles (or any call, for a supervisor)."""
     call = calls_service.get_or_raise(session=session, call_id=call_id)
     if not calls_service.handles(user=user, call=call):
@@ -70,15 +70,15 @@ def list_calls(
     session: DbSession,
     services: ServicesDep,
     user: AgentUser,
-    date_from: date | None = Query(None, alias="from"),
-    date_to: date | None = Query(None, alias="to"),
+    date_from: ReportDate | None = Query(None, alias="from"),
+    date_to: ReportDate | None = Query(None, alias="to"),
     agent: str | None = None,
     outcome: str | None = None,
-    elder_id: int | None = None,
+    elder_id: Id | None = None,
     disposition: str | None = None,
     mine: bool = False,
     q: str = Query("", max_length=50),
-    page: int = Query(1, ge=1),
+    page: Page = 1,
     page_size: int = Query(50, ge=1, le=500),
 ):
     """Newest first. `from` / `to` are days in the centre's time zone (inclusive); `mine`: the
@@ -99,7 +99,7 @@ def recall_list(session: DbSession, services: ServicesDep, user: AgentUser):
 
 
 @router.get("/{call_id}")
-def get_call(call_id: int, session: DbSession, services: ServicesDep, user: AgentUser):
+def get_call(call_id: Id, session: DbSession, services: ServicesDep, user: AgentUser):
     """The call, with each agent's part of it (`legs`: who talked, how long, how it ended)."""
     call = calls_service.get_or_raise(session=session, call_id=call_id)
     return _call_dict(call, services.settings.tz, user) | {
@@ -162,7 +162,7 @@ def save_summary(body: SummaryIn, call: OwnCall, session: DbSession, services: S
 
 
 class ElderChoiceIn(BaseModel):
-    elder_id: int
+    elder_id: Id
     phone_relation: str | None = Field(default=None, description="add the caller's number to this elder's phones as …")
     owner_name: str = Field(default="", max_length=50)
 
@@ -214,9 +214,9 @@ def set_state(body: StateIn, session: DbSession, services: ServicesDep, user: Ag
 
 
 class CallbackIn(BaseModel):
-    elder_id: int | None = None
+    elder_id: Id | None = None
     number: str | None = Field(default=None, max_length=40)
-    call_id: int | None = Field(default=None, description="call back the caller of this call")
+    call_id: Id | None = Field(default=None, description="call back the caller of this call")
 
 
 @agent_router.post("/callback")
@@ -259,7 +259,7 @@ def softphone(services: ServicesDep, user: AgentUser):
 # --- accounts: an agent's queues and penalty are Asterisk's queue membership ----------------------
 
 @accounts_router.patch("/api/users/{user_id}")
-def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def update_user(user_id: Id, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser):
     target = auth_service.get_user_or_raise(session=session, user_id=user_id)
     auth_service.check_may_manage(user, target.role)
     changes = body.model_dump(exclude_unset=True)
