@@ -30,7 +30,6 @@ from workorders import stats as workorder_stats_service
 from workorders.models import OrderStatus
 
 router = APIRouter(tags=["workorders"])
-MAX_SLA_MINUTES = 30 * 24 * 60  # a month
 log = logging.getLogger(__name__)
 
 
@@ -41,11 +40,11 @@ def list_service_types(session: DbSession, user: AgentUser):
 
 class ServiceTypeUpdate(BaseModel):
     name: str | None = Field(default=None, max_length=40)
-    accept_minutes: int | None = Field(default=None, ge=1, le=MAX_SLA_MINUTES)
-    arrive_minutes: int | None = Field(default=None, ge=1, le=MAX_SLA_MINUTES)
-    complete_minutes: int | None = Field(default=None, ge=1, le=MAX_SLA_MINUTES)
+    accept_minutes: int | None = None  # bounds checked by the service (one rule for this API and the page)
+    arrive_minutes: int | None = None
+    complete_minutes: int | None = None
     government_purchased: bool | None = None
-    unit_cost: Decimal | None = Field(default=None, ge=0, max_digits=10, decimal_places=2)
+    unit_cost: Decimal | None = None
     active: bool | None = None
 
 
