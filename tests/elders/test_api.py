@@ -204,8 +204,9 @@ def test_an_agent_cannot_set_the_subsidy_balance(agent_client, services, zhang, 
     assert response.status_code == 422, response.text
     error = response.json()["detail"][0]
     assert error["loc"] == ["body", "subsidy_balance"] and "补贴台账" in error["msg"]
-    profile = agent_client.get(f"/api/elders/{zhang['id']}").json()
-    assert profile["subsidy_balance"] == "0.00" and profile["address"] == zhang["address"]
+    with services.db.session_scope() as session:
+        elder = session.get(Elder, zhang["id"])
+        assert (str(elder.subsidy_balance), elder.address) == ("0.00", zhang["address"])
 
 
 def test_a_new_profile_cannot_bring_its_own_balance(agent_client):

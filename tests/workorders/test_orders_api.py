@@ -182,7 +182,7 @@ def test_subsidy_moves_only_through_the_ledger(app, services):
     assert refused.status_code == 409 and "不能为负数" in refused.json()["detail"]
     assert supervisor.post("/api/subsidy-ledger", json=body | {"amount": "0"}).status_code == 422
     assert supervisor.patch(f"/api/elders/{elder_id}", json={"subsidy_balance": "1"}, headers=csrf_headers(supervisor)).status_code == 422
-    assert supervisor.get(f"/api/elders/{elder_id}").json()["subsidy_balance"] == "400.00"
+    assert supervisor.get(f"/api/elders/{elder_id}", params={"reason": "correction"}).json()["subsidy_balance"] == "400.00"
     ledger = supervisor.get("/api/subsidy-ledger", params={"elder_id": elder_id}).json()
     assert [(row["amount"], row["note"]) for row in ledger] == [("300.00", "班长调整：2026年第四季度补贴")]
     with services.db.session_scope() as session:
