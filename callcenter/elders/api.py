@@ -143,28 +143,36 @@ def deactivate_elder(elder_id: Id, body: DeactivateIn, request: Request, session
 @router.post("/{elder_id}/phones", status_code=201)
 def add_phone(elder_id: Id, phone_in: PhoneIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     row = elders_service.add_phone(session=session, elder_id=elder_id, phone_in=phone_in, area_code=services.settings.city_area_code)
+    number = presenter.mask_phone(row.number)
     audit_service.record(session=session, actor=user, action="add_phone", elder_id=elder_id,
-                         detail={"relation": row.relation, "number": row.number}, ip=client_ip(request))
+                         detail={"relation": row.relation, "number": number, "changes": {"phones": {"old": None, "new": number}}},
+                         ip=client_ip(request))
     return presenter.phone_dict(row)
 
 
 @router.delete("/{elder_id}/phones/{phone_id}", status_code=204)
 def remove_phone(elder_id: Id, phone_id: Id, request: Request, session: DbSession, user: AgentUser):
     row = elders_service.remove_phone(session=session, elder_id=elder_id, phone_id=phone_id)
-    audit_service.record(session=session, actor=user, action="remove_phone", elder_id=elder_id, detail={"number": row.number}, ip=client_ip(request))
+    number = presenter.mask_phone(row.number)
+    audit_service.record(session=session, actor=user, action="remove_phone", elder_id=elder_id,
+                         detail={"number": number, "changes": {"phones": {"old": number, "new": None}}}, ip=client_ip(request))
 
 
 @router.post("/{elder_id}/contacts", status_code=201)
 def add_contact(elder_id: Id, contact_in: ContactIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     row = elders_service.add_contact(session=session, elder_id=elder_id, contact_in=contact_in, area_code=services.settings.city_area_code)
-    audit_service.record(session=session, actor=user, action="add_contact", elder_id=elder_id, detail={"name": row.name}, ip=client_ip(request))
+    contact = f"{row.name} {presenter.mask_phone(row.phone)}"
+    audit_service.record(session=session, actor=user, action="add_contact", elder_id=elder_id,
+                         detail={"name": row.name, "changes": {"emergency_contacts": {"old": None, "new": contact}}}, ip=client_ip(request))
     return presenter.contact_dict(row)
 
 
 @router.delete("/{elder_id}/contacts/{contact_id}", status_code=204)
 def remove_contact(elder_id: Id, contact_id: Id, request: Request, session: DbSession, user: AgentUser):
     row = elders_service.remove_contact(session=session, elder_id=elder_id, contact_id=contact_id)
-    audit_service.record(session=session, actor=user, action="remove_contact", elder_id=elder_id, detail={"name": row.name}, ip=client_ip(request))
+    contact = f"{row.name} {presenter.mask_phone(row.phone)}"
+    audit_service.record(session=session, actor=user, action="remove_contact", elder_id=elder_id,
+                         detail={"name": row.name, "changes": {"emergency_contacts": {"old": contact, "new": None}}}, ip=client_ip(request))
 
 
 def _profile(session, services, user, elder, request: Request, **how) -> dict:

@@ -266,3 +266,17 @@ def test_phones_and_contacts_can_be_added_and_removed(agent_client, zhang):
 def test_missing_profile_is_404_in_chinese(agent_client):
     response = agent_client.get("/api/elders/999999")
     assert response.status_code == 404 and "不存在" in response.json()["detail"]
+
+
+def test_phone_and_contact_changes_are_audited_masked(agent_client, services, zhang):
+    phone = agent_client.post(f"/api/elders/{zhang['id']}/phones", json={"number": "13911112222", "relation": "son"}).json()
+    agent_client.delete(f"/api/elders/{zhang['id']}/phones/{phone['id']}", headers=csrf_headers(agent_client))
+    contact = agent_client.post(f"/api/elders/{zhang['id']}/contacts", json={"name": "张强", "phone": "13933334444"}).json()
+    agent_client.delete(f"/api/elders/{zhang['id']}/contacts/{contact['id']}", headers=csrf_headers(agent_client))
+    with services.db.session_scope() as session:
+        rows = {row.action: row.detail for row in session.exec(select(AuditLog).where(AuditLog.elder_id == zhang["id"]))}
+    assert rows["add_phone"]["changes"] == {"phones": {"old": None, "new": "+86139****2222"}}
+    assert rows["remove_phone"]["changes"] == {"phones": {"old": "+86139****2222", "new": None}}
+    assert rows["add_contact"]["changes"] == {"emergency_contacts": {"old": None, "new": "张强 +86139****4444"}}
+    assert rows["remove_contact"]["changes"] == {"emergency_contacts": {"old": "张强 +86139****4444", "new": None}}
+    assert "13911112222" not in str(rows) and "13933334444" not in str(rows)
