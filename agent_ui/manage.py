@@ -22,6 +22,7 @@ from callcenter.areas import scope as areas_scope
 from callcenter.deps import CitySupervisorUser, DbSession, ServicesDep, SupervisorUser, release
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
 from callcenter.timeutil import utcnow
+from callcenter.inputs import Id
 from ivr import menu as ivr_menu
 from ivr import prompts as ivr_prompts
 from ivr import service as ivr_service
@@ -91,7 +92,7 @@ def create_agent(request: Request, session: DbSession, services: ServicesDep, us
 
 
 @router.post("/supervisor/agents/{user_id}")
-def change_agent(request: Request, user_id: int, session: DbSession, services: ServicesDep, user: SupervisorUser,
+def change_agent(request: Request, user_id: Id, session: DbSession, services: ServicesDep, user: SupervisorUser,
                  action: str = Form(...), queues: str = Form(""), queue_penalty: int = Form(0), password: str = Form("")):
     """`action`: queues (queues and penalty, told to Asterisk at once for an agent logged in),
     password (reset), deactivate, activate."""

@@ -25,6 +25,7 @@ from callcenter.elders import service as elders_service
 from callcenter.elders.models import RELATIONS
 from callcenter.errors import Conflict, DomainError
 from callcenter.timeutil import today_in
+from callcenter.inputs import Id, Page
 from workorders import jobs, subsidy
 from workorders import presenter as orders_presenter
 from workorders import service as orders_service
@@ -99,7 +100,7 @@ def logout_submit(request: Request, session: DbSession, services: ServicesDep):
 
 
 @router.get("/elders")
-def elders_page(request: Request, session: DbSession, services: ServicesDep, user: AgentUser, q: str = "", page: int = 1):
+def elders_page(request: Request, session: DbSession, services: ServicesDep, user: AgentUser, q: str = "", page: Page = 1):
     result = elders_service.search(session=session, q=q, sealer=services.sealer, page=max(page, 1), page_size=20)
     today = today_in(services.settings.tz)
     rows = [access.card(session=session, elder=elder, today=today) for elder in result.items]
@@ -109,7 +110,7 @@ def elders_page(request: Request, session: DbSession, services: ServicesDep, use
 
 
 @router.get("/elders/{elder_id}")
-def elder_page(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser, created: str | None = None):
+def elder_page(elder_id: Id, request: Request, session: DbSession, services: ServicesDep, user: AgentUser, created: str | None = None):
     return render(request, "elder.html", _elder_context(elder_id, request, session, services, user) | {"created": created})
 
 
@@ -138,7 +139,7 @@ def _elder_orders(session, elder_id: int, tz) -> dict:
 
 
 @router.post("/elders/{elder_id}/workorders")
-def elder_order_submit(elder_id: int, request: Request, background: BackgroundTasks, session: DbSession, services: ServicesDep,
+def elder_order_submit(elder_id: Id, request: Request, background: BackgroundTasks, session: DbSession, services: ServicesDep,
                        user: AgentUser, service_type: Annotated[str, Form()] = "", urgency: Annotated[str, Form()] = "normal",
                        description: Annotated[str, Form(max_length=2000)] = "", self_paid: Annotated[bool, Form()] = False):
     """新建工单 from the elder's page; routing is kicked once the order is committed."""

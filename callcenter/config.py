@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     provider_link_minutes: int = Field(default=30, ge=1, description="a login link in a dispatch SMS works this long, once")
     provider_session_hours: int = Field(default=12, ge=1, description="a provider staff member's sign-in lasts this long")
     upload_max_bytes: int = Field(default=5 * 1024 * 1024, description="largest photo a provider may upload")
+    # Request bodies (callcenter/bodylimit.py): every route takes at most body_max_bytes; the two
+    # upload routes (the elders' import, a provider's completion photo) their file's limit plus the form around it.
+    body_max_bytes: int = Field(default=1024 * 1024, description="largest request body of an ordinary route (413 above it)")
+    import_max_bytes: int = Field(default=20 * 1024 * 1024, description="largest CSV/XLSX file the elders' import takes")
 
     # Notifications (callcenter/notify): the gateway of each channel, retries. Secrets are SecretStr (never shown).
     sms_gateway: Literal["outbox", "tencent", "smpp"] = Field(

@@ -20,6 +20,8 @@ from callcenter import redis_conn
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import router as auth_router
 from callcenter.auth.throttle import DeviceCookie, Limits, LoginThrottle
+from callcenter.bodylimit import BodyLimit
+from callcenter.nul import RefuseNul
 from callcenter.config import Settings, get_settings
 from callcenter.crypto import Sealer
 from callcenter.db import Database
@@ -84,6 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_csrf_cookie(app, settings)
     _install_access_log(app)
     _install_security_headers(app, settings)
+    app.add_middleware(RefuseNul)
+    app.add_middleware(BodyLimit, settings=settings)  # last added, so outermost: before any parsing
 
     from agent_ui import pages
     from agent_ui import manage as manage_pages
@@ -293,12 +297,29 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError):
-        detail = [{"loc": list(err.get("loc", [])), "msg": _chinese(err), "type": err.get("type")} for err in exc.errors()]
+        detail = [{"loc": _loc(err), "msg": _chinese(err), "type": err.get("type")} for err in exc.errors()]
         return JSONResponse({"detail": detail, "message": "请求格式有误"}, status_code=422)
 
 
+def _loc(err: dict) -> list:
+    """Where the error is; a model-wide check that names a field (ctx "field") points at it."""
+    loc = list(err.get("loc", []))
+    field = (err.get("ctx") or {}).get("field")
+    return loc + [field] if isinstance(field, str) else loc
+
+
 def _chinese(err: dict) -> str:
-    messages = {"missing": "必填", "string_too_short": "不能为空", "string_too_long": "过长", "int_parsing": "应为整数",
+    messages = {"missing": "必填", "string_too_short": "不能为空", "string_too_long": "不能超过 {max_length} 字",
+                "too_long": "最多 {max_length} 项", "int_parsing": "应为整数",
+                "greater_than_equal": "超出范围（最小 {ge}）", "less_than_equal": "超出范围（最大 {le}）",
+                "greater_than": "超出范围（应大于 {gt}）", "less_than": "超出范围（应小于 {lt}）",
+                "decimal_max_digits": "位数过多（最多 {max_digits} 位）", "decimal_max_places": "最多 {decimal_places} 位小数",
                 "date_from_datetime_parsing": "日期格式应为 YYYY-MM-DD", "date_parsing": "日期格式应为 YYYY-MM-DD",
                 "decimal_parsing": "应为数字", "json_invalid": "JSON 格式错误"}
-    return messages.get(err.get("type"), err.get("msg", "无效"))
+    template = messages.get(err.get("type"))
+    if template is None:
+        return err.get("msg", "无效")
+    try:
+        return template.format(**(err.get("ctx") or {}))
+    except (KeyError, IndexError):
+        return template.split("（")[0].replace(" {max_length}", "")

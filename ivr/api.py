@@ -15,6 +15,7 @@ from callcenter.errors import Conflict
 from callcenter.phones import try_parse_phone
 from callcenter.elders.models import Elder
 from callcenter.timeutil import local_iso, utcnow
+from callcenter.inputs import Id
 from ivr import service as ivr_service
 from ivr.models import CALLBACK_REASONS, CallbackRequest, CallbackStatus
 
@@ -50,13 +51,13 @@ class CallbackDone(BaseModel):
 
 
 @router.post("/api/callback-requests/{request_id}/finish")
-def finish_callback_request(request_id: int, body: CallbackDone, session: DbSession, services: ServicesDep, user: AgentUser):
+def finish_callback_request(request_id: Id, body: CallbackDone, session: DbSession, services: ServicesDep, user: AgentUser):
     row = ivr_service.finish_callback(session=session, request_id=request_id, user=user, status=body.status, note=body.note)
     return callback_dict(row, services.settings.tz, _elder_names(session, [row]))
 
 
 @router.post("/api/callback-requests/{request_id}/dial")
-def dial_callback_request(request_id: int, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+def dial_callback_request(request_id: Id, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     """Ring the agent's phone, then the number that asked for the callback (a waiting request only)."""
     row = ivr_service.waiting_callback_or_raise(session=session, request_id=request_id)
     phone = try_parse_phone(row.caller_e164 or row.caller_number, default_area_code=services.settings.city_area_code)

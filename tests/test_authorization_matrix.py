@@ -166,6 +166,7 @@ TABLE: dict[str, Row] = {
     "GET /api/callbacks": Row(READER),
     "POST /api/workorders/{order_id}/callback": Row(AGENT, AGENT_OUT, json={"satisfaction": 5}),
     "GET /api/subsidy-ledger": Row(READER, query="elder_id={elder}"),
+    "POST /api/subsidy-ledger": Row(SUPERVISOR, SUPERVISOR_OUT, json={"elder_id": "{elder}", "amount": "10.00", "note": "矩阵"}),
     "GET /api/sms-outbox": Row(SUPERVISOR),
     # figures
     "GET /api/stats/workorders": Row(OVERSEER, OVERSEER_OUT, query="district={community}"),

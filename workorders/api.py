@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Query
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, BackgroundTasks, Query, Request
 from pydantic import BaseModel, Field
 from redis.exceptions import RedisError
 
@@ -22,11 +21,13 @@ from callcenter import reporting
 from contextlib import nullcontext
 
 from callcenter.areas import scope as areas_scope
+from callcenter.audit import service as audit_service
 from callcenter.calls.api import readable_call
 from callcenter.deps import (AgentUser, CitySupervisorUser, CurrentScope, DbSession, OverseerUser, ReaderUser, ServicesDep,
-                             SupervisorUser, download)
-from callcenter.errors import NotFound
+                             SupervisorUser, client_ip, download)
+from callcenter.errors import FieldErrors, NotFound
 from callcenter.notify import service as notify_service
+from callcenter.inputs import Id, Page, ReportDate
 from workorders import jobs, photos, presenter, subsidy
 from workorders import service as orders_service
 from workorders import staff as staff_service
@@ -44,7 +45,7 @@ def list_service_types(session: DbSession, user: ReaderUser):
 
 class ServiceTypeUpdate(BaseModel):
     name: str | None = Field(default=None, max_length=40)
-    accept_minutes: int | None = None
+    accept_minutes: int | None = None  # bounds checked by the service (one rule for this API and the page)
     arrive_minutes: int | None = None
     complete_minutes: int | None = None
     government_purchased: bool | None = None
@@ -62,13 +63,13 @@ def update_service_type(code: str, body: ServiceTypeUpdate, session: DbSession, 
 class ProviderIn(BaseModel):
     name: str | None = Field(default=None, max_length=100)
     contact_name: str | None = Field(default=None, max_length=50)
-    phone: str | None = None
-    service_types: list[str] | None = None
-    coverage: list[int] | None = None
-    daily_capacity: int | None = None
+    phone: str | None = Field(default=None, max_length=40)
+    service_types: list[Annotated[str, Field(max_length=32)]] | None = Field(default=None, max_length=50)
+    coverage: list[Id] | None = Field(default=None, max_length=500)
+    daily_capacity: int | None = Field(default=None, le=100_000)
     contract_start: date | None = None
     contract_end: date | None = None
-    status: str | None = None
+    status: str | None = Field(default=None, max_length=16)
     status_reason: str | None = Field(default=None, max_length=200)
 
 
@@ -87,7 +88,7 @@ def create_provider(body: ProviderIn, session: DbSession, services: ServicesDep,
 
 
 @router.patch("/api/providers/{provider_id}")
-def update_provider(provider_id: int, body: ProviderIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def update_provider(provider_id: Id, body: ProviderIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
     row = orders_service.save_provider(session=session, fields=body.model_dump(exclude_unset=True),
                                        area_code=services.settings.city_area_code, provider_id=provider_id)
     return presenter.provider_dict(row)
@@ -95,8 +96,8 @@ def update_provider(provider_id: int, body: ProviderIn, session: DbSession, serv
 
 class OrderIn(BaseModel):
     service_type: str
-    elder_id: int | None = None
-    call_id: int | None = None
+    elder_id: Id | None = None
+    call_id: Id | None = None
     urgency: str = "normal"
     description: str = Field(default="", max_length=2000)
     window_start: datetime | None = None
@@ -144,7 +145,7 @@ def enqueue_after_commit(enqueue, connection, order_id: int, *args) -> None:
 
 @router.get("/api/workorders")
 def list_orders(session: DbSession, services: ServicesDep, user: ReaderUser, status: str | None = None,
-                elder_id: int | None = None, open: bool = False, page: int = Query(1, ge=1),
+                elder_id: Id | None = None, open: bool = False, page: Page = 1,
                 page_size: int = Query(50, ge=1, le=200)):
     rows, total = orders_service.search(session=session, status=status, elder_id=elder_id, open_only=open, page=page,
                                         page_size=page_size)
@@ -154,7 +155,7 @@ def list_orders(session: DbSession, services: ServicesDep, user: ReaderUser, sta
 
 
 @router.get("/api/workorders/{order_id}")
-def get_order(order_id: int, session: DbSession, services: ServicesDep, user: ReaderUser):
+def get_order(order_id: Id, session: DbSession, services: ServicesDep, user: ReaderUser):
     return _order(session, services, orders_service.get_or_raise(session=session, order_id=order_id), events=True)
 
 
@@ -174,7 +175,7 @@ class ConfirmIn(BaseModel):
 
 
 @router.post("/api/workorders/{order_id}/confirm")
-def confirm_draft(order_id: int, body: ConfirmIn, background: BackgroundTasks, session: DbSession, services: ServicesDep,
+def confirm_draft(order_id: Id, body: ConfirmIn, background: BackgroundTasks, session: DbSession, services: ServicesDep,
                   user: AgentUser):
     """Confirm the IVR's emergency draft (待确认 → 待派单): it is routed from now. A false alarm is
     cancelled instead (`/cancel` with the reason)."""
@@ -185,13 +186,13 @@ def confirm_draft(order_id: int, body: ConfirmIn, background: BackgroundTasks, s
 
 
 @router.post("/api/workorders/{order_id}/cancel")
-def cancel_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
+def cancel_order(order_id: Id, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
     """Cancel with a reason (the elder no longer needs it, a duplicate …)."""
     return _move(order_id, OrderStatus.CANCELLED, body, session, services, user)
 
 
 @router.post("/api/workorders/{order_id}/escalate")
-def escalate_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
+def escalate_order(order_id: Id, body: NoteIn, session: DbSession, services: ServicesDep, user: AgentUser):
     """Hand to the supervisors (督办) with a reason."""
     return _move(order_id, OrderStatus.ESCALATED, body, session, services, user)
 
@@ -207,11 +208,11 @@ def alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
 
 
 @router.get("/api/workorders/{order_id}/photo")
-def order_photo(order_id: int, session: DbSession, services: ServicesDep, user: ReaderUser):
+def order_photo(order_id: Id, session: DbSession, services: ServicesDep, user: ReaderUser):
     order = orders_service.get_or_raise(session=session, order_id=order_id)
     if not order.photo:
         raise NotFound("该工单没有上传照片")
-    return FileResponse(photos.path_of(services.settings, order.photo))
+    return photos.response(services.settings, order.photo)
 
 
 class ApproveIn(BaseModel):
@@ -219,19 +220,21 @@ class ApproveIn(BaseModel):
 
 
 @router.post("/api/workorders/{order_id}/approve-overdraw")
-def approve_overdraw(order_id: int, body: ApproveIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def approve_overdraw(order_id: Id, body: ApproveIn, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
     """Let this order's completion draw the subsidy below zero (the elder's need comes first)."""
     order = orders_service.get_or_raise(session=session, order_id=order_id)
     subsidy.approve_overdraw(session=session, order=order, supervisor=user)
+    audit_service.record(session=session, actor=user, action="subsidy_overdraw", elder_id=order.elder_id,
+                         detail={"order": order.number, "note": body.note}, ip=client_ip(request))
     return _order(session, services, order, events=True)
 
 
 class AssignIn(BaseModel):
-    provider_id: int
+    provider_id: Id
 
 
 @router.post("/api/workorders/{order_id}/assign")
-def assign_order(order_id: int, body: AssignIn, background: BackgroundTasks, session: DbSession, services: ServicesDep,
+def assign_order(order_id: Id, body: AssignIn, background: BackgroundTasks, session: DbSession, services: ServicesDep,
                  user: SupervisorUser):
     """Send an escalated order to a provider the supervisor picks (the SMS and the acceptance
     deadline as for routing)."""
@@ -243,7 +246,7 @@ def assign_order(order_id: int, body: AssignIn, background: BackgroundTasks, ses
 
 
 @router.post("/api/workorders/{order_id}/close")
-def close_order(order_id: int, body: NoteIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def close_order(order_id: Id, body: NoteIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
     """Close an escalated order once it is handled (a complaint answered, the service redone)."""
     order = orders_service.get_or_raise(session=session, order_id=order_id)
     orders_service.close_escalated(session=session, order=order, user=user, note=body.note)
@@ -268,7 +271,7 @@ class CallbackIn(BaseModel):
 
 
 @router.post("/api/workorders/{order_id}/callback")
-def record_callback(order_id: int, body: CallbackIn, session: DbSession, services: ServicesDep, user: AgentUser):
+def record_callback(order_id: Id, body: CallbackIn, session: DbSession, services: ServicesDep, user: AgentUser):
     order = orders_service.get_or_raise(session=session, order_id=order_id)
     orders_service.record_callback(session=session, order=order, user=user, **body.model_dump())
     return _order(session, services, order, events=True)
@@ -288,30 +291,49 @@ class StaffChange(BaseModel):
 
 
 @router.get("/api/providers/{provider_id}/staff")
-def list_staff(provider_id: int, session: DbSession, user: SupervisorUser):
+def list_staff(provider_id: Id, session: DbSession, user: SupervisorUser):
     return [presenter.staff_dict(row) for row in staff_service.staff_of(session=session, provider_id=provider_id)]
 
 
 @router.post("/api/providers/{provider_id}/staff", status_code=201)
-def create_staff(provider_id: int, body: StaffIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
+def create_staff(provider_id: Id, body: StaffIn, session: DbSession, services: ServicesDep, user: SupervisorUser):
     row = staff_service.create_staff(session=session, provider_id=provider_id, area_code=services.settings.city_area_code,
                                      **body.model_dump())
     return presenter.staff_dict(row)
 
 
 @router.patch("/api/provider-staff/{staff_id}")
-def update_staff(staff_id: int, body: StaffChange, session: DbSession, user: SupervisorUser):
+def update_staff(staff_id: Id, body: StaffChange, session: DbSession, user: SupervisorUser):
     return presenter.staff_dict(staff_service.update_staff(session=session, staff_id=staff_id, **body.model_dump()))
 
 
 @router.get("/api/subsidy-ledger")
-def subsidy_ledger(elder_id: int, session: DbSession, services: ServicesDep, user: ReaderUser):
+def subsidy_ledger(elder_id: Id, session: DbSession, services: ServicesDep, user: ReaderUser):
     return [presenter.ledger_dict(row, services.settings.tz) for row in subsidy.ledger_of(session=session, elder_id=elder_id)]
 
 
+class AdjustIn(BaseModel):
+    elder_id: Id
+    amount: Decimal = Field(max_digits=8, decimal_places=2, description="元: positive grants, negative corrects")
+    note: str = Field(min_length=1, max_length=150, description="why (文件号, 更正原因)")
+
+
+@router.post("/api/subsidy-ledger", status_code=201)
+def adjust_subsidy(body: AdjustIn, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """A supervisor grants or corrects an elder's subsidy: a ledger row and an audit entry with
+    the old and new balance. (A profile edit cannot touch the balance.)"""
+    if body.amount == 0:
+        raise FieldErrors.single("amount", "调整金额不能为 0")
+    before, entry = subsidy.adjust(session=session, elder_id=body.elder_id, amount=body.amount, note=body.note)
+    audit_service.record(session=session, actor=user, action="subsidy_adjust", elder_id=body.elder_id,
+                         detail={"note": body.note, "changes": {"subsidy_balance": {"old": str(before), "new": str(entry.balance_after)}}},
+                         ip=client_ip(request))
+    return presenter.ledger_dict(entry, services.settings.tz)
+
+
 @router.get("/api/sms-outbox")
-def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, order_id: int | None = None,
-               page: int = Query(1, ge=1), page_size: int = Query(50, ge=1, le=200)):
+def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, order_id: Id | None = None,
+               page: Page = 1, page_size: int = Query(50, ge=1, le=200)):
     """The outbox: every notification, newest first, with where its sending stands."""
     rows = notify_service.outbox(session=session, order_id=order_id, page=page, page_size=page_size)
     return [presenter.sms_dict(row, services.settings.tz) for row in rows]
@@ -319,8 +341,8 @@ def sms_outbox(session: DbSession, services: ServicesDep, user: SupervisorUser, 
 
 @router.get("/api/stats/workorders")
 def workorder_stats(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope,
-                    date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
-                    district: int | None = None):
+                    date_from: ReportDate | None = Query(None, alias="from"), date_to: ReportDate | None = Query(None, alias="to"),
+                    district: Id | None = None):
     """Work-order KPIs of a range of local days (default today): completion, on-time, SLA,
     satisfaction, complaints, escalations, per type / provider / status; subsidy spent.
     `district` (an area id) keeps the orders of elders living there; a scoped user's report is of
@@ -332,8 +354,8 @@ def workorder_stats(session: DbSession, services: ServicesDep, user: OverseerUse
 
 @router.get("/api/stats/workorders/export")
 def export_workorder_stats(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope,
-                           date_from: date | None = Query(None, alias="from"), date_to: date | None = Query(None, alias="to"),
-                           district: int | None = None,
+                           date_from: ReportDate | None = Query(None, alias="from"), date_to: ReportDate | None = Query(None, alias="to"),
+                           district: Id | None = None,
                            table: Literal["total", "by_type", "by_provider", "subsidy_by_type", "subsidy_by_street"] = "by_type",
                            format: Literal["csv", "xlsx"] = "csv"):
     """One table of the work-order report as CSV or XLSX, with Chinese headers."""

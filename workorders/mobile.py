@@ -14,7 +14,7 @@ from typing import Annotated
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Request, UploadFile
-from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
@@ -25,6 +25,7 @@ from callcenter.elders import service as elders_service
 from callcenter.errors import Conflict, DomainError, NotFound
 from callcenter.phones import try_parse_phone
 from callcenter.timeutil import local_iso
+from callcenter.inputs import Id
 from workorders import jobs, photos
 from workorders import service as orders_service
 from workorders import staff as staff_service
@@ -52,7 +53,7 @@ def current_staff(request: Request, session: DbSession, services: ServicesDep) -
 Staff = Annotated[ProviderStaff, Depends(current_staff)]
 
 
-def own_order(order_id: int, session: DbSession, staff: Staff) -> WorkOrder:
+def own_order(order_id: Id, session: DbSession, staff: Staff) -> WorkOrder:
     """The order, if it is this provider's; 404 otherwise (never 403: that would confirm it exists)."""
     order = session.get(WorkOrder, order_id)
     if order is None or order.provider_id != staff.provider_id:
@@ -226,7 +227,7 @@ def check_in(request: Request, order: OwnOrder, session: DbSession, services: Se
 
 
 @router.post("/orders/{order_id}/complete")
-async def complete(request: Request, order_id: int, services: ServicesDep, code: Annotated[str, Form(max_length=12)] = "",
+async def complete(request: Request, order_id: Id, services: ServicesDep, code: Annotated[str, Form(max_length=12)] = "",
                    notes: Annotated[str, Form(max_length=2000)] = "", minutes: Annotated[str, Form(max_length=6)] = "",
                    photo: Annotated[UploadFile | None, File()] = None):
     """Async only to read the upload without blocking; the database work runs in the thread pool."""
@@ -260,4 +261,4 @@ def _complete(request, order_id, services, code, notes, minutes, data) -> HTMLRe
 def order_photo(order: OwnOrder, services: ServicesDep):
     if not order.photo:
         raise NotFound("该工单没有上传照片")
-    return FileResponse(photos.path_of(services.settings, order.photo))
+    return photos.response(services.settings, order.photo)

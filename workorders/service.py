@@ -95,8 +95,8 @@ def save_provider(*, session: Session, fields: dict, area_code: str, provider_id
     start, end = fields.get("contract_start", provider.contract_start), fields.get("contract_end", provider.contract_end)
     if start and end and end < start:
         errors.append(("contract_end", "合同结束日期早于开始日期"))
-    if provider_id is None and not (fields.get("name") or "").strip():
-        errors.append(("name", "必填"))
+    if (provider_id is None or fields.get("name") is not None) and not (fields.get("name") or "").strip():
+        errors.append(("name", "服务商名称不能为空"))
     if errors:
         raise FieldErrors(errors)
     name = (fields.get("name") or provider.name).strip()
@@ -128,8 +128,8 @@ def update_service_type(*, session: Session, code: str, fields: dict) -> Service
     minutes = [fields.get(name, getattr(row, name)) for name in SLA_FIELDS]
     if not errors and not minutes[0] <= minutes[1] <= minutes[2]:
         errors.append(("complete_minutes", "时限应满足：接单 ≤ 上门 ≤ 完成"))
-    if "unit_cost" in fields and (fields["unit_cost"] is None or fields["unit_cost"] < 0):
-        errors.append(("unit_cost", "单价不能为负数"))
+    if "unit_cost" in fields and (fields["unit_cost"] is None or not 0 <= fields["unit_cost"] < 100_000_000):
+        errors.append(("unit_cost", "单价应在 0 至 99999999.99 元之间"))
     if errors:
         raise FieldErrors(errors)
     for key, value in fields.items():

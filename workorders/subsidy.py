@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from callcenter.auth.models import User
 from callcenter.elders.models import Elder
+from callcenter.elders import service as elders_service
 from callcenter.errors import Conflict
 from workorders.models import COMMITTED, ServiceType, SubsidyLedger, WorkOrder
 
@@ -79,6 +80,22 @@ def approve_overdraw(*, session: Session, order: WorkOrder, supervisor: User) ->
     session.add(order)
     session.flush()
     return order
+
+
+def adjust(*, session: Session, elder_id: int, amount: Decimal, note: str) -> tuple[Decimal, SubsidyLedger]:
+    """A supervisor's grant (positive) or correction (negative) of an elder's balance, the one way
+    besides a service's draw that moves it; never below zero. (balance before, ledger row)."""
+    elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
+    before = elder.subsidy_balance
+    moved = session.execute(update(Elder).where(Elder.id == elder_id, Elder.subsidy_balance + amount >= 0)
+                            .values(subsidy_balance=Elder.subsidy_balance + amount)).rowcount
+    if moved != 1:
+        raise SubsidyOverdraw(f"调整后补贴余额不能为负数（当前余额 {before} 元）")
+    session.refresh(elder)
+    entry = SubsidyLedger(elder_id=elder_id, amount=amount, balance_after=elder.subsidy_balance, note=f"班长调整：{note}"[:200])
+    session.add(entry)
+    session.flush()
+    return before, entry
 
 
 def ledger_of(*, session: Session, elder_id: int) -> list[SubsidyLedger]:

@@ -4,11 +4,14 @@ calls/api.py: an agent's queues and penalty are Asterisk's queue membership."""
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 
 from callcenter.auth import service as auth_service
 from callcenter.auth.models import ROLES, User
+from callcenter.inputs import Id
 from callcenter.deps import (SESSION_COOKIE, CurrentScope, CurrentUser, DbSession, ServicesDep, SupervisorUser,
                              login_attempt, remember_device)
 
@@ -16,29 +19,30 @@ router = APIRouter(tags=["auth"])
 
 
 class LoginIn(BaseModel):
-    username: str
-    password: str
+    username: str = Field(max_length=64)
+    password: str = Field(max_length=128)
 
 
 class UserIn(BaseModel):
-    username: str
-    role: str
-    password: str
-    display_name: str = ""
-    sip_extension: str | None = None
-    area_id: int | None = Field(default=None, description="the account's district, street or community; none: the whole city")
+    username: str = Field(min_length=1, max_length=64)
+    role: str = Field(max_length=32)
+    password: str = Field(max_length=128)
+    display_name: str = Field(default="", max_length=64)
+    sip_extension: str | None = Field(default=None, max_length=32)
+    area_id: Id | None = Field(default=None, description="the account's district, street or community; none: the whole city")
 
 
 class UserUpdate(BaseModel):
-    role: str | None = None
-    display_name: str | None = None
-    sip_extension: str | None = None
+    role: str | None = Field(default=None, max_length=16)
+    display_name: str | None = Field(default=None, max_length=64)
+    sip_extension: str | None = Field(default=None, max_length=32)
     active: bool | None = None
-    password: str | None = Field(default=None, min_length=1)
+    password: str | None = Field(default=None, min_length=1, max_length=128)
     sip_secret: str | None = Field(default=None, max_length=128, description="web softphone SIP password; empty clears it")
-    queues: list[str] | None = Field(default=None, description="queues the agent joins when ready ([]: QUEUE_NAME)")
-    queue_penalty: int | None = None
-    area_id: int | None = Field(default=None, description="the account's scope (an area id); null: the whole city")
+    queues: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=50, description="queues the agent joins when ready ([]: QUEUE_NAME)")
+    queue_penalty: int | None = Field(default=None, ge=0, le=100)
+    area_id: Id | None = Field(default=None, description="the account's scope (an area id); null: the whole city")
 
 
 def user_dict(user: User) -> dict:

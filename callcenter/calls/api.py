@@ -14,7 +14,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -34,13 +33,14 @@ from callcenter.elders.models import RELATIONS
 from callcenter.errors import Conflict, FieldErrors, NotFound, PermissionDenied
 from callcenter.phones import InvalidPhoneNumber, parse_phone, try_parse_phone
 from callcenter.timeutil import today_in, utcnow
+from callcenter.inputs import Id, Page, ReportDate
 
 router = APIRouter(prefix="/api/calls", tags=["calls"])
 agent_router = APIRouter(prefix="/api/agent", tags=["console"])
 accounts_router = APIRouter(tags=["auth"])
 
 
-def readable_call(call_id: int, session: DbSession, user: AgentUser) -> CallRecord:
+def readable_call(call_id: Id, session: DbSession, user: AgentUser) -> CallRecord:
     """Dependency: a call the signed-in agent took part in, whatever the caller's area (a call can
     come from anywhere), or any other call within the user's scope (404 outside it)."""
     with areas_scope.city_wide(session):
@@ -83,15 +83,15 @@ def list_calls(
     session: DbSession,
     services: ServicesDep,
     user: AgentUser,
-    date_from: date | None = Query(None, alias="from"),
-    date_to: date | None = Query(None, alias="to"),
+    date_from: ReportDate | None = Query(None, alias="from"),
+    date_to: ReportDate | None = Query(None, alias="to"),
     agent: str | None = None,
     outcome: str | None = None,
-    elder_id: int | None = None,
+    elder_id: Id | None = None,
     disposition: str | None = None,
     mine: bool = False,
     q: str = Query("", max_length=50),
-    page: int = Query(1, ge=1),
+    page: Page = 1,
     page_size: int = Query(50, ge=1, le=500),
 ):
     """Newest first. `from` / `to` are days in the centre's time zone (inclusive); `mine`: the
@@ -180,7 +180,7 @@ def save_summary(body: SummaryIn, call: OwnCall, session: DbSession, services: S
 
 
 class ElderChoiceIn(BaseModel):
-    elder_id: int
+    elder_id: Id
     phone_relation: str | None = Field(default=None, description="add the caller's number to this elder's phones as …")
     owner_name: str = Field(default="", max_length=50)
 
@@ -233,9 +233,9 @@ def set_state(body: StateIn, session: DbSession, services: ServicesDep, user: Ag
 
 
 class CallbackIn(BaseModel):
-    elder_id: int | None = None
+    elder_id: Id | None = None
     number: str | None = Field(default=None, max_length=40)
-    call_id: int | None = Field(default=None, description="call back the caller of this call")
+    call_id: Id | None = Field(default=None, description="call back the caller of this call")
 
 
 @agent_router.post("/callback")
@@ -278,7 +278,7 @@ def softphone(services: ServicesDep, user: AgentUser):
 # --- accounts: an agent's queues and penalty are Asterisk's queue membership ----------------------
 
 @accounts_router.patch("/api/users/{user_id}")
-def update_user(user_id: int, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser,
+def update_user(user_id: Id, body: UserUpdate, session: DbSession, services: ServicesDep, user: SupervisorUser,
                 scope: CurrentScope):
     """An account within the manager's scope (404 outside it); a new role or area must be one the
     manager may give."""

@@ -16,9 +16,9 @@ from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ContactIn, DeactivateIn, ElderIn, ElderUpdate, PhoneIn
 from callcenter.errors import FieldErrors
 from callcenter.timeutil import today_in
+from callcenter.inputs import Id, Page
 
 router = APIRouter(prefix="/api/elders", tags=["elders"])
-MAX_IMPORT_BYTES = 20 * 1024 * 1024
 
 
 @router.get("")
@@ -27,7 +27,7 @@ def list_elders(
     services: ServicesDep,
     user: ReaderUser,
     q: str = "",
-    page: int = Query(1, ge=1),
+    page: Page = 1,
     page_size: int = Query(20, ge=1, le=200),
     include_inactive: bool = False,
 ):
@@ -104,19 +104,20 @@ def export_elders(
 def import_elders(file: UploadFile, request: Request, session: DbSession, services: ServicesDep, user: CitySupervisorUser):
     """Import a CSV or XLSX file; returns a row-level report. Valid rows are written, bad rows
     are reported (row, column, reason), re-importing updates by ID number."""
-    content = file.file.read(MAX_IMPORT_BYTES + 1)
-    if len(content) > MAX_IMPORT_BYTES:
-        raise FieldErrors.single("file", "文件超过 20 MB")
+    limit = services.settings.import_max_bytes
+    content = file.file.read(limit + 1)
+    if len(content) > limit:
+        raise FieldErrors.single("file", f"文件超过 {limit / 1024 / 1024:g} MB，请拆分后导入")
     rows = transfer.read_table(file.filename or "", content)
     report = transfer.import_rows(session=session, rows=rows, sealer=services.sealer, area_code=services.settings.city_area_code)
-    for elder_id, action in report.written:
+    for elder_id, action, changed in report.written:
         audit_service.record(session=session, actor=user, action=f"import_{action}", elder_id=elder_id,
-                             detail={"file": file.filename}, ip=client_ip(request))
+                             detail={"file": file.filename} | presenter.audit_changes(changed), ip=client_ip(request))
     return report.as_dict()
 
 
 @router.get("/{elder_id}")
-def get_elder(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: ReaderUser,
+def get_elder(elder_id: Id, request: Request, session: DbSession, services: ServicesDep, user: ReaderUser,
               reason: str | None = Query(None, max_length=32, description="a supervisor's stated reason (elders/access.py)")):
     """The full profile while the user has a call or task open with the elder (or, for supervisors,
     a stated `reason`), else the reduced card; `access` says which and why. Audited either way."""
@@ -125,47 +126,59 @@ def get_elder(elder_id: int, request: Request, session: DbSession, services: Ser
 
 
 @router.patch("/{elder_id}")
-def update_elder(elder_id: int, changes: ElderUpdate, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+def update_elder(elder_id: Id, changes: ElderUpdate, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+    """Change profile fields (only those sent). Money fields are refused (422): the subsidy moves
+    only through the subsidy ledger. The audit entry keeps each changed field's old and new value."""
     elder, changed = elders_service.update(
         session=session, elder_id=elder_id, changes=changes.model_dump(exclude_unset=True), sealer=services.sealer,
         area_code=services.settings.city_area_code,
     )
-    audit_service.record(session=session, actor=user, action="update", elder_id=elder.id, detail={"fields": changed}, ip=client_ip(request))
+    audit_service.record(session=session, actor=user, action="update", elder_id=elder.id, detail=presenter.audit_changes(changed),
+                         ip=client_ip(request))
     return _profile(session, services, user, elder, request)
 
 
 @router.post("/{elder_id}/deactivate")
-def deactivate_elder(elder_id: int, body: DeactivateIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+def deactivate_elder(elder_id: Id, body: DeactivateIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     elder = elders_service.deactivate(session=session, elder_id=elder_id, reason=body.reason)
-    audit_service.record(session=session, actor=user, action="deactivate", elder_id=elder.id, detail={"reason": body.reason}, ip=client_ip(request))
+    audit_service.record(session=session, actor=user, action="deactivate", elder_id=elder.id,
+                         detail={"reason": body.reason} | presenter.audit_changes({"active": (True, False)}), ip=client_ip(request))
     return _profile(session, services, user, elder, request)
 
 
 @router.post("/{elder_id}/phones", status_code=201)
-def add_phone(elder_id: int, phone_in: PhoneIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+def add_phone(elder_id: Id, phone_in: PhoneIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     row = elders_service.add_phone(session=session, elder_id=elder_id, phone_in=phone_in, area_code=services.settings.city_area_code)
+    number = presenter.mask_phone(row.number)
     audit_service.record(session=session, actor=user, action="add_phone", elder_id=elder_id,
-                         detail={"relation": row.relation, "number": row.number}, ip=client_ip(request))
+                         detail={"relation": row.relation, "number": number, "changes": {"phones": {"old": None, "new": number}}},
+                         ip=client_ip(request))
     return presenter.phone_dict(row)
 
 
 @router.delete("/{elder_id}/phones/{phone_id}", status_code=204)
-def remove_phone(elder_id: int, phone_id: int, request: Request, session: DbSession, user: AgentUser):
+def remove_phone(elder_id: Id, phone_id: Id, request: Request, session: DbSession, user: AgentUser):
     row = elders_service.remove_phone(session=session, elder_id=elder_id, phone_id=phone_id)
-    audit_service.record(session=session, actor=user, action="remove_phone", elder_id=elder_id, detail={"number": row.number}, ip=client_ip(request))
+    number = presenter.mask_phone(row.number)
+    audit_service.record(session=session, actor=user, action="remove_phone", elder_id=elder_id,
+                         detail={"number": number, "changes": {"phones": {"old": number, "new": None}}}, ip=client_ip(request))
 
 
 @router.post("/{elder_id}/contacts", status_code=201)
-def add_contact(elder_id: int, contact_in: ContactIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
+def add_contact(elder_id: Id, contact_in: ContactIn, request: Request, session: DbSession, services: ServicesDep, user: AgentUser):
     row = elders_service.add_contact(session=session, elder_id=elder_id, contact_in=contact_in, area_code=services.settings.city_area_code)
-    audit_service.record(session=session, actor=user, action="add_contact", elder_id=elder_id, detail={"name": row.name}, ip=client_ip(request))
+    contact = f"{row.name} {presenter.mask_phone(row.phone)}"
+    audit_service.record(session=session, actor=user, action="add_contact", elder_id=elder_id,
+                         detail={"name": row.name, "changes": {"emergency_contacts": {"old": None, "new": contact}}}, ip=client_ip(request))
     return presenter.contact_dict(row)
 
 
 @router.delete("/{elder_id}/contacts/{contact_id}", status_code=204)
-def remove_contact(elder_id: int, contact_id: int, request: Request, session: DbSession, user: AgentUser):
+def remove_contact(elder_id: Id, contact_id: Id, request: Request, session: DbSession, user: AgentUser):
     row = elders_service.remove_contact(session=session, elder_id=elder_id, contact_id=contact_id)
-    audit_service.record(session=session, actor=user, action="remove_contact", elder_id=elder_id, detail={"name": row.name}, ip=client_ip(request))
+    contact = f"{row.name} {presenter.mask_phone(row.phone)}"
+    audit_service.record(session=session, actor=user, action="remove_contact", elder_id=elder_id,
+                         detail={"name": row.name, "changes": {"emergency_contacts": {"old": contact, "new": None}}}, ip=client_ip(request))
 
 
 def _profile(session, services, user, elder, request: Request, **how) -> dict:

@@ -107,3 +107,36 @@ def profile(*, session: Session, elder: Elder, today: date, reveal_id: bool, sea
         "phones": [phone_dict(row) for row in elders_service.phones_of(session=session, elder_id=elder.id)],
         "emergency_contacts": [contact_dict(row) for row in elders_service.contacts_of(session=session, elder_id=elder.id)],
     }
+
+
+# --- audit: old and new values of a change, masked where sensitive ---------------------------
+
+HEALTH_FIELDS = ("chronic_conditions", "allergies")  # health data: PIPL's sensitive personal information
+PHONE_FIELDS = ("steward_phone",)
+
+
+def mask_phone(e164: str) -> str:
+    """+8613512345678 → +86135****5678: enough to tell two numbers apart, not to dial one."""
+    return e164[:-8] + "****" + e164[-4:] if len(e164) > 8 else "****"
+
+
+def audit_value(name: str, value):
+    """A field's value as an audit entry keeps it: the ID number masked (the service gives it so),
+    health data hidden (only that there was some and its length), phone numbers masked."""
+    if value is None or value == "":
+        return value
+    if name in HEALTH_FIELDS:
+        return f"已隐藏（{len(str(value))} 字）"
+    if name in PHONE_FIELDS:
+        return mask_phone(str(value))
+    if isinstance(value, list):
+        return list(value)
+    if isinstance(value, (bool, int)):
+        return value
+    return str(value)
+
+
+def audit_changes(changes: dict[str, tuple]) -> dict:
+    """{field: (old, new)} → the audit entry's detail: the fields and their old and new values."""
+    return {"fields": list(changes),
+            "changes": {name: {"old": audit_value(name, old), "new": audit_value(name, new)} for name, (old, new) in changes.items()}}

@@ -113,11 +113,6 @@ def _clean_field(session: Session, name: str, value, area_code: str):
         return areas_service.get_community_or_raise(session=session, community_id=value).id
     if name == "steward_phone":
         return _phone(value, area_code).e164 if str(value).strip() else None
-    if name == "subsidy_balance":
-        amount = Decimal(str(value)).quantize(Decimal("0.01"))
-        if amount < 0:
-            raise ValueError("补贴余额不能为负数")
-        return amount
     if name == "risk_flags":
         return [_code(flag, RISK_FLAGS, "风险标记") for flag in value]
     return value.strip() if isinstance(value, str) else value
@@ -144,10 +139,32 @@ def _phone(raw: str, area_code: str) -> Phone:
 # --- create / update ------------------------------------------------------------------------
 
 
-def create(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: str) -> Elder:
-    """Create a profile with its phones and contacts, or raise FieldErrors naming every bad field."""
+MAX_BALANCE = Decimal("1000000")
+
+
+def opening_balance_or_error(value) -> Decimal:
+    """A subsidy balance handed over with a new profile (a street office's file): two decimals,
+    not negative, below a million; ValueError in Chinese otherwise."""
+    try:
+        amount = Decimal(str(value).strip().replace(",", ""))
+    except InvalidOperation as exc:
+        raise ValueError(f"补贴余额应为金额：{value}") from exc
+    if not amount.is_finite() or amount < 0 or amount >= MAX_BALANCE:
+        raise ValueError("补贴余额应在 0 至 999999.99 元之间")
+    return amount.quantize(Decimal("0.01"))
+
+
+def create(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: str, opening_balance: Decimal | None = None) -> Elder:
+    """Create a profile with its phones and contacts, or raise FieldErrors naming every bad field.
+    `opening_balance` is the subsidy a street office's import hands over with a new elder; every
+    later change of it goes through the subsidy ledger."""
     fields = elder_in.model_dump(exclude={"phones", "emergency_contacts"}, exclude_none=True)
     clean, errors = validate(session=session, fields=fields, area_code=area_code)
+    if opening_balance is not None:
+        try:
+            clean["subsidy_balance"] = opening_balance_or_error(opening_balance)
+        except ValueError as exc:
+            errors.append(("subsidy_balance", str(exc)))
     phones, phone_errors = validate_phones(elder_in.phones, area_code)
     contacts, contact_errors = validate_contacts(elder_in.emergency_contacts, area_code)
     errors += phone_errors + contact_errors
@@ -165,8 +182,9 @@ def create(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: st
     return elder
 
 
-def update(*, session: Session, elder_id: int, changes: dict, sealer: Sealer, area_code: str) -> tuple[Elder, list[str]]:
-    """Apply `changes` (only the keys present); returns the elder and the fields that changed."""
+def update(*, session: Session, elder_id: int, changes: dict, sealer: Sealer, area_code: str) -> tuple[Elder, dict[str, tuple]]:
+    """Apply `changes` (only the keys present); returns the elder and {field: (old, new)} of the
+    fields that changed (the ID number as its masked form)."""
     elder = get_or_raise(session=session, elder_id=elder_id)
     clean, errors = validate(session=session, fields=changes, area_code=area_code)
     if elder.id_number_hash and "id_number" not in clean:
@@ -175,15 +193,21 @@ def update(*, session: Session, elder_id: int, changes: dict, sealer: Sealer, ar
                 errors.append((name, "已登记身份证号，出生日期和性别以身份证号为准"))
     if errors:
         raise FieldErrors(errors)
-    before = {name: getattr(elder, name) for name in SCALAR_FIELDS} | {"id_number": elder.id_number_hash}
+    before = _snapshot(elder)
     _apply(session=session, elder=elder, clean=clean, sealer=sealer)
-    after = {name: getattr(elder, name) for name in SCALAR_FIELDS} | {"id_number": elder.id_number_hash}
-    changed = [name for name in after if before[name] != after[name]]
+    after = _snapshot(elder)
+    changed = {name: (before[name][1], after[name][1]) for name in after if before[name][0] != after[name][0]}
     if changed:
         elder.updated_at = utcnow()
         session.add(elder)
         session.flush()
     return elder, changed
+
+
+def _snapshot(elder: Elder) -> dict[str, tuple]:
+    """{field: (value compared, value shown)}: the ID number is compared by its hash, shown masked."""
+    values = {name: (getattr(elder, name),) * 2 for name in SCALAR_FIELDS}
+    return values | {"id_number": (elder.id_number_hash, elder.id_number_masked)}
 
 
 def _apply(*, session: Session, elder: Elder, clean: dict, sealer: Sealer) -> None:

@@ -10,19 +10,23 @@ from __future__ import annotations
 import csv
 import io
 import re
+import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from decimal import Decimal
 
 import openpyxl
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from callcenter import tables
 from callcenter.areas import service as areas_service
 from callcenter.crypto import Sealer
 from callcenter.elders import presenter
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import ABILITY_LEVELS, ECONOMIC_STATUSES, GENDERS, LIVING_SITUATIONS, RISK_FLAGS, Elder
-from callcenter.elders.schemas import ContactIn, ElderIn, PhoneIn
+from callcenter.elders.schemas import ElderIn
 from callcenter.errors import FieldErrors
 
 # (key, header, accepted aliases)
@@ -80,7 +84,8 @@ class ImportReport:
     rejected_rows: int = 0
     problems: list[RowProblem] = field(default_factory=list)
     ignored_columns: list[str] = field(default_factory=list)
-    written: list[tuple[int, str]] = field(default_factory=list)  # (elder id, "create" | "update")
+    # (elder id, "create" | "update", {field: (old, new)} of what the row changed)
+    written: list[tuple[int, str, dict]] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -97,16 +102,18 @@ class ImportReport:
 
 
 def read_table(filename: str, content: bytes) -> list[dict[str, object]]:
-    """Rows of a CSV (UTF-8 or GB18030, as Excel saves it) or XLSX file, keyed by header text."""
+    """Rows of a CSV (UTF-8 or GB18030, as Excel saves it) or XLSX file, keyed by header text.
+    Rows are read one at a time and the file is refused as soon as it passes MAX_ROWS; an XLSX
+    is looked at (declared sizes, compression ratio) before anything is unpacked."""
     name = filename.lower()
     if name.endswith(".csv"):
-        return _read_csv(content)
+        return _rows_to_dicts(_read_csv(content))
     if name.endswith(".xlsx"):
-        return _read_xlsx(content)
+        return _rows_to_dicts(_read_xlsx(content))
     raise FieldErrors.single("file", "仅支持 CSV 或 XLSX 文件")
 
 
-def _read_csv(content: bytes) -> list[dict[str, object]]:
+def _read_csv(content: bytes) -> Iterator[list]:
     for encoding in ("utf-8-sig", "gb18030"):
         try:
             text = content.decode(encoding)
@@ -115,29 +122,74 @@ def _read_csv(content: bytes) -> list[dict[str, object]]:
             continue
     else:
         raise FieldErrors.single("file", "文件编码无法识别，请另存为 UTF-8 或 GBK 编码的 CSV")
+    if "\x00" in text:
+        line = text.count("\n", 0, text.index("\x00")) + 1
+        raise FieldErrors.single("file", f"第 {line} 行含有空字符（NUL），文件可能已损坏，请用 Excel 另存为 CSV 后重试")
     reader = csv.reader(io.StringIO(text))
-    rows = list(reader)
-    return _rows_to_dicts(rows)
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:  # a cell over the csv module's limit (128 KB), a broken quote
+            raise FieldErrors.single("file", f"第 {reader.line_num} 行无法读取（单元格过大或引号不成对），请检查后重新导出") from exc
+        yield row
 
 
-def _read_xlsx(content: bytes) -> list[dict[str, object]]:
+# An XLSX is a zip of XML: a small file can unpack to gigabytes. What its members declare is
+# checked before openpyxl unpacks anything (zipfile then stops at the declared size).
+MAX_XLSX_UNPACKED = 200 * 1024 * 1024  # a full 50,000-row sheet is about 60 MB of XML
+MAX_XLSX_RATIO = 100  # spreadsheets compress 5-20 times; a zip bomb a thousand
+
+
+def check_xlsx_archive(content: bytes) -> None:
+    """FieldErrors when the XLSX is not a zip or would unpack to far more than a spreadsheet."""
+    try:
+        members = zipfile.ZipFile(io.BytesIO(content)).infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise FieldErrors.single("file", "无法读取 XLSX 文件，文件可能已损坏") from exc
+    unpacked = sum(member.file_size for member in members)
+    if unpacked > MAX_XLSX_UNPACKED:
+        raise FieldErrors.single("file", f"XLSX 解压后超过 {MAX_XLSX_UNPACKED // 1024 // 1024} MB，请拆分后导入")
+    for member in members:
+        if member.file_size > 1024 * 1024 and member.file_size > MAX_XLSX_RATIO * max(member.compress_size, 1):
+            raise FieldErrors.single("file", "XLSX 文件的压缩比异常（可能是压缩炸弹），已拒绝导入")
+
+
+def _read_xlsx(content: bytes) -> Iterator[list]:
+    check_xlsx_archive(content)
     try:
         workbook = openpyxl.load_workbook(io.BytesIO(content), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises many types for a damaged file
         raise FieldErrors.single("file", "无法读取 XLSX 文件，文件可能已损坏") from exc
-    sheet = workbook.worksheets[0]
-    rows = [list(row) for row in sheet.iter_rows(values_only=True)]
-    workbook.close()
-    return _rows_to_dicts(rows)
+    try:
+        for row in workbook.worksheets[0].iter_rows(values_only=True):
+            yield list(row)
+    except FieldErrors:
+        raise
+    except Exception as exc:
+        raise FieldErrors.single("file", "无法读取 XLSX 文件，文件可能已损坏") from exc
+    finally:
+        workbook.close()
 
 
-def _rows_to_dicts(rows: list[list]) -> list[dict[str, object]]:
-    if not rows:
+MAX_CELL_CHARS = 5000  # the longest field (notes) takes 2,000
+
+
+def _rows_to_dicts(rows: Iterator[list]) -> list[dict[str, object]]:
+    """Header row, then up to MAX_ROWS rows: the file is refused at row MAX_ROWS + 1, unread beyond."""
+    header = next(rows, None)
+    if header is None:
         raise FieldErrors.single("file", "文件为空")
-    headers = [str(cell).strip() if cell is not None else "" for cell in rows[0]]
-    if len(rows) - 1 > MAX_ROWS:
-        raise FieldErrors.single("file", f"单个文件最多 {MAX_ROWS} 行，请拆分后导入")
-    return [dict(zip(headers, row)) for row in rows[1:]]
+    headers = [str(cell).strip() if cell is not None else "" for cell in header]
+    result = []
+    for number, row in enumerate(rows, start=2):
+        if len(result) == MAX_ROWS:
+            raise FieldErrors.single("file", f"单个文件最多 {MAX_ROWS} 行，请拆分后导入")
+        if any(isinstance(cell, str) and len(cell) > MAX_CELL_CHARS for cell in row):
+            raise FieldErrors.single("file", f"第 {number} 行有单元格超过 {MAX_CELL_CHARS} 字，请检查后重新导出")
+        result.append(dict(zip(headers, row)))
+    return result
 
 
 # --- import ---------------------------------------------------------------------------------
@@ -153,7 +205,7 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
     if missing:
         raise FieldErrors.single("file", f"缺少必填列：{'、'.join(missing)}")
 
-    accepted: list[tuple[int, ElderIn, dict]] = []
+    accepted: list[tuple[int, ElderIn, dict, Decimal | None]] = []
     first_row_of_id: dict[str, int] = {}
     for row_number, raw in enumerate(rows, start=2):
         values = {KEY_OF[h]: v for h, v in raw.items() if h in KEY_OF}
@@ -162,6 +214,10 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
             continue
         report.total += 1
         elder_in, area, problems = _parse_row(cells, id_was_number=isinstance(values.get("id_number"), (int, float)))
+        balance = None
+        if elder_in is not None and cells.get("subsidy_balance"):
+            balance, balance_problems = _check_balance(session=session, sealer=sealer, elder_in=elder_in, text=cells["subsidy_balance"])
+            problems += balance_problems
         if elder_in is not None and not problems:
             earlier = first_row_of_id.setdefault(elder_in.id_number, row_number)
             if earlier != row_number:
@@ -172,13 +228,13 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
             report.rejected_rows += 1
             report.problems += [RowProblem(row_number, HEADER_OF.get(key, key), reason) for key, reason in problems]
             continue
-        accepted.append((row_number, elder_in, area))
+        accepted.append((row_number, elder_in, area, balance))
 
-    for _row_number, elder_in, area in accepted:
+    for _row_number, elder_in, area, balance in accepted:
         if area:
             elder_in.community_id = areas_service.community_for_path(session=session, **area).id
-        elder_id, created = _write(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code)
-        report.written.append((elder_id, "create" if created else "update"))
+        elder_id, created, changed = _write(session=session, elder_in=elder_in, balance=balance, sealer=sealer, area_code=area_code)
+        report.written.append((elder_id, "create" if created else "update", changed))
         if created:
             report.created += 1
         else:
@@ -187,8 +243,11 @@ def import_rows(*, session: Session, rows: list[dict[str, object]], sealer: Seal
 
 
 def _text(value) -> str:
+    """A cell as text; a formula-like cell our export quoted (tables.escape_cell) comes back unquoted."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        return str(tables.unescape_cell(value)).strip()
     if isinstance(value, datetime):
         return value.date().isoformat()
     if isinstance(value, date):
@@ -217,25 +276,40 @@ def _parse_row(cells: dict[str, str], id_was_number: bool) -> tuple[ElderIn | No
     area = {k: cells.get(k, "") for k in ("district", "street", "community")}
     if any(area.values()) and not all(area.values()):
         problems.append(("community", "区、街道、社区须同时填写"))
-    phones = [PhoneIn(number=n, relation="self", is_primary=i == 0) for i, n in enumerate(_split_numbers(cells.get("phones", "")))]
+    phones = [{"number": n, "relation": "self", "is_primary": i == 0} for i, n in enumerate(_split_numbers(cells.get("phones", "")))]
     contacts = []
     if cells.get("contact_name") or cells.get("contact_phone"):
         if not (cells.get("contact_name") and cells.get("contact_phone")):
             problems.append(("contact_phone", "紧急联系人须同时填写姓名和电话"))
         else:
-            contacts.append(ContactIn(name=cells["contact_name"], relation=cells.get("contact_relation") or "relative", phone=cells["contact_phone"]))
+            contacts.append({"name": cells["contact_name"], "relation": cells.get("contact_relation") or "relative", "phone": cells["contact_phone"]})
     fields = {
         key: cells[key]
         for key in ("gender", "address", "living_situation", "economic_status", "ability_level", "chronic_conditions",
-                    "allergies", "steward_name", "steward_phone", "subsidy_balance", "notes")
+                    "allergies", "steward_name", "steward_phone", "notes")
         if cells.get(key)
     }
     if cells.get("risk_flags"):
         fields["risk_flags"] = _split(cells["risk_flags"])
     if problems:
         return None, None, problems
-    elder_in = ElderIn(name=cells["name"], id_number=id_number, birth_date=birth_date, phones=phones, emergency_contacts=contacts, **fields)
+    try:
+        elder_in = ElderIn(name=cells["name"], id_number=id_number, birth_date=birth_date, phones=phones, emergency_contacts=contacts,
+                           **fields)
+    except ValidationError as exc:  # a cell longer than its field takes
+        return None, None, [(_column_of(error["loc"]), _too_long(error)) for error in exc.errors()]
     return elder_in, (area if all(area.values()) else None), problems
+
+
+def _column_of(loc: tuple) -> str:
+    if loc and loc[0] == "emergency_contacts":
+        return "contact_" + ("name" if loc[-1] == "name" else "phone")
+    return "phones" if loc and loc[0] == "phones" else str(loc[0] if loc else "file")
+
+
+def _too_long(error: dict) -> str:
+    limit = (error.get("ctx") or {}).get("max_length")
+    return f"不能超过 {limit} 字" if limit else "无效的值"
 
 
 def _split(text: str) -> list[str]:
@@ -274,19 +348,35 @@ def _check_against_database(*, session: Session, elder_in: ElderIn, area_code: s
     return problems
 
 
-def _write(*, session: Session, elder_in: ElderIn, sealer: Sealer, area_code: str) -> tuple[int, bool]:
-    """Create the elder, or update the one with this ID number; (elder id, created?)."""
+def _check_balance(*, session: Session, sealer: Sealer, elder_in: ElderIn, text: str) -> tuple[Decimal | None, list[tuple[str, str]]]:
+    """The 补贴余额 column opens a new elder's balance; for an elder already registered it must
+    match the balance on record (the file cannot move money: the subsidy ledger does)."""
+    try:
+        balance = elders_service.opening_balance_or_error(text)
+    except ValueError as exc:
+        return None, [("subsidy_balance", str(exc))]
+    existing = elders_service.find_by_id_number(session=session, sealer=sealer, id_number=elder_in.id_number or "")
+    if existing is not None and existing.subsidy_balance != balance:
+        return None, [("subsidy_balance", f"与系统中的余额 {existing.subsidy_balance} 元不一致：导入不改变已登记老人的补贴余额，"
+                                          "请清空该列，或由班长在补贴台账中调整")]
+    return (balance if existing is None else None), []
+
+
+def _write(*, session: Session, elder_in: ElderIn, balance: Decimal | None, sealer: Sealer, area_code: str) -> tuple[int, bool, dict]:
+    """Create the elder (with its opening balance), or update the one with this ID number;
+    (elder id, created?, {field: (old, new)})."""
     existing = elders_service.find_by_id_number(session=session, sealer=sealer, id_number=elder_in.id_number)
     if existing is None:
-        return elders_service.create(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code).id, True
+        elder = elders_service.create(session=session, elder_in=elder_in, sealer=sealer, area_code=area_code, opening_balance=balance)
+        return elder.id, True, ({"subsidy_balance": (None, elder.subsidy_balance)} if balance is not None else {})
     changes = elder_in.model_dump(exclude={"phones", "emergency_contacts", "id_number"}, exclude_none=True)
-    elders_service.update(session=session, elder_id=existing.id, changes=changes, sealer=sealer, area_code=area_code)
+    _, changed = elders_service.update(session=session, elder_id=existing.id, changes=changes, sealer=sealer, area_code=area_code)
     for phone_in in elder_in.phones:
         elders_service.add_phone(session=session, elder_id=existing.id, phone_in=phone_in.model_copy(update={"is_primary": False}),
                                  area_code=area_code)
     for contact_in in elder_in.emergency_contacts:
         elders_service.add_contact(session=session, elder_id=existing.id, contact_in=contact_in, area_code=area_code)
-    return existing.id, False
+    return existing.id, False, changed
 
 
 # --- export ---------------------------------------------------------------------------------

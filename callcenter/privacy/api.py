@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from callcenter.audit import service as audit_service
 from callcenter.deps import DbSession, ServicesDep, SupervisorUser, client_ip
+from callcenter.inputs import Id
 from callcenter.privacy import service
 from callcenter.timeutil import today_in
 from workorders import photos
@@ -25,7 +26,7 @@ router = APIRouter(prefix="/api/privacy", tags=["privacy"])
 
 
 @router.get("/elders/{elder_id}/export")
-def export_elder(elder_id: int, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser,
+def export_elder(elder_id: Id, request: Request, session: DbSession, services: ServicesDep, user: SupervisorUser,
                  format: Literal["json", "zip"] = "json"):
     """The elder's own data (PIPL art. 45): one JSON document, or a ZIP with one JSON file per part."""
     tz = services.settings.tz
@@ -55,7 +56,7 @@ class AnonymiseIn(BaseModel):
 
 
 @router.post("/elders/{elder_id}/anonymise")
-def anonymise_elder(elder_id: int, body: AnonymiseIn, request: Request, session: DbSession, services: ServicesDep,
+def anonymise_elder(elder_id: Id, body: AnonymiseIn, request: Request, session: DbSession, services: ServicesDep,
                     user: SupervisorUser):
     """Erase what identifies the elder (PIPL art. 47); calls and orders keep counting, anonymously."""
     erasure = service.anonymise(session=session, elder_id=elder_id, user=user, reason=body.reason, request_ref=body.request_ref,

@@ -40,7 +40,8 @@ from workorders.models import WorkOrder
 
 ANONYMOUS_NAME = "已匿名"
 ERASED_NOTE = "已按本人申请匿名化"
-AUDIT_IDENTIFIERS = ("phone", "number", "name", "q")  # detail keys that may name or number the person
+# detail keys that may name or number the person ("changes": a profile change's old and new values)
+AUDIT_IDENTIFIERS = ("phone", "number", "name", "q", "changes")
 
 
 def export(*, session: Session, elder_id: int, sealer: Sealer, tz, today, user: User, now: datetime | None = None) -> dict:

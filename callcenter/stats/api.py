@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import date
 from typing import Literal
 
 from fastapi import APIRouter, Query
@@ -16,6 +15,7 @@ from callcenter import reporting
 from callcenter.deps import CitySupervisorUser, CurrentScope, DbSession, OverseerUser, ServicesDep, download
 from callcenter.stats import service as stats_service
 from callcenter.stats import wallboard
+from callcenter.inputs import Id, ReportDate
 
 router = APIRouter(prefix="/api/stats", tags=["stats"])
 FIGURES_SECONDS = 5.0  # how old today's figures on a wallboard may be
@@ -58,9 +58,9 @@ def shared_figures(session, services) -> dict:
 
 
 @router.get("/kpis")
-def kpis(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope, date_from: date | None = Query(None, alias="from"),
-         date_to: date | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
-         district: int | None = None, threshold: int = Query(15, ge=1, le=600)):
+def kpis(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope, date_from: ReportDate | None = Query(None, alias="from"),
+         date_to: ReportDate | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
+         district: Id | None = None, threshold: int = Query(15, ge=1, le=600)):
     """Offered, answered, abandons, service level (T = `threshold` s), ASA, AHT …, per day,
     hour of day and agent (with occupancy). Days are the centre's local days; the default is
     today. `district` (an area id) keeps the calls of elders living there; a scoped user's report
@@ -73,9 +73,9 @@ def kpis(session: DbSession, services: ServicesDep, user: OverseerUser, scope: C
 
 @router.get("/kpis/export")
 def export_kpis(session: DbSession, services: ServicesDep, user: OverseerUser, scope: CurrentScope,
-                date_from: date | None = Query(None, alias="from"),
-                date_to: date | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
-                district: int | None = None, threshold: int = Query(15, ge=1, le=600),
+                date_from: ReportDate | None = Query(None, alias="from"),
+                date_to: ReportDate | None = Query(None, alias="to"), queue: str | None = None, agent: str | None = None,
+                district: Id | None = None, threshold: int = Query(15, ge=1, le=600),
                 table: Literal["total", "by_day", "by_hour", "by_agent"] = "by_day", format: Literal["csv", "xlsx"] = "csv"):
     """One table of the report as CSV or XLSX, with Chinese headers."""
     report = kpis(session, services, user, scope, date_from, date_to, queue, agent, district, threshold)

@@ -19,10 +19,11 @@ from tests.telephony import LiveTelephony, call_rows, wait_for
 TIMEOUT = 15_000
 
 
-def make_elder(services, name, number, **fields):
+def make_elder(services, name, number, subsidy_balance=None, **fields):
     with services.db.session_scope() as session:
         elder_in = ElderIn(name=name, phones=[PhoneIn(number=number)], **fields)
-        return elders_service.create(session=session, elder_in=elder_in, sealer=services.sealer, area_code="0411").id
+        return elders_service.create(session=session, elder_in=elder_in, sealer=services.sealer, area_code="0411",
+                                     opening_balance=subsidy_balance).id
 
 
 def make_zhang(services):

@@ -64,8 +64,8 @@ def build(services, settings) -> City:
             street = areas_service.get_or_create(session=session, name=street_name, parent=district)
             community = areas_service.get_or_create(session=session, name=community_name, parent=street)
             number = "1380411000" + ("1" if side == "A" else "2")
-            elder = elders_service.create(session=session, sealer=services.sealer, area_code="0411", elder_in=ElderIn(
-                name=MARKERS[side][0], community_id=community.id, subsidy_balance=Decimal("300"),
+            elder = elders_service.create(session=session, sealer=services.sealer, area_code="0411", opening_balance=Decimal("300"),
+                                          elder_in=ElderIn(name=MARKERS[side][0], community_id=community.id,
                 phones=[PhoneIn(number=number)], emergency_contacts=[ContactIn(name="联系人", phone=fresh_mobile())]))
             provider = orders_service.save_provider(session=session, area_code="0411", fields=dict(
                 name=MARKERS[side][1], contact_name="调度", phone=fresh_mobile(), service_types=["meal", "cleaning"],

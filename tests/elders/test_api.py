@@ -24,7 +24,6 @@ def zhang_payload(**overrides):
         "chronic_conditions": "高血压、糖尿病",
         "allergies": "青霉素",
         "risk_flags": ["fall_history"],
-        "subsidy_balance": "500",
         "phones": [
             {"number": "13800138000", "relation": "self", "is_primary": True},
             {"number": "87654321", "relation": "self"},
@@ -50,7 +49,7 @@ def test_created_profile_shows_what_an_agent_needs(agent_client, zhang):
     assert zhang["ability_level_label"] == "中度失能"
     assert zhang["economic_status_label"] == "低保"
     assert zhang["risk_flag_labels"] == ["跌倒史"]
-    assert zhang["subsidy_balance"] == "500.00"
+    assert zhang["subsidy_balance"] == "0.00"
     assert [p["display"] for p in zhang["phones"]] == ["138 0013 8000", "0411-87654321", "139 0411 2233"]
     assert zhang["emergency_contacts"][0]["relation_label"] == "儿子"
 
@@ -194,6 +193,48 @@ def test_update_records_which_fields_changed(agent_client, services, zhang):
     with services.db.session_scope() as session:
         entry = session.exec(select(AuditLog).where(AuditLog.action == "update")).one()
     assert sorted(entry.detail["fields"]) == ["ability_level", "address"]
+    assert entry.detail["changes"]["address"] == {"old": "中山路12号3单元402室", "new": "人民路1号"}
+    assert entry.detail["changes"]["ability_level"] == {"old": "moderate", "new": "severe"}
+
+
+@pytest.mark.parametrize("body", [{"subsidy_balance": "99999.00"}, {"address": "人民路1号", "subsidy_balance": "0"}])
+def test_an_agent_cannot_set_the_subsidy_balance(agent_client, services, zhang, body):
+    """Finding 1: PATCH {"subsidy_balance": "99999.00"} was a 200 that bypassed the ledger."""
+    response = agent_client.patch(f"/api/elders/{zhang['id']}", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["detail"][0]
+    assert error["loc"] == ["body", "subsidy_balance"] and "补贴台账" in error["msg"]
+    with services.db.session_scope() as session:
+        elder = session.get(Elder, zhang["id"])
+        assert (str(elder.subsidy_balance), elder.address) == ("0.00", zhang["address"])
+
+
+def test_a_new_profile_cannot_bring_its_own_balance(agent_client):
+    response = agent_client.post("/api/elders", json=zhang_payload(subsidy_balance="99999"))
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["body", "subsidy_balance"]
+
+
+def test_update_audit_masks_id_number_and_health_data(agent_client, services, zhang):
+    new_id = id_number(date(1942, 2, 14), "male", 47)
+    body = {"id_number": new_id, "chronic_conditions": "冠心病", "allergies": "", "steward_phone": "13512345678"}
+    assert agent_client.patch(f"/api/elders/{zhang['id']}", json=body).status_code == 200
+    with services.db.session_scope() as session:
+        entry = session.exec(select(AuditLog).where(AuditLog.action == "update")).one()
+    changes = entry.detail["changes"]
+    assert changes["id_number"] == {"old": ZHANG_ID[:4] + "*" * 10 + ZHANG_ID[-4:], "new": new_id[:4] + "*" * 10 + new_id[-4:]}
+    assert changes["chronic_conditions"] == {"old": "已隐藏（7 字）", "new": "已隐藏（3 字）"}
+    assert changes["allergies"] == {"old": "已隐藏（3 字）", "new": ""}
+    assert changes["steward_phone"] == {"old": None, "new": "+86135****5678"}
+    stored = str(entry.detail)
+    for secret in (ZHANG_ID, new_id, "冠心病", "高血压", "青霉素", "13512345678"):
+        assert secret not in stored
+
+
+def test_deactivation_audit_records_old_and_new(agent_client, services, zhang):
+    agent_client.post(f"/api/elders/{zhang['id']}/deactivate", json={"reason": "已迁出本市"})
+    with services.db.session_scope() as session:
+        entry = session.exec(select(AuditLog).where(AuditLog.action == "deactivate")).one()
+    assert entry.detail["changes"] == {"active": {"old": True, "new": False}}
 
 
 def test_update_with_a_bad_field_changes_nothing(agent_client, services, zhang):
@@ -225,3 +266,17 @@ def test_phones_and_contacts_can_be_added_and_removed(agent_client, zhang):
 def test_missing_profile_is_404_in_chinese(agent_client):
     response = agent_client.get("/api/elders/999999")
     assert response.status_code == 404 and "不存在" in response.json()["detail"]
+
+
+def test_phone_and_contact_changes_are_audited_masked(agent_client, services, zhang):
+    phone = agent_client.post(f"/api/elders/{zhang['id']}/phones", json={"number": "13911112222", "relation": "son"}).json()
+    agent_client.delete(f"/api/elders/{zhang['id']}/phones/{phone['id']}", headers=csrf_headers(agent_client))
+    contact = agent_client.post(f"/api/elders/{zhang['id']}/contacts", json={"name": "张强", "phone": "13933334444"}).json()
+    agent_client.delete(f"/api/elders/{zhang['id']}/contacts/{contact['id']}", headers=csrf_headers(agent_client))
+    with services.db.session_scope() as session:
+        rows = {row.action: row.detail for row in session.exec(select(AuditLog).where(AuditLog.elder_id == zhang["id"]))}
+    assert rows["add_phone"]["changes"] == {"phones": {"old": None, "new": "+86139****2222"}}
+    assert rows["remove_phone"]["changes"] == {"phones": {"old": "+86139****2222", "new": None}}
+    assert rows["add_contact"]["changes"] == {"emergency_contacts": {"old": None, "new": "张强 +86139****4444"}}
+    assert rows["remove_contact"]["changes"] == {"emergency_contacts": {"old": "张强 +86139****4444", "new": None}}
+    assert "13911112222" not in str(rows) and "13933334444" not in str(rows)

@@ -2,11 +2,13 @@
 
 import csv
 import io
+import zipfile
 from datetime import date
 
 import openpyxl
 from sqlmodel import select
 
+from callcenter import tables
 from callcenter.audit.models import AuditLog
 from callcenter.elders.models import Elder
 from tests.conftest import csrf_headers, id_number
@@ -156,3 +158,137 @@ def test_admin_export_reimports_without_change(admin_client, services):
     assert report["problems"] == []
     assert (report["created"], report["updated"], report["rejected_rows"]) == (0, 2, 0)
     assert elder_names(services) == ["刘桂兰", "陈德明"]
+
+
+HOSTILE = ["=cmd|' /C calc'!A0", "+SUM(1,2)", "-2+3", "@SUM(1)", "\t=1+1", "\r=1+1"]
+
+
+def test_exports_carry_formula_like_text_as_text(admin_client, services):
+    """Finding 2: names and notes such as =cmd|' /C calc'!A0 were exported as live formulas
+    (XLSX) and raw (CSV). The CSV quotes them (OWASP), the XLSX holds them as text cells, and
+    the import reads its own export back unchanged."""
+    admin_client.get("/api/auth/me")
+    upload(admin_client, "a.csv", csv_bytes(sheet_rows()[:2]))
+    with services.db.session_scope() as session:
+        elder = session.exec(select(Elder)).one()
+        elder_id = elder.id
+    for value in HOSTILE:
+        assert admin_client.patch(f"/api/elders/{elder_id}", json={"name": value[:50], "notes": value}).status_code == 200
+        exported = admin_client.get("/api/elders/export", params={"format": "csv"}).content.decode("utf-8-sig")
+        row = dict(zip(*list(csv.reader(io.StringIO(exported)))))
+        assert row["姓名"] == "'" + value.strip() and row["备注"] == "'" + value.strip()
+        xlsx = admin_client.get("/api/elders/export", params={"format": "xlsx"}).content
+        sheet = openpyxl.load_workbook(io.BytesIO(xlsx)).active
+        header = [cell.value for cell in sheet[1]]
+        cell = sheet.cell(row=2, column=header.index("备注") + 1)
+        assert cell.data_type == "s" and cell.value == value.strip() and cell.quotePrefix
+        report = upload(admin_client, "export.csv", exported.encode("utf-8-sig")).json()
+        assert report["problems"] == [] and report["updated"] == 1
+        with services.db.session_scope() as session:
+            assert session.get(Elder, elder_id).notes == value.strip()
+
+
+def test_negative_numbers_are_not_quoted():
+    assert tables.escape_cell("-20.00") == "-20.00" and tables.escape_cell("-2+3") == "'-2+3"
+
+
+def test_import_opens_a_new_balance_but_never_moves_one(supervisor_client, services):
+    supervisor_client.get("/api/auth/me")
+    rows = [["姓名", "身份证号", "补贴余额"], ["刘桂兰", ID_A, "300"]]
+    assert upload(supervisor_client, "a.csv", csv_bytes(rows)).json()["created"] == 1
+    same = upload(supervisor_client, "a.csv", csv_bytes(rows)).json()
+    assert (same["updated"], same["problems"]) == (1, [])
+    report = upload(supervisor_client, "a.csv", csv_bytes([rows[0], ["刘桂兰", ID_A, "99999"]])).json()
+    assert report["rejected_rows"] == 1 and report["problems"][0]["column"] == "补贴余额"
+    with services.db.session_scope() as session:
+        elder = session.exec(select(Elder)).one()
+        assert str(elder.subsidy_balance) == "300.00"
+        entry = session.exec(select(AuditLog).where(AuditLog.action == "import_create")).one()
+    assert entry.detail["changes"] == {"subsidy_balance": {"old": None, "new": "300.00"}}
+
+
+# --- finding 5: streaming, capped, bomb-proof import; finding 6: hostile CSV cells -----------------
+
+def xlsx_bomb(rows: int = 1_000_000) -> bytes:
+    """A real XLSX whose sheet XML repeats one row a million times: ~50 MB of XML in ~100 KB."""
+    buffer = io.BytesIO()
+    workbook = openpyxl.Workbook()
+    workbook.active.append(["姓名", "身份证号"])
+    workbook.save(buffer)
+    source = zipfile.ZipFile(io.BytesIO(buffer.getvalue()))
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as bomb:
+        for item in source.infolist():
+            if item.filename != "xl/worksheets/sheet1.xml":
+                bomb.writestr(item, source.read(item))
+                continue
+            with bomb.open(item.filename, "w") as sheet:
+                sheet.write(b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>')
+                row = '<row><c t="inlineStr"><is><t>张三</t></is></c><c t="inlineStr"><is><t>1</t></is></c></row>'.encode()
+                for _ in range(rows // 1000):
+                    sheet.write(row * 1000)
+                sheet.write(b"</sheetData></worksheet>")
+    return out.getvalue()
+
+
+def test_an_xlsx_zip_bomb_is_refused_before_it_is_unpacked(supervisor_client, services):
+    """Finding 5: a 2 MB XLSX of a million rows kept the web process busy for minutes."""
+    supervisor_client.get("/api/auth/me")
+    bomb = xlsx_bomb()
+    assert len(bomb) < 1024 * 1024
+    response = upload(supervisor_client, "bomb.xlsx", bomb)
+    assert response.status_code == 422 and "压缩炸弹" in response.json()["detail"][0]["msg"]
+    assert elder_names(services) == []
+
+
+def test_the_row_cap_stops_reading_at_the_first_row_over_it(supervisor_client, services, monkeypatch):
+    from callcenter.elders import transfer
+
+    monkeypatch.setattr(transfer, "MAX_ROWS", 3)
+    read = []
+    real_rows_to_dicts = transfer._rows_to_dicts
+
+    def counting(rows):
+        def tracked():
+            for row in rows:
+                read.append(row)
+                yield row
+        return real_rows_to_dicts(tracked())
+
+    monkeypatch.setattr(transfer, "_rows_to_dicts", counting)
+    supervisor_client.get("/api/auth/me")
+    rows = [["姓名", "身份证号"]] + [[f"老人{i}", id_number(sequence=i)] for i in range(10)]
+    workbook = openpyxl.Workbook()
+    for row in rows:
+        workbook.active.append(row)
+    buffer = io.BytesIO()
+    workbook.save(buffer)
+    for name, content in (("a.csv", csv_bytes(rows)), ("a.xlsx", buffer.getvalue())):
+        read.clear()
+        response = upload(supervisor_client, name, content)
+        assert response.status_code == 422 and "最多 3 行" in response.json()["detail"][0]["msg"]
+        assert len(read) == 5  # the header, 3 rows, the one over the cap: never the rest
+    assert elder_names(services) == []
+
+
+def test_an_import_larger_than_its_limit_is_refused(supervisor_client, settings):
+    supervisor_client.get("/api/auth/me")
+    response = upload(supervisor_client, "big.csv", b"x" * (settings.import_max_bytes + 100 * 1024))
+    assert response.status_code == 413 and "请求内容过大" in response.json()["detail"]
+
+
+def test_hostile_csv_cells_are_reported_not_a_server_error(supervisor_client, services):
+    """Finding 6: a CSV with a NUL byte or a 128 KB field was a 500; so was a name too long."""
+    supervisor_client.get("/api/auth/me")
+    nul = csv_bytes([["姓名", "身份证号"], ["刘\x00桂兰", ID_A]])
+    response = upload(supervisor_client, "nul.csv", nul)
+    assert response.status_code == 422 and "空字符" in response.json()["detail"][0]["msg"]
+    huge = csv_bytes([["姓名", "身份证号", "备注"], ["刘桂兰", ID_A, "长" * 128 * 1024]])
+    response = upload(supervisor_client, "huge.csv", huge)
+    assert response.status_code == 422 and "第 2 行" in response.json()["detail"][0]["msg"]
+    long_name = upload(supervisor_client, "a.csv", csv_bytes([["姓名", "身份证号", "紧急联系人", "紧急联系人电话"],
+                                                           ["名" * 51, ID_A, "", ""], ["刘桂兰", ID_B, "子" * 60, "13900002222"]]))
+    assert long_name.status_code == 200, long_name.text
+    problems = {(p["row"], p["column"]): p["reason"] for p in long_name.json()["problems"]}
+    assert problems == {(2, "姓名"): "不能超过 50 字", (3, "紧急联系人"): "不能超过 50 字"}
+    assert elder_names(services) == []

@@ -154,3 +154,16 @@ def test_a_bad_request_is_a_chinese_422(supervisor_client, zhang):
     assert response.status_code == 422
     assert supervisor_client.post("/api/privacy/elders/999999/anonymise", json={"reason": "本人申请"}).status_code == 404
     assert supervisor_client.get("/api/privacy/elders/999999/export").status_code == 404
+
+
+def test_anonymising_also_redacts_the_old_and_new_values_in_the_audit_log(supervisor_client, services, zhang):
+    """Profile changes are audited with their old and new values (issue 17, finding 1): erasure
+    must not leave the old address or name behind in them."""
+    changed = supervisor_client.patch(f"/api/elders/{zhang['elder']}", json={"address": "人民路99号", "name": "张老汉"})
+    assert changed.status_code == 200, changed.text
+    assert supervisor_client.post(f"/api/privacy/elders/{zhang['elder']}/anonymise", json={"reason": "本人申请"}).status_code == 200
+    with services.db.session_scope() as session:
+        details = [row.detail for row in session.exec(select(AuditLog).where(AuditLog.elder_id == zhang["elder"]))]
+    assert any(detail.get("changes") == "***" for detail in details)
+    for trace in ("人民路99号", "张老汉", "中山路12号"):
+        assert trace not in json.dumps(details, ensure_ascii=False), trace

@@ -37,9 +37,9 @@ def city(services):
         street = areas_service.get_or_create(session=session, name="桃源街道", parent=district)
         other = areas_service.get_or_create(session=session, name="海军广场街道", parent=district)
         community = areas_service.get_or_create(session=session, name="桃源社区", parent=street)
-        elder = elders_service.create(session=session, elder_in=ElderIn(name="张大爷", community_id=community.id, subsidy_balance=Decimal("500"),
+        elder = elders_service.create(session=session, elder_in=ElderIn(name="张大爷", community_id=community.id,
                                                                          phones=[PhoneIn(number="13800138000")]),
-                                      sealer=services.sealer, area_code="0411")
+                                      sealer=services.sealer, area_code="0411", opening_balance=Decimal("500"))
         providers = {}
         for name, rating, coverage, status, phone in (("乐龄", "4.9", [street.id], "active", "+8613900000001"),
                                                       ("安康", "4.5", [community.id], "active", "+8613900000002"),

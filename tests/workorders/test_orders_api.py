@@ -161,3 +161,30 @@ def test_orders_created_at_the_same_moment_get_distinct_numbers(app, services, a
     assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses if r.status_code != 201]
     suffixes = sorted(int(r.json()["number"].rsplit("-", 1)[1]) for r in responses)
     assert suffixes == list(range(8, 28))
+
+
+def test_subsidy_moves_only_through_the_ledger(app, services):
+    """Finding 1: the balance changes through a supervisor's adjustment (a ledger row and an audit
+    entry with old and new balance), never below zero, and agents cannot adjust."""
+    from callcenter.audit.models import AuditLog
+    from tests.conftest import csrf_headers
+
+    elder_id = add_elder(services, subsidy="100")
+    agent, supervisor = TestClient(app), TestClient(app)
+    login(agent, make_user(services, "agent"))
+    login(supervisor, make_user(services, "supervisor"))
+    body = {"elder_id": elder_id, "amount": "300.00", "note": "2026年第四季度补贴"}
+    assert agent.post("/api/subsidy-ledger", json=body).status_code == 403
+    response = supervisor.post("/api/subsidy-ledger", json=body)
+    assert response.status_code == 201, response.text
+    assert (response.json()["amount"], response.json()["balance_after"]) == ("300.00", "400.00")
+    refused = supervisor.post("/api/subsidy-ledger", json=body | {"amount": "-500"})
+    assert refused.status_code == 409 and "不能为负数" in refused.json()["detail"]
+    assert supervisor.post("/api/subsidy-ledger", json=body | {"amount": "0"}).status_code == 422
+    assert supervisor.patch(f"/api/elders/{elder_id}", json={"subsidy_balance": "1"}, headers=csrf_headers(supervisor)).status_code == 422
+    assert supervisor.get(f"/api/elders/{elder_id}", params={"reason": "correction"}).json()["subsidy_balance"] == "400.00"
+    ledger = supervisor.get("/api/subsidy-ledger", params={"elder_id": elder_id}).json()
+    assert [(row["amount"], row["note"]) for row in ledger] == [("300.00", "班长调整：2026年第四季度补贴")]
+    with services.db.session_scope() as session:
+        entry = session.exec(select(AuditLog).where(AuditLog.action == "subsidy_adjust")).one()
+    assert entry.detail["changes"] == {"subsidy_balance": {"old": "100.00", "new": "400.00"}}

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import re
+import struct
+import zlib
 from decimal import Decimal
 
 import pytest
@@ -21,7 +23,16 @@ from tests.workorders.test_orders_api import answered_call
 from workorders import staff as staff_service
 from workorders.models import ProviderStaff, SmsMessage, SubsidyLedger, WorkOrder
 
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+# A real 1×1 PNG and a real 1×1 baseline JPEG's structure (photos are decoded, not just sniffed).
+PNG = (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 2, 0, 0, 0))
+       + _png_chunk(b"IDAT", zlib.compress(b"\x00\xff\x00\x00")) + _png_chunk(b"IEND", b""))
+JPEG = (b"\xff\xd8" + b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+        + b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, 1, 1, 1) + b"\x01\x11\x00"
+        + b"\xff\xda" + struct.pack(">HB", 8, 1) + b"\x01\x00\x00\x3f\x00" + b"\xd2\xcf\x20" + b"\xff\xd9")
 
 
 def sms_to(services, number: str, order_id: int) -> str:
@@ -109,8 +120,9 @@ def test_from_a_call_to_a_closed_order_with_satisfaction(app, services, console,
     order = order_row(services, order_id)
     assert (order.status, order.service_minutes, order.service_notes, order.confirm_failures) == \
         ("completed", 30, "送餐到家，老人状态良好", 1)
-    assert provider.get(f"/m/orders/{order_id}/photo").content == PNG
-    assert console.get(f"/api/workorders/{order_id}/photo").content == PNG
+    for served in (provider.get(f"/m/orders/{order_id}/photo"), console.get(f"/api/workorders/{order_id}/photo")):
+        assert served.content == PNG
+        assert served.headers["content-type"] == "image/png" and served.headers["x-content-type-options"] == "nosniff"
 
     # The subsidy: a meal (15.00) drawn from 500.00, with its ledger row.
     assert balance(services, city["elder"]) == Decimal("485.00")
@@ -320,8 +332,28 @@ def test_photos_are_checked_by_content_and_size(app, services, settings, console
     huge = PNG + b"\x00" * settings.upload_max_bytes
     big = m_post(provider, f"/m/orders/{order_id}/complete", form, files={"photo": ("big.png", huge, "image/png")})
     assert big.status_code == 422 and "照片不能超过 5 MB" in big.text
+    # Finding 5: an HTML page behind a JPEG (or PNG) header was accepted and served as a photo.
+    for name, disguised in (("x.jpg", b"\xff\xd8\xff\xe0<html><script>alert(document.cookie)</script></html>"),
+                            ("x.png", b"\x89PNG\r\n\x1a\n<html><script>alert(1)</script></html>"),
+                            ("x.jpg", JPEG[:-40] + b"<html><script>alert(1)</script></html>")):
+        refused = m_post(provider, f"/m/orders/{order_id}/complete", form, files={"photo": (name, disguised, "image/jpeg")})
+        assert refused.status_code == 422 and "不是真正的图片" in refused.text, name
     assert order_row(services, order_id).status == "in_service" and order_row(services, order_id).photo is None
-    assert m_post(provider, f"/m/orders/{order_id}/complete", form).status_code == 303  # the photo is optional
+    done = m_post(provider, f"/m/orders/{order_id}/complete", form, files={"photo": ("p.jpg", JPEG, "image/jpeg")})
+    assert done.status_code == 303
+    served = console.get(f"/api/workorders/{order_id}/photo")
+    assert served.content == JPEG and served.headers["content-type"] == "image/jpeg"
+    assert served.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_photo_is_optional(app, services, console, city, rq_redis):
+    order_id = new_order(console, city["elder"])
+    work(rq_redis)
+    provider = sign_in_by_sms(app, services, "+8613900000001", order_id)
+    m_post(provider, f"/m/orders/{order_id}/accept")
+    m_post(provider, f"/m/orders/{order_id}/checkin")
+    form = {"code": confirm_code(services, order_id), "notes": "完成", "minutes": "20"}
+    assert m_post(provider, f"/m/orders/{order_id}/complete", form).status_code == 303
 
 
 def test_subsidy_overdraw_is_refused_unless_a_supervisor_approves(app, services, console, supervisor, city, rq_redis):

