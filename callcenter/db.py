@@ -6,7 +6,8 @@ with `session_scope()`. The caller owns the transaction: service functions flush
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
@@ -139,3 +140,15 @@ def create_postgres_database(admin_url: str, name: str):
         admin.dispose()
 
     return admin_url.rsplit("/", 1)[0] + f"/{name}", drop
+
+
+def for_this_process(state: dict, settings: Callable[[], Settings]) -> Database:
+    """The RQ jobs' database: one engine per process, made once (in the worker, before it forks)
+    and kept in `state`; a forked work-horse drops the inherited pool (a database connection is
+    never shared across a fork) and opens its own connections."""
+    if "db" not in state:
+        state["db"], state["pid"] = Database(settings()), os.getpid()
+    elif state.get("pid") != os.getpid():
+        state["db"].engine.dispose(close=False)
+        state["pid"] = os.getpid()
+    return state["db"]

@@ -85,9 +85,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_error_handlers(app)
     _install_csrf_cookie(app, settings)
     _install_access_log(app)
-    _install_security_headers(app, settings)
     app.add_middleware(RefuseNul)
-    app.add_middleware(BodyLimit, settings=settings)  # last added, so outermost: before any parsing
+    app.add_middleware(BodyLimit, settings=settings)  # outside the app's parsing: refused before any
+    _install_security_headers(app, settings)  # last added, so outermost: the refusals above carry the headers too
 
     from agent_ui import pages
     from agent_ui import manage as manage_pages
@@ -240,8 +240,9 @@ def _install_security_headers(app: FastAPI, settings: Settings) -> None:
     @app.middleware("http")
     async def security_headers(request: Request, call_next):
         response = await call_next(request)
-        response.headers["Content-Security-Policy"] = content_security_policy(request.headers.get("host"),
-                                                                              settings.sip_ws_url)
+        if "content-security-policy" not in response.headers:  # a route's own, stricter policy stays (photos: sandbox)
+            response.headers["Content-Security-Policy"] = content_security_policy(request.headers.get("host"),
+                                                                                  settings.sip_ws_url)
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"

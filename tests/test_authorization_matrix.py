@@ -100,7 +100,7 @@ TABLE: dict[str, Row] = {
     "GET /api/elders": Row(READER),
     "POST /api/elders": Row(AGENT, json={"name": "新建老人"}),
     "GET /api/elders/lookup": Row(AGENT, query="phone={phone_number}", citywide=True),
-    "GET /api/elders/export": Row(SUPERVISOR),
+    "GET /api/elders/export": Row(SUPERVISOR, query="reason=correction"),
     "POST /api/elders/import": Row(CITY_SUPERVISOR),
     "GET /api/elders/{elder_id}": Row(READER, READER_OUT),
     "PATCH /api/elders/{elder_id}": Row(AGENT, AGENT_OUT, json={"address": "新地址"}),
@@ -163,7 +163,7 @@ TABLE: dict[str, Row] = {
     "POST /api/workorders/{order_id}/approve-overdraw": Row(SUPERVISOR, SUPERVISOR_OUT, json={}),
     "POST /api/workorders/{order_id}/assign": Row(SUPERVISOR, SUPERVISOR_OUT, json={"provider_id": "{provider}"}),
     "POST /api/workorders/{order_id}/close": Row(SUPERVISOR, SUPERVISOR_OUT, json={"note": "矩阵"}),
-    "GET /api/callbacks": Row(READER),
+    "GET /api/callbacks": Row(AGENT),  # the hotline's work list, with the elders' numbers
     "POST /api/workorders/{order_id}/callback": Row(AGENT, AGENT_OUT, json={"satisfaction": 5}),
     "GET /api/subsidy-ledger": Row(READER, query="elder_id={elder}"),
     "POST /api/subsidy-ledger": Row(SUPERVISOR, SUPERVISOR_OUT, json={"elder_id": "{elder}", "amount": "10.00", "note": "矩阵"}),

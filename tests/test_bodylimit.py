@@ -17,6 +17,7 @@ def test_the_unauthenticated_login_refuses_a_huge_body(anonymous):
     body = b'{"username": "a", "password": "' + b"x" * (2 * 1024 * 1024) + b'"}'
     response = anonymous.post("/api/auth/login", content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413 and "请求内容过大" in response.json()["detail"]
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]  # refusals carry the headers too
 
 
 def test_a_streamed_body_without_length_is_cut_at_the_limit(anonymous):

@@ -256,8 +256,9 @@ def close_order(order_id: Id, body: NoteIn, session: DbSession, services: Servic
 # --- callbacks (回访) -------------------------------------------------------------------------------
 
 @router.get("/api/callbacks")
-def callbacks(session: DbSession, services: ServicesDep, user: ReaderUser):
-    """Completed orders waiting for the elder's callback, with who to call."""
+def callbacks(session: DbSession, services: ServicesDep, user: AgentUser):
+    """Completed orders waiting for the elder's callback, with who to call: the hotline's work list
+    (the elders' numbers in full), not the area officials' (they read the orders themselves)."""
     rows = orders_service.callbacks_due(session=session)
     names = _service_names(session)
     return {"items": [_order(session, services, row, names=names) | orders_service.callback_contact(session=session, order=row)

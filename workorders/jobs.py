@@ -14,7 +14,6 @@ Failed jobs are retried with backoff, then stay in RQ's failed registry (see `fa
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 from redis import Redis
@@ -22,6 +21,7 @@ from rq import Queue, Retry, get_current_job
 from rq.registry import FailedJobRegistry
 
 from callcenter.config import Settings, get_settings
+from callcenter import db
 from callcenter.db import Database
 from callcenter.notify import jobs as notify_jobs
 from callcenter.timeutil import utcnow
@@ -50,15 +50,7 @@ def _settings() -> Settings:
 
 
 def _database() -> Database:
-    """The worker's engine, made once in the parent; a forked work-horse drops the inherited pool
-    (never share a database connection across a fork) and opens its own connections."""
-    if "db" not in _state:
-        _state["db"] = Database(_settings())
-        _state["pid"] = os.getpid()
-    elif _state.get("pid") != os.getpid():
-        _state["db"].engine.dispose(close=False)
-        _state["pid"] = os.getpid()
-    return _state["db"]
+    return db.for_this_process(_state, _settings)
 
 
 def queue(connection: Redis) -> Queue:

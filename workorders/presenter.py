@@ -5,6 +5,7 @@ from __future__ import annotations
 from callcenter.notify import models as notify_models
 from callcenter.notify import templates as notify_templates
 from callcenter.timeutil import local_iso
+from workorders import staff as staff_service
 from workorders.models import (OrderStatus, ProviderStatus, Urgency, Provider, ProviderStaff, ServiceType, SmsMessage,
                                SubsidyLedger, WorkOrder, WorkOrderEvent)
 
@@ -64,7 +65,7 @@ def ledger_dict(row: SubsidyLedger, tz) -> dict:
 def sms_dict(row: SmsMessage, tz) -> dict:
     """One outbox message, with its sending status, channel and kind in Chinese."""
     kind = notify_templates.KINDS.get(row.kind)
-    return {"id": row.id, "to": row.to, "text": row.text, "order_id": row.order_id, "provider_id": row.provider_id,
+    return {"id": row.id, "to": row.to, "text": staff_service.hide_login_links(row.text), "order_id": row.order_id, "provider_id": row.provider_id,
             "status": row.status, "status_label": notify_models.MessageStatus.label_of(row.status),
             "channel": row.channel, "channel_label": notify_models.Channel.label_of(row.channel),
             "kind": row.kind, "kind_label": kind.label if kind else "", "gateway": row.gateway, "attempts": row.attempts,

@@ -8,6 +8,8 @@ and every unused link of that account at once.
 
 from __future__ import annotations
 
+import re
+
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
@@ -107,6 +109,15 @@ def login_link(*, session: Session, public_url: str, minutes: int, staff: Provid
     """A one-time link that signs `staff` in within `minutes` (for a dispatch SMS)."""
     token = auth_service.issue_token(session=session, kind=STAFF_LINK, subject_id=staff.id, max_age=minutes * 60)
     return f"{public_url.rstrip('/')}/m/link/{token}"
+
+
+LOGIN_LINK = re.compile(r"/m/link/[A-Za-z0-9_-]+")
+
+
+def hide_login_links(text: str) -> str:
+    """A message as others may read it: a one-time login link in it would sign them in as the
+    staff member it was sent to, so its token is left out."""
+    return LOGIN_LINK.sub("/m/link/（一次性登录链接，已隐藏）", text)
 
 
 def staff_for_link(*, session: Session, token: str, minutes: int, use: bool) -> ProviderStaff:

@@ -33,7 +33,7 @@ class UserIn(BaseModel):
 
 
 class UserUpdate(BaseModel):
-    role: str | None = Field(default=None, max_length=16)
+    role: str | None = Field(default=None, max_length=32)
     display_name: str | None = Field(default=None, max_length=64)
     sip_extension: str | None = Field(default=None, max_length=32)
     active: bool | None = None

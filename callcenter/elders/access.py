@@ -123,6 +123,8 @@ class ElderAccess:
         """What `user` may see of the elder now. `purpose`: a grant the caller established itself
         (the user just created the profile); `reason`: a supervisor's stated reason."""
         reason = check_reason(reason)
+        if auth_service.is_official(user):  # area officials read their area's records, never a full profile
+            return Access(full=False)
         supervisor = auth_service.has_role(user, "supervisor")
         stated = Grant(reason) if supervisor and reason is not None else None  # what they chose to state is recorded
         grant = purpose or stated or self.open_purpose(session=session, user=user, elder_id=elder_id)

@@ -87,16 +87,25 @@ def export_elders(
     session: DbSession,
     services: ServicesDep,
     user: SupervisorUser,
+    reason: str = Query("", max_length=32, description="why (elders/access.py StatedReason): every full profile is a purpose-bound view"),
     format: Literal["csv", "xlsx"] = "csv",
     q: str = "",
     include_inactive: bool = False,
 ):
-    """The matching profiles in the import layout. ID numbers are shown in full to admins only."""
+    """The matching profiles in the import layout, for a stated `reason`; each exported elder's
+    audit shows the export (full views, as a profile page's). ID numbers in full to admins only."""
+    reason = access.check_reason(reason)
+    if reason is None:
+        raise FieldErrors.single("reason", f"请说明导出理由（可选：{'、'.join(access.StatedReason.labels().values())}）")
     elders = transfer.elders_for_export(session=session, q=q, sealer=services.sealer, include_inactive=include_inactive)
     reveal = auth_service.has_role(user, "admin")
     rows = transfer.export_rows(session=session, elders=elders, sealer=services.sealer, reveal_ids=reveal)
-    audit_service.record(session=session, actor=user, action="export",
-                         detail={"q": q, "count": len(elders), "format": format, "full_id_numbers": reveal}, ip=client_ip(request))
+    ip = client_ip(request)
+    audit_service.record(session=session, actor=user, action="export", ip=ip,
+                         detail={"q": q, "count": len(elders), "format": format, "full_id_numbers": reveal, "reason": reason})
+    for elder in elders:
+        audit_service.record(session=session, actor=user, action="view", elder_id=elder.id, ip=ip,
+                             detail={"via": "export", "reason": reason})
     return download(list(rows), format=format, title="老人档案", name="elders")
 
 

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from callcenter import db
 
 from callcenter.areas import service as areas_service
+from callcenter.areas import scope as areas_scope
 from callcenter.crypto import Sealer
 from callcenter.elders.idcard import InvalidIdNumber, parse_id_number
 from callcenter.elders.models import (
@@ -110,7 +111,11 @@ def _clean_field(session: Session, name: str, value, area_code: str):
             raise ValueError("出生日期无效")
         return value
     if name == "community_id":
-        return areas_service.get_community_or_raise(session=session, community_id=value).id
+        community = areas_service.get_community_or_raise(session=session, community_id=value).id
+        scope = areas_scope.current(session)
+        if not scope.city and community not in scope.communities:  # a scoped account registers only its own area's elders
+            raise ValueError("该社区不在您的管辖范围内")
+        return community
     if name == "steward_phone":
         return _phone(value, area_code).e164 if str(value).strip() else None
     if name == "risk_flags":
@@ -225,7 +230,8 @@ def _apply(*, session: Session, elder: Elder, clean: dict, sealer: Sealer) -> No
 
 def _set_id_number(*, session: Session, elder: Elder, id_number, sealer: Sealer) -> None:
     digest = sealer.lookup_hash(id_number.value)
-    other = session.exec(select(Elder.id).where(Elder.id_number_hash == digest)).first()
+    with areas_scope.city_wide(session):  # an ID number is registered once in the whole city, whoever asks
+        other = session.exec(select(Elder.id).where(Elder.id_number_hash == digest)).first()
     if other is not None and other != elder.id:
         raise FieldErrors.single("id_number", f"该身份证号已登记在档案 {other}")
     elder.id_number_hash = digest

@@ -10,13 +10,13 @@
 from __future__ import annotations
 
 import logging
-import os
 from datetime import timedelta
 
 from redis import Redis
 from rq import Queue, Retry
 
 from callcenter.config import Settings, get_settings
+from callcenter import db
 from callcenter.db import Database
 from callcenter.privacy import retention
 from callcenter.timeutil import utcnow
@@ -41,13 +41,7 @@ def _settings() -> Settings:
 
 
 def _database() -> Database:
-    """One engine per process; a forked work-horse drops the inherited pool and opens its own."""
-    if "db" not in _state:
-        _state["db"], _state["pid"] = Database(_settings()), os.getpid()
-    elif _state["pid"] != os.getpid():
-        _state["db"].engine.dispose(close=False)
-        _state["pid"] = os.getpid()
-    return _state["db"]
+    return db.for_this_process(_state, _settings)
 
 
 def queue(connection: Redis) -> Queue:

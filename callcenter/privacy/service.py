@@ -28,7 +28,7 @@ from callcenter.elders import presenter as elders_presenter
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import Elder, ElderPhone, EmergencyContact
 from callcenter.errors import Conflict
-from callcenter.notify.models import OutboxMessage
+from callcenter.notify.models import OutboxMessage, Recipient
 from callcenter.privacy.models import ElderErasure
 from callcenter.timeutil import local_iso, utcnow
 from ivr.models import CallbackRequest, CallbackStatus
@@ -36,7 +36,7 @@ from workorders import presenter as orders_presenter
 from workorders import purposes as order_purposes
 from workorders import service as orders_service
 from workorders import subsidy
-from workorders.models import WorkOrder
+from workorders.models import WorkOrder, WorkOrderEvent
 
 ANONYMOUS_NAME = "已匿名"
 ERASED_NOTE = "已按本人申请匿名化"
@@ -145,6 +145,12 @@ def _clear_orders(session: Session, elder_id: int, photo_folder: Path, numbers: 
         order.photo = order.confirm_code = None
         session.add(order)
     ids = [order.id for order in orders]
+    if ids:  # the history's notes (an IVR draft's description, staff's cancel, escalation and rejection notes)
+        events = WorkOrderEvent.__table__
+        session.connection().execute(update(events).where(events.c.order_id.in_(ids)).values(note=""))
+    if numbers:  # how those numbers wanted notifications (a WeChat openid names a person too)
+        recipients = Recipient.__table__
+        session.connection().execute(delete(recipients).where(recipients.c.phone.in_(sorted(numbers))))
     if ids:
         table = OutboxMessage.__table__
         session.connection().execute(update(table).where(table.c.order_id.in_(ids))

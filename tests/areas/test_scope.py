@@ -34,7 +34,7 @@ def test_an_officials_lists_and_figures_hold_only_its_area(client, town):
     assert names(official.get("/api/elders").json()["items"]) == {MARKERS["A"][0]}
     assert {o["number"] for o in official.get("/api/workorders").json()["items"]} == {MARKERS["A"][2]}
     assert names(official.get("/api/providers").json()) == {MARKERS["A"][1]}
-    assert official.get("/api/callbacks").status_code == 200
+    assert official.get("/api/callbacks").status_code == 403  # the hotline's callback list (elders' numbers): not theirs
     report = official.get("/api/stats/workorders").json()
     assert report["district_id"] == town.sides["A"].district and report["total"]["created"] == 1
     export = official.get("/api/stats/workorders/export?table=by_provider").text
@@ -47,7 +47,7 @@ def test_an_officials_lists_and_figures_hold_only_its_area(client, town):
 
 def test_a_district_supervisors_lists_and_exports_follow_its_scope(client, town):
     boss = as_(client, town, "district_supervisor")
-    export = boss.get("/api/elders/export").text
+    export = boss.get("/api/elders/export", params={"reason": "quality_check"}).text
     assert MARKERS["A"][0] in export and MARKERS["B"][0] not in export
     assert {c["id"] for c in boss.get("/api/calls").json()["items"]} == {town.sides["A"].call}
     assert {r["id"] for r in boss.get("/api/callback-requests").json()["items"]} == {town.sides["A"].request}
@@ -186,3 +186,50 @@ def test_an_official_signs_in_to_its_reports(client, town):
     assert signed_in.status_code == 303 and signed_in.headers["location"] == "/supervisor/reports"
     page = client.get("/supervisor/reports", headers={"Accept": "text/html"})
     assert page.status_code == 200 and "统计报表" in page.text and "坐席工作台" not in page.text
+
+
+def test_an_official_sees_only_the_card_even_where_a_callback_is_due(client, town, services):
+    """Purpose-bound access is the hotline's: an order waiting for its callback opens the profile
+    to agents, never to an area official reading its area."""
+    from workorders.models import OrderStatus, WorkOrder
+
+    with services.db.session_scope() as session:
+        order = session.get(WorkOrder, town.sides["A"].order)
+        order.status = OrderStatus.COMPLETED
+        session.add(order)
+    for role in ("district_official", "street_official", "community_staff"):
+        shown = as_(client, town, role).get(f"/api/elders/{town.sides['A'].elder}").json()
+        assert shown["access"]["level"] == "card" and "emergency_contacts" not in shown, role
+
+
+def test_a_scoped_account_registers_and_moves_elders_only_within_its_area(client, town):
+    agent = as_(client, town, "district_agent")
+    other = town.sides["B"].community
+    created = agent.post("/api/elders", json={"name": "跨区老人", "community_id": other})
+    assert created.status_code == 422 and "管辖范围" in created.text
+    moved = agent.patch(f"/api/elders/{town.sides['A'].elder}", json={"community_id": other})
+    assert moved.status_code == 422 and "管辖范围" in moved.text
+
+
+def test_an_id_number_registered_in_another_district_is_a_clear_refusal_not_a_server_error(client, town, services):
+    from callcenter.elders import service as elders_service
+    from callcenter.elders.schemas import ElderIn
+    from tests.conftest import id_number
+
+    number = id_number(sequence=77)
+    with services.db.session_scope() as session:
+        elders_service.create(session=session, sealer=services.sealer, area_code="0411",
+                              elder_in=ElderIn(name="乙区登记", id_number=number, community_id=town.sides["B"].community))
+    boss = as_(client, town, "district_supervisor")
+    response = boss.post("/api/elders", json={"name": "甲区重复", "id_number": number, "community_id": town.sides["A"].community})
+    assert response.status_code == 422 and "已登记" in response.text
+
+
+def test_an_admin_makes_an_account_a_district_official_by_patch(client, town, services):
+    from tests.conftest import make_user
+
+    agent = make_user(services, "agent")
+    admin = as_(client, town, "admin")
+    response = admin.patch(f"/api/users/{agent.id}", json={"role": "district_official", "area_id": town.sides["A"].district})
+    assert response.status_code == 200, response.text
+    assert response.json()["role"] == "district_official"

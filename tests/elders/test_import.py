@@ -133,7 +133,7 @@ def test_agents_cannot_import_or_export(agent_client):
 def test_export_round_trips_with_chinese_headers(supervisor_client, services):
     supervisor_client.get("/api/auth/me")
     upload(supervisor_client, "a.csv", csv_bytes(sheet_rows()[:3]))
-    exported = supervisor_client.get("/api/elders/export", params={"format": "csv"})
+    exported = supervisor_client.get("/api/elders/export", params={"format": "csv", "reason": "correction"})
     assert exported.status_code == 200
     assert exported.content.startswith("\ufeff".encode())
     rows = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
@@ -143,7 +143,7 @@ def test_export_round_trips_with_chinese_headers(supervisor_client, services):
     assert by_name["刘桂兰"]["居住状况"] == "独居" and by_name["刘桂兰"]["紧急联系人关系"] == "儿子"
     assert by_name["陈德明"]["联系电话"] == "0411-82345678；138 0000 3333"
 
-    xlsx = supervisor_client.get("/api/elders/export", params={"format": "xlsx", "q": "chen"})
+    xlsx = supervisor_client.get("/api/elders/export", params={"format": "xlsx", "q": "chen", "reason": "correction"})
     sheet = openpyxl.load_workbook(io.BytesIO(xlsx.content)).active
     values = [[cell.value for cell in row] for row in sheet.iter_rows()]
     assert values[0][0] == "姓名" and [row[0] for row in values[1:]] == ["陈德明"]
@@ -152,7 +152,7 @@ def test_export_round_trips_with_chinese_headers(supervisor_client, services):
 def test_admin_export_reimports_without_change(admin_client, services):
     admin_client.get("/api/auth/me")
     upload(admin_client, "a.csv", csv_bytes(sheet_rows()[:3]))
-    exported = admin_client.get("/api/elders/export").content
+    exported = admin_client.get("/api/elders/export", params={"reason": "correction"}).content
     assert ID_A.encode() in exported
     report = upload(admin_client, "export.csv", exported).json()
     assert report["problems"] == []
@@ -174,10 +174,10 @@ def test_exports_carry_formula_like_text_as_text(admin_client, services):
         elder_id = elder.id
     for value in HOSTILE:
         assert admin_client.patch(f"/api/elders/{elder_id}", json={"name": value[:50], "notes": value}).status_code == 200
-        exported = admin_client.get("/api/elders/export", params={"format": "csv"}).content.decode("utf-8-sig")
+        exported = admin_client.get("/api/elders/export", params={"format": "csv", "reason": "correction"}).content.decode("utf-8-sig")
         row = dict(zip(*list(csv.reader(io.StringIO(exported)))))
         assert row["姓名"] == "'" + value.strip() and row["备注"] == "'" + value.strip()
-        xlsx = admin_client.get("/api/elders/export", params={"format": "xlsx"}).content
+        xlsx = admin_client.get("/api/elders/export", params={"format": "xlsx", "reason": "correction"}).content
         sheet = openpyxl.load_workbook(io.BytesIO(xlsx)).active
         header = [cell.value for cell in sheet[1]]
         cell = sheet.cell(row=2, column=header.index("备注") + 1)
@@ -292,3 +292,22 @@ def test_hostile_csv_cells_are_reported_not_a_server_error(supervisor_client, se
     problems = {(p["row"], p["column"]): p["reason"] for p in long_name.json()["problems"]}
     assert problems == {(2, "姓名"): "不能超过 50 字", (3, "紧急联系人"): "不能超过 50 字"}
     assert elder_names(services) == []
+
+
+def test_an_export_needs_a_stated_reason_and_shows_in_each_exported_elders_audit(supervisor_client, services):
+    """Full profiles in bulk are purpose-bound views like a profile page's: a reason, and an audit
+    entry per elder (so each elder's own data export lists it)."""
+    from sqlmodel import select
+
+    from callcenter.audit.models import AuditLog
+
+    supervisor_client.get("/api/auth/me")
+    upload(supervisor_client, "a.csv", csv_bytes(sheet_rows()[:3]))
+    refused = supervisor_client.get("/api/elders/export")
+    assert refused.status_code == 422 and "导出理由" in refused.text
+    assert supervisor_client.get("/api/elders/export", params={"reason": "curiosity"}).status_code == 422
+    assert supervisor_client.get("/api/elders/export", params={"reason": "quality_check"}).status_code == 200
+    with services.db.session_scope() as session:
+        views = session.exec(select(AuditLog).where(AuditLog.action == "view")).all()
+        assert sorted(row.detail["reason"] for row in views) == ["quality_check", "quality_check"]
+        assert len({row.elder_id for row in views}) == 2 and all(row.detail["via"] == "export" for row in views)

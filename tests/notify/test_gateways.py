@@ -20,6 +20,10 @@ def test_the_default_outbox_gateway_marks_messages_sent_and_the_outbox_shows_the
     assert {(m["status_label"], m["channel_label"], m["kind"]) for m in outbox} == {
         ("已发送", "短信", "order_dispatched_provider"), ("已发送", "短信", "order_dispatched_elder")}
     assert all(m["sent_at"] for m in outbox)
+    # The provider's SMS carries a one-time login link: whoever reads the outbox must not be able to spend it.
+    dispatched = next(m for m in outbox if m["kind"] == "order_dispatched_provider")
+    token = next(m.text for m in sent if m.kind == "order_dispatched_provider").split("/m/link/")[1].split()[0]
+    assert "/m/link/（一次性登录链接，已隐藏）" in dispatched["text"] and token not in dispatched["text"]
 
 
 def test_tencent_cloud_sms_sends_the_templates_through_the_sdk_and_pulls_the_receipts(services, console, city, rq_redis, tencent):

@@ -20,7 +20,8 @@ from callcenter.timeutil import utcnow
 from ivr.models import CallbackRequest
 from tests.conftest import csrf_headers
 from tests.elders.test_access import ID, add_zhang
-from workorders.models import WorkOrder
+from callcenter.notify.models import Recipient
+from workorders.models import WorkOrder, WorkOrderEvent
 
 pytestmark = pytest.mark.usefixtures("services")
 
@@ -111,6 +112,8 @@ def test_anonymising_erases_the_person_and_keeps_the_figures(supervisor_client, 
     with services.db.session_scope() as session:
         row = session.get(WorkOrder, order["id"])
         row.status, row.completed_at, row.closed_at, row.satisfaction = "closed", utcnow(), utcnow(), 5
+        session.add(WorkOrderEvent(order_id=row.id, actor="班长", from_status="completed", to_status="closed", note="回访：张大爷说饭菜偏咸"))
+        session.add(Recipient(phone="+8613800138000", channel="wechat", wechat_openid="o-zhang-openid"))
     before = figures(supervisor_client, zhang["district"])
     assert before[2]["offered"] == 1 and before[2]["answered"] == 1  # the call counts in its district
 
@@ -138,6 +141,10 @@ def test_anonymising_erases_the_person_and_keeps_the_figures(supervisor_client, 
     # the figures are unchanged, and calls and orders still refer to the (anonymised) elder
     assert figures(supervisor_client, zhang["district"]) == before
     with services.db.session_scope() as session:
+        # nor the order's history notes, nor how the elder's number wanted notifications (a WeChat openid)
+        notes = [e.note for e in session.exec(select(WorkOrderEvent).where(WorkOrderEvent.order_id == order["id"]))]
+        assert len(notes) >= 2 and set(notes) == {""}
+        assert session.get(Recipient, "+8613800138000") is None
         assert session.get(CallRecord, zhang["call"]).elder_id == zhang["elder"]
         assert session.get(WorkOrder, order["id"]).elder_id == zhang["elder"]
         record = session.exec(select(ElderErasure)).one()

@@ -123,6 +123,7 @@ def test_from_a_call_to_a_closed_order_with_satisfaction(app, services, console,
     for served in (provider.get(f"/m/orders/{order_id}/photo"), console.get(f"/api/workorders/{order_id}/photo")):
         assert served.content == PNG
         assert served.headers["content-type"] == "image/png" and served.headers["x-content-type-options"] == "nosniff"
+        assert served.headers["content-security-policy"] == "default-src 'none'; sandbox"  # not the pages' policy
 
     # The subsidy: a meal (15.00) drawn from 500.00, with its ledger row.
     assert balance(services, city["elder"]) == Decimal("485.00")
