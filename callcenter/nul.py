@@ -1,10 +1,12 @@
 """NUL characters refused for every route in one place, as a small ASGI middleware: in the path,
-the query string, a JSON body or a form. PostgreSQL cannot store them in text (a 500 before this),
+the query string, a JSON body or a form (url-encoded, or multipart: its text fields and file names;
+a file's own bytes are the file's business). PostgreSQL cannot store them in text (a 500 before this),
 and no user types one. The answer is a 422 naming where it was, like any validation error."""
 
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import parse_qsl
 
 MESSAGE = "不能含有空字符（NUL）"
@@ -43,7 +45,36 @@ def nul_in_target(scope) -> list | None:
     return _nul_in_pairs(scope.get("query_string", b"").decode("latin-1"), "query")
 
 
-def nul_in_body(content_type: str, body: bytes) -> list | None:
+def _parameter(header: str, name: str) -> str | None:
+    """A parameter of a header value (`boundary` of a Content-Type, `name` of a Content-Disposition)."""
+    match = re.search(rf'(?:^|;)\s*{name}="([^"]*)"|(?:^|;)\s*{name}=([^;\s]*)', header, re.I)
+    return None if match is None else match.group(1) if match.group(1) is not None else match.group(2)
+
+
+def _nul_in_multipart(content_type: str, body: bytes) -> list | None:
+    """The first text field or file name of a multipart body holding a NUL. The parts are split on
+    the boundary, which by definition occurs nowhere else in the body."""
+    boundary = _parameter(content_type, "boundary")
+    if not boundary or b"\x00" not in body and b"%00" not in body:
+        return None
+    for part in body.split(b"--" + boundary.encode("latin-1"))[1:]:
+        if part.startswith(b"--"):
+            break
+        head, _, content = part.partition(b"\r\n\r\n")
+        headers = head.decode("utf-8", "replace")
+        disposition = next((line.split(":", 1)[1] for line in headers.split("\r\n") if line.lower().startswith("content-disposition:")), "")
+        name, filename = _parameter(disposition, "name") or "", _parameter(disposition, "filename")
+        if filename is not None:
+            if "\x00" in filename or "%00" in filename:
+                return ["body", name, "filename"]
+        elif b"\x00" in content.removesuffix(b"\r\n"):
+            return ["body", name]
+    return None
+
+
+def nul_in_body(content_type: str, body: bytes, full_type: str = "") -> list | None:
+    if content_type == "multipart/form-data":
+        return _nul_in_multipart(full_type, body)
     if content_type == "application/json" and JSON_NUL in body:
         try:
             return _nul_in(json.loads(body), ["body"])
@@ -64,11 +95,12 @@ class RefuseNul:
         where = nul_in_target(scope)
         if where is not None:
             return await _refuse(send, where)
-        content_type = dict(scope.get("headers") or []).get(b"content-type", b"").split(b";")[0].strip().lower().decode("latin-1")
-        if content_type not in ("application/json", "application/x-www-form-urlencoded"):
+        full_type = dict(scope.get("headers") or []).get(b"content-type", b"").decode("latin-1")
+        content_type = full_type.split(";")[0].strip().lower()
+        if content_type not in ("application/json", "application/x-www-form-urlencoded", "multipart/form-data"):
             return await self.app(scope, receive, send)
         messages, body = [], b""
-        while True:  # the body is small: BodyLimit, outside this, caps it
+        while True:  # the body is bounded: BodyLimit, outside this, caps it (uploads at their own limit)
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
@@ -76,7 +108,7 @@ class RefuseNul:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        where = nul_in_body(content_type, body)
+        where = nul_in_body(content_type, body, full_type)
         if where is not None:
             return await _refuse(send, where)
 

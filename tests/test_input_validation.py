@@ -89,3 +89,20 @@ def test_a_provider_needs_a_name(admin_client, name):
     provider = admin_client.post("/api/providers", json={"name": "乐龄", "phone": "13900000001"}).json()
     renamed = admin_client.patch(f"/api/providers/{provider['id']}", json={"name": name}, headers=csrf_headers(admin_client))
     assert renamed.status_code == 422 and renamed.json()["detail"][0]["loc"][-1] == "name"
+
+
+def test_nul_in_a_multipart_field_or_file_name_is_422_and_a_files_own_bytes_pass(admin_client):
+    """A multipart body's text fields and file names go to the database (the import's file name into
+    its audit entry): a NUL there was a 500 on PostgreSQL. A file's bytes may hold NULs (a PNG, an XLSX)."""
+    from tests.conftest import csrf_headers
+
+    admin_client.get("/api/auth/me")
+    headers = csrf_headers(admin_client)
+    csv_file = "姓名,身份证号\n".encode("utf-8-sig")
+    named = admin_client.post("/api/elders/import", files={"file": ("名单\u0000.csv", csv_file)}, headers=headers)
+    field = admin_client.post("/api/elders/import", files={"file": ("名单.csv", csv_file)}, data={"note": "备\u0000注"}, headers=headers)
+    for response in (named, field):
+        assert response.status_code == 422, response.text
+        assert "空字符" in response.text
+    binary = admin_client.post("/api/elders/import", files={"file": ("名单.csv", csv_file + b"\x00")}, headers=headers)
+    assert "第 2 行含有空字符" in binary.text  # the file's own content reached the import, which judges it row by row
