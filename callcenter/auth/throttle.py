@@ -35,6 +35,7 @@ from redis.exceptions import RedisError
 from callcenter.auth.service import TooManyAttempts
 
 log = logging.getLogger(__name__)
+CLAIM_SECONDS = 10  # an attempt in a scope past its allowance holds it this long at most (a password check takes well under 1 s)
 DEVICE_ACCOUNTS_KEPT = 20  # a shared desk sees a few shifts of agents; the oldest are forgotten
 
 
@@ -81,17 +82,37 @@ class LoginThrottle:
         return scopes
 
     def check(self, attempt: Attempt) -> None:
-        """TooManyAttempts (with the seconds to wait) while any scope of this attempt is waiting."""
-        keys = [f"login:wait:{scope}" for scope, _ in self._scopes(attempt)]
+        """TooManyAttempts (with the seconds to wait) while any scope of this attempt is waiting.
+
+        A scope past its allowance takes one attempt at a time: the attempt claims it until its
+        outcome is counted (`failed`/`succeeded`, or CLAIM_SECONDS), so a burst of parallel guesses
+        sent the moment a wait ends gets one password checked, not all of them."""
+        scopes = self._scopes(attempt)
         try:
-            untils = self.redis.mget(keys)
+            values = self.redis.mget([f"login:wait:{scope}" for scope, _ in scopes] + [f"login:fails:{scope}" for scope, _ in scopes])
         except RedisError as exc:
             log.warning("login throttle unavailable (Redis: %s); login allowed", type(exc).__name__)
             return
+        untils, fails = values[:len(scopes)], values[len(scopes):]
         now = self.clock()
         wait = max((float(until) - now for until in untils if until is not None), default=0)
         if wait > 0:
             raise TooManyAttempts(retry_after=max(1, math.ceil(wait)))
+        for (scope, free), count in zip(scopes, fails):
+            if int(count or 0) >= free and not self._claim(scope):
+                raise TooManyAttempts(retry_after=1)
+
+    def _claim(self, scope: str) -> bool:
+        try:
+            return bool(self.redis.set(f"login:claim:{scope}", 1, nx=True, ex=CLAIM_SECONDS))
+        except RedisError:
+            return True
+
+    def _release(self, scopes: list[tuple[str, int]]) -> None:
+        try:
+            self.redis.delete(*(f"login:claim:{scope}" for scope, _ in scopes))
+        except RedisError:
+            pass
 
     def failed(self, attempt: Attempt) -> None:
         """Count a wrong password; past a scope's allowance, start its next (doubled) wait."""
@@ -111,6 +132,7 @@ class LoginThrottle:
             pipe.execute()
         except RedisError as exc:
             log.warning("login throttle unavailable (Redis: %s); failure not counted", type(exc).__name__)
+        self._release(scopes)  # the wait just set (if any) now holds the next attempt back
 
     def delay(self, over: int) -> int:
         """The wait after the `over`-th failure past the allowance: 2 s, 4 s, 8 s … up to the cap."""
@@ -118,11 +140,13 @@ class LoginThrottle:
 
     def succeeded(self, attempt: Attempt) -> None:
         """The right password: this source's own count starts again (the others stand)."""
-        scope = self._scopes(attempt)[0][0]
+        scopes = self._scopes(attempt)
+        scope = scopes[0][0]
         try:
             self.redis.delete(f"login:fails:{scope}", f"login:wait:{scope}")
         except RedisError:
             pass
+        self._release(scopes)
 
 
 class DeviceCookie:

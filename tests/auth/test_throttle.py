@@ -122,3 +122,38 @@ def test_the_login_page_answers_429_with_retry_after_too(app, services, clock):
         page = browser.post("/login", data={"username": user.username, "password": PASSWORD, "csrf_token": token},
                             follow_redirects=False)
         assert page.status_code == 429 and "登录失败次数过多" in page.text and int(page.headers["Retry-After"]) > 0
+
+
+def test_a_burst_of_guesses_when_a_wait_ends_gets_one_password_checked(app, services, clock, monkeypatch):
+    """The review's race: the waits were read before the password check and set after it, so
+    guesses sent together the moment a wait ended were all checked. Now one is; the rest wait."""
+    import threading
+
+    from callcenter.auth import service as auth_service
+
+    user = make_user(services, "agent")
+    with from_address(app, "10.3.3.3") as attacker:
+        for _ in range(services.settings.login_free_failures):
+            fail_once(attacker, user.username, clock)
+        clock.advance(services.settings.login_backoff_max_seconds)  # the wait is over
+    checked, verify = [], auth_service.verify_password
+
+    def slow_verify(password_hash, password):  # an argon2 check, long enough for the burst to overlap
+        checked.append(password)
+        time.sleep(0.5)
+        return verify(password_hash, password)
+
+    monkeypatch.setattr(auth_service, "verify_password", slow_verify)
+    statuses, start = [], threading.Barrier(5)
+
+    def guess(n: int) -> None:
+        with from_address(app, "10.3.3.3") as client:
+            start.wait()
+            statuses.append(attempt(client, user.username, f"guess-{n}").status_code)
+
+    threads = [threading.Thread(target=guess, args=(n,)) for n in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [401, 429, 429, 429, 429] and len(checked) == 1
