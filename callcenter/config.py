@@ -135,6 +135,9 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
 
     # Security (README, "Security settings").
+    password_hash_time_cost: int = Field(default=3, ge=1, le=20, description="argon2id passes for new password hashes")
+    password_hash_memory_kib: int = Field(default=65536, ge=1024, le=4 * 1024 * 1024,
+                                          description="argon2id memory for new password hashes (KiB; 65536 = 64 MiB)")
     session_max_age_seconds: int = Field(default=12 * 3600, ge=60, description="a hotline user's sign-in lasts this long "
                                          "(logout, a password change or a deactivation end it at once)")
     cookie_secure: bool | None = Field(default=None, description="cookies only over HTTPS (default: on when PUBLIC_URL is https)")

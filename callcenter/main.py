@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def build_services(settings: Settings) -> Services:
+    auth_service.configure_hashing(time_cost=settings.password_hash_time_cost, memory_kib=settings.password_hash_memory_kib)
     redis = redis_conn.connect(settings)
     return Services(
         settings=settings,

@@ -82,6 +82,9 @@ def settings(database_url, tmp_path_factory) -> Settings:
         secret_key="test-secret-key-not-for-production",
         city_area_code="0411",
         events_prefix=f"test{os.getpid()}",  # pub/sub channels are server-wide: runs side by side must not meet
+        # Cheap password hashes: the suite signs in hundreds of times (production keeps argon2's
+        # defaults; tests/auth/test_auth.py checks them).
+        password_hash_time_cost=1, password_hash_memory_kib=1024,
     )
 
 

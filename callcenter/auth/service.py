@@ -22,8 +22,19 @@ from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, Perm
 from callcenter.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
-_hasher = PasswordHasher()
+_hasher = PasswordHasher()  # argon2id with argon2-cffi's defaults (RFC 9106's second choice: t=3, 64 MiB)
 _DUMMY_HASH = _hasher.hash("timing-equaliser")
+
+
+def configure_hashing(*, time_cost: int, memory_kib: int) -> None:
+    """The cost of new password hashes in this process (settings PASSWORD_HASH_*). Hashes keep the
+    parameters they were made with, so changing them never locks anyone out; a sign-in re-hashes
+    an old one at the new cost. The test suite lowers it: a default hash and check take ~0.1 s
+    each, and the suite signs in hundreds of times."""
+    global _hasher, _DUMMY_HASH
+    if (_hasher.time_cost, _hasher.memory_cost) != (time_cost, memory_kib):
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+        _DUMMY_HASH = _hasher.hash("timing-equaliser")
 MIN_PASSWORD_LENGTH = 8
 
 

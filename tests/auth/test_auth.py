@@ -121,3 +121,25 @@ def test_logout_needs_the_token_too(client, services):
 def test_upload_without_csrf_header_is_refused(supervisor_client):
     response = supervisor_client.post("/api/elders/import", files={"file": ("a.csv", b"x")})
     assert response.status_code == 403
+
+
+def test_production_password_hashes_keep_argon2s_recommended_cost(services):
+    """The suite hashes cheaply (tests/conftest.py); a deployment's settings keep argon2id at t=3,
+    64 MiB, and a hash keeps its own parameters whatever the process's cost is now."""
+    from argon2 import extract_parameters
+
+    from callcenter.auth import service as auth_service
+    from callcenter.config import Settings
+
+    defaults = Settings(_env_file=None)
+    assert (defaults.password_hash_time_cost, defaults.password_hash_memory_kib) == (3, 65536)
+    cheap = auth_service.hash_password("correct-horse-1")
+    try:
+        auth_service.configure_hashing(time_cost=defaults.password_hash_time_cost, memory_kib=defaults.password_hash_memory_kib)
+        strong = auth_service.hash_password("correct-horse-1")
+        auth_service.verify_password(cheap, "correct-horse-1")  # made at another cost: still checks
+    finally:
+        auth_service.configure_hashing(time_cost=services.settings.password_hash_time_cost,
+                                       memory_kib=services.settings.password_hash_memory_kib)
+    parameters = extract_parameters(strong)
+    assert (parameters.type.name, parameters.time_cost, parameters.memory_cost) == ("ID", 3, 65536)

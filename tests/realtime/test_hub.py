@@ -29,7 +29,8 @@ def web_processes(settings, *overrides: dict):
     env = {k: v for k, v in os.environ.items() if k not in ("AMI_HOST",)}
     env |= {"DATABASE_URL": settings.database_url, "REDIS_URL": settings.redis_url,
             "SECRET_KEY": settings.secret_key.get_secret_value(), "DATA_DIR": str(settings.data_dir),
-            "EVENTS_PREFIX": settings.events_prefix}
+            "EVENTS_PREFIX": settings.events_prefix, "PASSWORD_HASH_TIME_COST": str(settings.password_hash_time_cost),
+            "PASSWORD_HASH_MEMORY_KIB": str(settings.password_hash_memory_kib)}
     ports = [free_port() for _ in overrides]
     processes = [subprocess.Popen([CALLCENTER, "web", "--port", str(port)], env=env | extra, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL) for port, extra in zip(ports, overrides)]
