@@ -574,7 +574,13 @@ class CallTracker:
             call.transfers += 1
             return self._changed("call.transferred", call)
         leg.transfer = kind
-        return self._end_leg(call, leg, at, "transfer") if leg.open else []
+        if leg.open:
+            return self._end_leg(call, leg, at, "transfer")
+        if leg.ended_by == "agent":  # Asterisk reported the agent leaving the bridge first: that was this transfer
+            leg.ended_by = call.hangup_by = "transfer"
+            call.transfers += 1
+            return self._changed("call.transferred", call)
+        return []
 
     def _move_channel(self, uniqueid: str, call: Call) -> None:
         """A channel of another call (the consultation) now belongs to `call`."""

@@ -216,6 +216,27 @@ def test_a_blind_transfer_from_the_agents_phone_is_counted_as_one():
         assert (call.transfers, call.agent_interface, call.talk_seconds, call.hangup_by) == (1, "PJSIP/8002", 6, "agent")
 
 
+def test_a_blind_transfer_reported_after_the_agent_left_the_bridge_is_still_a_transfer():
+    """Asterisk may report the agent's channel leaving the bridge before the BlindTransfer that made
+    it leave (seen once on the real PBX tier): the leg, first ended as the agent's hang-up, is then
+    the transfer it was, counted once."""
+    events = stamped_events("transfer-blind")
+    blind = next(i for i, (_, m) in enumerate(events) if m.get("Event") == "BlindTransfer")
+    agent_left = next(i for i, (_, m) in enumerate(events) if m.get("Event") == "BridgeLeave"
+                      and m.get("Channel", "").startswith("PJSIP/8001"))
+    reordered = events[:blind] + [events[agent_left]] + [e for i, e in enumerate(events[blind:], blind) if i != agent_left]
+    for twice in (False, True):
+        tracker, changes = CallTracker(), []
+        for at, message in reordered:
+            changes += tracker.apply(message, at)
+            if twice:
+                changes += tracker.apply(message, at)
+        call = next(c.call for c in changes if c.kind == "call.ended")
+        legs = [(leg.interface, leg.ended_by, leg.transfer) for leg in call.legs]
+        assert legs == [("PJSIP/8001", "transfer", "blind"), ("PJSIP/8002", "agent", None)], legs
+        assert (call.transfers, call.hangup_by) == (1, "agent")
+
+
 def test_an_attended_transfer_moves_the_consulted_agent_into_the_call():
     """AttendedTransfer (fields as Asterisk documents them): 8001 consulted 8002 on a second call,
     then handed the caller over: 8002's channel joins the caller's call as its next leg, and the
