@@ -475,8 +475,7 @@ def _exit_status(code: int) -> str:
     return f"exit code {code}"
 
 
-WORKER_RETRY = (1.0, 15.0)  # back-off (first, longest) of the worker and the sweeper while Redis is away
-SCHEDULER_CHECK_SECONDS = 10.0
+WORKER_RETRY = (1.0, 15.0)  # back-off (first, longest) of the worker's threads while Redis is away
 
 
 def _rq_worker_class():
@@ -484,38 +483,15 @@ def _rq_worker_class():
     from rq import Worker
 
     class OutageProofWorker(Worker):
-        """- Waits at most WORKER_RETRY[1] s between reconnection attempts (RQ's own: up to 60 s).
-        - Starts RQ's scheduler process again (acceptance deadlines) when it has stopped: it exits
-          on its first Redis error, and RQ would look again only at its next maintenance, 10
-          minutes later; a lock still held by a scheduler that died is retried until it lapses."""
+        """Waits at most WORKER_RETRY[1] s between reconnection attempts (RQ's own: up to 60 s)."""
 
         max_connection_wait_time = WORKER_RETRY[1]
-        keeps_scheduler = False  # set on the long-running worker (a burst round has no scheduler process)
         stop_requests: list | None = None  # SIGTERM / SIGINT noted here: the caller must not start another round
-        _scheduler_checked = 0.0
 
         def request_stop(self, signum, frame):
             if self.stop_requests is not None:
                 self.stop_requests.append(signum)
             super().request_stop(signum, frame)
-
-        def heartbeat(self, timeout=None, pipeline=None):
-            super().heartbeat(timeout, pipeline)
-            if pipeline is None and self.keeps_scheduler and not self.is_horse:
-                self._keep_scheduler()
-
-        def _keep_scheduler(self) -> None:
-            if self.scheduler is None or time.monotonic() - self._scheduler_checked < SCHEDULER_CHECK_SECONDS:
-                return
-            self._scheduler_checked = time.monotonic()
-            process = self.scheduler._process  # RQ keeps no public handle on it
-            if process is not None and process.is_alive():
-                return
-            if process is not None:
-                logging.getLogger("callcenter.worker").warning(
-                    "RQ's scheduler (acceptance deadlines) had stopped (%s); starting it again", _exit_status(process.exitcode or 0))
-                self.scheduler._process = None
-            self.scheduler.acquire_locks(auto_start=True)
 
     return OutageProofWorker
 
@@ -527,32 +503,73 @@ def _sleep(seconds: float, stop: list) -> None:
         time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
 
 
-def _sweep_forever(connection, every: float, stop: list) -> None:
-    """The sweeper thread: enqueue the work orders' and the notifications' `sweep` every `every`
-    seconds for as long as the worker runs, and the retention purge once a day (privacy's kick). Redis away: say so once, try again with a bounded
-    back-off, say when it is back."""
-    from callcenter.notify import jobs as notify_jobs
-    from callcenter.privacy import jobs as privacy_jobs
-    from workorders import jobs
-
+def _repeat_through_outages(action, every: float, stop: list, name: str) -> None:
+    """Run `action` every `every` seconds until `stop` has something in it. Redis away (or any
+    error): say so once, try again with a bounded back-off, say when it is back; the loop never dies."""
     log = logging.getLogger("callcenter.worker")
     delay, failing = WORKER_RETRY[0], None
     while not stop:
         try:
-            jobs.queue(connection).enqueue(jobs.sweep)
-            notify_jobs.queue(connection).enqueue(notify_jobs.sweep)
-            privacy_jobs.kick(connection)
-        except Exception as exc:  # Redis away (or anything else): never let the thread die
+            action()
+        except Exception as exc:
             if failing is None:
-                log.warning("sweeper cannot enqueue (%s: %s); trying again until Redis answers", type(exc).__name__, exc)
+                log.warning("%s cannot reach Redis (%s: %s); trying again until it answers", name, type(exc).__name__, exc)
             failing = failing or time.monotonic()
-            _sleep(min(delay, every), stop)
+            _sleep(min(delay, max(every, WORKER_RETRY[0])), stop)
             delay = min(delay * 2, WORKER_RETRY[1])
             continue
         if failing is not None:
-            log.warning("sweeper: Redis is back after %.0f s; sweeping every %g s again", time.monotonic() - failing, every)
+            log.warning("%s: Redis is back after %.0f s", name, time.monotonic() - failing)
         delay, failing = WORKER_RETRY[0], None
         _sleep(every, stop)
+
+
+def _sweep_forever(connection, every: float, stop: list) -> None:
+    """The sweeper thread: enqueue the work orders' and the notifications' `sweep` every `every`
+    seconds for as long as the worker runs, and the retention purge once a day (privacy's kick)."""
+    from callcenter.notify import jobs as notify_jobs
+    from callcenter.privacy import jobs as privacy_jobs
+    from workorders import jobs
+
+    def sweep() -> None:
+        jobs.queue(connection).enqueue(jobs.sweep)
+        notify_jobs.queue(connection).enqueue(notify_jobs.sweep)
+        privacy_jobs.kick(connection)
+
+    _repeat_through_outages(sweep, every, stop, "sweeper")
+
+
+def _schedule_forever(connection, queue_names: list[str], stop: list) -> None:
+    """RQ's scheduler (acceptance deadlines, retries of notifications) as a thread of the worker,
+    every second: take the queues' scheduler locks (one scheduler per queue among all workers),
+    keep them, move due jobs onto their queues; release the locks on stop.
+
+    Why not RQ's own (`work(with_scheduler=True)`): it forks the worker process, which has threads
+    (this one's siblings, RQ's pub/sub), and a fork taken while one of them held a lock (a log
+    stream's, a connection pool's) can leave the child hung for ever; the worker sees it alive and
+    acceptance deadlines stop until the worker restarts (a CI run waited 150 s for it after a Redis
+    outage). A thread has nothing to fork and rides through outages like the sweeper."""
+    from rq.scheduler import RQScheduler
+
+    scheduler = RQScheduler(queue_names, connection=connection, logging_level="WARNING")
+
+    def schedule() -> None:
+        if scheduler.acquired_locks != scheduler._queue_names:  # what another worker's scheduler let lapse
+            if scheduler.acquire_locks():
+                scheduler.register_birth()
+        else:
+            scheduler.heartbeat()  # refreshes the locks; one lost to another scheduler is dropped
+        if scheduler.acquired_locks:
+            scheduler.enqueue_scheduled_jobs()
+
+    try:
+        _repeat_through_outages(schedule, 1.0, stop, "scheduler")
+    finally:
+        try:
+            scheduler.release_locks()
+            scheduler.register_death()
+        except Exception:  # Redis away at the stop: the locks lapse by themselves within a minute
+            pass
 
 
 def _work_until_stopped(queues, connection, *, embedded: bool, stop: list) -> None:
@@ -570,7 +587,7 @@ def _work_until_stopped(queues, connection, *, embedded: bool, stop: list) -> No
 
     log = logging.getLogger("callcenter.worker")
     worker_class = _rq_worker_class()
-    delay, rq_worker = WORKER_RETRY[0], None
+    delay = WORKER_RETRY[0]
 
     def request_stop(signum, frame):
         stop.append(signum)
@@ -579,15 +596,14 @@ def _work_until_stopped(queues, connection, *, embedded: bool, stop: list) -> No
         while not stop:
             for signum in (signal.SIGTERM, signal.SIGINT):  # each round's Worker installs its own handlers
                 signal.signal(signum, request_stop)
-            _release_scheduler_lock(rq_worker)
             started = time.monotonic()
             try:
                 rq_worker = worker_class(queues, connection=connection)  # asks Redis already
-                rq_worker.keeps_scheduler, rq_worker.stop_requests = not embedded, stop
+                rq_worker.stop_requests = stop
                 if embedded:
-                    rq_worker.work(burst=True, with_scheduler=True, logging_level="WARNING")
+                    rq_worker.work(burst=True, logging_level="WARNING")
                 else:
-                    rq_worker.work(with_scheduler=True)
+                    rq_worker.work()
                 failure = None if embedded else "RQ's worker loop ended on an error"
             except (RedisError, OSError) as exc:
                 failure = f"Redis failed ({type(exc).__name__}: {exc})"
@@ -607,18 +623,6 @@ def _work_until_stopped(queues, connection, *, embedded: bool, stop: list) -> No
             delay = min(delay * 2, WORKER_RETRY[1])
     except (StopRequested, KeyboardInterrupt):
         pass
-
-
-def _release_scheduler_lock(previous) -> None:
-    """The scheduler lock of the previous round's worker, whose scheduler process is gone: the
-    next round's scheduler (another name) could take the lock only once it lapsed, a minute on."""
-    scheduler = getattr(previous, "scheduler", None)
-    if scheduler is None:
-        return
-    try:
-        scheduler.release_locks()  # only the locks still held under that scheduler's name
-    except Exception as exc:  # Redis still away: the new worker retries until the lock lapses
-        logging.getLogger("callcenter.worker").info("scheduler lock not released (%s)", type(exc).__name__)
 
 
 @app.command("worker")
@@ -659,8 +663,12 @@ def worker(burst: bool = typer.Option(False, "--burst", help="run the queued job
     # blocking pops (minutes), and the sweeper must not hang that long on a dead link.
     sweeper_connection = redis_lib.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     threading.Thread(target=_sweep_forever, args=(sweeper_connection, sweep_seconds, stop), daemon=True, name="sweeper").start()
+    scheduler = threading.Thread(target=_schedule_forever, args=(sweeper_connection, [q.name for q in queues], stop),
+                                 daemon=True, name="scheduler")
+    scheduler.start()
     _work_until_stopped(queues, connection, embedded=redis_conn.is_embedded(settings), stop=stop)
     stop.append("done")
+    scheduler.join(timeout=15)  # its locks released: the next worker schedules at once
     typer.echo("work-order worker stopped")
 
 
