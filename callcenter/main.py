@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from agent_ui import manage as manage_pages
     from agent_ui import supervisor as supervisor_pages
     from callcenter.privacy.api import router as privacy_router
+    from callcenter.care.api import router as care_router
     from ivr.api import router as ivr_router
     from workorders.api import router as workorders_router
     from workorders.mobile import router as mobile_router
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(mobile_router)
     app.include_router(ivr_router)
     app.include_router(privacy_router)
+    app.include_router(care_router)
     app.include_router(notify_router)
     app.include_router(realtime_router)
     app.include_router(stats_router)

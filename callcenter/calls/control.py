@@ -164,11 +164,16 @@ def dial_string(phone: Phone) -> str:
     return national if phone.kind == "mobile" else "0" + national
 
 
-def callback(*, redis, settings, extension: str | None, phone: Phone, elder_id: int | None) -> Outcome:
-    """Ring the agent's phone, then dial `phone` from it (AMI Originate, asynchronous)."""
+def callback(*, redis, settings, extension: str | None, phone: Phone, elder_id: int | None,
+             channel_id: str | None = None) -> Outcome:
+    """Ring the agent's phone, then dial `phone` from it (AMI Originate, asynchronous).
+    `channel_id`: the Uniqueid Asterisk gives the agent's channel, so the call's linkedid (a care
+    call's attempt finds its call by it)."""
     if not extension:
         raise NoExtension()
     variables = [("Variable", f"CC_AGENT={extension}")]
+    if channel_id is not None:
+        variables.append(("ChannelId", channel_id))
     if elder_id is not None:
         variables.append(("Variable", f"ELDER_ID={elder_id}"))
     step = Step("Originate", [("Channel", settings.agent_phone.format(extension=extension)), ("Context", settings.outbound_context),

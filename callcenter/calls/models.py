@@ -95,6 +95,9 @@ class CallRecord(SQLModel, table=True):
     wait_seconds: int | None = None
     talk_seconds: int | None = None
     hangup_by: str | None = Field(default=None, max_length=16)
+    # An outbound call: how the dialled party's leg ended (Asterisk's DIALSTATUS: ANSWER, NOANSWER,
+    # BUSY, CHANUNAVAIL, CONGESTION, CANCEL); None while not dialled (the agent's phone first).
+    dial_status: str | None = Field(default=None, max_length=16)
     outage_from: datetime | None = _ts()
     outage_to: datetime | None = _ts()
     channels: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

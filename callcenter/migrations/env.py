@@ -5,6 +5,7 @@ import ivr.models  # noqa: F401  (the imports back from callcenter besides main.
 import callcenter.notify.models  # noqa: F401  (its outbox names work-order tables: not in callcenter.models)
 import workorders.models  # noqa: F401
 import callcenter.privacy.models  # noqa: F401  (above IVR and work orders: not in callcenter.models)
+import callcenter.care.models  # noqa: F401  (above IVR and work orders: not in callcenter.models)
 from callcenter.db import make_engine
 from callcenter.models import metadata
 
