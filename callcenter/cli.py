@@ -527,6 +527,7 @@ def _repeat_through_outages(action, every: float, stop: list, name: str) -> None
 def _sweep_forever(connection, every: float, stop: list) -> None:
     """The sweeper thread: enqueue the work orders' and the notifications' `sweep` every `every`
     seconds for as long as the worker runs, and the retention purge once a day (privacy's kick)."""
+    from callcenter.care import jobs as care_jobs
     from callcenter.notify import jobs as notify_jobs
     from callcenter.privacy import jobs as privacy_jobs
     from workorders import jobs
@@ -535,6 +536,7 @@ def _sweep_forever(connection, every: float, stop: list) -> None:
         jobs.queue(connection).enqueue(jobs.sweep)
         notify_jobs.queue(connection).enqueue(notify_jobs.sweep)
         privacy_jobs.kick(connection)
+        care_jobs.kick(connection)
 
     _repeat_through_outages(sweep, every, stop, "sweeper")
 
@@ -636,6 +638,7 @@ def worker(burst: bool = typer.Option(False, "--burst", help="run the queued job
     import redis as redis_lib
 
     from callcenter import redis_conn
+    from callcenter.care import jobs as care_jobs
     from callcenter.notify import jobs as notify_jobs
     from callcenter.notify.gateways.base import GatewayConfigError
     from callcenter.privacy import jobs as privacy_jobs
@@ -650,9 +653,10 @@ def worker(burst: bool = typer.Option(False, "--burst", help="run the queued job
         raise typer.Exit(2) from exc
     jobs.configure(settings)
     privacy_jobs.configure(settings)
+    care_jobs.configure(settings)
     url = redis_conn.redis_url(settings)
     connection = redis_lib.Redis.from_url(url, socket_connect_timeout=5)
-    queues = [jobs.queue(connection), notify_jobs.queue(connection), privacy_jobs.queue(connection)]
+    queues = [jobs.queue(connection), notify_jobs.queue(connection), privacy_jobs.queue(connection), care_jobs.queue(connection)]
     typer.echo(f"work-order worker on queues {', '.join(q.name for q in queues)} (SMS gateway: {settings.sms_gateway}, "
                f"WeChat gateway: {settings.wechat_gateway})")
     if burst:

@@ -152,3 +152,23 @@ def for_this_process(state: dict, settings: Callable[[], Settings]) -> Database:
         state["db"].engine.dispose(close=False)
         state["pid"] = os.getpid()
     return state["db"]
+
+
+class JobContext:
+    """What an RQ job module uses in this process: its settings (the worker sets them with
+    `configure` before it forks; otherwise read from the environment) and its database
+    (`for_this_process`). One per job module."""
+
+    def __init__(self, settings_factory: Callable[[], Settings]):
+        self._factory = settings_factory
+        self.state: dict = {}
+
+    def configure(self, settings: Settings) -> None:
+        self.state.clear()
+        self.state["settings"] = settings
+
+    def settings(self) -> Settings:
+        return self.state.setdefault("settings", self._factory())
+
+    def database(self) -> Database:
+        return for_this_process(self.state, self.settings)

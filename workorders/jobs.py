@@ -22,7 +22,6 @@ from rq.registry import FailedJobRegistry
 
 from callcenter.config import Settings, get_settings
 from callcenter import db
-from callcenter.db import Database
 from callcenter.notify import jobs as notify_jobs
 from callcenter.timeutil import utcnow
 from workorders import service as orders_service
@@ -35,22 +34,15 @@ KICK_SECONDS = 60  # a flag left by a crash between set and enqueue blocks kicks
 BATCH = 100
 RETRY = Retry(max=3, interval=[5, 30, 120])
 SWEEP_AFTER = timedelta(minutes=2)
-_state: dict = {}
+context = db.JobContext(get_settings)
+_settings = context.settings
+_database = context.database
 
 
 def configure(settings: Settings) -> None:
     """The settings jobs use in this process (the worker sets them before it forks)."""
-    _state.clear()
-    _state["settings"] = settings
+    context.configure(settings)
     _database()
-
-
-def _settings() -> Settings:
-    return _state.setdefault("settings", get_settings())
-
-
-def _database() -> Database:
-    return db.for_this_process(_state, _settings)
 
 
 def queue(connection: Redis) -> Queue:

@@ -213,7 +213,7 @@ def save_check(task_id: Id, body: CheckIn, session: DbSession, services: Service
     if unknown:
         errors["findings"] = f"未知的发现：{'、'.join(unknown)}"
     if errors:
-        raise FieldErrors(errors)
+        raise FieldErrors(list(errors.items()))
     answered = session.execute(select(CareAttempt.id).where(CareAttempt.task_id == task.id,
                                                             CareAttempt.outcome == AttemptOutcome.ANSWERED)).first()
     if answered is None:

@@ -100,7 +100,7 @@ def check_rule(rule: CareRule) -> None:
     if not rule.name.strip():
         errors["name"] = "请填写规则名称"
     if errors:
-        raise FieldErrors(errors)
+        raise FieldErrors(list(errors.items()))
 
 
 # ---- settings ------------------------------------------------------------------------------------

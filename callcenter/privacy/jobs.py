@@ -15,9 +15,8 @@ from datetime import timedelta
 from redis import Redis
 from rq import Queue, Retry
 
-from callcenter.config import Settings, get_settings
+from callcenter.config import get_settings
 from callcenter import db
-from callcenter.db import Database
 from callcenter.privacy import retention
 from callcenter.timeutil import utcnow
 
@@ -27,21 +26,10 @@ PURGE_FLAG = "privacy:purge-kicked"
 PURGE_EVERY = timedelta(hours=24)
 BATCH = 500
 RETRY = Retry(max=3, interval=[60, 600, 3600])
-_state: dict = {}
-
-
-def configure(settings: Settings) -> None:
-    """The settings the jobs use in this process (the worker sets them before it forks)."""
-    _state.clear()
-    _state["settings"] = settings
-
-
-def _settings() -> Settings:
-    return _state.setdefault("settings", get_settings())
-
-
-def _database() -> Database:
-    return db.for_this_process(_state, _settings)
+context = db.JobContext(get_settings)
+configure = context.configure
+_settings = context.settings
+_database = context.database
 
 
 def queue(connection: Redis) -> Queue:
