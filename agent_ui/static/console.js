@@ -453,6 +453,9 @@
 
   // --- snapshot, then the live stream --------------------------------------------------------------
   function handle(ev) {
+    if (ev.type === "agent.state" || (ev.type && ev.type.indexOf("call.") === 0)) {
+      document.dispatchEvent(new CustomEvent("console:event", { detail: ev }));  // care.js follows my calls and state
+    }
     if (ev.type === "agent.state") { if (ev.agent === me.extension) { st.agent = ev; renderAgent(); } }
     else if (ev.type === "queue.waiting") text("queue-waiting", "排队：" + ev.waiting + " 人");
     else if (ev.type && ev.type.indexOf("call.") === 0) applyCall(ev);
@@ -669,6 +672,9 @@
   }).catch(function (err) { text("phone-mode", "无法读取话机设置：" + err.message); });
 
   renderAgent();
+  // What the console's other blocks (care.js) use: one HTTP helper, one way of saying things.
+  window.ConsoleKit = { api: api, act: act, el: el, say: say, me: me, agent: function () { return st.agent; },
+                        busy: function () { return !!(st.current && LIVE[st.current.state]); } };
   loadCallbacks();
   loadCallbackRequests();
   loadRecall();

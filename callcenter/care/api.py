@@ -197,6 +197,7 @@ class CheckIn(BaseModel):
     answers: dict[str, str] = Field(default_factory=dict)
     findings: list[str] = Field(default_factory=list, max_length=10)
     note: str = Field(default="", max_length=2000)
+    work_order_id: Id | None = Field(default=None, description="the order opened from this check")
 
 
 @router.post("/tasks/{task_id}/check")
@@ -218,12 +219,22 @@ def save_check(task_id: Id, body: CheckIn, session: DbSession, services: Service
                                                             CareAttempt.outcome == AttemptOutcome.ANSWERED)).first()
     if answered is None:
         raise Conflict("本任务还没有接通的关怀电话，无法填写关怀记录")
+    if body.work_order_id is not None:
+        _require_order_of(session, body.work_order_id, task.elder_id)
     check = CareCheck(task_id=task.id, elder_id=task.elder_id, user_id=user.id, answers=body.answers,
-                      findings=list(dict.fromkeys(body.findings)), note=body.note)
+                      findings=list(dict.fromkeys(body.findings)), note=body.note, work_order_id=body.work_order_id)
     task.status, task.closed_at = TaskStatus.DONE, utcnow()
     session.add_all([check, task])
     session.flush()
     return {"ok": True, "check_id": check.id, "findings": [FINDINGS[f] for f in check.findings]}
+
+
+def _require_order_of(session, order_id: int, elder_id: int) -> None:
+    from workorders.models import WorkOrder
+
+    order = session.get(WorkOrder, order_id)
+    if order is None or order.elder_id != elder_id:
+        raise FieldErrors.single("work_order_id", "该工单不存在或不属于这位老人")
 
 
 class OverrideIn(BaseModel):
