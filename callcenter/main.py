@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_security_headers(app, settings)  # last added, so outermost: the refusals above carry the headers too
 
     from agent_ui import pages
+    from agent_ui import care_pages
     from agent_ui import manage as manage_pages
     from agent_ui import supervisor as supervisor_pages
     from callcenter.privacy.api import router as privacy_router
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(pages.router)
     app.include_router(supervisor_pages.router)
     app.include_router(manage_pages.router)
+    app.include_router(care_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     @app.get("/openapi.json", include_in_schema=False)

@@ -195,6 +195,29 @@ TABLE: dict[str, Row] = {
     "GET /api/privacy/elders/{elder_id}/export": Row(SUPERVISOR, SUPERVISOR_OUT),
     "GET /api/privacy/erasures": Row(SUPERVISOR),
     "POST /api/privacy/elders/{elder_id}/anonymise": Row(SUPERVISOR, SUPERVISOR_OUT, json={"reason": "矩阵"}),
+    # proactive care: agents work their tasks; supervisors oversee; the rules and the policy are the city's
+    "GET /api/care/tasks/mine": Row(AGENT),
+    "GET /api/care/tasks/{task_id}": Row(AGENT, AGENT_OUT),
+    "POST /api/care/tasks/{task_id}/dial": Row(AGENT, AGENT_OUT, json={}),
+    "POST /api/care/tasks/{task_id}/check": Row(AGENT, AGENT_OUT, json={"answers": {}}),
+    "POST /api/care/elders/{elder_id}/overrides": Row(AGENT, AGENT_OUT, json={"reason": "矩阵"}),
+    "DELETE /api/care/overrides/{override_id}": Row(AGENT, AGENT_OUT),
+    "GET /api/care/elders/{elder_id}/plan": Row(AGENT, AGENT_OUT),
+    "GET /api/care/rules": Row(SUPERVISOR),
+    "POST /api/care/rules": Row(CITY_SUPERVISOR, json={}),
+    "PUT /api/care/rules/{rule_id}": Row(CITY_SUPERVISOR, json={}),
+    "DELETE /api/care/rules/{rule_id}": Row(CITY_SUPERVISOR),
+    "GET /api/care/settings": Row(SUPERVISOR),
+    "PUT /api/care/settings": Row(CITY_SUPERVISOR, json={}),
+    "POST /api/care/day": Row(CITY_SUPERVISOR, json={}),
+    "GET /api/care/tasks": Row(SUPERVISOR),
+    "POST /api/care/tasks/{task_id}/assign": Row(SUPERVISOR, SUPERVISOR_OUT, json={}),
+    "GET /api/care/alerts": Row(SUPERVISOR),
+    "GET /supervisor/care": Row(SUPERVISOR),
+    "POST /supervisor/care/rules": Row(CITY_SUPERVISOR, form={}),
+    "POST /supervisor/care/policy": Row(CITY_SUPERVISOR, form={}),
+    "POST /supervisor/care/day": Row(CITY_SUPERVISOR, form={}),
+    "POST /supervisor/care/hand-over": Row(SUPERVISOR, form={}),
 }
 
 
@@ -234,7 +257,8 @@ class Walker:
         s = self.city.sides[side]
         return {"elder": s.elder, "elder_id": s.elder, "call": s.call, "call_id": s.call, "order_id": s.order,
                 "provider": s.provider, "provider_id": s.provider, "staff_id": s.staff, "user_id": s.user,
-                "request_id": s.request, "district": s.district, "community": s.community, "phone_number": s.phone_number,
+                "request_id": s.request, "task_id": s.task, "override_id": s.override, "rule_id": s.rule,
+                "district": s.district, "community": s.community, "phone_number": s.phone_number,
                 "staff_phone": s.staff_phone,
                 "code": "meal", "token": "not-a-link", "phone": "13900000009",
                 "admin_username": self.city.accounts["admin"].username}

@@ -20,6 +20,9 @@ GET  /api/care/alerts                       escalated visits still open
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated, Literal
+
+import annotated_types
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
@@ -48,12 +51,15 @@ from callcenter.care.models import (
 from callcenter.deps import AgentUser, CitySupervisorUser, DbSession, ServicesDep, SupervisorUser, client_ip, release
 from callcenter.elders import service as elders_service
 from callcenter.elders.models import Elder, ElderPhone
-from callcenter.errors import Conflict, FieldErrors
+from callcenter.errors import Conflict, FieldErrors, NotFound
 from callcenter.inputs import Id
 from callcenter.phones import InvalidPhoneNumber, parse_phone
 from callcenter.timeutil import age_on, local_iso, today_in, utcnow
 
 router = APIRouter(prefix="/api/care", tags=["care"])
+TaskStatusName = Literal[tuple(TaskStatus)]  # type: ignore[valid-type]
+TaskKindName = Literal[tuple(TaskKind)]  # type: ignore[valid-type]
+Limit = Annotated[int, annotated_types.Ge(1), annotated_types.Le(1000)]
 
 CHECK_TOPICS = {
     "health": ("身体状况", {"good": "良好", "fair": "一般", "poor": "较差", "ill": "生病"}),
@@ -272,8 +278,10 @@ def add_override(elder_id: Id, body: OverrideIn, session: DbSession, services: S
 @router.delete("/overrides/{override_id}")
 def end_override(override_id: Id, session: DbSession, user: AgentUser):
     override = session.get(CareOverride, override_id)
-    if override is None or override.ended_at is not None:
-        raise Conflict("该例外不存在或已结束")
+    if override is None:
+        raise NotFound("该例外不存在")
+    if override.ended_at is not None:
+        raise Conflict("该例外已结束")
     override.ended_at = utcnow()
     session.add(override)
     return {"ok": True}
@@ -325,24 +333,12 @@ def list_rules(session: DbSession, user: SupervisorUser):
 
 @router.post("/rules", status_code=201)
 def create_rule(body: RuleIn, session: DbSession, user: CitySupervisorUser):
-    rule = CareRule(**body.model_dump(), updated_by=user.id)
-    service.check_rule(rule)
-    session.add(rule)
-    session.flush()
-    return _rule_dict(rule)
+    return _rule_dict(service.save_rule(session=session, rule_id=None, fields=body.model_dump(), user_id=user.id))
 
 
 @router.put("/rules/{rule_id}")
 def update_rule(rule_id: Id, body: RuleIn, session: DbSession, user: CitySupervisorUser):
-    rule = session.get(CareRule, rule_id)
-    if rule is None:
-        raise Conflict("该规则不存在")
-    for key, value in body.model_dump().items():
-        setattr(rule, key, value)
-    rule.updated_by, rule.updated_at = user.id, utcnow()
-    service.check_rule(rule)
-    session.add(rule)
-    return _rule_dict(rule)
+    return _rule_dict(service.save_rule(session=session, rule_id=rule_id, fields=body.model_dump(), user_id=user.id))
 
 
 @router.delete("/rules/{rule_id}")
@@ -365,7 +361,7 @@ class SettingsIn(BaseModel):
     script: str = Field(default="", max_length=2000)
 
 
-def _settings_dict(row) -> dict:
+def settings_dict(row) -> dict:
     return {"call_attempts": row.call_attempts, "retry_after_hours": row.retry_after_hours,
             "visit_deadline_hours": row.visit_deadline_hours, "work_starts": row.work_starts, "work_ends": row.work_ends,
             "script": row.script, "default_script": service.DEFAULT_SCRIPT}
@@ -373,41 +369,32 @@ def _settings_dict(row) -> dict:
 
 @router.get("/settings")
 def get_settings(session: DbSession, user: SupervisorUser):
-    return _settings_dict(service.care_settings(session=session))
+    return settings_dict(service.care_settings(session=session))
 
 
 @router.put("/settings")
 def put_settings(body: SettingsIn, session: DbSession, user: CitySupervisorUser):
-    if body.work_starts >= body.work_ends:
-        raise FieldErrors.single("work_ends", "结束时间应晚于开始时间")
-    if any(not 1 <= hours <= 72 for hours in body.retry_after_hours):
-        raise FieldErrors.single("retry_after_hours", "重拨间隔应在 1 到 72 小时之间")
-    row = service.care_settings(session=session)
-    for key, value in body.model_dump().items():
-        setattr(row, key, value)
-    row.updated_by, row.updated_at = user.id, utcnow()
-    session.add(row)
-    return _settings_dict(row)
+    return settings_dict(service.save_policy(session=session, fields=body.model_dump(), user_id=user.id))
 
 
 @router.post("/day")
-def make_day(session: DbSession, services: ServicesDep, user: SupervisorUser):
+def make_day(session: DbSession, services: ServicesDep, user: CitySupervisorUser):
+    """The whole city's plan (the worker makes it each morning): a city supervisor's."""
     tz = services.settings.tz
     made = service.make_day(session=session, today=today_in(tz), tz=tz)
     return {"calls": made.calls, "visits": made.visits, "assigned": made.assigned}
 
 
 @router.get("/tasks")
-def list_tasks(session: DbSession, services: ServicesDep, user: SupervisorUser, status: str = TaskStatus.OPEN,
-               kind: str | None = None, assigned_to: int | None = None, limit: int = 200):
+def list_tasks(session: DbSession, services: ServicesDep, user: SupervisorUser, status: TaskStatusName = TaskStatus.OPEN,
+               kind: TaskKindName | None = None, assigned_to: Id | None = None, limit: Limit = 200):
     tz = services.settings.tz
     query = select(CareTask).where(CareTask.status == status)
     if kind:
         query = query.where(CareTask.kind == kind)
     if assigned_to is not None:
         query = query.where(CareTask.assigned_to == assigned_to)
-    tasks = list(session.execute(query.order_by(CareTask.due_on, CareTask.risk_level.desc(), CareTask.id)
-                                 .limit(max(1, min(limit, 1000)))).scalars())
+    tasks = list(session.execute(query.order_by(CareTask.due_on, CareTask.risk_level.desc(), CareTask.id).limit(limit)).scalars())
     return {"tasks": _tasks_out(session, tasks, tz, today_in(tz))}
 
 
@@ -425,5 +412,5 @@ def assign(task_id: Id, body: AssignIn, session: DbSession, services: ServicesDe
 @router.get("/alerts")
 def care_alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
     tz = services.settings.tz
-    tasks = service.alerts(session=session, now=utcnow())
+    tasks = service.alerts(session=session)
     return {"alerts": _tasks_out(session, tasks, tz, today_in(tz))}

@@ -103,6 +103,34 @@ def check_rule(rule: CareRule) -> None:
         raise FieldErrors(list(errors.items()))
 
 
+def save_rule(*, session: Session, rule_id: int | None, fields: dict, user_id: int) -> CareRule:
+    """Create (rule_id None) or change a rule after `check_rule`; raises NotFound for no such rule."""
+    rule = CareRule() if rule_id is None else session.get(CareRule, rule_id)
+    if rule is None:
+        raise NotFound("该规则不存在")
+    for key, value in fields.items():
+        setattr(rule, key, value)
+    rule.updated_by, rule.updated_at = user_id, utcnow()
+    check_rule(rule)
+    session.add(rule)
+    session.flush()
+    return rule
+
+
+def save_policy(*, session: Session, fields: dict, user_id: int) -> CareSettings:
+    """Change the retry and escalation policy and the script, checked (Chinese messages)."""
+    if fields["work_starts"] >= fields["work_ends"]:
+        raise FieldErrors.single("work_ends", "结束时间应晚于开始时间")
+    if not fields["retry_after_hours"] or any(not 1 <= hours <= 72 for hours in fields["retry_after_hours"]):
+        raise FieldErrors.single("retry_after_hours", "重拨间隔应在 1 到 72 小时之间")
+    row = care_settings(session=session)
+    for key, value in fields.items():
+        setattr(row, key, value)
+    row.updated_by, row.updated_at = user_id, utcnow()
+    session.add(row)
+    return row
+
+
 # ---- settings ------------------------------------------------------------------------------------
 
 def care_settings(*, session: Session) -> CareSettings:
@@ -318,6 +346,20 @@ def reassign(*, session: Session, task_id: int, user_id: int | None) -> CareTask
     return task
 
 
+def hand_over(*, session: Session, from_user_id: int, to_user_id: int | None) -> int:
+    """A supervisor moves all of an agent's open care calls to another agent (None: back to the
+    pool, dealt again at the next sweep). Returns how many moved."""
+    if to_user_id is not None and to_user_id == from_user_id:
+        raise FieldErrors.single("to_user_id", "转交对象不能是同一位坐席")
+    if to_user_id is not None:
+        target = session.get(User, to_user_id)
+        if target is None or not target.active or target.role != "agent":
+            raise FieldErrors.single("to_user_id", "只能转交给在职的坐席")
+    return session.execute(update(CareTask).where(CareTask.assigned_to == from_user_id, CareTask.status == TaskStatus.OPEN,
+                                                  CareTask.kind.in_((TaskKind.CALL, TaskKind.CONTACT_CALL)))
+                           .values(assigned_to=to_user_id), execution_options=BULK).rowcount or 0
+
+
 def task_or_raise(*, session: Session, task_id: int) -> CareTask:
     task = session.get(CareTask, task_id)
     if task is None:
@@ -453,7 +495,7 @@ def escalate(*, session: Session, task: CareTask, now: datetime, tz: ZoneInfo) -
     return made
 
 
-def alerts(*, session: Session, now: datetime) -> list[CareTask]:
+def alerts(*, session: Session) -> list[CareTask]:
     """What supervisors must see: visits raised by misses or findings still open (the overdue
     ones first), newest escalations included."""
     return list(session.execute(

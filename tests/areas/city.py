@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from callcenter.areas import service as areas_service
 from callcenter.calls.models import CallRecord
+from callcenter.care.models import CareOverride, CareRule, CareTask
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ContactIn, ElderIn, PhoneIn
 from callcenter.timeutil import utcnow
@@ -45,6 +46,9 @@ class Side:
     order: int
     call: int
     request: int
+    task: int
+    override: int
+    rule: int
     user: int
 
 
@@ -86,13 +90,17 @@ def build(services, settings) -> City:
                               ended_at=None if side == "A" else now)
             request = CallbackRequest(caller_number=number, caller_e164="+86" + number, elder_id=elder.id, reason="busy",
                                       due_at=now)
-            session.add_all([call, request])
+            task = CareTask(elder_id=elder.id, kind="call", due_on=now.date(), community_id=community.id, note=MARKERS[side][0])
+            override = CareOverride(elder_id=elder.id, reason="adjusted", call_every_days=30)
+            rule = CareRule(name=f"矩阵规则{side}", living_situations=["lives_alone"], call_every_days=7)
+            session.add_all([call, request, task, override, rule])
             session.flush()
             session.add(SubsidyLedger(elder_id=elder.id, order_id=order.id, service_type="meal", amount=Decimal("-10"),
                                       balance_after=Decimal("290")))
             sides[side] = dict(district=district.id, street=street.id, community=community.id, elder=elder.id,
                                phone_number=number, provider=provider.id, staff=staff.id, staff_phone=staff_phone,
-                               order=order.id, call=call.id, request=request.id)
+                               order=order.id, call=call.id, request=request.id, task=task.id, override=override.id,
+                               rule=rule.id)
     for side in sides.values():
         photo = photos.path_of(settings, f"matrix-{'A' if side is sides['A'] else 'B'}.jpg")
         photo.parent.mkdir(parents=True, exist_ok=True)
