@@ -19,7 +19,7 @@ GET  /api/care/alerts                       escalated visits still open
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Annotated, Literal
 
 import annotated_types
@@ -228,7 +228,8 @@ def save_check(task_id: Id, body: CheckIn, session: DbSession, services: Service
     if body.work_order_id is not None:
         _require_order_of(session, body.work_order_id, task.elder_id)
     check = CareCheck(task_id=task.id, elder_id=task.elder_id, user_id=user.id, answers=body.answers,
-                      findings=list(dict.fromkeys(body.findings)), note=body.note, work_order_id=body.work_order_id)
+                      findings=list(dict.fromkeys(body.findings)), needs_action=bool(body.findings), note=body.note,
+                      work_order_id=body.work_order_id)
     task.status, task.closed_at = TaskStatus.DONE, utcnow()
     session.add_all([check, task])
     session.flush()
@@ -411,6 +412,16 @@ def assign(task_id: Id, body: AssignIn, session: DbSession, services: ServicesDe
 
 @router.get("/alerts")
 def care_alerts(session: DbSession, services: ServicesDep, user: SupervisorUser):
+    """Escalated visits still open, and findings (of care calls and visits, the last 30 days) not
+    dealt with: no work order opened from them, or one still open."""
     tz = services.settings.tz
     tasks = service.alerts(session=session)
-    return {"alerts": _tasks_out(session, tasks, tz, today_in(tz))}
+    findings = service.open_findings(session=session, since=utcnow() - timedelta(days=30))
+    elders = {elder.id: elder.name for elder in session.execute(
+        select(Elder).where(Elder.id.in_({check.elder_id for check, _ in findings}))).scalars()} if findings else {}
+    return {"alerts": _tasks_out(session, tasks, tz, today_in(tz)),
+            "findings": [{"check_id": check.id, "task_id": check.task_id, "elder_id": check.elder_id,
+                          "elder_name": elders.get(check.elder_id, ""), "at": local_iso(check.at, tz),
+                          "findings": [FINDINGS.get(f, f) for f in check.findings], "note": check.note,
+                          "work_order_id": check.work_order_id,
+                          "work_order_status": status} for check, status in findings]}

@@ -198,6 +198,7 @@ class CareCheck(SQLModel, table=True):
     """What an agent or a visitor found: each topic a short choice and a note."""
 
     __tablename__ = "care_checks"
+    __table_args__ = (Index("ix_care_checks_action", "needs_action", "at"),)
 
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="care_tasks.id", index=True, ondelete="CASCADE")
@@ -205,6 +206,7 @@ class CareCheck(SQLModel, table=True):
     user_id: int | None = Field(default=None, foreign_key="users.id")
     answers: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     findings: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    needs_action: bool = False  # findings were made: followed until their work order is closed
     note: str = Field(default="", max_length=2000)
     photo: str | None = Field(default=None, max_length=255)
     checked_in_at: datetime | None = Field(default=None, sa_column=_when(nullable=True))

@@ -22,6 +22,7 @@ from callcenter.calls.models import AgentActivity, AgentStatus, CallRecord
 from callcenter.care.models import (
     AttemptOutcome,
     CareAttempt,
+    CareCheck,
     CareContact,
     CareOverride,
     CarePlan,
@@ -502,6 +503,18 @@ def alerts(*, session: Session) -> list[CareTask]:
         select(CareTask).where(CareTask.status == TaskStatus.OPEN, CareTask.kind == TaskKind.VISIT,
                                CareTask.source.in_((TaskSource.ESCALATION, TaskSource.FINDING)))
         .order_by(CareTask.deadline_at, CareTask.id)).scalars())
+
+
+def open_findings(*, session: Session, since: datetime) -> list[tuple[CareCheck, str | None]]:
+    """Findings of care calls and visits since `since` that are not dealt with yet: no work order
+    was opened from them, or it is still open; each with its order's status (None: no order)."""
+    from workorders.models import OPEN, WorkOrder
+
+    rows = session.execute(
+        select(CareCheck, WorkOrder.status).outerjoin(WorkOrder, WorkOrder.id == CareCheck.work_order_id)
+        .where(CareCheck.needs_action, CareCheck.at >= since, or_(WorkOrder.id.is_(None), WorkOrder.status.in_(OPEN)))
+        .order_by(CareCheck.at.desc()).limit(500)).all()
+    return [(check, status) for check, status in rows]
 
 
 def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:

@@ -157,6 +157,7 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=True),
     sa.Column('answers', sa.JSON(), nullable=False),
     sa.Column('findings', sa.JSON(), nullable=False),
+    sa.Column('needs_action', sa.Boolean(), nullable=False),
     sa.Column('note', sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=False),
     sa.Column('photo', sqlmodel.sql.sqltypes.AutoString(length=255), nullable=True),
     sa.Column('checked_in_at', sa.DateTime(timezone=True), nullable=True),
@@ -168,6 +169,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('care_checks', schema=None) as batch_op:
+        batch_op.create_index('ix_care_checks_action', ['needs_action', 'at'], unique=False)
         batch_op.create_index(batch_op.f('ix_care_checks_elder_id'), ['elder_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_care_checks_task_id'), ['task_id'], unique=False)
 
@@ -232,6 +234,7 @@ def downgrade() -> None:
 
     op.drop_table('care_plans')
     with op.batch_alter_table('care_checks', schema=None) as batch_op:
+        batch_op.drop_index('ix_care_checks_action')
         batch_op.drop_index(batch_op.f('ix_care_checks_task_id'))
         batch_op.drop_index(batch_op.f('ix_care_checks_elder_id'))
 
