@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,6 +23,7 @@ from callcenter.areas import service as areas_service
 from callcenter.areas.models import AREA_LEVELS
 from callcenter.auth.models import OFFICIAL_LEVEL, OFFICIAL_ROLES, ROLE_RANK, ROLES, AccessToken, User
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
+from callcenter.phones import try_parse_phone
 from callcenter.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -284,3 +289,87 @@ class UserSessions:
 
     def revoke(self, token: str, session: Session) -> None:
         revoke_token(session=session, kind=USER_SESSION, token=token)
+
+
+# --- phone pages: sign-in by phone and password, or by a one-time SMS link -----------------------
+
+LINK_PATHS = ("/m/link/",)  # the login links of the phone pages: provider staff
+_LOGIN_LINK = re.compile("(" + "|".join(re.escape(path) for path in LINK_PATHS) + ")[A-Za-z0-9_-]+")
+
+
+def hide_login_links(text: str) -> str:
+    """A message as others may read it: a one-time login link in it would sign them in as the
+    person it was sent to, so its token is left out."""
+    return _LOGIN_LINK.sub(r"\1（一次性登录链接，已隐藏）", text)
+
+
+class BadLoginLink(DomainError):
+    """A link that was never issued (tampered, cut short), is too old, was used already, or whose
+    account changed its password or was deactivated since."""
+
+
+@dataclass(frozen=True)
+class PhoneDoor:
+    """How the people of one set of phone pages sign in (provider staff at /m/: workorders/staff.py).
+    Two ways in: phone + password, or a link sent by SMS (a
+    random token held on the server, only its hash stored, short-lived and single-use). Both end
+    in a server-side session; logout ends it, and a password change or a deactivation ends every
+    session and unused link of the account at once (`sign_out_everywhere`).
+
+    `model` is their account table (with `id`, `phone` in E.164, `password_hash`: None or empty
+    for link-only accounts, `active`); `may_sign_in` says whether an account may sign in now."""
+
+    model: type
+    session_kind: str
+    link_kind: str
+    link_path: str
+    may_sign_in: Callable[[Session, Any], bool]
+
+    def authenticate(self, *, session: Session, phone: str, password: str, area_code: str) -> Any | None:
+        """The account with this phone and password, or None (same time for unknown phones)."""
+        parsed = try_parse_phone(phone, default_area_code=area_code)
+        account = session.exec(select(self.model).where(self.model.phone == parsed.e164)).first() if parsed else None
+        try:
+            verify_password((account.password_hash or None) if account else None, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return account if self.may_sign_in(session, account) else None
+
+    def login_link(self, *, session: Session, public_url: str, minutes: int, account: Any) -> str:
+        """A one-time link that signs `account` in within `minutes` (for an SMS)."""
+        token = issue_token(session=session, kind=self.link_kind, subject_id=account.id, max_age=minutes * 60)
+        return f"{public_url.rstrip('/')}{self.link_path}{token}"
+
+    def account_for_link(self, *, session: Session, token: str, minutes: int, use: bool) -> Any:
+        """The account a login link signs in (`use`: and the link is spent); BadLoginLink, in
+        Chinese, saying why when it cannot."""
+        record = find_token(session=session, kind=self.link_kind, token=token)
+        if record is None:
+            raise BadLoginLink("登录链接无效（可能被改动或复制不完整），请用手机号和密码登录")
+        if record.revoked_at is not None:
+            raise BadLoginLink("登录链接已失效（每个链接只能使用一次，账号改密码或停用后也会失效），请用手机号和密码登录，或请热线重新发送")
+        if not is_valid(record):
+            raise BadLoginLink(f"登录链接已过期（有效期 {minutes} 分钟），请用手机号和密码登录，或请热线重新发送")
+        account = session.get(self.model, record.subject_id)
+        if not self.may_sign_in(session, account):
+            raise BadLoginLink("该账号已停用，请联系热线")
+        if use and use_token(session=session, kind=self.link_kind, token=token) is None:
+            raise BadLoginLink("登录链接已失效（每个链接只能使用一次），请用手机号和密码登录，或请热线重新发送")
+        return account
+
+    def start_session(self, *, session: Session, account: Any, hours: int) -> str:
+        return issue_token(session=session, kind=self.session_kind, subject_id=account.id, max_age=hours * 3600)
+
+    def account_for_session(self, *, session: Session, token: str) -> Any | None:
+        """The account a session token signs in, while the session lasts and the account may sign in."""
+        subject = token_subject(session=session, kind=self.session_kind, token=token)
+        account = session.get(self.model, subject) if subject is not None else None
+        return account if self.may_sign_in(session, account) else None
+
+    def end_session(self, *, session: Session, token: str) -> None:
+        revoke_token(session=session, kind=self.session_kind, token=token)
+
+    def sign_out_everywhere(self, *, session: Session, account_id: int) -> None:
+        """End every session and unused login link of this account."""
+        for kind in (self.session_kind, self.link_kind):
+            revoke_all(session=session, kind=kind, subject_id=account_id)
