@@ -21,7 +21,7 @@ from callcenter import db
 from callcenter.areas import scope as areas_scope
 from callcenter.areas import service as areas_service
 from callcenter.areas.models import AREA_LEVELS
-from callcenter.auth.models import OFFICIAL_LEVEL, OFFICIAL_ROLES, ROLE_RANK, ROLES, AccessToken, User
+from callcenter.auth.models import OFFICIAL_ROLES, ROLE_LEVEL, ROLE_RANK, ROLES, VISITOR, AccessToken, User
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
 from callcenter.phones import try_parse_phone
 from callcenter.timeutil import as_utc, utcnow
@@ -78,6 +78,11 @@ def is_official(user: User) -> bool:
     return user.role in OFFICIAL_ROLES
 
 
+def is_visitor(user: User) -> bool:
+    """A community's visitor (巡访员): signs in on the visit pages only."""
+    return user.role == VISITOR
+
+
 def scope_of(*, session: Session, user: User) -> areas_scope.Scope:
     """What `user` may see: its area and everything under it (no area: the whole city); a street
     office also sees the work of the providers serving its street; hotline staff also the callers
@@ -89,11 +94,11 @@ def scope_of(*, session: Session, user: User) -> areas_scope.Scope:
 def _area_error(*, session: Session, role: str, area_id: int | None) -> str | None:
     """Why `area_id` cannot be the scope of an account with `role` (None: it can)."""
     if area_id is None:
-        return f"{ROLES[role]}账号须指定所属地区" if role in OFFICIAL_LEVEL else None
+        return f"{ROLES[role]}账号须指定所属地区" if role in ROLE_LEVEL else None
     area = areas_service.get_or_none(session=session, area_id=area_id)
     if area is None:
         return f"地区 {area_id} 不存在"
-    level = OFFICIAL_LEVEL.get(role)
+    level = ROLE_LEVEL.get(role)
     if level is not None and area.level != level:
         return f"{ROLES[role]}账号须属于一个{AREA_LEVELS[level]}，{area.name}是{AREA_LEVELS.get(area.level, area.level)}"
     return None
@@ -138,8 +143,9 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
             raise FieldErrors.single("area_id", area_error)
     if "password" in changes and len(changes["password"]) < MIN_PASSWORD_LENGTH:
         raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
-    if "password" in changes or changes.get("active") is False:  # whoever held a session of the account is out
-        revoke_all(session=session, kind=USER_SESSION, subject_id=user.id)
+    if "password" in changes or changes.get("active") is False:  # whoever held a session or a link of the account is out
+        for kind in (USER_SESSION, USER_LINK):
+            revoke_all(session=session, kind=kind, subject_id=user.id)
     if "password" in changes:
         user.password_hash = hash_password(changes.pop("password"))
     if "queue_penalty" in changes:
@@ -178,7 +184,8 @@ def accounts_within(scope: areas_scope.Scope):
 
 
 def list_users(*, session: Session, scope: areas_scope.Scope = areas_scope.CITY) -> list[User]:
-    return list(session.exec(select(User).where(accounts_within(scope)).order_by(User.role, User.username)))
+    """The hotline's and the areas' accounts (visitors, many per community, are listed by care)."""
+    return list(session.exec(select(User).where(accounts_within(scope), User.role != VISITOR).order_by(User.role, User.username)))
 
 
 def get_user_within_or_raise(*, session: Session, user_id: int, scope: areas_scope.Scope) -> User:
@@ -196,7 +203,7 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
         verify_password(user.password_hash if user else None, password)
     except (VerificationError, InvalidHashError):
         return None
-    if user is None or not user.active:
+    if user is None or not user.active or is_visitor(user):  # visitors sign in by phone on their own pages
         return None
     user.last_login_at = utcnow()
     if _hasher.check_needs_rehash(user.password_hash):
@@ -207,7 +214,8 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
 
 # --- server-side sign-ins: sessions and one-time links ------------------------------------------
 
-USER_SESSION = "user_session"
+USER_SESSION = "user_session"  # a `users` account: a hotline user's, or a visitor's on the visit pages
+USER_LINK = "user_link"  # the one-time login link sent to a visitor
 STAFF_SESSION = "staff_session"  # a provider staff member on the mobile pages (workorders/staff.py)
 STAFF_LINK = "staff_link"  # the one-time login link of a dispatch SMS
 
@@ -282,10 +290,11 @@ class UserSessions:
         return issue_token(session=session, kind=USER_SESSION, subject_id=user.id, max_age=self.max_age)
 
     def read(self, token: str, session: Session) -> User | None:
-        """The active user this token signs in, or None."""
+        """The active hotline or area user this token signs in, or None (a visitor's session
+        token opens the visit pages only)."""
         user_id = token_subject(session=session, kind=USER_SESSION, token=token)
         user = session.get(User, user_id) if user_id is not None else None
-        return user if user is not None and user.active else None
+        return user if user is not None and user.active and not is_visitor(user) else None
 
     def revoke(self, token: str, session: Session) -> None:
         revoke_token(session=session, kind=USER_SESSION, token=token)
@@ -293,7 +302,7 @@ class UserSessions:
 
 # --- phone pages: sign-in by phone and password, or by a one-time SMS link -----------------------
 
-LINK_PATHS = ("/m/link/",)  # the login links of the phone pages: provider staff
+LINK_PATHS = ("/m/link/", "/v/link/")  # the login links of the phone pages: provider staff, visitors
 _LOGIN_LINK = re.compile("(" + "|".join(re.escape(path) for path in LINK_PATHS) + ")[A-Za-z0-9_-]+")
 
 
@@ -310,8 +319,8 @@ class BadLoginLink(DomainError):
 
 @dataclass(frozen=True)
 class PhoneDoor:
-    """How the people of one set of phone pages sign in (provider staff at /m/: workorders/staff.py).
-    Two ways in: phone + password, or a link sent by SMS (a
+    """How the people of one set of phone pages sign in: provider staff at /m/ (workorders/staff.py),
+    visitors at /v/ (`VISITOR_DOOR`). Two ways in: phone + password, or a link sent by SMS (a
     random token held on the server, only its hash stored, short-lived and single-use). Both end
     in a server-side session; logout ends it, and a password change or a deactivation ends every
     session and unused link of the account at once (`sign_out_everywhere`).
@@ -373,3 +382,13 @@ class PhoneDoor:
         """End every session and unused login link of this account."""
         for kind in (self.session_kind, self.link_kind):
             revoke_all(session=session, kind=kind, subject_id=account_id)
+
+
+def _visitor_may_sign_in(session: Session, user: User | None) -> bool:
+    return user is not None and user.active and is_visitor(user)
+
+
+# Visitors are `users` rows: their sessions are user sessions (which the hotline's cookie refuses:
+# UserSessions.read), and deactivating or re-passwording them through update_user ends both kinds.
+VISITOR_DOOR = PhoneDoor(model=User, session_kind=USER_SESSION, link_kind=USER_LINK, link_path="/v/link/",
+                         may_sign_in=_visitor_may_sign_in)
