@@ -88,8 +88,8 @@ class Settings(BaseSettings):
 
     # Provider mobile pages (/m/): the dispatch SMS carries a signed login link to PUBLIC_URL.
     public_url: str = Field(default="http://127.0.0.1:8000", description="how phones reach this site, for SMS links")
-    provider_link_minutes: int = Field(default=30, ge=1, description="a login link in a dispatch SMS works this long, once")
-    provider_session_hours: int = Field(default=12, ge=1, description="a provider staff member's sign-in lasts this long")
+    provider_link_minutes: int = Field(default=30, ge=1, description="a login link in an SMS (dispatch, visitor) works this long, once")
+    provider_session_hours: int = Field(default=12, ge=1, description="a provider staff member's or a visitor's sign-in lasts this long")
     upload_max_bytes: int = Field(default=5 * 1024 * 1024, description="largest photo a provider may upload")
     # Request bodies (callcenter/bodylimit.py): every route takes at most body_max_bytes; the two
     # upload routes (the elders' import, a provider's completion photo) their file's limit plus the form around it.

@@ -99,6 +99,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     from ivr.api import router as ivr_router
     from workorders.api import router as workorders_router
     from workorders.mobile import router as mobile_router
+    from callcenter.care.mobile import router as visitor_router
+    from callcenter.care.visitors_api import router as visitors_router
+    from agent_ui import visitors as visitors_pages
 
     app.include_router(auth_router)
     app.include_router(elders_router)
@@ -111,6 +114,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ivr_router)
     app.include_router(privacy_router)
     app.include_router(care_router)
+    app.include_router(visitors_router)
+    app.include_router(visitor_router)
     app.include_router(notify_router)
     app.include_router(realtime_router)
     app.include_router(stats_router)
@@ -118,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(supervisor_pages.router)
     app.include_router(manage_pages.router)
     app.include_router(care_pages.router)
+    app.include_router(visitors_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -189,7 +195,8 @@ def _install_access_log(app: FastAPI) -> None:
         return response
 
 
-SECRET_PATHS = ("/m/link/",)  # a provider's signed login link: whoever reads it can sign in
+SECRET_PATHS = auth_service.LINK_PATHS  # the phone pages' one-time login links: whoever reads one can sign in
+PHONE_PAGES = ("/m/", "/v/")  # provider staff's and visitors' pages: each has its own login
 
 
 def loggable_path(path: str) -> str:
@@ -280,7 +287,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def domain_error(request: Request, exc: DomainError):
         if isinstance(exc, NotAuthenticated) and _wants_html(request):
-            login = "/m/login" if request.url.path.startswith("/m/") else "/login"  # provider pages have their own
+            login = next((f"{prefix}login" for prefix in PHONE_PAGES if request.url.path.startswith(prefix)), "/login")
             return RedirectResponse(f"{login}?next={request.url.path}", status_code=303)
         if isinstance(exc, FieldErrors) and not _wants_html(request):
             detail = [{"loc": ["body", field], "msg": msg, "type": "value_error"} for field, msg in exc.errors]

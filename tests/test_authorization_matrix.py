@@ -14,6 +14,10 @@ of district B (MARKERS), whatever its status.
 
 Path parameters take the object of the column's side (tests/areas/city.py); phone and contact ids
 are new rows for each request, so a DELETE never takes away what the next account needs.
+
+An eleventh account, the visitor (巡访员) of district A's community, is walked too: it signs in on
+its own pages (/v/) only, so everywhere else it gets what an anonymous caller gets, unless a row
+says otherwise (`visitor`, `visitor_out`).
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from tests.conftest import PASSWORD
 ACCOUNTS = ["anonymous", "agent", "supervisor", "admin", "district_supervisor", "district_agent", "district_official",
             "street_official", "community_staff", "provider"]
 HOTLINE = {"district_supervisor", "district_agent"}  # scoped hotline staff: see callers from anywhere on citywide rows
-SCOPED = {"district_supervisor", "district_agent", "district_official", "street_official", "community_staff", "provider"}
+SCOPED = {"district_supervisor", "district_agent", "district_official", "street_official", "community_staff", "provider", "visitor"}
 
 # anon agent sup admin dsup dagent dofficial sofficial community provider
 PUBLIC = "ok ok ok ok ok ok ok ok ok ok"
@@ -48,12 +52,15 @@ SUPERVISOR = "401 403 ok ok ok 403 403 403 403 401"
 CITY_SUPERVISOR = "401 403 ok ok 403 403 403 403 403 401"
 READER = "401 ok ok ok ok ok ok ok ok 401"  # hotline staff and area officials
 OVERSEER = "401 403 ok ok ok 403 ok ok ok 401"  # supervisors and area officials
+MANAGER = "401 403 ok ok ok 403 403 ok ok 401"  # the visitors' managers: supervisors, street officials, community staff
 PROVIDER = "401 401 401 401 401 401 401 401 401 ok"
+NOBODY = "401 401 401 401 401 401 401 401 401 401"  # the hotline's and the providers' accounts: the visitor's pages
 # … on an object outside the scoped accounts' area:
 READER_OUT = "401 ok ok ok 404 404 404 404 404 401"
 AGENT_OUT = "401 ok ok ok 404 404 403 403 403 401"
 SUPERVISOR_OUT = "401 403 ok ok 404 403 403 403 403 401"
 OVERSEER_OUT = "401 403 ok ok 404 403 404 404 404 401"
+MANAGER_OUT = "401 403 ok ok 404 403 403 404 404 401"
 PROVIDER_OUT = "401 401 401 401 401 401 401 401 401 404"
 # Calls: call A is with `agent` (8001), call B with `district_agent` (8002): an agent's own call
 # is theirs wherever the caller lives; a supervisor reads and acts on the calls in scope.
@@ -61,7 +68,7 @@ CALL_READ_IN, CALL_READ_OUT = AGENT, "401 ok ok ok 404 ok 403 403 403 401"
 OWN_CALL_IN, OWN_CALL_OUT = "401 ok ok ok ok 403 403 403 403 401", "401 403 ok ok 404 ok 403 403 403 401"
 
 
-ENDS_SESSION = {"POST /api/auth/logout", "POST /logout", "POST /m/logout"}
+ENDS_SESSION = {"POST /api/auth/logout", "POST /logout", "POST /m/logout", "POST /v/logout"}
 
 
 @dataclass
@@ -72,6 +79,12 @@ class Row:
     form: dict | None = None
     query: str = ""
     citywide: bool = False  # hotline staff may be shown the other side's caller here
+    visitor: str | None = None  # the visitor's outcome; None: the anonymous caller's
+    visitor_out: str | None = None  # … with side B's objects; None: as with side A's
+
+    def expected_for_visitor(self, side: str) -> str:
+        anonymous = (self.inside if side == "A" else self.outside or self.inside).split()[0]
+        return (self.visitor_out if side == "B" and self.visitor_out else self.visitor) or anonymous
 
 
 TABLE: dict[str, Row] = {
@@ -191,6 +204,31 @@ TABLE: dict[str, Row] = {
     "POST /m/orders/{order_id}/checkin": Row(PROVIDER, PROVIDER_OUT, form={}),
     "POST /m/orders/{order_id}/complete": Row(PROVIDER, PROVIDER_OUT, form={"code": "0000"}),
     "GET /m/orders/{order_id}/photo": Row(PROVIDER, PROVIDER_OUT),
+    # visitors (巡访员): their managers' API and page, and the visitor's own phone pages
+    "GET /api/care/visitors": Row(MANAGER),
+    "POST /api/care/visitors": Row(MANAGER, MANAGER_OUT, json={"name": "新巡访员", "phone": "{fresh_mobile}",
+                                                               "community_id": "{community}"}),
+    "PATCH /api/care/visitors/{visitor_id}": Row(MANAGER, MANAGER_OUT, json={"volunteer": True}),
+    "POST /api/care/visitors/{visitor_id}/login-link": Row(MANAGER, MANAGER_OUT, json={}),
+    "GET /api/care/visits": Row(MANAGER),
+    "POST /api/care/visits/{task_id}/confirm": Row(MANAGER, MANAGER_OUT, json={}),  # in scope: 409, not made yet
+    "GET /supervisor/visitors": Row(MANAGER),
+    "POST /supervisor/visitors": Row(MANAGER, MANAGER_OUT, form={"name": "新巡访员", "phone": "{fresh_mobile}",
+                                                                 "community_id": "{community}"}),
+    "POST /supervisor/visitors/{visitor_id}": Row(MANAGER, MANAGER_OUT, form={"action": "link"}),
+    "POST /supervisor/visits/{task_id}/confirm": Row(MANAGER, MANAGER_OUT, form={}),
+    "GET /v/login": Row(PUBLIC),
+    "POST /v/login": Row(PUBLIC, form={"phone": "{visitor_phone}", "password": PASSWORD}),
+    "GET /v/link/{token}": Row(NOBODY),  # a bad link: says why, whoever asks
+    "POST /v/link": Row(NOBODY, form={"token": "not-a-link"}),
+    "POST /v/logout": Row(PUBLIC),
+    "GET /v/": Row(NOBODY, visitor="ok"),
+    "GET /v/tasks/{task_id}": Row(NOBODY, visitor="ok", visitor_out="404"),
+    "POST /v/tasks/{task_id}/take": Row(NOBODY, form={}, visitor="ok", visitor_out="404"),
+    "POST /v/tasks/{task_id}/release": Row(NOBODY, form={}, visitor="ok", visitor_out="404"),
+    "POST /v/tasks/{task_id}/checkin": Row(NOBODY, form={}, visitor="ok", visitor_out="404"),
+    "POST /v/tasks/{task_id}/record": Row(NOBODY, form={"answers.met": "yes"}, visitor="ok", visitor_out="404"),
+    "GET /v/tasks/{task_id}/photo": Row(NOBODY, visitor="404"),  # the open visit has no photo yet
     # an elder's own data and its erasure (last: an erasure would take the marker names away)
     "GET /api/privacy/elders/{elder_id}/export": Row(SUPERVISOR, SUPERVISOR_OUT),
     "GET /api/privacy/erasures": Row(SUPERVISOR),
@@ -257,9 +295,9 @@ class Walker:
         s = self.city.sides[side]
         return {"elder": s.elder, "elder_id": s.elder, "call": s.call, "call_id": s.call, "order_id": s.order,
                 "provider": s.provider, "provider_id": s.provider, "staff_id": s.staff, "user_id": s.user,
-                "request_id": s.request, "task_id": s.task, "override_id": s.override, "rule_id": s.rule,
+                "request_id": s.request, "override_id": s.override, "rule_id": s.rule,
                 "district": s.district, "community": s.community, "phone_number": s.phone_number,
-                "staff_phone": s.staff_phone,
+                "staff_phone": s.staff_phone, "visitor_id": s.visitor, "task_id": s.visit, "visitor_phone": s.visitor_phone,
                 "code": "meal", "token": "not-a-link", "phone": "13900000009",
                 "admin_username": self.city.accounts["admin"].username}
 
@@ -335,9 +373,10 @@ def sign_in(client, city, account: str, csrf: str) -> dict:
     client.cookies.set("cc_csrf", csrf)
     if account == "anonymous":
         return {"cc_csrf": csrf}
-    if account == "provider":
-        response = client.post("/m/login", data={"phone": city.sides["A"].staff_phone, "password": PASSWORD},
-                               headers={"X-CSRF-Token": csrf}, follow_redirects=False)
+    if account in ("provider", "visitor"):
+        door, phone = ("/m", city.sides["A"].staff_phone) if account == "provider" else ("/v", city.sides["A"].visitor_phone)
+        response = client.post(f"{door}/login", data={"phone": phone, "password": PASSWORD}, headers={"X-CSRF-Token": csrf},
+                               follow_redirects=False)
         assert response.status_code == 303, response.text
     else:
         response = client.post("/api/auth/login", json={"username": city.accounts[account].username, "password": PASSWORD})
@@ -355,7 +394,7 @@ def walker(settings, services):
         csrf = client.cookies.get("cc_csrf")
         walker = Walker(client=client, city=city, services=app.state.services,
                         sign_in=lambda account: sign_in(client, city, account, csrf))
-        walker.cookies = {account: walker.sign_in(account) for account in ACCOUNTS}
+        walker.cookies = {account: walker.sign_in(account) for account in ACCOUNTS + ["visitor"]}
         yield walker
 
 
@@ -366,7 +405,7 @@ def test_authorization_matrix(app, walker):
     wrong, leaks = [], []
     for key, row in TABLE.items():
         for side, column in (("A", row.inside), ("B", row.outside or row.inside)):
-            for account, expected in zip(ACCOUNTS, column.split()):
+            for account, expected in [*zip(ACCOUNTS, column.split()), ("visitor", row.expected_for_visitor(side))]:
                 got, text = walker.outcome(key, row, account, side)
                 if got != expected:
                     wrong.append(f"{key} as {account} with {side}'s objects: expected {expected}, got {got}")

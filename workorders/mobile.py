@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlparse
 
 from fastapi import APIRouter, BackgroundTasks, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -19,8 +18,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from callcenter.audit import service as audit_service
-from callcenter.auth import service as auth_service
-from callcenter.deps import DbSession, NotAuthenticated, ServicesDep, client_ip, csrf_token_for, login_attempt, remember_device
+from callcenter.auth.phone_pages import PhonePages
+from callcenter.deps import DbSession, ServicesDep, client_ip, csrf_token_for
 from callcenter.elders import service as elders_service
 from callcenter.errors import Conflict, DomainError, NotFound
 from callcenter.phones import try_parse_phone
@@ -33,23 +32,28 @@ from workorders.api import enqueue_after_commit
 from workorders.models import MOBILE_TABS, OrderStatus, Provider, ProviderStaff, Urgency, WorkOrder
 
 PROVIDER_COOKIE = "cc_provider"
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+TEMPLATES_DIR = Path(__file__).parent / "templates"  # the visitors' pages fall back to it for the shared ones
+templates = Jinja2Templates(directory=TEMPLATES_DIR)
 templates.env.globals["OrderStatus"] = OrderStatus
 router = APIRouter(prefix="/m", include_in_schema=False)
 
 
 def render(request: Request, name: str, context: dict, status_code: int = 200) -> HTMLResponse:
-    return templates.TemplateResponse(request, name, {"csrf_token": csrf_token_for(request)} | context, status_code=status_code)
+    context = {"csrf_token": csrf_token_for(request), "door": PAGES.labels} | context
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def current_staff(request: Request, session: DbSession, services: ServicesDep) -> ProviderStaff:
-    token = request.cookies.get(PROVIDER_COOKIE)
-    staff = staff_service.staff_for_session(session=session, token=token) if token else None
-    if staff is None:
-        raise NotAuthenticated()
-    return staff
+def _greeting(session, staff: ProviderStaff) -> tuple[str, str]:
+    return staff.name, session.get(Provider, staff.provider_id).name
 
 
+# Sign-in by phone and password or by the dispatch SMS's link: the routes are the piece the
+# visitors' pages share (callcenter/auth/phone_pages.py).
+PAGES = PhonePages(prefix="/m", cookie=PROVIDER_COOKIE, door=staff_service.DOOR, render=render, throttle="m",
+                   labels={"title": "12349 服务商接单", "login_heading": "服务商登录",
+                           "login_hint": "派单短信中的链接可直接登录；也可使用手机号和密码登录。", "enter": "进入接单页面"},
+                   greeting=_greeting)
+current_staff = PAGES.current
 Staff = Annotated[ProviderStaff, Depends(current_staff)]
 
 
@@ -62,83 +66,7 @@ def own_order(order_id: Id, session: DbSession, staff: Staff) -> WorkOrder:
 
 
 OwnOrder = Annotated[WorkOrder, Depends(own_order)]
-
-
-def _signed_in(staff: ProviderStaff, session, services, target: str) -> RedirectResponse:
-    hours = services.settings.provider_session_hours
-    response = RedirectResponse(target, status_code=303)
-    response.set_cookie(PROVIDER_COOKIE, staff_service.start_session(session=session, staff=staff, hours=hours), httponly=True,
-                        samesite="lax", secure=services.settings.cookie_secure, max_age=hours * 3600, path="/m")
-    return response
-
-
-def _safe_next(target: str | None) -> str:
-    if not target or urlparse(target).netloc or not target.startswith("/m/") or target.startswith("//"):
-        return "/m/"
-    return target
-
-
-@router.get("/login")
-def login_page(request: Request, next: str | None = None):
-    return render(request, "m/login.html", {"next": _safe_next(next), "error": None})
-
-
-@router.post("/login")
-def login(request: Request, session: DbSession, services: ServicesDep, phone: Annotated[str, Form()] = "",
-          password: Annotated[str, Form()] = "", next: Annotated[str, Form()] = "/m/"):
-    """Phone and password, through the same login throttle as the hotline's (account `m:` + phone)."""
-    parsed = try_parse_phone(phone, default_area_code=services.settings.city_area_code)
-    account = f"m:{parsed.e164 if parsed else phone.strip()}"  # one account however the number is written
-    attempt = login_attempt(request, services, account)
-    try:
-        services.throttle.check(attempt)
-    except auth_service.TooManyAttempts as exc:
-        page = render(request, "m/login.html", {"next": _safe_next(next), "error": exc.message, "phone": phone}, 429)
-        page.headers["Retry-After"] = str(exc.retry_after)
-        return page
-    staff = staff_service.authenticate(session=session, phone=phone, password=password, area_code=services.settings.city_area_code)
-    if staff is None:
-        services.throttle.failed(attempt)
-        return render(request, "m/login.html", {"next": _safe_next(next), "error": "手机号或密码错误", "phone": phone}, 401)
-    services.throttle.succeeded(attempt)
-    response = _signed_in(staff, session, services, _safe_next(next))
-    remember_device(request, response, services, account)
-    return response
-
-
-@router.get("/link/{token}")
-def link_page(token: str, request: Request, session: DbSession, services: ServicesDep):
-    """The link in a dispatch SMS opens a page with one button that signs in: the link works once,
-    and an SMS app or chat that fetches links to preview them must not spend it. A bad link says
-    why and offers the password form."""
-    try:
-        staff = staff_service.staff_for_link(session=session, token=token, minutes=services.settings.provider_link_minutes,
-                                             use=False)
-    except staff_service.BadLoginLink as exc:
-        return render(request, "m/login.html", {"next": "/m/", "error": exc.message}, 401)
-    return render(request, "m/link.html", {"token": token, "who": staff.name,
-                                           "provider": session.get(Provider, staff.provider_id).name})
-
-
-@router.post("/link")
-def login_by_link(request: Request, session: DbSession, services: ServicesDep, token: Annotated[str, Form(max_length=200)] = ""):
-    """Spend the link (single use) and sign in."""
-    try:
-        staff = staff_service.staff_for_link(session=session, token=token, minutes=services.settings.provider_link_minutes,
-                                             use=True)
-    except staff_service.BadLoginLink as exc:
-        return render(request, "m/login.html", {"next": "/m/", "error": exc.message}, 401)
-    return _signed_in(staff, session, services, "/m/")
-
-
-@router.post("/logout")
-def logout(request: Request, session: DbSession):
-    token = request.cookies.get(PROVIDER_COOKIE)
-    if token:
-        staff_service.end_session(session=session, token=token)
-    response = RedirectResponse("/m/login", status_code=303)
-    response.delete_cookie(PROVIDER_COOKIE, path="/m")
-    return response
+PAGES.add_routes(router)
 
 
 @router.get("/")

@@ -1,6 +1,7 @@
-"""Photos a provider attaches when completing an order: type checked by content (not by the
-name or the browser's claim), size capped, stored under DATA_DIR/uploads/orders, and served
-with their own image type and nosniff.
+"""Photos a provider attaches when completing an order (and a visitor to a visit's record,
+callcenter/care/mobile.py): type checked by content (not by the name or the browser's claim),
+size capped, stored under DATA_DIR/uploads/<kind> (orders, visits), and served with their own
+image type and nosniff.
 
 Pillow is not a dependency, so "by content" is a structural decode of the container: a JPEG's
 marker segments up to a frame header and the scan, a PNG's chunks with their CRCs up to IEND, a
@@ -95,8 +96,12 @@ def _webp_ok(data: bytes) -> bool:
 DECODERS = {"jpg": _jpeg_ok, "png": _png_ok, "webp": _webp_ok}
 
 
-def folder(settings) -> Path:
-    return Path(settings.data_dir) / "uploads" / "orders"
+KINDS = ("orders", "visits")  # the folders under DATA_DIR/uploads
+
+
+def folder(settings, kind: str = "orders") -> Path:
+    assert kind in KINDS, kind
+    return Path(settings.data_dir) / "uploads" / kind
 
 
 def check(settings, data: bytes) -> str:
@@ -114,17 +119,22 @@ def check(settings, data: bytes) -> str:
 
 
 def save(settings, *, order_id: int, data: bytes) -> str:
-    """Store the photo (checked again); its file name."""
+    """Store an order's photo (checked again); its file name."""
+    return store(settings, kind="orders", owner_id=order_id, data=data)
+
+
+def store(settings, *, kind: str, owner_id: int, data: bytes) -> str:
+    """Store a photo of `kind` for the order or visit `owner_id` (checked again); its file name."""
     ext = check(settings, data)
-    name = f"{order_id}-{secrets.token_hex(8)}.{ext}"
-    target = folder(settings)
+    name = f"{owner_id}-{secrets.token_hex(8)}.{ext}"
+    target = folder(settings, kind)
     target.mkdir(parents=True, exist_ok=True)
     (target / name).write_bytes(data)
     return name
 
 
-def path_of(settings, name: str) -> Path:
-    return folder(settings) / Path(name).name
+def path_of(settings, name: str, kind: str = "orders") -> Path:
+    return folder(settings, kind) / Path(name).name
 
 
 def media_type_of(name: str) -> str:
@@ -137,6 +147,6 @@ SERVE_HEADERS = {"X-Content-Type-Options": "nosniff", "Content-Security-Policy":
                  "Content-Disposition": "inline"}
 
 
-def response(settings, name: str) -> FileResponse:
-    """A stored photo as the hotline's and the provider's pages fetch it."""
-    return FileResponse(path_of(settings, name), media_type=media_type_of(name), headers=SERVE_HEADERS)
+def response(settings, name: str, kind: str = "orders") -> FileResponse:
+    """A stored photo as the hotline's, the provider's and the visitor's pages fetch it."""
+    return FileResponse(path_of(settings, name, kind), media_type=media_type_of(name), headers=SERVE_HEADERS)

@@ -3,28 +3,23 @@
 Two ways in: phone + password, or the link in a dispatch SMS: a random token held on the server
 (callcenter/auth: only its hash is stored), short-lived and single-use. Both end in a server-side
 session; logout ends it, and changing the password or deactivating the account ends every session
-and every unused link of that account at once.
+and every unused link of that account at once. The machinery is callcenter/auth's `PhoneDoor`,
+which the visitors' pages (/v/) use too; this module is the provider staff's door.
 """
 
 from __future__ import annotations
 
-import re
-
-from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
 from callcenter import db
 from callcenter.auth import service as auth_service
-from callcenter.errors import Conflict, DomainError, FieldErrors
+from callcenter.errors import Conflict, FieldErrors
 from callcenter.phones import InvalidPhoneNumber, parse_phone
 from workorders.models import Provider, ProviderStaff
 
 STAFF_SESSION, STAFF_LINK = auth_service.STAFF_SESSION, auth_service.STAFF_LINK
-
-
-class BadLoginLink(DomainError):
-    """A link that was never issued (tampered, cut short), is too old, was used already, or whose
-    account changed its password or was deactivated since."""
+BadLoginLink = auth_service.BadLoginLink
+hide_login_links = auth_service.hide_login_links
 
 
 def create_staff(*, session: Session, provider_id: int, name: str, phone: str, area_code: str,
@@ -85,69 +80,39 @@ def can_sign_in(session: Session, staff: ProviderStaff | None) -> bool:
     return provider is not None and provider.status != "exited"
 
 
+DOOR = auth_service.PhoneDoor(model=ProviderStaff, session_kind=STAFF_SESSION, link_kind=STAFF_LINK, link_path="/m/link/",
+                              may_sign_in=can_sign_in)
+
+
 def authenticate(*, session: Session, phone: str, password: str, area_code: str) -> ProviderStaff | None:
     """The staff member with this phone and password, or None (same time for unknown phones)."""
-    try:
-        e164 = parse_phone(phone or "", default_area_code=area_code).e164
-    except InvalidPhoneNumber:
-        e164 = None
-    staff = session.exec(select(ProviderStaff).where(ProviderStaff.phone == e164)).first() if e164 else None
-    try:
-        auth_service.verify_password(staff.password_hash if staff and staff.password_hash else None, password)
-    except (VerificationError, InvalidHashError):
-        return None
-    return staff if can_sign_in(session, staff) else None
+    return DOOR.authenticate(session=session, phone=phone, password=password, area_code=area_code)
 
 
 def sign_out_everywhere(*, session: Session, staff_id: int) -> None:
     """End every session and unused login link of this staff member."""
-    for kind in (STAFF_SESSION, STAFF_LINK):
-        auth_service.revoke_all(session=session, kind=kind, subject_id=staff_id)
+    DOOR.sign_out_everywhere(session=session, account_id=staff_id)
 
 
 def login_link(*, session: Session, public_url: str, minutes: int, staff: ProviderStaff) -> str:
     """A one-time link that signs `staff` in within `minutes` (for a dispatch SMS)."""
-    token = auth_service.issue_token(session=session, kind=STAFF_LINK, subject_id=staff.id, max_age=minutes * 60)
-    return f"{public_url.rstrip('/')}/m/link/{token}"
-
-
-LOGIN_LINK = re.compile(r"/m/link/[A-Za-z0-9_-]+")
-
-
-def hide_login_links(text: str) -> str:
-    """A message as others may read it: a one-time login link in it would sign them in as the
-    staff member it was sent to, so its token is left out."""
-    return LOGIN_LINK.sub("/m/link/（一次性登录链接，已隐藏）", text)
+    return DOOR.login_link(session=session, public_url=public_url, minutes=minutes, account=staff)
 
 
 def staff_for_link(*, session: Session, token: str, minutes: int, use: bool) -> ProviderStaff:
     """The account a login link signs in (`use`: and the link is spent); BadLoginLink, in
     Chinese, saying why when it cannot."""
-    record = auth_service.find_token(session=session, kind=STAFF_LINK, token=token)
-    if record is None:
-        raise BadLoginLink("登录链接无效（可能被改动或复制不完整），请用手机号和密码登录")
-    if record.revoked_at is not None:
-        raise BadLoginLink("登录链接已失效（每个链接只能使用一次，账号改密码或停用后也会失效），请用手机号和密码登录，或请热线重新发送")
-    if not auth_service.is_valid(record):
-        raise BadLoginLink(f"登录链接已过期（有效期 {minutes} 分钟），请用手机号和密码登录，或请热线重新发送")
-    staff = session.get(ProviderStaff, record.subject_id)
-    if not can_sign_in(session, staff):
-        raise BadLoginLink("该账号已停用，请联系热线")
-    if use and auth_service.use_token(session=session, kind=STAFF_LINK, token=token) is None:
-        raise BadLoginLink("登录链接已失效（每个链接只能使用一次），请用手机号和密码登录，或请热线重新发送")
-    return staff
+    return DOOR.account_for_link(session=session, token=token, minutes=minutes, use=use)
 
 
 def start_session(*, session: Session, staff: ProviderStaff, hours: int) -> str:
-    return auth_service.issue_token(session=session, kind=STAFF_SESSION, subject_id=staff.id, max_age=hours * 3600)
+    return DOOR.start_session(session=session, account=staff, hours=hours)
 
 
 def staff_for_session(*, session: Session, token: str) -> ProviderStaff | None:
     """The staff member a session token signs in, while the session lasts and the account may sign in."""
-    staff_id = auth_service.token_subject(session=session, kind=STAFF_SESSION, token=token)
-    staff = session.get(ProviderStaff, staff_id) if staff_id is not None else None
-    return staff if can_sign_in(session, staff) else None
+    return DOOR.account_for_session(session=session, token=token)
 
 
 def end_session(*, session: Session, token: str) -> None:
-    auth_service.revoke_token(session=session, kind=STAFF_SESSION, token=token)
+    DOOR.end_session(session=session, token=token)

@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -17,8 +21,9 @@ from callcenter import db
 from callcenter.areas import scope as areas_scope
 from callcenter.areas import service as areas_service
 from callcenter.areas.models import AREA_LEVELS
-from callcenter.auth.models import OFFICIAL_LEVEL, OFFICIAL_ROLES, ROLE_RANK, ROLES, AccessToken, User
+from callcenter.auth.models import OFFICIAL_ROLES, ROLE_LEVEL, ROLE_RANK, ROLES, VISITOR, AccessToken, User
 from callcenter.errors import Conflict, DomainError, FieldErrors, NotFound, PermissionDenied
+from callcenter.phones import try_parse_phone
 from callcenter.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
@@ -73,6 +78,11 @@ def is_official(user: User) -> bool:
     return user.role in OFFICIAL_ROLES
 
 
+def is_visitor(user: User) -> bool:
+    """A community's visitor (巡访员): signs in on the visit pages only."""
+    return user.role == VISITOR
+
+
 def scope_of(*, session: Session, user: User) -> areas_scope.Scope:
     """What `user` may see: its area and everything under it (no area: the whole city); a street
     office also sees the work of the providers serving its street; hotline staff also the callers
@@ -84,11 +94,11 @@ def scope_of(*, session: Session, user: User) -> areas_scope.Scope:
 def _area_error(*, session: Session, role: str, area_id: int | None) -> str | None:
     """Why `area_id` cannot be the scope of an account with `role` (None: it can)."""
     if area_id is None:
-        return f"{ROLES[role]}账号须指定所属地区" if role in OFFICIAL_LEVEL else None
+        return f"{ROLES[role]}账号须指定所属地区" if role in ROLE_LEVEL else None
     area = areas_service.get_or_none(session=session, area_id=area_id)
     if area is None:
         return f"地区 {area_id} 不存在"
-    level = OFFICIAL_LEVEL.get(role)
+    level = ROLE_LEVEL.get(role)
     if level is not None and area.level != level:
         return f"{ROLES[role]}账号须属于一个{AREA_LEVELS[level]}，{area.name}是{AREA_LEVELS.get(area.level, area.level)}"
     return None
@@ -133,8 +143,9 @@ def update_user(*, session: Session, user_id: int, changes: dict) -> User:
             raise FieldErrors.single("area_id", area_error)
     if "password" in changes and len(changes["password"]) < MIN_PASSWORD_LENGTH:
         raise FieldErrors.single("password", f"密码至少 {MIN_PASSWORD_LENGTH} 位")
-    if "password" in changes or changes.get("active") is False:  # whoever held a session of the account is out
-        revoke_all(session=session, kind=USER_SESSION, subject_id=user.id)
+    if "password" in changes or changes.get("active") is False:  # whoever held a session or a link of the account is out
+        for kind in (USER_SESSION, USER_LINK):
+            revoke_all(session=session, kind=kind, subject_id=user.id)
     if "password" in changes:
         user.password_hash = hash_password(changes.pop("password"))
     if "queue_penalty" in changes:
@@ -173,7 +184,8 @@ def accounts_within(scope: areas_scope.Scope):
 
 
 def list_users(*, session: Session, scope: areas_scope.Scope = areas_scope.CITY) -> list[User]:
-    return list(session.exec(select(User).where(accounts_within(scope)).order_by(User.role, User.username)))
+    """The hotline's and the areas' accounts (visitors, many per community, are listed by care)."""
+    return list(session.exec(select(User).where(accounts_within(scope), User.role != VISITOR).order_by(User.role, User.username)))
 
 
 def get_user_within_or_raise(*, session: Session, user_id: int, scope: areas_scope.Scope) -> User:
@@ -191,7 +203,7 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
         verify_password(user.password_hash if user else None, password)
     except (VerificationError, InvalidHashError):
         return None
-    if user is None or not user.active:
+    if user is None or not user.active or is_visitor(user):  # visitors sign in by phone on their own pages
         return None
     user.last_login_at = utcnow()
     if _hasher.check_needs_rehash(user.password_hash):
@@ -202,7 +214,8 @@ def authenticate(*, session: Session, username: str, password: str) -> User | No
 
 # --- server-side sign-ins: sessions and one-time links ------------------------------------------
 
-USER_SESSION = "user_session"
+USER_SESSION = "user_session"  # a `users` account: a hotline user's, or a visitor's on the visit pages
+USER_LINK = "user_link"  # the one-time login link sent to a visitor
 STAFF_SESSION = "staff_session"  # a provider staff member on the mobile pages (workorders/staff.py)
 STAFF_LINK = "staff_link"  # the one-time login link of a dispatch SMS
 
@@ -277,10 +290,105 @@ class UserSessions:
         return issue_token(session=session, kind=USER_SESSION, subject_id=user.id, max_age=self.max_age)
 
     def read(self, token: str, session: Session) -> User | None:
-        """The active user this token signs in, or None."""
+        """The active hotline or area user this token signs in, or None (a visitor's session
+        token opens the visit pages only)."""
         user_id = token_subject(session=session, kind=USER_SESSION, token=token)
         user = session.get(User, user_id) if user_id is not None else None
-        return user if user is not None and user.active else None
+        return user if user is not None and user.active and not is_visitor(user) else None
 
     def revoke(self, token: str, session: Session) -> None:
         revoke_token(session=session, kind=USER_SESSION, token=token)
+
+
+# --- phone pages: sign-in by phone and password, or by a one-time SMS link -----------------------
+
+LINK_PATHS = ("/m/link/", "/v/link/")  # the login links of the phone pages: provider staff, visitors
+_LOGIN_LINK = re.compile("(" + "|".join(re.escape(path) for path in LINK_PATHS) + ")[A-Za-z0-9_-]+")
+
+
+def hide_login_links(text: str) -> str:
+    """A message as others may read it: a one-time login link in it would sign them in as the
+    person it was sent to, so its token is left out."""
+    return _LOGIN_LINK.sub(r"\1（一次性登录链接，已隐藏）", text)
+
+
+class BadLoginLink(DomainError):
+    """A link that was never issued (tampered, cut short), is too old, was used already, or whose
+    account changed its password or was deactivated since."""
+
+
+@dataclass(frozen=True)
+class PhoneDoor:
+    """How the people of one set of phone pages sign in: provider staff at /m/ (workorders/staff.py),
+    visitors at /v/ (`VISITOR_DOOR`). Two ways in: phone + password, or a link sent by SMS (a
+    random token held on the server, only its hash stored, short-lived and single-use). Both end
+    in a server-side session; logout ends it, and a password change or a deactivation ends every
+    session and unused link of the account at once (`sign_out_everywhere`).
+
+    `model` is their account table (with `id`, `phone` in E.164, `password_hash`: None or empty
+    for link-only accounts, `active`); `may_sign_in` says whether an account may sign in now."""
+
+    model: type
+    session_kind: str
+    link_kind: str
+    link_path: str
+    may_sign_in: Callable[[Session, Any], bool]
+
+    def authenticate(self, *, session: Session, phone: str, password: str, area_code: str) -> Any | None:
+        """The account with this phone and password, or None (same time for unknown phones)."""
+        parsed = try_parse_phone(phone, default_area_code=area_code)
+        account = session.exec(select(self.model).where(self.model.phone == parsed.e164)).first() if parsed else None
+        try:
+            verify_password((account.password_hash or None) if account else None, password)
+        except (VerificationError, InvalidHashError):
+            return None
+        return account if self.may_sign_in(session, account) else None
+
+    def login_link(self, *, session: Session, public_url: str, minutes: int, account: Any) -> str:
+        """A one-time link that signs `account` in within `minutes` (for an SMS)."""
+        token = issue_token(session=session, kind=self.link_kind, subject_id=account.id, max_age=minutes * 60)
+        return f"{public_url.rstrip('/')}{self.link_path}{token}"
+
+    def account_for_link(self, *, session: Session, token: str, minutes: int, use: bool) -> Any:
+        """The account a login link signs in (`use`: and the link is spent); BadLoginLink, in
+        Chinese, saying why when it cannot."""
+        record = find_token(session=session, kind=self.link_kind, token=token)
+        if record is None:
+            raise BadLoginLink("登录链接无效（可能被改动或复制不完整），请用手机号和密码登录")
+        if record.revoked_at is not None:
+            raise BadLoginLink("登录链接已失效（每个链接只能使用一次，账号改密码或停用后也会失效），请用手机号和密码登录，或请热线重新发送")
+        if not is_valid(record):
+            raise BadLoginLink(f"登录链接已过期（有效期 {minutes} 分钟），请用手机号和密码登录，或请热线重新发送")
+        account = session.get(self.model, record.subject_id)
+        if not self.may_sign_in(session, account):
+            raise BadLoginLink("该账号已停用，请联系热线")
+        if use and use_token(session=session, kind=self.link_kind, token=token) is None:
+            raise BadLoginLink("登录链接已失效（每个链接只能使用一次），请用手机号和密码登录，或请热线重新发送")
+        return account
+
+    def start_session(self, *, session: Session, account: Any, hours: int) -> str:
+        return issue_token(session=session, kind=self.session_kind, subject_id=account.id, max_age=hours * 3600)
+
+    def account_for_session(self, *, session: Session, token: str) -> Any | None:
+        """The account a session token signs in, while the session lasts and the account may sign in."""
+        subject = token_subject(session=session, kind=self.session_kind, token=token)
+        account = session.get(self.model, subject) if subject is not None else None
+        return account if self.may_sign_in(session, account) else None
+
+    def end_session(self, *, session: Session, token: str) -> None:
+        revoke_token(session=session, kind=self.session_kind, token=token)
+
+    def sign_out_everywhere(self, *, session: Session, account_id: int) -> None:
+        """End every session and unused login link of this account."""
+        for kind in (self.session_kind, self.link_kind):
+            revoke_all(session=session, kind=kind, subject_id=account_id)
+
+
+def _visitor_may_sign_in(session: Session, user: User | None) -> bool:
+    return user is not None and user.active and is_visitor(user)
+
+
+# Visitors are `users` rows: their sessions are user sessions (which the hotline's cookie refuses:
+# UserSessions.read), and deactivating or re-passwording them through update_user ends both kinds.
+VISITOR_DOOR = PhoneDoor(model=User, session_kind=USER_SESSION, link_kind=USER_LINK, link_path="/v/link/",
+                         may_sign_in=_visitor_may_sign_in)

@@ -287,7 +287,8 @@ def _open_tasks_for_due(*, session: Session, kind: str, due_column, today: date)
     rows = (select(CarePlan.elder_id, literal(kind), literal(TaskSource.PLAN.value), literal(TaskStatus.OPEN.value),
                    today_literal, CarePlan.risk_level, overdue, Elder.community_id, literal(0), literal(utcnow()))
             .join(Elder, Elder.id == CarePlan.elder_id)
-            .where(due_column <= today_literal, not_(already)))
+            .where(due_column <= today_literal, not_(already))
+            .order_by(CarePlan.elder_id))
     columns = ["elder_id", "kind", "source", "status", "due_on", "risk_level", "overdue_days", "community_id", "attempts",
                "created_at"]
     table = CareTask.__table__
@@ -304,7 +305,7 @@ def agents_on_duty(*, session: Session) -> list[User]:
 
 def _work_order():
     """Today's open call tasks in the order they are worked: highest risk, most overdue, oldest."""
-    return (CareTask.risk_level.desc(), CareTask.overdue_days.desc(), CareTask.due_on, CareTask.id)
+    return (CareTask.risk_level.desc(), CareTask.overdue_days.desc(), CareTask.due_on, CareTask.elder_id, CareTask.id)
 
 
 def share_calls(*, session: Session, today: date) -> int:

@@ -6,6 +6,7 @@ import callcenter.notify.models  # noqa: F401  (its outbox names work-order tabl
 import workorders.models  # noqa: F401
 import callcenter.privacy.models  # noqa: F401  (above IVR and work orders: not in callcenter.models)
 import callcenter.care.models  # noqa: F401  (above IVR and work orders: not in callcenter.models)
+import callcenter.care.visit_models  # noqa: F401
 from callcenter.db import make_engine
 from callcenter.models import metadata
 

@@ -34,6 +34,9 @@ KINDS = {kind.name: kind for kind in (
     Kind("order_dispatched_elder", "承接通知（含确认码）",
          "您的{service}服务（工单 {number}）已由{provider}承接。服务完成后请把确认码 {code} 告诉服务人员。",
          ("service", "number", "provider", "code")),
+    Kind("visitor_login_link", "巡访员登录链接",
+         "{name}您好，请点击链接登录{community}巡访页面（{minutes} 分钟内有效，仅可使用一次）：{link}",
+         ("name", "community", "minutes", "link")),
 )}
 
 

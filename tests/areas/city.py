@@ -10,7 +10,9 @@ from datetime import timedelta
 from decimal import Decimal
 
 from callcenter.areas import service as areas_service
+from callcenter.auth.models import User
 from callcenter.calls.models import CallRecord
+from callcenter.auth import service as auth_service
 from callcenter.care.models import CareOverride, CareRule, CareTask
 from callcenter.elders import service as elders_service
 from callcenter.elders.schemas import ContactIn, ElderIn, PhoneIn
@@ -23,8 +25,8 @@ from workorders import staff as staff_service
 from workorders.models import SubsidyLedger, WorkOrder
 
 # Names that only the rows of one side carry: an answer in scope must never contain the other's.
-MARKERS = {"A": ["甲区老人", "甲区服务社", "GD20990101-0001", "甲区员工", "agent-a-zs"],
-           "B": ["乙区老人", "乙区服务社", "GD20990101-0002", "乙区员工", "agent-b-xg"]}
+MARKERS = {"A": ["甲区老人", "甲区服务社", "GD20990101-0001", "甲区员工", "agent-a-zs", "甲区巡访员"],
+           "B": ["乙区老人", "乙区服务社", "GD20990101-0002", "乙区员工", "agent-b-xg", "乙区巡访员"]}
 _numbers = itertools.count(1)
 
 
@@ -50,12 +52,15 @@ class Side:
     override: int
     rule: int
     user: int
+    visitor: int  # a visitor (巡访员) of the side's community, signing in by phone and PASSWORD
+    visitor_phone: str
+    visit: int  # an open visit task of the side's elder
 
 
 @dataclass
 class City:
     sides: dict[str, Side]
-    accounts: dict[str, object] = field(default_factory=dict)  # role key -> User (or ProviderStaff)
+    accounts: dict[str, object] = field(default_factory=dict)  # role key -> User (or ProviderStaff); "visitor": side A's
 
 
 def build(services, settings) -> City:
@@ -93,14 +98,18 @@ def build(services, settings) -> City:
             task = CareTask(elder_id=elder.id, kind="call", due_on=now.date(), community_id=community.id, note=MARKERS[side][0])
             override = CareOverride(elder_id=elder.id, reason="adjusted", call_every_days=30)
             rule = CareRule(name=f"矩阵规则{side}", living_situations=["lives_alone"], call_every_days=7)
-            session.add_all([call, request, task, override, rule])
+            visitor_phone = fresh_mobile()
+            visitor = User(username=f"visitor-86{visitor_phone}", role="visitor", display_name=MARKERS[side][5], area_id=community.id,
+                           phone=f"+86{visitor_phone}", password_hash=auth_service.hash_password(PASSWORD))
+            visit = CareTask(elder_id=elder.id, kind="visit", due_on=now.date(), community_id=community.id)
+            session.add_all([call, request, task, override, rule, visitor, visit])
             session.flush()
             session.add(SubsidyLedger(elder_id=elder.id, order_id=order.id, service_type="meal", amount=Decimal("-10"),
                                       balance_after=Decimal("290")))
             sides[side] = dict(district=district.id, street=street.id, community=community.id, elder=elder.id,
                                phone_number=number, provider=provider.id, staff=staff.id, staff_phone=staff_phone,
                                order=order.id, call=call.id, request=request.id, task=task.id, override=override.id,
-                               rule=rule.id)
+                               rule=rule.id, visitor=visitor.id, visitor_phone=visitor_phone, visit=visit.id)
     for side in sides.values():
         photo = photos.path_of(settings, f"matrix-{'A' if side is sides['A'] else 'B'}.jpg")
         photo.parent.mkdir(parents=True, exist_ok=True)
@@ -118,4 +127,6 @@ def build(services, settings) -> City:
         "street_official": make_user(services, "street_official", area_id=a["street"]),
         "community_staff": make_user(services, "community_staff", area_id=a["community"]),
     }
+    with services.db.session_scope() as session:
+        accounts["visitor"] = session.get(User, a["visitor"])
     return City(sides={key: Side(**value) for key, value in sides.items()}, accounts=accounts)

@@ -15,7 +15,7 @@ from tests.workorders.conftest import city, rq_redis, scheduled_jobs_due_now  # 
 from workorders import jobs as order_jobs
 
 TENCENT_TEMPLATES = {"order_dispatched_provider": "2000001", "order_dispatched_provider_nolink": "2000002",
-                     "order_dispatched_elder": "2000003"}
+                     "order_dispatched_elder": "2000003", "visitor_login_link": "2000004"}
 
 
 @pytest.fixture
@@ -33,7 +33,8 @@ def configure_notify(settings):
 @pytest.fixture
 def tencent(configure_notify, rq_redis):  # noqa: F811
     with fake_tencent_sms.FakeTencentSms({TENCENT_TEMPLATES[k]: n for k, n in (("order_dispatched_provider", 4),
-                                          ("order_dispatched_provider_nolink", 3), ("order_dispatched_elder", 4))}) as server:
+                                          ("order_dispatched_provider_nolink", 3), ("order_dispatched_elder", 4),
+                                          ("visitor_login_link", 4))}) as server:
         configure_notify(**tencent_settings(server.endpoint))
         yield server
 

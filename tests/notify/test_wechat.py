@@ -16,7 +16,8 @@ from tests.notify.conftest import messages, route_and_send
 from tests.workorders.conftest import new_order
 
 APP_ID, SECRET, TOKEN = "wx0000000000000001", "wechat-secret", "ACCESS_TOKEN_1"
-TEMPLATES = {"order_dispatched_provider": "tplA", "order_dispatched_provider_nolink": "tplB", "order_dispatched_elder": "tplC"}
+TEMPLATES = {"order_dispatched_provider": "tplA", "order_dispatched_provider_nolink": "tplB", "order_dispatched_elder": "tplC",
+             "visitor_login_link": "tplD"}
 
 
 class FakeWechat(BaseHTTPRequestHandler):
