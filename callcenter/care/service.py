@@ -488,10 +488,14 @@ def escalate(*, session: Session, task: CareTask, now: datetime, tz: ZoneInfo) -
                      assigned_to=task.assigned_to, phone=contact.phone, note=f"联系紧急联系人：{contact.name}")
             for contact in session.execute(select(EmergencyContact).where(EmergencyContact.elder_id == task.elder_id)
                                         .order_by(EmergencyContact.priority, EmergencyContact.id)).scalars()]
-    made.append(CareTask(elder_id=task.elder_id, kind=TaskKind.VISIT, source=TaskSource.ESCALATION, parent_id=task.id,
-                         due_on=today, risk_level=RiskLevel.HIGH, community_id=elder.community_id if elder else None,
-                         deadline_at=now + timedelta(hours=policy.visit_deadline_hours),
-                         note=f"关怀电话{task.attempts}次未接通，请尽快上门查看"))
+    visit = session.execute(select(CareTask).where(CareTask.elder_id == task.elder_id, CareTask.kind == TaskKind.VISIT,
+                                                   CareTask.status == TaskStatus.OPEN)).scalars().first()
+    if visit is None:  # a visit the plan already made is hurried on rather than doubled
+        visit = CareTask(elder_id=task.elder_id, kind=TaskKind.VISIT, community_id=elder.community_id if elder else None)
+    visit.source, visit.parent_id, visit.due_on, visit.risk_level = TaskSource.ESCALATION, task.id, today, RiskLevel.HIGH
+    visit.deadline_at = now + timedelta(hours=policy.visit_deadline_hours)
+    visit.note = f"关怀电话{task.attempts}次未接通，请尽快上门查看"
+    made.append(visit)
     session.add_all(made)
     session.flush()
     return made

@@ -160,3 +160,38 @@ def test_exceptions_and_the_check_after_an_answered_care_call(app, services, set
         open_tasks = session.execute(select(CareTask).where(CareTask.elder_id == elder, CareTask.status == "open")).all()
     assert open_tasks == []
     assert supervisor(app, services).post("/api/care/day", json={}).json()["calls"] == 0
+
+
+def _missed_call(services, task_id: int, user_id: int, elder_id: int, number: int, status: str = "NOANSWER") -> None:
+    """A care call as the bridge records it: dialled, not answered."""
+    with services.db.session_scope() as session:
+        session.add(CareAttempt(task_id=task_id, user_id=user_id, linkedid=f"care-miss-{number}", at=utcnow()))
+        session.add(CallRecord(linkedid=f"care-miss-{number}", direction="outbound", state="ended", started_at=utcnow(),
+                               elder_id=elder_id, ended_at=utcnow(), dial_status=status, outcome="outbound"))
+
+
+def test_three_misses_call_the_contacts_and_hurry_the_planned_visit(app, services, settings, console, agent):
+    add_rules(services, HIGH)  # calls every 3 days and a weekly visit: the day makes both
+    elder = add_elder(services, "张大爷", living="lives_alone", ability="severe", phone="+8613800000001",
+                      contacts=(("张伟", "+8615840112233"), ("张丽", "+8613904112233")))
+    on_duty(services, agent)
+    boss = supervisor(app, services)
+    assert boss.post("/api/care/day", json={}).json() == {"calls": 1, "visits": 1, "assigned": 1}
+    [task] = console.get("/api/care/tasks/mine").json()["tasks"]
+    for number, status in enumerate(("NOANSWER", "BUSY")):
+        _missed_call(services, task["id"], agent.id, elder, number, status)
+        console.get("/api/care/tasks/mine")  # settles the attempt; the retry waits for its time
+        with services.db.session_scope() as session:
+            retry = session.get(CareTask, task["id"])
+            assert retry.attempts == number + 1 and retry.next_attempt_at is not None
+    _missed_call(services, task["id"], agent.id, elder, 3, "CHANUNAVAIL")
+    contacts = console.get("/api/care/tasks/mine").json()["tasks"]
+    assert [(t["kind"], t["phone"], t["note"]) for t in contacts] == [
+        ("contact_call", "+8615840112233", "联系紧急联系人：张伟"), ("contact_call", "+8613904112233", "联系紧急联系人：张丽")]
+    alerts = boss.get("/api/care/alerts").json()["alerts"]
+    assert [(a["kind"], a["source"], a["elder"]["name"]) for a in alerts] == [("visit", "escalation", "张大爷")]
+    assert "3次未接通" in alerts[0]["note"] and alerts[0]["deadline_at"]
+    with services.db.session_scope() as session:
+        escalated = session.get(CareTask, task["id"])
+        visits = session.execute(select(CareTask).where(CareTask.kind == "visit")).scalars().all()
+    assert escalated.status == "escalated" and len(visits) == 1  # the planned visit, hurried: not a second one
