@@ -343,7 +343,8 @@ def record_visit(*, session: Session, task: CareTask, visitor: User, form: Visit
         raise Conflict("该巡访任务已被关闭，本次记录未保存")
     session.refresh(task)
     check = CareCheck(task_id=task.id, elder_id=task.elder_id, user_id=visitor.id, answers=answers, findings=findings,
-                      note=form.note.strip(), checked_in_at=arrived.at, work_order_id=order.id if order else None, at=now)
+                      needs_action=any(key in ESCALATING for key in findings), note=form.note.strip(), checked_in_at=arrived.at,
+                      work_order_id=order.id if order else None, at=now)
     session.add(check)
     if "absent" not in findings:  # the elder was met: a contact, and the elder's other open visits are made too
         care_service.record_visit_contact(session=session, task=task, at=now)

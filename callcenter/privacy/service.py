@@ -23,6 +23,8 @@ from callcenter.auth.models import User
 from callcenter.calls import presenter as calls_presenter
 from callcenter.calls import service as calls_service
 from callcenter.calls.models import CallRecord
+from callcenter.care.models import CareCheck, CareOverride, CarePlan, CareTask
+from callcenter.care.visit_models import VisitCheckIn
 from callcenter.crypto import Sealer
 from callcenter.elders import presenter as elders_presenter
 from callcenter.elders import service as elders_service
@@ -47,7 +49,7 @@ AUDIT_IDENTIFIERS = ("phone", "number", "name", "q", "changes")
 def export(*, session: Session, elder_id: int, sealer: Sealer, tz, today, user: User, now: datetime | None = None) -> dict:
     """Everything held about one elder: the profile (ID number in full: it is their own), phones,
     contacts, calls, work orders with their history, subsidy ledger, callback requests, the audit
-    of who viewed or changed the profile, and any erasure."""
+    of who viewed or changed the profile, any erasure, and proactive care's tasks and checks."""
     elder = elders_service.get_or_raise(session=session, elder_id=elder_id)
     calls = session.exec(select(CallRecord).where(CallRecord.elder_id == elder_id).order_by(CallRecord.started_at)).all()
     orders = session.exec(select(WorkOrder).where(WorkOrder.elder_id == elder_id).order_by(WorkOrder.created_at)).all()
@@ -70,6 +72,22 @@ def export(*, session: Session, elder_id: int, sealer: Sealer, tz, today, user: 
         "audit": [{"at": local_iso(row.at, tz), "user": row.username, "action": row.action, "detail": row.detail, "ip": row.ip}
                   for row in audit],
         "erasures": [erasure_dict(row, tz) for row in erasures],
+        "care": _care_of(session, elder_id, tz),
+    }
+
+
+def _care_of(session: Session, elder_id: int, tz) -> dict:
+    """Proactive care held about the elder: the exceptions, the tasks and what each check found."""
+    overrides = session.exec(select(CareOverride).where(CareOverride.elder_id == elder_id).order_by(CareOverride.id)).all()
+    tasks = session.exec(select(CareTask).where(CareTask.elder_id == elder_id).order_by(CareTask.id)).all()
+    checks = session.exec(select(CareCheck).where(CareCheck.elder_id == elder_id).order_by(CareCheck.id)).all()
+    return {
+        "overrides": [{"reason": row.reason, "note": row.note, "until": row.until.isoformat() if row.until else None,
+                       "created_at": local_iso(row.created_at, tz), "ended_at": local_iso(row.ended_at, tz)} for row in overrides],
+        "tasks": [{"id": row.id, "kind": row.kind, "status": row.status, "due_on": row.due_on.isoformat(), "attempts": row.attempts,
+                   "note": row.note, "closed_at": local_iso(row.closed_at, tz)} for row in tasks],
+        "checks": [{"task_id": row.task_id, "at": local_iso(row.at, tz), "answers": row.answers, "findings": row.findings,
+                    "note": row.note, "work_order_id": row.work_order_id} for row in checks],
     }
 
 
@@ -97,7 +115,8 @@ def anonymise(*, session: Session, elder_id: int, user: User, reason: str, reque
     numbers = elders_service.numbers_of(session=session, elder=elder)
     counts = {"phones": _delete(session, ElderPhone, elder_id), "contacts": _delete(session, EmergencyContact, elder_id),
               "calls": _clear_calls(session, elder_id), "callback_requests": _clear_callbacks(session, elder_id),
-              "work_orders": _clear_orders(session, elder_id, photo_folder, numbers), "audit_entries": _redact_audit(session, elder_id)}
+              "work_orders": _clear_orders(session, elder_id, photo_folder, numbers), "audit_entries": _redact_audit(session, elder_id),
+              "care_records": _clear_care(session, elder_id, photo_folder.parent / "visits")}
     _clear_profile(elder)
     session.add(elder)
     erasure = ElderErasure(elder_id=elder_id, user_id=user.id, username=user.username[:64], reason=reason.strip(),
@@ -126,6 +145,26 @@ def _clear_calls(session: Session, elder_id: int) -> int:
     table = CallRecord.__table__
     return session.connection().execute(update(table).where(table.c.elder_id == elder_id)
                                         .values(caller_number=None, caller_e164=None, caller_name=None, notes="")).rowcount
+
+
+def _clear_care(session: Session, elder_id: int, visit_photos: Path) -> int:
+    """Proactive care: the checks' answers, notes and photos, the visitors' positions at the door,
+    the tasks' notes and numbers, the exceptions' notes, the plan; what was done and when stays."""
+    checks = session.exec(select(CareCheck).where(CareCheck.elder_id == elder_id)).all()
+    for check in checks:
+        if check.photo:
+            (visit_photos / Path(check.photo).name).unlink(missing_ok=True)
+        check.answers, check.findings, check.note, check.photo = {}, [], "", None
+        session.add(check)
+    tasks = select(CareTask.id).where(CareTask.elder_id == elder_id)
+    session.connection().execute(update(VisitCheckIn.__table__).where(VisitCheckIn.__table__.c.task_id.in_(tasks))
+                                 .values(latitude=None, longitude=None, accuracy_m=None))
+    session.connection().execute(update(CareTask.__table__).where(CareTask.__table__.c.elder_id == elder_id)
+                                 .values(note="", phone=None))
+    session.connection().execute(update(CareOverride.__table__).where(CareOverride.__table__.c.elder_id == elder_id)
+                                 .values(note=""))
+    _delete(session, CarePlan, elder_id)
+    return len(checks)
 
 
 def _clear_callbacks(session: Session, elder_id: int) -> int:

@@ -94,9 +94,9 @@ def tasks(services, boss, visit_city):
         care_service.escalate(session=session, task=call, now=utcnow(), tz=services.settings.tz)
         visits = session.exec(select(CareTask).where(CareTask.kind == "visit", CareTask.status == "open")).all()
     by_elder = {name: [t for t in visits if t.elder_id == elder_id] for name, elder_id in visit_city["elders"].items()}
-    escalated = [t.id for t in by_elder["王奶奶"] if t.deadline_at is not None]
-    planned = [t.id for t in by_elder["王奶奶"] if t.deadline_at is None]
-    return {"张大爷": by_elder["张大爷"][0].id, "王奶奶": escalated[0], "王奶奶计划": planned[0], "李奶奶": by_elder["李奶奶"][0].id}
+    [escalated] = [t.id for t in by_elder["王奶奶"]]  # the plan's visit, hurried by the escalation: one task
+    assert by_elder["王奶奶"][0].deadline_at is not None
+    return {"张大爷": by_elder["张大爷"][0].id, "王奶奶": escalated, "李奶奶": by_elder["李奶奶"][0].id}
 
 
 def visitor_client(app) -> TestClient:
@@ -201,7 +201,7 @@ def test_a_visitor_sees_and_works_only_their_communitys_tasks(app, services, vis
 
     home = liu.get("/v/").text
     listed = re.findall(r'data-task="(\d+)"', home)
-    assert listed == [str(tasks["王奶奶"]), str(tasks["张大爷"]), str(tasks["王奶奶计划"])]  # the escalation's deadline first
+    assert listed == [str(tasks["王奶奶"]), str(tasks["张大爷"])]  # the escalation's deadline first
     assert "须于" in home and "李奶奶" not in home
     with services.db.session_scope() as session:
         listing = session.exec(select(AuditLog).where(AuditLog.action == "visitor_list")).first()
@@ -306,7 +306,8 @@ def test_an_absent_elder_is_an_emergency_for_the_hotline(app, services, visit_ci
     assert f"紧急上报 {drafts[0]['number']}：待确认" in record and "（未获取位置）" in record
     with services.db.session_scope() as session:
         assert session.exec(select(CareContact).where(CareContact.source_id == task)).all() == []  # the elder was not reached
-        assert session.get(CareTask, tasks["王奶奶计划"]).status == "open"  # so the plan's visit is still due
+        assert session.get(CareTask, tasks["王奶奶"]).status == "done"
+    assert boss.post("/api/care/day", json={}).json()["visits"] == 1  # so the plan makes her visit again
 
 
 def test_a_volunteers_visit_is_confirmed_once_and_the_hours_show_on_their_page(app, services, visit_city, shequ, boss, tasks):

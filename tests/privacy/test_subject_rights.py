@@ -14,6 +14,7 @@ from sqlmodel import select
 from callcenter.areas import service as areas_service
 from callcenter.audit.models import AuditLog
 from callcenter.calls.models import CallRecord
+from callcenter.care.models import CareCheck, CareTask
 from callcenter.elders.models import Elder
 from callcenter.privacy.models import ElderErasure
 from callcenter.timeutil import utcnow
@@ -114,6 +115,13 @@ def test_anonymising_erases_the_person_and_keeps_the_figures(supervisor_client, 
         row.status, row.completed_at, row.closed_at, row.satisfaction = "closed", utcnow(), utcnow(), 5
         session.add(WorkOrderEvent(order_id=row.id, actor="班长", from_status="completed", to_status="closed", note="回访：张大爷说饭菜偏咸"))
         session.add(Recipient(phone="+8613800138000", channel="wechat", wechat_openid="o-zhang-openid"))
+        care_task = CareTask(elder_id=zhang["elder"], kind="call", due_on=utcnow().date(), status="done")
+        session.add(care_task)
+        session.flush()
+        session.add(CareCheck(task_id=care_task.id, elder_id=zhang["elder"], answers={"health": "ill"}, findings=["illness"],
+                              needs_action=True, note="张大爷腿疼，燃气灶老化"))
+    held = supervisor_client.get(f"/api/privacy/elders/{zhang['elder']}/export").json()["care"]
+    assert held["checks"][0]["note"] == "张大爷腿疼，燃气灶老化" and held["tasks"][0]["status"] == "done"
     before = figures(supervisor_client, zhang["district"])
     assert before[2]["offered"] == 1 and before[2]["answered"] == 1  # the call counts in its district
 
@@ -121,8 +129,8 @@ def test_anonymising_erases_the_person_and_keeps_the_figures(supervisor_client, 
                                       json={"reason": "本人书面申请删除", "request_ref": "SQ-2026-001"})
     assert response.status_code == 200, response.text
     erasure = response.json()
-    assert (erasure["reason"], erasure["request_ref"], erasure["counts"]["calls"], erasure["counts"]["phones"]) == \
-        ("本人书面申请删除", "SQ-2026-001", 1, 1)
+    assert (erasure["reason"], erasure["request_ref"], erasure["counts"]["calls"], erasure["counts"]["phones"],
+            erasure["counts"]["care_records"]) == ("本人书面申请删除", "SQ-2026-001", 1, 1, 1)
 
     # nothing finds the person any more
     assert supervisor_client.get("/api/elders", params={"q": "张大爷", "include_inactive": True}).json()["items"] == []
@@ -135,7 +143,7 @@ def test_anonymising_erases_the_person_and_keeps_the_figures(supervisor_client, 
     assert (profile["name"], profile["id_number"], profile["address"], profile["chronic_conditions"], profile["phones"],
             profile["emergency_contacts"], profile["active"]) == ("已匿名", None, "", "", [], [], False)
     exported = json.dumps(supervisor_client.get(f"/api/privacy/elders/{zhang['elder']}/export").json(), ensure_ascii=False)
-    for trace in ("张大爷", "13800138000", "中山路12号", "高血压", "腿疼", "张伟", ID):
+    for trace in ("张大爷", "13800138000", "中山路12号", "高血压", "腿疼", "燃气灶", "张伟", ID):
         assert trace not in exported, trace
 
     # the figures are unchanged, and calls and orders still refer to the (anonymised) elder
