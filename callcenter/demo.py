@@ -113,7 +113,22 @@ def _accounts(session) -> list[tuple[str, str, str]]:
             auth_service.create_user(session=session, username=username, role=role, password=DEMO_PASSWORD,
                                      display_name=display_name, area_id=_area_at(session, path).id)
         accounts.append((username, role, DEMO_PASSWORD))
+    _demo_visitor(session, accounts)
     return accounts
+
+
+DEMO_VISITOR = ("13904119001", "孙丽（志愿者）")  # a volunteer visitor of 社区工作站's community: /v/
+
+
+def _demo_visitor(session, accounts: list) -> None:
+    from callcenter.areas import scope as areas_scope
+    from callcenter.care import visits
+
+    phone, name = DEMO_VISITOR
+    if session.exec(select(User).where(User.username == f"visitor-86{phone}")).first() is None:
+        visits.create_visitor(session=session, name=name, phone=phone, volunteer=True, area_code="0411", password=DEMO_PASSWORD,
+                              community_id=_area_at(session, DEMO_OFFICIALS[-1][3]).id, scope=areas_scope.CITY)
+    accounts.append((phone, "visitor", DEMO_PASSWORD))
 
 
 def _area_at(session, path: tuple[str | None, ...]) -> Area:

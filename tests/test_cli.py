@@ -82,10 +82,11 @@ def test_demo_data_writes_a_plausible_city_once(cli_env, services):
         streets = set(session.exec(select(Area.id).where(Area.level == "street")))
         assert len(providers) == 5 and streets <= covered
         assert staff_service.authenticate(session=session, phone=phone, password=password, area_code="0411") is not None
-        # One area official of each level, over demo areas of that level.
+        # One area official of each level, over demo areas of that level, and a volunteer visitor of a community.
         officials = {u.role: session.get(Area, u.area_id).level for u in session.exec(select(User).where(User.area_id.is_not(None)))}
-        assert officials == {"district_official": "district", "street_official": "street", "community_staff": "community"}
-    assert "quminzheng / " in done.stdout
+        assert officials == {"district_official": "district", "street_official": "street", "community_staff": "community",
+                             "visitor": "community"}
+    assert "quminzheng / " in done.stdout and "13904119001 / " in done.stdout
     skipped = run_cli("demo-data", "--elders", "300", "--if-empty", env=cli_env)
     assert "nothing written" in skipped.stdout
 
