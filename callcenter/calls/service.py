@@ -37,7 +37,7 @@ COPIED_FIELDS = (
     "direction", "context", "state", "outcome", "caller_number", "caller_name", "queue", "position", "priority", "ivr_route",
     "elder_ref", "survey_score", "agent_interface", "agent_name", "ring_attempts", "transfers", "started_at", "ivr_at",
     "queued_at", "offered_at", "answered_at", "abandoned_at", "agent_done_at", "ended_at", "wait_seconds", "talk_seconds",
-    "hangup_by", "outage_from", "outage_to", "reconciled",
+    "hangup_by", "dial_status", "outage_from", "outage_to", "reconciled",
 )
 
 # Written by the IVR straight to the row too (ivr/service.py): a tracker that never saw the

@@ -7,6 +7,19 @@ the queue unanswered without hanging up), ivr_only, outbound, lost_during_outage
 restarted or stopped before an agent answered; an answered call it cut off stays answered, and
 both get hangup_by `pbx`: the recall list).
 
+An outbound call (the console's 回拨, a care call: Originate rings the agent's phone, whose
+channel, started in the agents' context, is the call's first and gives its Linkedid; once it
+answers, the outbound context Dials the number over the trunk) is `ringing` until the party
+called answers. Its `dial_status` is the DialStatus of that Dial's DialEnd (the one whose dialling
+channel is the agent's and whose destination is not an agent's phone; Originate's own DialEnd,
+which has no dialling channel, is about the agent's phone and is not it), or DIALSTATUS from
+VarSet (app_dial sets it a moment before its DialEnd, and alone when no channel could be made:
+CHANUNAVAIL); None when the agent's phone never answered (no Dial at all). For an outbound call
+`answered_at` is when the party called answered and `talk_seconds` runs from then until either
+side left the bridge (the first BridgeLeave: Asterisk hangs up the two channels in either order,
+whoever hung up), and `hangup_by` is `agent` or `caller` (the party called, whose number is
+`caller_number`). As a real Asterisk 22 reports them: tests/fixtures/ami-traces/ami-trace-care-*.txt.
+
 Applying the same event twice changes nothing: every call remembers the fingerprints of the
 events it has applied, so a replay after a reconnect is safe.
 
@@ -27,7 +40,7 @@ from callcenter.calls.models import AgentActivity, CallState, Outcome
 INBOUND_CONTEXTS = frozenset({"from-elders", "from-elders-ivr"})
 # Channel variables read from VarSet (the IVR's, and the console's callbacks): Asterisk's event
 # filter for the bridge lets these through and drops every other VarSet (ivr/asterisk_config.py).
-TRACKED_VARIABLES = ("IVR_ROUTE", "QUEUE_PRIO", "ELDER_ID", "CC_AGENT", "SURVEY_SCORE")
+TRACKED_VARIABLES = ("IVR_ROUTE", "QUEUE_PRIO", "ELDER_ID", "CC_AGENT", "SURVEY_SCORE", "DIALSTATUS")
 IVR_CONTEXTS = frozenset({"from-elders-ivr"})
 MEMBER_STATUS = {"0": "unknown", "1": "not_in_use", "2": "in_use", "3": "busy", "4": "invalid", "5": "unavailable",
                  "6": "ringing", "7": "ringinuse", "8": "on_hold"}
@@ -95,7 +108,8 @@ class Call:
     ended_at: datetime | None = None
     wait_seconds: int | None = None
     talk_seconds: int | None = None
-    hangup_by: str | None = None  # caller | agent | pbx: how the last agent's leg ended
+    hangup_by: str | None = None  # caller | agent | pbx: how the last agent's leg ended (outbound: who left the talk)
+    dial_status: str | None = None  # outbound: how the party called answered the Dial (ANSWER, BUSY, NOANSWER …)
     outage_from: datetime | None = None
     outage_to: datetime | None = None
     cut_off: bool = False  # the PBX itself ended it (a restart or shutdown): call the elder back
@@ -289,6 +303,11 @@ class CallTracker:
             call.agent_interface = f"PJSIP/{value}"  # a console callback: whose call it is
         elif variable == "SURVEY_SCORE" and value.isdigit() and 1 <= int(value) <= 5 and call.survey_score != int(value):
             call.survey_score = int(value)
+        elif variable == "DIALSTATUS" and value and call.direction == "outbound" and call.dial_status is None:
+            # app_dial sets it just before its DialEnd (which then tells when the answer came), and
+            # also when the Dial ends without one (CHANUNAVAIL: no channel to the number could be made).
+            call.dial_status = value.upper()
+            self._set_dialled(call, message.get("Exten"))
         else:
             return []
         return self._changed("call.updated", call)
@@ -311,7 +330,9 @@ class CallTracker:
         self._channel_call.pop(uniqueid, None)
         changes: list[Change] = []
         leg, talking = call.leg_of(uniqueid), call.open_leg()
-        if leg is not None and leg.open:  # the agent's phone hung up (a BYE, or AMI Hangup: 挂断)
+        if self._talking_out(call):  # no BridgeLeave came first (Asterisk's order of the two hang-ups says little)
+            changes = self._end_talk_out(call, at, agent_side=agent_side or uniqueid == call.linkedid)
+        elif leg is not None and leg.open:  # the agent's phone hung up (a BYE, or AMI Hangup: 挂断)
             changes = self._end_leg(call, leg, at, "pbx" if call.cut_off else "agent")
         elif leg is None and talking is not None and not agent_side:
             changes = self._end_leg(call, talking, at, "pbx" if call.cut_off else "caller")  # the caller's side hung up
@@ -365,9 +386,13 @@ class CallTracker:
 
     def _on_DialEnd(self, message: Message, at: datetime) -> list[Change]:
         """The caller's side dialled an agent's phone and it answered: a queue's own dial (its
-        AgentConnect follows) or the dial of a transfer to an agent's extension."""
+        AgentConnect follows) or the dial of a transfer to an agent's extension. Or, on an outbound
+        call, the agent's side dialled the number: its DialStatus is the call's `dial_status`."""
         call = self._call_for(message)
         dest = message.get("DestUniqueid")
+        if call is not None and call.direction == "outbound" and message.get("Uniqueid") and dest \
+                and not self._is_agent_side(call, dest):
+            return self._dialled(call, message, at)
         if (call is None or message.get("DialStatus") != "ANSWER" or not dest or dest not in self._agent_channels
                 or call.leg_of(dest) is not None or self._is_agent_side(call, message.get("Uniqueid", ""))
                 or not self._first_time(call, message)):
@@ -376,6 +401,41 @@ class CallTracker:
         if previous is not None and previous.ended_by == "transfer" and previous.transfer == "redirect":
             previous.transfer = "agent"  # redirected to an agent's extension
         return self._start_leg(call, channel=dest, interface=interface_of(message.get("DestChannel", "")), at=at)
+
+    # --- outbound calls ----------------------------------------------------------------------
+
+    def _dialled(self, call: Call, message: Message, at: datetime) -> list[Change]:
+        """The Dial of the number ended: answered (the talk begins), or busy, not answered, failed,
+        cancelled. A Dial that reached several numbers keeps the answer."""
+        status = (message.get("DialStatus") or "").upper()
+        if not status or call.answered_at is not None or not self._first_time(call, message):
+            return []
+        call.dial_status = status
+        self._set_dialled(call, message.get("DestCallerIDNum") or message.get("DestExten"))
+        if status != "ANSWER":
+            return self._changed("call.updated", call)
+        call.answered_at = call.answered_at or at
+        call.state = CallState.TALKING
+        return self._changed("call.answered", call)
+
+    @staticmethod
+    def _set_dialled(call: Call, number: str | None) -> None:
+        number = (number or "").strip()
+        if call.caller_number is None and number.lower() not in UNKNOWN_NUMBERS:
+            call.caller_number = number
+
+    @staticmethod
+    def _talking_out(call: Call) -> bool:
+        """An outbound call whose party called answered and whose talk has not ended yet."""
+        return call.direction == "outbound" and call.answered_at is not None and call.talk_seconds is None \
+            and call.dial_status == "ANSWER"
+
+    def _end_talk_out(self, call: Call, at: datetime, *, agent_side: bool) -> list[Change]:
+        """The first of the two sides of an outbound talk left it (`agent_side`: the agent's, whose
+        channel began the call): the talk is over."""
+        call.talk_seconds = seconds_between(call.answered_at, at)
+        call.hangup_by = "pbx" if call.cut_off else "agent" if agent_side else "caller"
+        return self._changed("call.updated", call)
 
     def _on_BridgeEnter(self, message: Message, at: datetime) -> list[Change]:
         call = self._call_for(message)
@@ -394,6 +454,9 @@ class CallTracker:
         (still where it entered the dialplan) or redirected elsewhere (the console's 转接: its
         context or extension changed)."""
         call = self._call_for(message)
+        if call is not None and self._talking_out(call) and message.get("Uniqueid") in call.channels:
+            uniqueid = message.get("Uniqueid", "")
+            return self._end_talk_out(call, at, agent_side=uniqueid == call.linkedid or self._is_agent_side(call, uniqueid))
         leg = call.open_leg() if call is not None else None
         if leg is None or not leg.bridge or message.get("BridgeUniqueid") != leg.bridge:
             return []
@@ -757,7 +820,8 @@ class CallTracker:
                 continue
             lost = self._lost.pop(call.linkedid, None)
             if lost is not None:
-                for name in ("ivr_route", "priority", "elder_ref", "survey_score", "caller_name", "outage_from", "outage_to"):
+                for name in ("ivr_route", "priority", "elder_ref", "survey_score", "caller_name", "outage_from", "outage_to",
+                             "dial_status"):
                     if getattr(lost, name) is not None and getattr(call, name) in (None, 0):
                         setattr(call, name, getattr(lost, name))
                 call.ivr_at = call.ivr_at or lost.ivr_at

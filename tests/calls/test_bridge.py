@@ -544,3 +544,18 @@ def test_a_bridge_whose_redis_link_went_silent_keeps_recording_and_stops_when_to
         return len(bridge.publisher.pending)
 
     assert asyncio.run(scenario()) > 5  # the events it could not publish are still held, not lost
+
+
+def test_care_call_traces_record_how_the_elder_answered(settings, services):
+    """Real Asterisk 22 traces of care calls (Originate's ChannelId is the Linkedid): the row
+    keeps the elder's DialStatus, the elder's answer and talk, and the number called."""
+    elder_id = add_elder(services, number="13800138001")
+    scripts = [trace_events("care-answered") + trace_events("care-busy") + trace_events("care-agent-missed")]
+    asyncio.run(run_replay(settings, services, scripts, until=lambda rows: ended(rows, 3)))
+    rows = calls(services)
+    answered, busy, missed = rows["care-answered"], rows["care-busy"], rows["care-agent-missed"]
+    assert (answered.direction, answered.dial_status, answered.talk_seconds, answered.hangup_by) == ("outbound", "ANSWER", 2, "caller")
+    assert (answered.caller_e164, answered.elder_id, answered.agent_extension) == ("+8613800138001", elder_id, "8001")
+    assert answered.started_at < answered.answered_at < answered.ended_at
+    assert (busy.dial_status, busy.answered_at, busy.talk_seconds, busy.caller_e164) == ("BUSY", None, None, "+8613800138007")
+    assert (missed.dial_status, missed.answered_at, missed.caller_number) == (None, None, None)  # nothing was dialled

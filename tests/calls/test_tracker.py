@@ -313,3 +313,43 @@ def test_a_signed_out_agent_is_not_paused_and_one_removed_mid_call_stays_busy_un
     ended = scripted(tracker, [("Hangup", {"Uniqueid": "7.1"})])
     gone = [c.agent for c in ended if c.kind == "agent.state"]
     assert [(agent.state, agent.since) for agent in gone] == [("unavailable", T0)]  # the leg's end (scripted restarts at T0)
+
+
+# Care calls (and the console's 回拨) recorded on a real Asterisk 22 with the generated dialplan: the
+# agent's softphone is rung by Originate (ChannelId = the call's Linkedid), answers, and the outbound
+# context Dials the number over the trunk to the tier's fake carrier (tests/pbx/carrier.py).
+CARE_TRACES = {  # trace → (dial_status, talk_seconds, hangup_by, the number called)
+    "answered": ("ANSWER", 2, "caller", "13800138001"),  # the elder hung up after 2 s
+    "agent-hangs-up": ("ANSWER", 2, "agent", "13800138002"),
+    "busy": ("BUSY", None, None, "13800138007"),  # 486 Busy Here
+    "noanswer": ("NOANSWER", None, None, "13800138008"),  # 180 Ringing until the Dial's timeout
+    "congestion": ("CONGESTION", None, None, "13800138009"),  # 503
+    "agent-cancels": ("CANCEL", None, None, "13800138018"),  # the agent hung up while it rang
+    "trunk-down": ("CHANUNAVAIL", None, None, "13800138004"),  # no DialEnd: DIALSTATUS from VarSet only
+    "agent-missed": (None, None, None, None),  # the agent's phone never answered: nothing was dialled
+}
+
+
+def test_an_outbound_call_records_how_the_party_called_answered_on_real_traces():
+    """dial_status is the DialEnd of the Dial to the number, not Originate's DialEnd about the
+    agent's phone (ANSWER in every trace but agent-missed); answered_at is the party's answer and
+    the talk runs to the first BridgeLeave: Asterisk reports the two Hangups in either order
+    (the elder's BYE: the agent's channel's Hangup comes first). Applied twice: the same."""
+    for name, (status, talk, hangup_by, number) in CARE_TRACES.items():
+        for twice in (False, True):
+            tracker, changes = replay(f"care-{name}", twice=twice)
+            (call,) = [c.call for c in changes if c.kind == "call.ended"]
+            assert (call.linkedid, call.direction, call.outcome) == (f"care-{name}", "outbound", "outbound")
+            assert (call.dial_status, call.talk_seconds, call.hangup_by, call.caller_number) == (status, talk, hangup_by, number), name
+            assert (call.agent_interface, call.elder_ref) == ("PJSIP/8001", "1")  # CC_AGENT and ELDER_ID
+            assert tracker.calls == {}
+            events = stamped_events(f"care-{name}")
+            dialled = [at for at, m in events if m.event == "DialEnd" and m.get("Uniqueid") and m.get("DialStatus") == "ANSWER"]
+            assert call.answered_at == (dialled[0] if dialled else None), name
+            kinds = [c.kind for c in changes if c.call is not None]
+            assert kinds.count("call.answered") == (1 if status == "ANSWER" else 0) and kinds.count("call.ended") == 1, kinds
+            if status == "ANSWER":  # ringing until the party called answers, then talking
+                states = [c.call.state for c in changes if c.call is not None]
+                assert states[states.index("talking") - 1] == "ringing", states
+                originate = next(at for at, m in events if m.event == "DialEnd" and not m.get("Uniqueid"))
+                assert originate < call.answered_at  # the agent's phone answered first: not the talk's start
