@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     transfer_context: str = Field(default="hotline-transfer", description="Redirect target context: exten = agent or queue")
     outbound_context: str = Field(default="hotline-outbound", description="Originate context: exten = number to dial")
     hotline_caller_id: str = Field(default="12349", description="caller ID shown to elders we call back")
+    outbound_ring_seconds: int = Field(default=40, ge=5, le=300, description="a callback or care call rings the elder's "
+                                       "phone this long before it counts as not answered (the outbound Dial's timeout)")
     wrapup_seconds: int = Field(default=30, description="after a call the agent is paused this long (0: never)")
     ami_command_timeout: float = Field(default=5.0, description="how long the web waits for the bridge to act")
     live_ping_seconds: float = Field(default=5.0, gt=0, description="the web's live-event subscription, silent this long, "

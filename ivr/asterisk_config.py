@@ -155,11 +155,12 @@ exten => _[a-zA-Z].,1,Queue(${{EXTEN}},c)
  same => n(survey),AGI({agi}/survey)
  same => n(bye),Hangup()
 
-; The console's 回拨: the agent's phone answered, now dial the elder over the trunk (CC_AGENT and
-; ELDER_ID are set by the Originate and read back by the bridge).
+; The console's 回拨 and care calls: the agent's phone answered, now dial the elder over the trunk,
+; ringing OUTBOUND_RING_SECONDS (CC_AGENT and ELDER_ID are set by the Originate and read back by
+; the bridge; the elder's DialEnd, or DIALSTATUS when no channel could be made, is the outcome).
 [{settings.outbound_context}]
 exten => _X.,1,Set(CALLERID(num)={settings.hotline_caller_id})
- same => n,Dial(PJSIP/${{EXTEN}}@trunk,60)
+ same => n,Dial(PJSIP/${{EXTEN}}@trunk,{settings.outbound_ring_seconds})
  same => n,Hangup()
 
 ; The deployment's own contexts (kept when this file is regenerated).

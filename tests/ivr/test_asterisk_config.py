@@ -73,6 +73,8 @@ def test_the_files_parse_and_hold_contexts_queues_and_the_ami_user(generated):
     # the AGI step is followed by the queue: a FastAGI server that does not answer leaves the caller on the way to it
     agi_step = next(i for i, v in enumerate(ivr) if "/ivr)" in v)
     assert "Queue(${IVR_QUEUE}" in ivr[agi_step + 2]
+    # callbacks and care calls ring the elder OUTBOUND_RING_SECONDS (default 40) before counting as not answered
+    assert [value for _, value in contexts["hotline-outbound"]][1] == "n,Dial(PJSIP/${EXTEN}@trunk,40)"
 
     queues = dict(parsed["queues.conf"])
     assert {"general", "hotline", "emergency"} <= set(queues)
