@@ -208,7 +208,7 @@ def run(host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Optio
         if simulate:  # its IVR callers go through our FastAGI server, as Asterisk's would
             sim = traffic.from_database(database, username=ami_user, secret=ami_secret, host=ami_host, port=ami_port,
                                         mix=traffic.TrafficMix(calls_per_minute=settings.simulator_calls_per_minute),
-                                        agi=(settings.ivr_host, agi.port))
+                                        agi=(settings.ivr_host, agi.port), outbound_ring_seconds=settings.outbound_ring_seconds)
             await sim.start()
             tasks.append(asyncio.create_task(sim.run(), name="simulator"))
             typer.echo(f"AMI simulator on {ami_host}:{sim.port} ({settings.simulator_calls_per_minute:g} calls/min)")
@@ -760,7 +760,8 @@ def simulate(
 
     async def main() -> None:
         sim = traffic.from_database(Database(settings), username=settings.ami_user, secret=settings.ami_secret.get_secret_value(),
-                                    host=host, port=port, mix=mix, speed=speed, seed=seed, agents=agents, agi=agi_target)
+                                    host=host, port=port, mix=mix, speed=speed, seed=seed, agents=agents, agi=agi_target,
+                                    outbound_ring_seconds=settings.outbound_ring_seconds)
         await sim.start()
         typer.echo(f"AMI simulator listening on {host}:{sim.port}, {len(sim.members)} agents, {calls_per_minute:g} calls/min")
         sys.stdout.flush()

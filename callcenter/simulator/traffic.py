@@ -29,6 +29,11 @@ from callcenter.simulator.server import AMIServer, Session, encode_message
 
 log = logging.getLogger(__name__)
 QUEUE = "hotline"
+# What the far end of an outbound call (a callback, a care call) does, by the dialled number's last
+# digit, so that tests and the demo meet every outcome while most numbers answer: 7 is busy, 8
+# rings until the Dial gives up (OUTBOUND_RING_SECONDS), 9 fails in the network; the rest answer.
+# The real-PBX tier's fake carrier (tests/pbx/carrier.py) follows the same rule.
+FAR_END_BY_LAST_DIGIT = {"7": "BUSY", "8": "NOANSWER", "9": "CONGESTION"}
 STATE_DESC = {0: "Down", 4: "Ring", 5: "Ringing", 6: "Up"}
 MEMBER_STATUS = {"free": 1, "busy": 2, "ringing": 6}
 
@@ -44,6 +49,7 @@ class Channel:
     caller_name: str
     state: int = 4
     bridge: str = ""
+    connected: str | None = None  # the connected line's number, when not the channel's own
 
 
 @dataclass
@@ -83,6 +89,16 @@ class Caller:
 
 
 @dataclass
+class Outbound:
+    """A call placed from an agent's phone (Originate): the agent's channel, then the trunk's."""
+
+    agent: Channel
+    member: Member | None
+    finished: asyncio.Future  # set to who ended it early: agent | caller
+    far: Channel | None = None
+
+
+@dataclass
 class TrafficMix:
     calls_per_minute: float = 6.0
     ivr_share: float = 0.3  # of callers, go through the IVR
@@ -98,8 +114,9 @@ class Simulator(AMIServer):
     def __init__(self, *, username: str, secret: str, host: str = "127.0.0.1", port: int = 5038,
                  agents: list[tuple[str, str]], callers: list[tuple[str, str]] | None = None, mix: TrafficMix | None = None,
                  speed: float = 1.0, seed: int | None = None, start_in_queue: bool = True,
-                 agi: tuple[str, int] | None = None, wrapuptime: float = 2.0):
+                 agi: tuple[str, int] | None = None, wrapuptime: float = 2.0, outbound_ring_seconds: float = 40.0):
         super().__init__(username=username, secret=secret, host=host, port=port)
+        self.outbound_ring_seconds = outbound_ring_seconds  # OUTBOUND_RING_SECONDS: the outbound Dial's timeout
         self.wrapuptime = wrapuptime  # queues.conf's (calls.control.WRAPUP_GUARD_SECONDS): no call this soon after the last
         self.agi = agi  # (host, port) of the FastAGI server the IVR calls go to; None: IVR simulated here
         self.members = {m.interface: m for m in (Member(extension=ext, name=name, in_queue=start_in_queue) for ext, name in agents)}
@@ -110,6 +127,7 @@ class Simulator(AMIServer):
         self.waiting: list[Caller] = []
         self.channels: dict[str, Channel] = {}
         self.calls: dict[str, Caller] = {}
+        self.outbound: dict[str, Outbound] = {}  # Linkedid → a call placed from an agent's phone
         self._epoch = int(time.time())
         self._ids = itertools.count()
         self._locals = itertools.count()
@@ -166,7 +184,8 @@ class Simulator(AMIServer):
     def _channel_fields(channel: Channel, prefix: str = "") -> list[tuple[str, object]]:
         return [(f"{prefix}Channel", channel.name), (f"{prefix}ChannelState", channel.state),
                 (f"{prefix}ChannelStateDesc", STATE_DESC.get(channel.state, "Up")), (f"{prefix}CallerIDNum", channel.number),
-                (f"{prefix}CallerIDName", channel.caller_name), (f"{prefix}ConnectedLineNum", channel.number),
+                (f"{prefix}CallerIDName", channel.caller_name),
+                (f"{prefix}ConnectedLineNum", channel.number if channel.connected is None else channel.connected),
                 (f"{prefix}ConnectedLineName", channel.caller_name), (f"{prefix}Language", "zh"), (f"{prefix}AccountCode", ""),
                 (f"{prefix}Context", channel.context), (f"{prefix}Exten", channel.exten), (f"{prefix}Priority", 1),
                 (f"{prefix}Uniqueid", channel.uniqueid), (f"{prefix}Linkedid", channel.linkedid)]
@@ -397,27 +416,119 @@ class Simulator(AMIServer):
             self.emit("VarSet", channel, Variable="SURVEY_SCORE", Value=score)
 
     def end_talk(self, linkedid: str, reason: str) -> bool:
-        """End an answered call now: `agent` or `caller` hung up, or it was `transfer`red."""
+        """End an answered call now: `agent` or `caller` hung up, or it was `transfer`red. An
+        outbound call (ringing or answered): the agent or the party called (`caller`) hangs up."""
+        placed = self.outbound.get(linkedid)
+        if placed is not None:
+            if placed.finished.done():
+                return False
+            placed.finished.set_result("agent" if reason == "agent" else "caller")
+            return True
         caller = self.calls.get(linkedid)
         if caller is None or caller.finished is None or caller.finished.done():
             return False
         caller.finished.set_result(reason)
         return True
 
-    async def outbound_call(self, *, exten: str, number: str, talk: float, variables: list[str] = ()) -> None:
-        """Originate from an agent's extension to a number (a callback): the agent's phone rings
-        first, then the trunk dials the number."""
-        agent = self._phone_leg(exten, "hotline-outbound", exten, None, number, "")
-        pair = [agent, self._phone_leg("trunk", "hotline-outbound", number, agent.linkedid, number, "")]
+    async def outbound_call(self, *, exten: str, number: str, talk: float, variables: list[str] = (),
+                            channel_id: str | None = None, context: str = "hotline-outbound", caller_id: str = "12349") -> None:
+        """Originate from an agent's extension to a number (a callback, a care call), in the events
+        a real Asterisk 22 sends (tests/fixtures/ami-traces/ami-trace-care-*.txt): the agent's phone
+        rings first, its channel in the agents' context with Originate's ChannelId as its Uniqueid
+        (so the call's Linkedid); Originate's own DialEnd (no dialling channel) says it answered;
+        then `context` dials the number over the trunk (DialBegin, DIALSTATUS, DialEnd), whose far
+        end answers, is busy, rings until `outbound_ring_seconds` or fails, by the number's last
+        digit (far_end_status). An answered talk lasts `talk` seconds unless the agent (AMI
+        Hangup) or the party called (`end_talk`) ends it first; the first to leave the bridge
+        ends it."""
+        linkedid = channel_id or self._uniqueid()
+        member = self.members.get(f"PJSIP/{exten}")
+        agent = Channel(f"PJSIP/{exten}-{next(self._locals):08x}", linkedid, linkedid, "agents", "s", exten,
+                        member.name if member else exten, state=0, connected="<unknown>")
+        free = member is not None and member.status == "free"  # else its state is the queue call's to tell
+        placed = Outbound(agent=agent, member=member if free else None, finished=asyncio.get_running_loop().create_future())
+        member = placed.member
+        self.outbound[linkedid] = placed
+        self.channels[agent.uniqueid] = agent
         self.stats["outbound"] += 1
-        for text in variables:
-            name, _, value = text.partition("=")
-            self.emit("VarSet", pair[0], Variable=name, Value=value)
-        for channel in pair:
-            channel.state = 6
-        self.emit("OriginateResponse", pair[0], Response="Success", Reason=4)
-        await self.sleep(talk)
-        self._hangup(pair)
+        try:
+            self.emit("Newchannel", agent)
+            for text in variables:
+                name, _, value = text.partition("=")
+                self.emit("VarSet", agent, Variable=name, Value=value)
+            agent.number, agent.caller_name = caller_id, caller_id
+            self.emit("NewCallerid", agent, **{"CID-CallingPres": "0 (Presentation Allowed, Not Screened)"})
+            self.emit("DialBegin", None, **dict(self._channel_fields(agent, prefix="Dest")), DialString=exten)
+            self._set_member(member, "ringing")
+            if await self._until_finished(placed, self.rng.uniform(*self.mix.ring_seconds)):
+                self._hangup([agent])  # hung up (AMI Hangup) before the agent's phone answered
+                return
+            agent.state = 6
+            self.emit("DialEnd", None, **dict(self._channel_fields(agent, prefix="Dest")), DialStatus="ANSWER")
+            self.emit("OriginateResponse", None, Response="Success", Channel=agent.name, Context=context, Exten=number,
+                      Reason=4, Uniqueid=linkedid, CallerIDNum=caller_id, CallerIDName=caller_id)
+            self._set_member(member, "busy")
+            await self._dial_out(placed, context=context, number=number, caller_id=caller_id, talk=talk)
+        finally:
+            self.outbound.pop(linkedid, None)
+            self._set_member(member, "free")
+
+    async def _dial_out(self, placed: Outbound, *, context: str, number: str, caller_id: str, talk: float) -> None:
+        """The outbound context's Dial(PJSIP/<number>@trunk, OUTBOUND_RING_SECONDS) on the agent's channel."""
+        agent = placed.agent
+        agent.context, agent.exten = context, number
+        self.emit("VarSet", agent, Variable="DIALSTATUS", Value="")
+        far = placed.far = Channel(f"PJSIP/trunk-{next(self._locals):08x}", self._uniqueid(), agent.linkedid, "from-elders-ivr",
+                                   "s", "<unknown>", "<unknown>", state=0)
+        self.channels[far.uniqueid] = far
+        self.emit("Newchannel", far)
+        far.number, far.caller_name, far.exten, far.connected = number, caller_id, number, caller_id
+        agent.connected = number
+        self.emit("NewCallerid", far, **{"CID-CallingPres": "0 (Presentation Allowed, Not Screened)"})
+        self.emit("DialBegin", agent, **dict(self._channel_fields(far, prefix="Dest")), DialString=f"{number}@trunk")
+        status = far_end_status(number)
+        wait = {"ANSWER": self.rng.uniform(*self.mix.ring_seconds), "NOANSWER": self.outbound_ring_seconds}.get(status, 0.2)
+        if await self._until_finished(placed, wait):
+            status = "CANCEL" if placed.finished.result() == "agent" else "NOANSWER"
+        far.state = 6 if status == "ANSWER" else 5
+        self.emit("VarSet", agent, Variable="DIALSTATUS", Value=status)
+        self.emit("DialEnd", agent, **dict(self._channel_fields(far, prefix="Dest")), DialStatus=status)
+        if status != "ANSWER":
+            self._hangup([far], cause={"BUSY": 17, "CONGESTION": 34}.get(status, 16))
+            self._hangup([agent], cause={"BUSY": 17, "CONGESTION": 34}.get(status, 16))
+            return
+        bridge = f"{far.uniqueid}-bridge"
+        for channel in (far, agent):
+            channel.bridge = bridge
+            self.emit("BridgeEnter", channel, BridgeUniqueid=bridge, BridgeType="basic", BridgeTechnology="simple_bridge",
+                      BridgeNumChannels=1 if channel is far else 2)
+        await self._until_finished(placed, talk)
+        first = agent if placed.finished.done() and placed.finished.result() == "agent" else far
+        for channel in (first, far if first is agent else agent):
+            self.emit("BridgeLeave", channel, BridgeUniqueid=bridge, BridgeType="basic", BridgeTechnology="simple_bridge",
+                      BridgeNumChannels=1 if channel is first else 0)
+            channel.bridge = ""
+        self.emit("VarSet", agent, Variable="DIALSTATUS", Value="ANSWER")
+        self._hangup([agent, far])
+
+    async def _until_finished(self, placed: Outbound, seconds: float) -> bool:
+        """Wait `seconds` (at the simulator's speed); True when the call was hung up meanwhile."""
+        try:
+            await asyncio.wait_for(asyncio.shield(placed.finished), seconds / self.speed)
+            return True
+        except asyncio.TimeoutError:
+            return False
+
+    def _set_member(self, member: Member | None, status: str) -> None:
+        """The agent's phone rings, talks or is free again: queue members show it (the queue offers
+        no caller to an agent on a call: ringinuse = no)."""
+        if member is None or member.status == status:
+            return
+        member.status = status
+        if status == "free":
+            self._dispatch.set()
+        if member.in_queue:
+            self._member_status(member)
 
     # --- actions ----------------------------------------------------------------------------
 
@@ -531,9 +642,15 @@ class Simulator(AMIServer):
         channel = message.get("Channel", "")
         exten = channel.split("/", 1)[-1].split("@", 1)[0]
         number = (message.get("Exten") or message.get("CallerID") or "").strip()
+        channel_id = (message.get("ChannelId") or "").strip() or None
+        if channel_id is not None and (channel_id in self.channels or channel_id in self.outbound):
+            session.send(self.response(message.action_id, "Error", Message="Originate failed: Uniqueid already in use"))
+            return
+        caller_id = (message.get("CallerID") or "").rpartition("<")[2].rstrip(">").strip() or "12349"
         session.send(self.response(message.action_id, "Success", Message="Originate successfully queued"))
         self._spawn(self.outbound_call(exten=exten, number=number, talk=self.rng.uniform(*self.mix.talk_seconds),
-                                       variables=message.getall("Variable")))
+                                       variables=message.getall("Variable"), channel_id=channel_id,
+                                       context=message.get("Context") or "hotline-outbound", caller_id=caller_id))
 
     def _find_channels(self, spec: str) -> list[Channel]:
         """A channel by name or Uniqueid, or every channel whose name matches `/regex/` (as Asterisk)."""
@@ -549,8 +666,10 @@ class Simulator(AMIServer):
             return
         session.send(self.response(message.action_id, "Success", Message=f"Channels hungup: {len(targets)}"))
         for linkedid in dict.fromkeys(target.linkedid for target in targets):
-            caller = self.calls.get(linkedid)
-            if caller is None:
+            caller, placed = self.calls.get(linkedid), self.outbound.get(linkedid)
+            if placed is not None:  # a call placed from an agent's phone: whose side was hung up
+                self.end_talk(linkedid, "agent" if placed.agent in targets else "caller")
+            elif caller is None:
                 self._hangup([ch for ch in list(self.channels.values()) if ch.linkedid == linkedid])
             elif any(target in caller.legs for target in targets):  # the agent's leg: the agent hung up
                 self.end_talk(linkedid, "agent")
@@ -580,13 +699,18 @@ class Simulator(AMIServer):
         self._dispatch.set()
 
 
+def far_end_status(number: str) -> str:
+    """The DialStatus the far end of an outbound call to `number` gives (FAR_END_BY_LAST_DIGIT)."""
+    return FAR_END_BY_LAST_DIGIT.get(number.strip()[-1:], "ANSWER")
+
+
 def numbered_agents(count: int) -> list[tuple[str, str]]:
     return [(str(8000 + n), f"Agent {8000 + n}") for n in range(1, count + 1)]
 
 
 def from_database(database, *, username: str, secret: str, host: str, port: int, mix: TrafficMix, speed: float = 1.0,
                   seed: int | None = None, sample: int = 500, agents: int | None = None,
-                  agi: tuple[str, int] | None = None) -> Simulator:
+                  agi: tuple[str, int] | None = None, outbound_ring_seconds: float = 40.0) -> Simulator:
     """A simulator whose agents are the active agents with an extension (or `agents` of them,
     8001 up; 8001–8005 when the database has none) and whose callers are elders' and relatives'
     numbers from the database."""
@@ -604,7 +728,8 @@ def from_database(database, *, username: str, secret: str, host: str, port: int,
     # Caller ID as a Chinese trunk delivers it: national digits, landlines with their trunk 0.
     callers = [(_national(number), name if relation == "self" else "") for number, relation, name in rows]
     return Simulator(username=username, secret=secret, host=host, port=port, agents=members or numbered_agents(5),
-                     callers=callers, mix=mix, speed=speed, seed=seed, agi=agi, wrapuptime=WRAPUP_GUARD_SECONDS)
+                     callers=callers, mix=mix, speed=speed, seed=seed, agi=agi, wrapuptime=WRAPUP_GUARD_SECONDS,
+                     outbound_ring_seconds=outbound_ring_seconds)
 
 
 def _national(e164: str) -> str:

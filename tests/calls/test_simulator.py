@@ -95,3 +95,59 @@ def test_actions_get_their_answers(settings, services):
     assert sent.getall("Variable") == ["ELDER_ID=42", "CALL_PURPOSE=callback"]
     assert [e.event for e in events if e.event in ("QueueMemberPause", "QueueMemberAdded")] == ["QueueMemberPause", "QueueMemberAdded"]
     assert any(e.event == "Newchannel" and e.get("Channel", "").startswith("PJSIP/8001-") for e in events)  # the callback rings the agent's phone
+
+
+def test_calls_placed_from_an_agents_phone_end_by_the_number_called(settings, services):
+    """Originate's ChannelId is the agent's channel's Uniqueid, so the call's Linkedid; the number's
+    last digit decides the far end (7 busy, 8 rings out, 9 fails, else answers), and the bridge
+    records each as a real Asterisk's events would have it (DialBegin/DialEnd of the trunk leg)."""
+    numbers = {"care-1": "13800138001", "care-7": "13800138007", "care-8": "13800138008", "care-9": "13800138009"}
+
+    async def scenario():
+        sim = simulator(outbound_ring_seconds=20)  # 1 s at speed 20
+        port = await sim.start()
+        serving = asyncio.create_task(sim.serve())
+        bridge = make_bridge(settings, services, port)
+        task = asyncio.create_task(bridge.run())
+        await asyncio.wait_for(bridge.client.connected.wait(), 5)
+        events = []
+        listener = AMIClient("127.0.0.1", port, USER, SECRET, on_event=lambda message: _append(events, message))
+        listening = asyncio.create_task(listener.run())
+        await asyncio.wait_for(listener.connected.wait(), 5)
+
+        def originate(channel_id, number):
+            return bridge.client.action("Originate", [("Channel", "PJSIP/8001"), ("Context", "hotline-outbound"), ("Exten", number),
+                                                      ("Priority", "1"), ("CallerID", "12349 <12349>"), ("Async", "true"),
+                                                      ("Variable", "CC_AGENT=8001"), ("ChannelId", channel_id)])
+        for channel_id, number in numbers.items():
+            await originate(channel_id, number)
+        with pytest.raises(ActionFailed, match="already in use"):
+            await originate("care-1", "13800138001")  # a Uniqueid Asterisk has already
+        await eventually(lambda: sum(c.state == "ended" for c in calls(services).values()) == 4, 20)
+        await bridge.wait_idle()
+        for client, running in ((bridge, task), (listener, listening)):
+            client.stop()
+            await asyncio.wait_for(running, 10)
+        serving.cancel()
+        await sim.close()
+        return events
+
+    events = asyncio.run(scenario())
+    rows = calls(services)
+    assert {linkedid: (row.direction, row.dial_status, row.caller_e164) for linkedid, row in rows.items()} == {
+        "care-1": ("outbound", "ANSWER", "+8613800138001"), "care-7": ("outbound", "BUSY", "+8613800138007"),
+        "care-8": ("outbound", "NOANSWER", "+8613800138008"), "care-9": ("outbound", "CONGESTION", "+8613800138009")}
+    answered = rows["care-1"]
+    assert answered.started_at < answered.answered_at < answered.ended_at and answered.talk_seconds is not None
+    assert answered.agent_extension == "8001" and answered.hangup_by == "caller"
+    assert all(rows[key].answered_at is None and rows[key].talk_seconds is None for key in ("care-7", "care-8", "care-9"))
+    agent_legs = {e["Uniqueid"] for e in events if e.event == "Newchannel" and e["Channel"].startswith("PJSIP/8001-")}
+    assert agent_legs == set(numbers)
+    dialled = {(e["Uniqueid"], e["DialStatus"]) for e in events if e.event == "DialEnd" and e.get("Uniqueid")}
+    assert dialled == {("care-1", "ANSWER"), ("care-7", "BUSY"), ("care-8", "NOANSWER"), ("care-9", "CONGESTION")}
+    begun = [e for e in events if e.event == "DialBegin" and e.get("Uniqueid")]
+    assert sorted(e["DialString"] for e in begun) == sorted(f"{number}@trunk" for number in numbers.values())
+
+
+async def _append(events, message):
+    events.append(message)
