@@ -180,7 +180,7 @@ def pbx(database_url, tmp_path_factory):
     prefix = f"pbx{uuid.uuid4().hex[:8]}"
     env = pbx_environment(database_url=database_url, redis_url=TEST_REDIS_URL, secret_key=SECRET_KEY,
                           data_dir=workdir / "data", events_prefix=prefix, ports=ports,
-                          extra={"IVR_MENU_FILE": str(_menu_file(workdir)), "WRAPUP_SECONDS": "4",
+                          extra={"IVR_MENU_FILE": str(_menu_file(workdir)), "WRAPUP_SECONDS": "4", "OUTBOUND_RING_SECONDS": "6",
                                  "PASSWORD_HASH_TIME_COST": "1", "PASSWORD_HASH_MEMORY_KIB": "1024"})  # cheap test hashes
     cert, key = self_signed_certificate(workdir)
     env.update({"ASTERISK_TLS_CERT": str(cert), "ASTERISK_TLS_KEY": str(key), "ASTERISK_TLS_PORT": str(ports["tls"]),

@@ -84,6 +84,9 @@ def pbx_environment(*, database_url: str, redis_url: str, secret_key: str, data_
         "IVR_PORT": str(ports["agi"]), "RTP_PORT_START": str(ports["rtp"]), "RTP_PORT_END": str(ports["rtp"] + 198),
         "SIP_WS_URL": f"ws://127.0.0.1:{ports['http']}/ws", "SIP_DOMAIN": "127.0.0.1", "SIP_RTP_TIMEOUT": "8",
         "PYTHONUNBUFFERED": "1",
+        # Our processes run this checkout's code (the one under test), whatever the interpreter has
+        # installed: a worktree tested with another checkout's venv would otherwise run that one's.
+        "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]),
     })
     env.update(extra or {})
     return env
