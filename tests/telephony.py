@@ -18,9 +18,11 @@ from callcenter.simulator.traffic import Simulator, TrafficMix
 from callcenter.stats import rollup
 
 USER, SECRET = "console-bridge", "console-secret"
-# Calls stay up until the test (or the console) ends them; agents answer almost at once.
+# Calls stay up until the test (or the console) ends them; agents answer almost at once. A call
+# placed from an agent's phone to a number that answers (a callback, a care call) talks 2 s, then
+# the elder hangs up.
 STEADY = TrafficMix(calls_per_minute=1, ivr_share=0, patience_seconds=(600, 600), ring_seconds=(0.2, 0.2),
-                    talk_seconds=(900, 900), survey_share=0, unknown_share=0)
+                    talk_seconds=(900, 900), survey_share=0, unknown_share=0, outbound_talk_seconds=(2, 2))
 
 
 class LiveTelephony:

@@ -106,6 +106,7 @@ class TrafficMix:
     patience_seconds: tuple[float, float] = (5.0, 90.0)  # how long callers wait before hanging up
     ring_seconds: tuple[float, float] = (1.0, 4.0)
     talk_seconds: tuple[float, float] = (20.0, 240.0)
+    outbound_talk_seconds: tuple[float, float] = (30.0, 180.0)  # a callback or care call answered, until the elder hangs up
     survey_share: float = 0.5
     unknown_share: float = 0.2  # callers whose number is in no profile
 
@@ -648,7 +649,7 @@ class Simulator(AMIServer):
             return
         caller_id = (message.get("CallerID") or "").rpartition("<")[2].rstrip(">").strip() or "12349"
         session.send(self.response(message.action_id, "Success", Message="Originate successfully queued"))
-        self._spawn(self.outbound_call(exten=exten, number=number, talk=self.rng.uniform(*self.mix.talk_seconds),
+        self._spawn(self.outbound_call(exten=exten, number=number, talk=self.rng.uniform(*self.mix.outbound_talk_seconds),
                                        variables=message.getall("Variable"), channel_id=channel_id,
                                        context=message.get("Context") or "hotline-outbound", caller_id=caller_id))
 

@@ -1,6 +1,7 @@
 """The simulator as the bridge sees it: real TCP, real database, real Redis."""
 
 import asyncio
+from dataclasses import replace
 
 import pytest
 
@@ -104,7 +105,7 @@ def test_calls_placed_from_an_agents_phone_end_by_the_number_called(settings, se
     numbers = {"care-1": "13800138001", "care-7": "13800138007", "care-8": "13800138008", "care-9": "13800138009"}
 
     async def scenario():
-        sim = simulator(outbound_ring_seconds=20)  # 1 s at speed 20
+        sim = simulator(outbound_ring_seconds=20, mix=replace(FAST, outbound_talk_seconds=(3, 10)))  # 1 s, ≤ 0.5 s at speed 20
         port = await sim.start()
         serving = asyncio.create_task(sim.serve())
         bridge = make_bridge(settings, services, port)
