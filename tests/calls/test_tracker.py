@@ -353,3 +353,20 @@ def test_an_outbound_call_records_how_the_party_called_answered_on_real_traces()
                 assert states[states.index("talking") - 1] == "ringing", states
                 originate = next(at for at, m in events if m.event == "DialEnd" and not m.get("Uniqueid"))
                 assert originate < call.answered_at  # the agent's phone answered first: not the talk's start
+
+
+def test_a_bridge_restarted_during_a_care_call_still_ends_its_talk():
+    """The tracker restored mid-talk (the call as the database had it) takes the rest of the trace:
+    the talk and who hung up come out as without the restart."""
+    events = stamped_events("care-answered")
+    cut = next(i for i, (_, m) in enumerate(events) if m.event == "BridgeEnter") + 1
+    first = CallTracker()
+    for at, message in events[:cut]:
+        first.apply(message, at)
+    talking = first.calls["care-answered"].snapshot()
+    assert (talking.state, talking.dial_status, talking.talk_seconds) == ("talking", "ANSWER", None)
+    second = CallTracker()
+    second.restore(talking)
+    changes = [change for at, message in events[cut:] for change in second.apply(message, at)]
+    call = next(c.call for c in changes if c.kind == "call.ended")
+    assert (call.answered_at, call.talk_seconds, call.hangup_by, call.dial_status) == (talking.answered_at, 2, "caller", "ANSWER")
