@@ -68,9 +68,9 @@
     topics.replaceChildren.apply(topics, Object.keys(d.topics).map(function (key) {
       var topic = d.topics[key];
       var select = el("select", { name: key, "aria-label": topic.label, required: "required" },
-        [el("option", { value: "", text: topic.label })].concat(Object.keys(topic.choices).map(function (c) {
+        [el("option", { value: "", text: "请选择" })].concat(Object.keys(topic.choices).map(function (c) {
           return el("option", { value: c, text: topic.choices[c] }); })));
-      return select;
+      return el("label", { className: "care-topic" }, [topic.label + " ", select]);
     }));
     findings.replaceChildren.apply(findings, Object.keys(d.findings).map(function (key) {
       return el("label", { className: "inline-label" }, [el("input", { type: "checkbox", name: "finding", value: key }), " " + d.findings[key]]);
