@@ -159,6 +159,8 @@ class CareTask(SQLModel, table=True):
         Index("ix_care_tasks_status_due", "status", "due_on"),
         Index("ix_care_tasks_assignee", "assigned_to", "status"),
         Index("ix_care_tasks_elder", "elder_id", "status"),
+        Index("ix_care_tasks_closed", "closed_at"),  # what was done or escalated on a day (reports, the wallboard)
+        Index("ix_care_tasks_parent", "parent_id"),  # the visit an escalation raised
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -183,6 +185,10 @@ class CareTask(SQLModel, table=True):
 
 class CareAttempt(SQLModel, table=True):
     __tablename__ = "care_attempts"
+    __table_args__ = (
+        Index("ix_care_attempts_user_outcome", "user_id", "outcome"),  # an agent's attempts still unsettled (the work list)
+        Index("ix_care_attempts_at", "at"),  # the attempts of a period (reach)
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="care_tasks.id", index=True, ondelete="CASCADE")

@@ -303,17 +303,20 @@ def overdue(*, session: Session, tz: ZoneInfo, today: date, limit: int = 50, off
     visit_due = case((visit_late, CarePlan.visit_due_on))
     earliest = case((CarePlan.call_due_on.is_(None), CarePlan.visit_due_on), (CarePlan.visit_due_on.is_(None), CarePlan.call_due_on),
                     (CarePlan.call_due_on <= CarePlan.visit_due_on, CarePlan.call_due_on), else_=CarePlan.visit_due_on)
-    base = select(CarePlan.elder_id).join(Elder, Elder.id == CarePlan.elder_id).where(Elder.active, or_(call_late, visit_late))
-    total = session.execute(select(func.count()).select_from(base.subquery())).scalar_one()
-    rows = session.execute(
-        select(CarePlan, Elder.name, Elder.community_id, call_due.label("call_overdue_on"), visit_due.label("visit_overdue_on"))
+    rows = session.execute(  # the count over all of them with the page: one pass over the overdue plans
+        select(CarePlan, Elder.name, Elder.community_id, call_due.label("call_overdue_on"), visit_due.label("visit_overdue_on"),
+               func.count().over().label("total"))
         .join(Elder, Elder.id == CarePlan.elder_id)
         .where(Elder.active, or_(call_late, visit_late))
         .order_by(earliest, CarePlan.risk_level.desc(), CarePlan.elder_id).limit(limit).offset(offset)).all()
+    if rows:
+        total = rows[0].total
+    else:  # a page past the end
+        total = overdue_summary(session=session, today=today)["elders"] if offset else 0
     open_tasks = _open_tasks_of(session, [row[0].elder_id for row in rows])
     areas = _area_tree(session) if rows else {}
     items = []
-    for plan, name, community_id, call_on, visit_on in rows:
+    for plan, name, community_id, call_on, visit_on, _total in rows:
         call_on, visit_on = (_as_date(day) if day is not None else None for day in (call_on, visit_on))
         days = [(today - day).days for day in (call_on, visit_on) if day is not None]
         path = _path(areas, community_id)

@@ -258,6 +258,9 @@ def test_a_months_care_figures_as_worked_out_by_hand(client, services, town):
     assert first["overdue_days"] == (town.today - town.day(2)).days and first["overdue_label"] == "关怀电话"
     assert [task["kind"] for task in overdue["items"][1]["open_tasks"]] == ["visit", "call"]  # E3's escalation, its call again
     assert report["overdue"] == {"elders": 3, "calls": 3, "visits": 0, "longest_days": (town.today - town.day(2)).days}
+    second = client.get("/api/care/overdue", params={"page": 2, "page_size": 2}).json()
+    assert ([item["name"] for item in second["items"]], second["total"]) == (["甲九"], 3)
+    assert client.get("/api/care/overdue", params={"page": 3, "page_size": 2}).json()["total"] == 3
 
     this_month = client.get("/api/care/report").json()["coverage"]["total"]  # E10, E12, E13 today: E10 and E13 not yet late
     assert counts(this_month) == (3, 1, 0, 0, 2) and this_month["coverage_rate"] == 1.0
