@@ -189,10 +189,14 @@ def coverage_tallies(*, session: Session, tz: ZoneInfo, date_from: date, date_to
                      .where(CareContact.elder_id == dues.c.elder_id, CareContact.at >= dues.c.since,
                             or_(dues.c.kind == TaskKind.CALL, CareContact.kind == ContactKind.VISIT))
                      .scalar_subquery())
+    # A due whose task was done by its deadline is on time whatever contact came before: the
+    # contacts are looked up only for the others (most dues, once the work is kept up).
+    done_in_time = and_(dues.c.done_at.is_not(None),
+                        _local_date(dues.c.done_at, tz, dialect) <= _shift_days(dues.c.due_day, grace_days, dialect))
     # OFFSET 0 keeps PostgreSQL from pulling the subquery up and evaluating the contact's
     # sub-select once per mention of its result below.
     contacted = (select(dues.c.elder_id, dues.c.kind, dues.c.due_day, dues.c.risk_level, dues.c.done_at,
-                        first_contact.label("contact_at"))
+                        case((done_in_time, None), else_=first_contact).label("contact_at"))
                  .offset(0).subquery("contacted"))
     met_at = _earlier(contacted.c.contact_at, contacted.c.done_at, dialect)
     deadline = _shift_days(contacted.c.due_day, grace_days, dialect)
@@ -267,6 +271,14 @@ def coverage(*, session: Session, tz: ZoneInfo, date_from: date, date_to: date, 
 
 # ---- overdue -------------------------------------------------------------------------------------
 
+def _overdue(today: date):
+    """SQL: a plan overdue for a care call or a visit. The first condition alone (read from the
+    due-date indexes) lets PostgreSQL estimate how few plans these are and start from them."""
+    call_late, visit_late = _overdue_conditions(today)
+    today_literal = literal(today, Date)
+    return and_(or_(CarePlan.call_due_on < today_literal, CarePlan.visit_due_on < today_literal), or_(call_late, visit_late))
+
+
 def _overdue_conditions(today: date):
     """SQL: (the plan's care call is overdue, its visit is overdue) — due before today and no
     contact (of that kind) since the plan's last one."""
@@ -286,7 +298,7 @@ def overdue_summary(*, session: Session, today: date) -> dict:
         select(func.count(), count_where(call_late), count_where(visit_late),
                func.min(case((call_late, CarePlan.call_due_on))), func.min(case((visit_late, CarePlan.visit_due_on))))
         .join(Elder, Elder.id == CarePlan.elder_id)
-        .where(Elder.active, or_(call_late, visit_late))).one()
+        .where(Elder.active, _overdue(today))).one()
     earliest = [_as_date(day) for day in row[3:] if day is not None]
     return {"elders": int(row[0]), "calls": int(row[1]), "visits": int(row[2]),
             "longest_days": (today - min(earliest)).days if earliest else None}
@@ -307,7 +319,7 @@ def overdue(*, session: Session, tz: ZoneInfo, today: date, limit: int = 50, off
         select(CarePlan, Elder.name, Elder.community_id, call_due.label("call_overdue_on"), visit_due.label("visit_overdue_on"),
                func.count().over().label("total"))
         .join(Elder, Elder.id == CarePlan.elder_id)
-        .where(Elder.active, or_(call_late, visit_late))
+        .where(Elder.active, _overdue(today))
         .order_by(earliest, CarePlan.risk_level.desc(), CarePlan.elder_id).limit(limit).offset(offset)).all()
     if rows:
         total = rows[0].total
