@@ -160,7 +160,9 @@ class CareTask(SQLModel, table=True):
         Index("ix_care_tasks_status_due", "status", "due_on"),
         Index("ix_care_tasks_assignee", "assigned_to", "status"),
         Index("ix_care_tasks_elder", "elder_id", "status"),
-        Index("ix_care_tasks_closed", "closed_at"),  # what was done or escalated on a day (reports, the wallboard)
+        # what was done or escalated on a day (reports, the wallboard); open tasks stay out of it
+        Index("ix_care_tasks_closed", "closed_at", postgresql_where=text("closed_at IS NOT NULL"),
+              sqlite_where=text("closed_at IS NOT NULL")),
         Index("ix_care_tasks_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL"),
               sqlite_where=text("parent_id IS NOT NULL")),  # the visit an escalation raised
     )

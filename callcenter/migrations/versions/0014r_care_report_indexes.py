@@ -9,8 +9,9 @@ care tile (measured with scripts/bench/care.py on 1 M elders).
   settles the agent's unsettled attempts; without it each fetch read every attempt ever made
   (33 of 45 ms a request at 400 k attempts).
 - care_attempts (at): the attempts of a period (reach rate per agent).
-- care_tasks (closed_at): care calls done or escalated today (the wallboard tile, read every 5 s:
-  a sequential scan of all tasks before) and the escalations of a period.
+- care_tasks (closed_at) where set: care calls done or escalated today (the wallboard tile, read
+  every 5 s: a sequential scan of all tasks before) and the escalations of a period; open tasks
+  (made and shared each morning) stay out of it.
 - care_tasks (parent_id) where set: the visit each escalation raised (and the foreign key's
   ON DELETE SET NULL).
 
@@ -37,7 +38,8 @@ def upgrade() -> None:
                               postgresql_where=sa.text('outcome IS NULL'), sqlite_where=sa.text('outcome IS NULL'))
         batch_op.create_index('ix_care_attempts_at', ['at'], unique=False)
     with op.batch_alter_table('care_tasks', schema=None) as batch_op:
-        batch_op.create_index('ix_care_tasks_closed', ['closed_at'], unique=False)
+        batch_op.create_index('ix_care_tasks_closed', ['closed_at'], unique=False,
+                              postgresql_where=sa.text('closed_at IS NOT NULL'), sqlite_where=sa.text('closed_at IS NOT NULL'))
         batch_op.create_index('ix_care_tasks_parent', ['parent_id'], unique=False,
                               postgresql_where=sa.text('parent_id IS NOT NULL'), sqlite_where=sa.text('parent_id IS NOT NULL'))
 
