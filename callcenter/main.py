@@ -90,12 +90,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, settings=settings)  # outside the app's parsing: refused before any
     _install_security_headers(app, settings)  # last added, so outermost: the refusals above carry the headers too
 
+    from agent_ui import care_report as care_report_pages
     from agent_ui import pages
     from agent_ui import care_pages
     from agent_ui import manage as manage_pages
     from agent_ui import supervisor as supervisor_pages
     from callcenter.privacy.api import router as privacy_router
     from callcenter.care.api import router as care_router
+    from callcenter.care.reports_api import router as care_reports_router
     from ivr.api import router as ivr_router
     from workorders.api import router as workorders_router
     from workorders.mobile import router as mobile_router
@@ -116,6 +118,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(care_router)
     app.include_router(visitors_router)
     app.include_router(visitor_router)
+    app.include_router(care_reports_router)
     app.include_router(notify_router)
     app.include_router(realtime_router)
     app.include_router(stats_router)
@@ -124,6 +127,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(manage_pages.router)
     app.include_router(care_pages.router)
     app.include_router(visitors_pages.router)
+    app.include_router(care_report_pages.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC_DIR), name="static")
 
     @app.get("/openapi.json", include_in_schema=False)

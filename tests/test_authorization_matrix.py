@@ -189,6 +189,11 @@ TABLE: dict[str, Row] = {
     "GET /api/stats/wallboard": Row(CITY_SUPERVISOR),
     "GET /api/stats/wallboard/figures": Row(CITY_SUPERVISOR),
     "GET /supervisor": Row(CITY_SUPERVISOR),
+    # care reports (care/reports_api.py, agent_ui/care_report.py): each reader's own area, by scope
+    "GET /api/care/report": Row(OVERSEER),
+    "GET /api/care/report.xlsx": Row(OVERSEER),
+    "GET /api/care/overdue": Row(OVERSEER),
+    "GET /supervisor/care-report": Row(OVERSEER),
     # the page filters by district: the district around a street or community is not within it
     "GET /supervisor/reports": Row("401 403 ok ok ok 403 ok 404 404 401", OVERSEER_OUT, query="district={district}"),
     # the providers' phone pages: provider staff of district A's provider

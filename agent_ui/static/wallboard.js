@@ -159,6 +159,12 @@
     var low = f.last_hour.service_level !== null && f.last_hour.service_level < f.settings.service_level_target;
     document.querySelector('[data-kpi="service_level"]').classList.toggle("bad", low);
     document.querySelector('[data-kpi="orders_escalated"]').classList.toggle("bad", f.orders.escalated > 0);
+    if (f.care) {  // proactive care: today's care calls done of those due, escalated misses still to visit (red)
+      text("kpi-care_calls_done", f.care.calls_done);
+      text("kpi-care-calls", "应拨 " + f.care.calls_due + "，完成 " + pct(f.care.calls_due ? f.care.calls_done / f.care.calls_due : null));
+      text("kpi-care_escalations_open", f.care.escalations_open);
+      document.querySelector('[data-kpi="care_escalations"]').classList.toggle("bad", f.care.escalations_open > 0);
+    }
     renderAgents();
     renderOrders(f.orders);
     renderCharts(f);

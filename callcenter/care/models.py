@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint
+from sqlalchemy import JSON, Column, DateTime, Index, Numeric, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from callcenter.areas import scope as areas_scope
@@ -143,7 +143,8 @@ class CareContact(SQLModel, table=True):
     __tablename__ = "care_contacts"
     __table_args__ = (
         UniqueConstraint("kind", "source_id", name="uq_care_contacts_source"),
-        Index("ix_care_contacts_elder_at", "elder_id", "at"),
+        # with kind: the plans' last contact and last visit per elder read the index alone (compute_plans)
+        Index("ix_care_contacts_elder_at", "elder_id", "at", "kind"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -159,6 +160,11 @@ class CareTask(SQLModel, table=True):
         Index("ix_care_tasks_status_due", "status", "due_on"),
         Index("ix_care_tasks_assignee", "assigned_to", "status"),
         Index("ix_care_tasks_elder", "elder_id", "status"),
+        # what was done or escalated on a day (reports, the wallboard); open tasks stay out of it
+        Index("ix_care_tasks_closed", "closed_at", postgresql_where=text("closed_at IS NOT NULL"),
+              sqlite_where=text("closed_at IS NOT NULL")),
+        Index("ix_care_tasks_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL"),
+              sqlite_where=text("parent_id IS NOT NULL")),  # the visit an escalation raised
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -183,6 +189,11 @@ class CareTask(SQLModel, table=True):
 
 class CareAttempt(SQLModel, table=True):
     __tablename__ = "care_attempts"
+    __table_args__ = (
+        # an agent's attempts whose outcome is not known yet (each fetch of the work list settles them)
+        Index("ix_care_attempts_unsettled", "user_id", postgresql_where=text("outcome IS NULL"), sqlite_where=text("outcome IS NULL")),
+        Index("ix_care_attempts_at", "at"),  # the attempts of a period (reach)
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     task_id: int = Field(foreign_key="care_tasks.id", index=True, ondelete="CASCADE")

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from callcenter.calls import presenter as calls_presenter
 from callcenter.calls.control import WRAPUP_REASON
+from callcenter.care import reports as care_reports
 from callcenter.calls.models import IVR_ROUTES, AgentActivity, PauseReason, WAITING_STATES, AgentStatus, CallRecord
 from callcenter.elders.models import Elder
 from callcenter.stats import service as stats_service
@@ -89,9 +90,9 @@ def live(*, session: Session, settings, now: datetime) -> dict:
 
 
 def figures(*, session: Session, settings, now: datetime | None = None) -> dict:
-    """Today's KPIs (by hour and agent), the last hour's service level, orders and the IVR's
-    unconfirmed emergency drafts: what the page reloads after calls end, from a copy shared by all
-    screens (stats/api.py)."""
+    """Today's KPIs (by hour and agent), the last hour's service level, orders, the IVR's
+    unconfirmed emergency drafts and today's care calls (care/reports.py `today_tile`): what the
+    page reloads after calls end, from a copy shared by all screens (stats/api.py)."""
     tz, now = settings.tz, now or utcnow()
     today = now.astimezone(tz).date()
     threshold = settings.service_level_seconds
@@ -105,6 +106,7 @@ def figures(*, session: Session, settings, now: datetime | None = None) -> dict:
         "today": report["total"], "by_hour": report["by_hour"], "by_agent": report["by_agent"], "last_hour": last_hour,
         "orders": open_orders(session=session) | order_stats.created_on(session=session, tz=tz, day=today),
         "drafts": emergency_drafts(session=session, now=now),
+        "care": care_reports.today_tile(session=session, tz=tz, now=now),
     }
 
 
