@@ -23,16 +23,21 @@ from callcenter.config import Settings
 T = TypeVar("T")
 
 
+POOL_SIZE, POOL_OVERFLOW = 10, 20  # connections kept, and opened beyond them when busy: 30 at most per process
+
+
 def make_engine(url: str, timeout: int = 15) -> Engine:
     """Create the engine; SQLite gets WAL, enforced foreign keys and an index-friendly LIKE.
     PostgreSQL connections give up after `timeout` s when the server cannot be reached or the
     network to it goes silent mid-query (libpq's own defaults wait for TCP's retransmissions,
     a quarter of an hour, with the bridge's recording stalled meanwhile)."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=POOL_SIZE,
+                               max_overflow=POOL_OVERFLOW)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20, connect_args=postgres_timeouts(timeout))
+    return create_engine(url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=POOL_OVERFLOW,
+                         connect_args=postgres_timeouts(timeout))
 
 
 def postgres_timeouts(seconds: int) -> dict[str, int]:

@@ -16,7 +16,8 @@ from fastapi.staticfiles import StaticFiles
 from sqlalchemy import exc as sa_exc
 from starlette.concurrency import run_in_threadpool
 
-from callcenter import redis_conn
+from callcenter import admission, db, redis_conn
+from callcenter.admission import InFlightLimit
 from callcenter.auth import service as auth_service
 from callcenter.auth.api import router as auth_router
 from callcenter.auth.throttle import DeviceCookie, Limits, LoginThrottle
@@ -87,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_csrf_cookie(app, settings)
     _install_access_log(app)
     app.add_middleware(RefuseNul)
+    app.add_middleware(InFlightLimit, limit=db.POOL_SIZE + db.POOL_OVERFLOW - admission.SPARE_CONNECTIONS)
     app.add_middleware(BodyLimit, settings=settings)  # outside the app's parsing: refused before any
     _install_security_headers(app, settings)  # last added, so outermost: the refusals above carry the headers too
 
