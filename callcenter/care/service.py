@@ -186,6 +186,18 @@ def _confirmed_orders(since: datetime):
                    WorkOrder.status.in_(("completed", "closed"))))
 
 
+INGEST_OVERLAP = timedelta(days=2)  # calls recorded late (rebuilt from Asterisk's records after an outage)
+FIRST_INGEST = timedelta(days=400)
+
+
+def ingest_since(*, session: Session, now: datetime) -> datetime:
+    """Where the morning's ingest starts: two days before the newest contact it ever took in (the
+    sweep keeps up in between; the overlap catches calls recorded late; a worker down for a week
+    is caught up from there), or 400 days back the first time. Visits are recorded, not ingested."""
+    newest = session.execute(select(func.max(CareContact.at)).where(CareContact.kind != ContactKind.VISIT)).scalar()
+    return as_utc(newest) - INGEST_OVERLAP if newest is not None else now - FIRST_INGEST
+
+
 def record_visit_contact(*, session: Session, task: CareTask, at: datetime) -> None:
     """A visit made: a contact of its own kind (it also moves the visit clock)."""
     session.add(CareContact(elder_id=task.elder_id, kind=ContactKind.VISIT, source_id=task.id, at=at))
@@ -266,7 +278,7 @@ def make_day(*, session: Session, today: date, tz: ZoneInfo, now: datetime | Non
     """The morning's work: contacts ingested, plans recomputed, a task for each contact due by
     today that has no open task yet, then today's care calls shared among the agents on duty."""
     now = now or utcnow()
-    ingest_contacts(session=session, since=now - timedelta(days=400))
+    ingest_contacts(session=session, since=ingest_since(session=session, now=now))
     close_tasks_met_by_contacts(session=session)
     compute_plans(session=session, today=today, tz=tz)
     calls = _open_tasks_for_due(session=session, kind=TaskKind.CALL, due_column=CarePlan.call_due_on, today=today)

@@ -195,3 +195,22 @@ def test_three_misses_call_the_contacts_and_hurry_the_planned_visit(app, service
         escalated = session.get(CareTask, task["id"])
         visits = session.execute(select(CareTask).where(CareTask.kind == "visit")).scalars().all()
     assert escalated.status == "escalated" and len(visits) == 1  # the planned visit, hurried: not a second one
+
+
+def test_the_mornings_ingest_takes_calls_recorded_late_without_rereading_a_year(app, services, settings, console, agent):
+    add_rules(services, EMPTY_NEST)
+    elder = add_elder(services, "李奶奶", living="empty_nest", phone="+8613800000002")
+    answered_call_from(services, elder, utcnow() - timedelta(days=30))  # the first morning reads 400 days back
+    boss = supervisor(app, services)
+    boss.post("/api/care/day", json={})
+    plan = console.get(f"/api/care/elders/{elder}/plan").json()
+    assert len(plan["contacts"]) == 1
+    answered_call_from(services, elder, utcnow() - timedelta(days=40))  # before the newest contact less 2 days: not read again
+    late = utcnow() - timedelta(days=29)
+    answered_call_from(services, elder, late)  # recorded late (an outage), within the overlap
+    boss.post("/api/care/day", json={})
+    contacts = console.get(f"/api/care/elders/{elder}/plan").json()["contacts"]
+    assert len(contacts) == 2
+    with services.db.session_scope() as session:
+        answered_day = (late + timedelta(seconds=20)).astimezone(settings.tz).date()  # answered 20 s in
+        assert session.get(CarePlan, elder).call_due_on == answered_day + timedelta(days=7)
