@@ -55,12 +55,13 @@ from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, and_, case, cast, exists, func, literal, not_, or_, select
+from sqlalchemy import Date, and_, case, exists, func, literal, not_, or_, select
 from sqlalchemy.orm import aliased
 from sqlmodel import Session
 
 from callcenter.areas.models import Area
 from callcenter.auth.models import User
+from callcenter.care import sqldays
 from callcenter.care.models import (
     AttemptOutcome,
     CareAttempt,
@@ -104,34 +105,6 @@ def month_range(*, month: str | None, today: date) -> tuple[date, date]:
     return first, last
 
 
-# ---- SQL on both databases -----------------------------------------------------------------------
-
-def _dialect(session: Session) -> str:
-    return session.get_bind().dialect.name
-
-
-def _local_date(column, tz: ZoneInfo, dialect: str):
-    """SQL: the day (in the centre's zone) of a stored UTC time."""
-    if dialect == "postgresql":
-        return cast(func.timezone(str(tz), column), Date)
-    offset = tz.utcoffset(datetime(2026, 1, 1)).total_seconds() / 3600  # SQLite: the zone's fixed offset
-    return func.date(column, f"{offset:+.0f} hours")
-
-
-def _shift_days(day, days, dialect: str):
-    """SQL: `day` plus `days` (a column or a number; negative: before)."""
-    if dialect == "postgresql":
-        return day + days
-    return func.date(day, func.printf("%+d days", days))
-
-
-def _earlier(first, second, dialect: str):
-    """SQL: the earlier of two times, either of which may be NULL."""
-    if dialect == "postgresql":
-        return func.least(first, second)  # PostgreSQL's LEAST skips NULLs
-    return func.min(func.coalesce(first, second), func.coalesce(second, first))
-
-
 # ---- coverage ------------------------------------------------------------------------------------
 
 @dataclass
@@ -166,8 +139,8 @@ class CoverageTally:
 def _dues(*, session: Session, date_from: date, date_to: date):
     """SQL: one row per contact due in the period (elder, kind, due day), with when its first task
     was made, its highest risk and the earliest completion of its tasks."""
-    dialect = _dialect(session)
-    due_day = _shift_days(CareTask.due_on, -CareTask.overdue_days, dialect)
+    dialect = sqldays.dialect_of(session)
+    due_day = sqldays.shift_days(CareTask.due_on, -CareTask.overdue_days, dialect)
     return (select(CareTask.elder_id, CareTask.kind, due_day.label("due_day"), func.min(CareTask.created_at).label("since"),
                    func.max(CareTask.risk_level).label("risk_level"),
                    func.min(case((CareTask.status == TaskStatus.DONE, CareTask.closed_at))).label("done_at"))
@@ -183,7 +156,7 @@ def coverage_tallies(*, session: Session, tz: ZoneInfo, date_from: date, date_to
                      grace_days: int = GRACE_DAYS) -> dict[tuple[int | None, str], CoverageTally]:
     """Elders due in the period and their outcomes, per (community, risk level) (see the module's
     definitions)."""
-    dialect = _dialect(session)
+    dialect = sqldays.dialect_of(session)
     dues = _dues(session=session, date_from=date_from, date_to=date_to)
     first_contact = (select(func.min(CareContact.at))
                      .where(CareContact.elder_id == dues.c.elder_id, CareContact.at >= dues.c.since,
@@ -192,15 +165,15 @@ def coverage_tallies(*, session: Session, tz: ZoneInfo, date_from: date, date_to
     # A due whose task was done by its deadline is on time whatever contact came before: the
     # contacts are looked up only for the others (most dues, once the work is kept up).
     done_in_time = and_(dues.c.done_at.is_not(None),
-                        _local_date(dues.c.done_at, tz, dialect) <= _shift_days(dues.c.due_day, grace_days, dialect))
+                        sqldays.local_date(dues.c.done_at, tz, dialect) <= sqldays.shift_days(dues.c.due_day, grace_days, dialect))
     # OFFSET 0 keeps PostgreSQL from pulling the subquery up and evaluating the contact's
     # sub-select once per mention of its result below.
     contacted = (select(dues.c.elder_id, dues.c.kind, dues.c.due_day, dues.c.risk_level, dues.c.done_at,
                         case((done_in_time, None), else_=first_contact).label("contact_at"))
                  .offset(0).subquery("contacted"))
-    met_at = _earlier(contacted.c.contact_at, contacted.c.done_at, dialect)
-    deadline = _shift_days(contacted.c.due_day, grace_days, dialect)
-    outcome = case((and_(met_at.is_not(None), _local_date(met_at, tz, dialect) <= deadline), ON_TIME),
+    met_at = sqldays.earlier_of(contacted.c.contact_at, contacted.c.done_at, dialect)
+    deadline = sqldays.shift_days(contacted.c.due_day, grace_days, dialect)
+    outcome = case((and_(met_at.is_not(None), sqldays.local_date(met_at, tz, dialect) <= deadline), ON_TIME),
                    (met_at.is_not(None), LATE),
                    (deadline >= literal(today, Date), PENDING), else_=MISSING)
     per_due = (select(contacted.c.elder_id, contacted.c.kind, contacted.c.risk_level, outcome.label("outcome"))

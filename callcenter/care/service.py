@@ -19,6 +19,7 @@ from sqlmodel import Session
 
 from callcenter.auth.models import User
 from callcenter.calls.models import AgentActivity, AgentStatus, CallRecord
+from callcenter.care import sqldays
 from callcenter.care.models import (
     AttemptOutcome,
     CareAttempt,
@@ -154,7 +155,7 @@ def script_for(*, settings_row: CareSettings, elder_name: str, agent_name: str) 
 
 def _upsert_ignore(session: Session, table, rows_select, columns: list[str]) -> int:
     """INSERT … SELECT, skipping rows already there; how many were new."""
-    dialect = session.get_bind().dialect.name
+    dialect = sqldays.dialect_of(session)
     module = postgresql if dialect == "postgresql" else sqlite
     statement = module.insert(table).from_select(columns, rows_select).on_conflict_do_nothing().returning(table.c.id)
     return len(session.execute(statement).all())
@@ -205,25 +206,11 @@ def record_visit_contact(*, session: Session, task: CareTask, at: datetime) -> N
 
 # ---- plans ---------------------------------------------------------------------------------------
 
-def _local_date(column, tz: ZoneInfo, dialect: str):
-    """SQL: the day (in the centre's zone) of a stored UTC time."""
-    if dialect == "postgresql":
-        return cast(func.timezone(str(tz), column), Date)
-    offset = tz.utcoffset(datetime(2026, 1, 1)).total_seconds() / 3600  # SQLite: the zone's fixed offset
-    return func.date(column, f"{offset:+.0f} hours")
-
-
-def _plus_days(day_expr, days_expr, dialect: str):
-    if dialect == "postgresql":
-        return day_expr + days_expr
-    return func.date(day_expr, func.printf("%+d days", days_expr))
-
-
 def compute_plans(*, session: Session, today: date, tz: ZoneInfo) -> int:
     """Every active elder's plan from the rules and overrides, with the day each contact is due
     (never contacted: today), in one INSERT … SELECT; elders no rule covers lose their plan.
     Returns the number of elders in a plan."""
-    dialect = session.get_bind().dialect.name
+    dialect = sqldays.dialect_of(session)
     rules = active_rules(session=session)
     now = utcnow()
     if not rules:
@@ -245,7 +232,7 @@ def compute_plans(*, session: Session, today: date, tz: ZoneInfo) -> int:
 
     def due(last_at, every):
         return case((every.is_(None), None), (last_at.is_(None), today_literal),
-                    else_=_plus_days(_local_date(last_at, tz, dialect), every, dialect))
+                    else_=sqldays.shift_days(sqldays.local_date(last_at, tz, dialect), every, dialect))
 
     rows = (select(matched.c.elder_id, matched.c.rule_id, override.c.id, CareRule.risk_level, call_every, visit_every,
                    last.c.last_contact_at, last.c.last_visit_at, due(last.c.last_contact_at, call_every),
@@ -288,12 +275,9 @@ def make_day(*, session: Session, today: date, tz: ZoneInfo, now: datetime | Non
 
 
 def _open_tasks_for_due(*, session: Session, kind: str, due_column, today: date) -> int:
-    dialect = session.get_bind().dialect.name
+    dialect = sqldays.dialect_of(session)
     today_literal = literal(today, Date)
-    if dialect == "postgresql":
-        overdue = today_literal - due_column
-    else:
-        overdue = cast(func.julianday(today_literal) - func.julianday(due_column), CareTask.overdue_days.type)
+    overdue = sqldays.days_between(today_literal, due_column, dialect)
     already = exists().where(CareTask.elder_id == CarePlan.elder_id, CareTask.kind == kind,
                              CareTask.status == TaskStatus.OPEN)
     rows = (select(CarePlan.elder_id, literal(kind), literal(TaskSource.PLAN.value), literal(TaskStatus.OPEN.value),
