@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import redis
 from rq import SimpleWorker
+from rq.job import Job
 from sqlalchemy import select
 
 from callcenter.calls.models import CallRecord
@@ -103,15 +104,24 @@ def test_the_worker_closes_a_care_call_when_the_elder_calls_in_and_makes_the_day
     care_jobs.configure(settings)
     connection = redis.Redis.from_url(settings.redis_url)
     morning = utcnow().replace(hour=1, minute=30)  # 09:30 in Shanghai: after the care-call hours start
-    assert care_jobs.kick(connection, now=morning) == ["sweep", "make_day"]
-    assert care_jobs.kick(connection, now=morning + timedelta(minutes=5)) == []  # once a day, a sweep at most every 30 s
-    SimpleWorker([care_jobs.queue(connection)], connection=connection).work(burst=True)
+    night = utcnow().replace(hour=16, minute=30)  # 00:30 in Shanghai: before them
+    worker = SimpleWorker([care_jobs.queue(connection)], connection=connection)
+    assert care_jobs.kick(connection, now=night) == ["sweep"]
+    assert care_jobs.kick(connection, now=night) == []  # a sweep at most every 30 s
+    worker.work(burst=True)
+    assert console.get("/api/care/tasks/mine").json()["tasks"] == []  # no plan before the day starts
+    connection.delete(care_jobs.SWEEP_FLAG)
+    assert care_jobs.kick(connection, now=morning) == ["sweep"]
+    worker.work(burst=True)  # the sweep queues the day, the same burst makes it
     [task] = console.get("/api/care/tasks/mine").json()["tasks"]
 
     answered_call_from(services, elder, utcnow())  # the elder calls the hotline before we call them
     connection.delete(care_jobs.SWEEP_FLAG)
     assert care_jobs.kick(connection, now=morning + timedelta(minutes=6)) == ["sweep"]
-    SimpleWorker([care_jobs.queue(connection)], connection=connection).work(burst=True)
+    worker.work(burst=True)
+    finished = [Job.fetch(job_id, connection=connection).func_name
+                for job_id in care_jobs.queue(connection).finished_job_registry.get_job_ids()]
+    assert finished.count("callcenter.care.jobs.make_day") == 1 and finished.count("callcenter.care.jobs.sweep") == 3  # the day once
     assert console.get("/api/care/tasks/mine").json()["tasks"] == []
     with services.db.session_scope() as session:
         closed = session.get(CareTask, task["id"])

@@ -137,6 +137,7 @@ def test_callcenter_run_starts_a_killed_worker_again(settings, services, console
         assert again[0] in [w.pid for w in Worker.all(queue=jobs.queue(rq_redis))]
     finally:
         output = stop(run, *first, *again)  # each worker leads a process group of its own
+        print(output)  # shown when the test fails: what `callcenter run` and its workers said
     assert f"work-order worker (pid {first[0]}) exited (killed by SIGKILL); starting it again" in output
     assert f"work-order worker started again (pid {again[0]}" in output
     assert not children_of(run.pid)
