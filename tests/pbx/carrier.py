@@ -1,6 +1,6 @@
 """The carrier beyond the trunk, for the calls the hotline places (callbacks, care calls): a small
-UDP SIP user agent server at the trunk's contact (`sip:127.0.0.2`, port 5060) that answers each
-INVITE by the dialled number's last digit, the simulator's rule
+UDP SIP user agent server at the trunk's contact (`sip:<TRUNK_ADDRESS>`, a loopback address of
+the run's own, port 5060) that answers each INVITE by the dialled number's last digit, the simulator's rule
 (`callcenter.simulator.traffic.far_end_status`):
 
 - BUSY: 486 Busy Here (ACKed by Asterisk);

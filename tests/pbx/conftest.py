@@ -6,6 +6,7 @@ softphone in headless Chromium with fake media."""
 from __future__ import annotations
 
 import os
+import random
 import uuid
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +31,9 @@ pytestmark = pytest.mark.realpbx
 TIMEOUT = 20_000
 SECRET_KEY = "pbx-tier-secret-key-not-for-production"
 AGENTS = (("8001", "wangfang", "王芳"), ("8002", "lina", "李娜"))
-TRUNK_ADDRESS = "127.0.0.2"  # the carrier, on a loopback address of its own (agents come from 127.0.0.1)
+# The carrier, on a loopback address of its own (agents come from 127.0.0.1), one per run: the fake
+# carrier listens on its port 5060, so two tiers on one machine must not share it.
+TRUNK_ADDRESS = f"127.{random.randrange(1, 255)}.{random.randrange(0, 256)}.{random.randrange(2, 255)}"
 # Fake microphone and camera, no permission prompt; Chromium 156 refuses ws://127.0.0.1 from a
 # page without the last flag (Asterisk README).
 MEDIA_FLAGS = ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
