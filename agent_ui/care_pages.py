@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse
 from sqlalchemy import func, select
 
+from agent_ui import forms
 from agent_ui.manage import _done, _problem
 from agent_ui.pages import render
 from callcenter.areas import scope as areas_scope
@@ -60,12 +61,8 @@ def care_page(request: Request, session: DbSession, services: ServicesDep, user:
 
 
 def _int_or_none(text: str | None, field: str, label: str) -> int | None:
-    text = (text or "").strip()
-    if not text:
-        return None
-    if not text.isdigit():
-        raise FieldErrors.single(field, f"{label}应为整数：{text}")
-    return int(text)
+    """An optional whole number of a form (empty: None), checked as every page form's."""
+    return forms.integer_field(text, field, label) if (text or "").strip() else None
 
 
 async def _rule_fields(request: Request) -> dict:

@@ -39,7 +39,7 @@ from callcenter.care.models import (
 )
 from callcenter.elders.models import Elder, EmergencyContact
 from callcenter.errors import Conflict, FieldErrors, NotFound
-from callcenter.timeutil import as_utc, day_start_utc, utcnow
+from callcenter.timeutil import as_utc, utcnow
 
 ON_DUTY = (AgentActivity.READY, AgentActivity.RINGING, AgentActivity.IN_CALL, AgentActivity.WRAPUP, AgentActivity.PAUSED)
 BULK = {"synchronize_session": False}  # set-based statements: the session holds none of those rows
@@ -101,6 +101,8 @@ def check_rule(rule: CareRule) -> None:
         errors["risk_level"] = f"风险等级应为 {RiskLevel.choices()}"
     if not rule.name.strip():
         errors["name"] = "请填写规则名称"
+    if not 0 <= rule.position <= 1000:
+        errors["position"] = "顺序应在 0 到 1000 之间"
     if errors:
         raise FieldErrors(list(errors.items()))
 
@@ -413,12 +415,12 @@ def apply_call_outcomes(*, session: Session, tz: ZoneInfo, user_id: int | None =
     """Attempts whose call has ended get its outcome (and an attempt whose call never came, its
     agent-missed outcome); `user_id`: only that agent's. Returns how many were settled."""
     now = now or utcnow()
-    pending = select(CareAttempt).where(CareAttempt.outcome.is_(None))
+    pending = (select(CareAttempt, CallRecord).outerjoin(CallRecord, CallRecord.linkedid == CareAttempt.linkedid)
+               .where(CareAttempt.outcome.is_(None)))
     if user_id is not None:
         pending = pending.where(CareAttempt.user_id == user_id)
     settled = 0
-    for attempt in session.execute(pending.order_by(CareAttempt.id)).scalars().all():
-        call = session.execute(select(CallRecord).where(CallRecord.linkedid == attempt.linkedid)).scalars().first()
+    for attempt, call in session.execute(pending.order_by(CareAttempt.id)).all():
         if call is not None and call.state == "ended":
             attempt.call_id = call.id
             record_outcome(session=session, attempt=attempt, outcome=outcome_of(call), talk_seconds=call.talk_seconds, tz=tz,
@@ -516,10 +518,6 @@ def open_findings(*, session: Session, since: datetime) -> list[tuple[CareCheck,
         .where(CareCheck.needs_action, CareCheck.at >= since, or_(WorkOrder.id.is_(None), WorkOrder.status.in_(OPEN)))
         .order_by(CareCheck.at.desc()).limit(500)).all()
     return [(check, status) for check, status in rows]
-
-
-def day_bounds(day: date, tz: ZoneInfo) -> tuple[datetime, datetime]:
-    return day_start_utc(day, tz), day_start_utc(day + timedelta(days=1), tz)
 
 
 def cancel_open_tasks(*, session: Session, elder_id: int, why: str) -> int:
